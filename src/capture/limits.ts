@@ -1,0 +1,86 @@
+import { WirewatchError } from '../model/errors.js';
+
+/** Azure's defaults and maxima for a packet capture's limits (networkWatcher.json). */
+export const captureLimitBounds = {
+  bytesToCapturePerPacket: { default: 0, max: 4294967295 },
+  totalBytesPerSession: { default: 1073741824, max: 4294967295 },
+  timeLimitInSeconds: { default: 18000, max: 18000 },
+  fileCount: { default: 10, max: 10000 },
+  fileSizeInBytes: { default: 104857600, max: 4294967295 },
+  sessionTimeLimitInSeconds: { default: 86400, max: 604800 },
+} as const;
+
+export type CaptureLimitName = keyof typeof captureLimitBounds;
+
+/** The limits of one capture, resolved: every value present and within its bounds. */
+export interface CaptureLimits {
+  /** 0 = whole packet. */
+  readonly bytesToCapturePerPacket: number;
+  readonly totalBytesPerSession: number;
+  readonly timeLimitInSeconds: number;
+}
+
+export interface RingSettings {
+  readonly fileCount: number;
+  readonly fileSizeInBytes: number;
+  readonly sessionTimeLimitInSeconds: number;
+}
+
+/**
+ * Resolves one limit: absent → Azure's default; must be a whole number in 0..max. Zero keeps
+ * Azure's meaning where it has one (bytesToCapturePerPacket 0 = whole packet); for the other
+ * limits 0 would make a capture that can hold nothing, so it means "the maximum" — a capture is
+ * always bounded.
+ */
+export function resolveLimit(
+  name: CaptureLimitName,
+  value: unknown,
+  target: string = name,
+): number {
+  const bounds = captureLimitBounds[name];
+  if (value === undefined || value === null) return bounds.default;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > bounds.max) {
+    throw new WirewatchError(
+      'InvalidCaptureLimit',
+      `${target}: ${JSON.stringify(value)} is not a whole number from 0 to ${bounds.max}`,
+      { target },
+    );
+  }
+  if (value === 0 && name !== 'bytesToCapturePerPacket') return bounds.max;
+  return value;
+}
+
+export function resolveCaptureLimits(input: {
+  readonly bytesToCapturePerPacket?: unknown;
+  readonly totalBytesPerSession?: unknown;
+  readonly timeLimitInSeconds?: unknown;
+}): CaptureLimits {
+  return {
+    bytesToCapturePerPacket: resolveLimit('bytesToCapturePerPacket', input.bytesToCapturePerPacket),
+    totalBytesPerSession: resolveLimit('totalBytesPerSession', input.totalBytesPerSession),
+    timeLimitInSeconds: resolveLimit('timeLimitInSeconds', input.timeLimitInSeconds),
+  };
+}
+
+export function resolveRingSettings(
+  input: {
+    readonly fileCount?: unknown;
+    readonly fileSizeInBytes?: unknown;
+    readonly sessionTimeLimitInSeconds?: unknown;
+  } = {},
+  prefix = 'captureSettings.',
+): RingSettings {
+  return {
+    fileCount: resolveLimit('fileCount', input.fileCount, `${prefix}fileCount`),
+    fileSizeInBytes: resolveLimit(
+      'fileSizeInBytes',
+      input.fileSizeInBytes,
+      `${prefix}fileSizeInBytes`,
+    ),
+    sessionTimeLimitInSeconds: resolveLimit(
+      'sessionTimeLimitInSeconds',
+      input.sessionTimeLimitInSeconds,
+      `${prefix}sessionTimeLimitInSeconds`,
+    ),
+  };
+}

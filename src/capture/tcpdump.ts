@@ -1,0 +1,112 @@
+/**
+ * Everything wirewatch knows about the tcpdump process: where it is, how it is spawned (an
+ * argument array, never a shell), what its stderr means.
+ */
+import { access, constants } from 'node:fs/promises';
+import path from 'node:path';
+
+/** tcpdump's own ceiling for the snapshot length (MAXIMUM_SNAPLEN); `-s 0` means the same. */
+export const MAX_SNAPLEN = 262144;
+
+/** Counters tcpdump prints on SIGUSR1 and at exit. */
+export interface TcpdumpStats {
+  readonly captured: number;
+  readonly receivedByFilter: number;
+  readonly droppedByKernel: number;
+  readonly droppedByInterface: number;
+}
+
+const counters = {
+  captured: /(\d+) packets? captured/g,
+  receivedByFilter: /(\d+) packets? received by filter/g,
+  droppedByKernel: /(\d+) packets? dropped by kernel/g,
+  droppedByInterface: /(\d+) packets? dropped by interface/g,
+} as const;
+
+/** The newest counters in tcpdump's stderr, or undefined when it printed none yet. */
+export function parseTcpdumpStats(stderr: string): TcpdumpStats | undefined {
+  const last = (re: RegExp): number | undefined => {
+    let value: number | undefined;
+    for (const match of stderr.matchAll(re)) value = Number(match[1]);
+    return value;
+  };
+  const captured = last(counters.captured);
+  if (captured === undefined) return undefined;
+  return {
+    captured,
+    receivedByFilter: last(counters.receivedByFilter) ?? 0,
+    droppedByKernel: last(counters.droppedByKernel) ?? 0,
+    droppedByInterface: last(counters.droppedByInterface) ?? 0,
+  };
+}
+
+/** Why tcpdump (or `ip netns exec`) could not start, from its stderr. */
+export function explainTcpdumpFailure(stderr: string, iface: string, netns?: string): string {
+  const where = netns === undefined ? '' : ` in network namespace ${netns}`;
+  if (/Cannot open network namespace/.test(stderr)) {
+    return `network namespace ${netns ?? ''} does not exist`;
+  }
+  if (/No such device/.test(stderr)) return `interface ${iface} does not exist${where}`;
+  if (/not up/.test(stderr)) return `interface ${iface} is down${where}`;
+  if (/permission|Operation not permitted/i.test(stderr)) {
+    return `permission denied capturing on ${iface}${where} (run as root or grant CAP_NET_RAW and CAP_NET_ADMIN)`;
+  }
+  const line = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !l.startsWith('tcpdump: listening on'))
+    .at(-1);
+  return line === undefined
+    ? 'tcpdump exited without a message'
+    : `tcpdump: ${line.replace(/^tcpdump: /, '')}`;
+}
+
+/** Finds an executable on PATH (or checks an explicit path); undefined when there is none. */
+export async function findExecutable(
+  name: string,
+  searchPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+): Promise<string | undefined> {
+  const candidates = name.includes('/')
+    ? [name]
+    : [...searchPath.split(':'), '/usr/sbin', '/usr/bin', '/sbin'].map((dir) =>
+        path.join(dir, name),
+      );
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here; try the next folder
+    }
+  }
+  return undefined;
+}
+
+export interface TcpdumpArgsOptions {
+  readonly iface: string;
+  /** 1..MAX_SNAPLEN. */
+  readonly snaplen: number;
+  /** Kernel buffer in KiB (tcpdump -B). */
+  readonly bufferKiB: number;
+  /** '' for no filter. */
+  readonly bpf: string;
+}
+
+/** tcpdump's arguments: live capture, packet-buffered pcap on stdout, no name resolution. */
+export function tcpdumpArgs(options: TcpdumpArgsOptions): string[] {
+  const args = [
+    '-i',
+    options.iface,
+    '-n',
+    '-U',
+    '-w',
+    '-',
+    '-s',
+    String(options.snaplen),
+    '-B',
+    String(options.bufferKiB),
+  ];
+  // The expression is one argument generated from the typed filter model; `--` ends options.
+  if (options.bpf !== '') args.push('--', options.bpf);
+  return args;
+}

@@ -1,0 +1,160 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
+import { parseFilters } from '../capture/filter.js';
+import type { PacketCaptureFilter } from '../capture/filter-spec.js';
+import { resolveCaptureLimits, resolveRingSettings } from '../capture/limits.js';
+import { startCapture, type CaptureProgress, type CaptureResult } from '../capture/runner.js';
+import { WirewatchError } from '../model/errors.js';
+import { formatBytes, formatDuration } from './format.js';
+
+function wholeNumber(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
+  return Number(value);
+}
+
+function filtersJson(value: string): PacketCaptureFilter[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new InvalidArgumentError('expected a JSON array of filters');
+  }
+  if (!Array.isArray(parsed)) throw new InvalidArgumentError('expected a JSON array of filters');
+  return parsed as PacketCaptureFilter[];
+}
+
+interface CaptureLocalOptions {
+  interface: string;
+  netns?: string;
+  filters?: PacketCaptureFilter[];
+  bytesPerPacket?: number;
+  bytesPerSession?: number;
+  timeLimit?: number;
+  continuous?: boolean;
+  fileCount?: number;
+  fileSize?: number;
+  sessionTimeLimit?: number;
+  file: string;
+  captureRoot: string;
+  json?: boolean;
+}
+
+function progressLine(p: CaptureProgress): string {
+  return `capturing ${formatDuration(p.elapsedMs)}  packets ${p.packets}  ${formatBytes(p.bytes)}  kernel drops ${p.kernelDrops}`;
+}
+
+function summary(result: CaptureResult): string {
+  const lines = [
+    `stopped: ${result.stopReason}${result.error ? ` (${result.error.code}: ${result.error.message})` : ''}`,
+    `packets: ${result.packets} written, ${result.tcpdumpCaptured} captured, ${result.kernelDrops} dropped by kernel`,
+    `bytes:   ${result.bytes} (${formatBytes(result.bytes)})`,
+    `time:    ${formatDuration(result.elapsedMs)}`,
+    ...result.files.map((f) => `file:    ${f}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+/** `wirewatch capture-local`: one capture on this host, in the foreground. */
+export function captureLocalCommand(): Command {
+  return new Command('capture-local')
+    .description('run one capture on this host in the foreground, until a limit or Ctrl-C')
+    .requiredOption('-i, --interface <name>', 'interface to capture on')
+    .option('--netns <name>', 'network namespace the interface lives in')
+    .option(
+      '--filters <json>',
+      'Azure PacketCaptureFilter array, e.g. \'[{"protocol":"TCP","localPort":"80"}]\'',
+      filtersJson,
+    )
+    .option('--bytes-per-packet <n>', 'bytes kept per packet (0 = whole packet)', wholeNumber)
+    .option(
+      '--bytes-per-session <n>',
+      'largest capture file, bytes (default 1073741824)',
+      wholeNumber,
+    )
+    .option('--time-limit <seconds>', 'capture duration limit (default and max 18000)', wholeNumber)
+    .option('--continuous', 'continuous capture into a ring of files')
+    .option('--file-count <n>', 'ring: number of files kept (default 10, max 10000)', wholeNumber)
+    .option('--file-size <bytes>', 'ring: size of each file (default 104857600)', wholeNumber)
+    .option(
+      '--session-time-limit <seconds>',
+      'ring: session duration limit (default 86400, max 604800)',
+      wholeNumber,
+    )
+    .requiredOption('-f, --file <path>', 'capture file (.cap or .pcap) under the capture root')
+    .addOption(
+      new Option('--capture-root <dir>', 'folder every capture file must lie under').default(
+        DEFAULT_CAPTURE_ROOT,
+      ),
+    )
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+Example:
+  wirewatch capture-local -i eth0 --filters '[{"protocol":"TCP","localPort":"443"}]' \\
+    --time-limit 60 --file /var/captures/https.cap`,
+    )
+    .action(async (opts: CaptureLocalOptions) => {
+      const ringOptions = [opts.fileCount, opts.fileSize, opts.sessionTimeLimit];
+      if (!opts.continuous && ringOptions.some((v) => v !== undefined)) {
+        throw new WirewatchError(
+          'InvalidCaptureLimit',
+          '--file-count, --file-size and --session-time-limit need --continuous',
+        );
+      }
+      const filters = parseFilters(opts.filters);
+      const limits = resolveCaptureLimits({
+        bytesToCapturePerPacket: opts.bytesPerPacket,
+        totalBytesPerSession: opts.bytesPerSession,
+        timeLimitInSeconds: opts.timeLimit,
+      });
+      const ring = opts.continuous
+        ? resolveRingSettings(
+            {
+              fileCount: opts.fileCount,
+              fileSizeInBytes: opts.fileSize,
+              sessionTimeLimitInSeconds: opts.sessionTimeLimit,
+            },
+            '--',
+          )
+        : undefined;
+      const tty = process.stderr.isTTY;
+      const controller = new AbortController();
+      const onSignal = () => {
+        if (tty) process.stderr.write('\nstopping…\n');
+        controller.abort();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        const session = await startCapture({
+          interface: opts.interface,
+          ...(opts.netns === undefined ? {} : { netns: opts.netns }),
+          filters,
+          limits,
+          ...(ring === undefined ? {} : { ring }),
+          filePath: opts.file,
+          captureRoot: opts.captureRoot,
+          signal: controller.signal,
+          ...(tty
+            ? {
+                onProgress: (p: CaptureProgress) =>
+                  process.stderr.write(`\r\x1b[K${progressLine(p)}`),
+              }
+            : {}),
+        });
+        if (!tty) process.stderr.write(`capturing on ${opts.interface}\n`);
+        const result = await session.result;
+        if (tty) process.stderr.write('\r\x1b[K');
+        process.stdout.write(
+          opts.json
+            ? JSON.stringify({ ...result, error: result.error?.toBody().error }, null, 2) + '\n'
+            : summary(result),
+        );
+        if (result.stopReason === 'Error') process.exitCode = 1;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}

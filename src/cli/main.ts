@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { WirewatchError } from '../model/errors.js';
+import { captureLocalCommand } from './capture-local.js';
+
+/** Exit codes: 0 success, 1 refused or failed, 2 usage error. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = new Command('wirewatch')
+    .description('wirewatch: remotely started, filtered, bounded packet captures')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError(false)
+    .addCommand(captureLocalCommand());
+  for (const command of program.commands) command.exitOverride();
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof WirewatchError) {
+      process.stderr.write(`wirewatch: ${err.code}: ${err.message}\n`);
+      return err.status < 500 ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

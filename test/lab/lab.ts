@@ -1,0 +1,99 @@
+/**
+ * The test lab: network namespaces joined by veth pairs, with addresses only in 10.77.0.0/16 and
+ * fd77::/64 inside those namespaces. Nothing here touches the machine's own interfaces; every
+ * namespace is removed by `close()`, which tests call in `finally`/`afterAll`.
+ */
+import { randomInt } from 'node:crypto';
+import { run } from './exec.js';
+
+export interface LabHost {
+  /** The network namespace's name. */
+  readonly netns: string;
+  /** The lab interface inside the namespace. */
+  readonly iface: string;
+  readonly ipv4: string;
+  readonly ipv6: string;
+}
+
+export interface Lab {
+  readonly a: LabHost;
+  readonly b: LabHost;
+  /** Runs a command inside a host's namespace. */
+  exec(host: LabHost, file: string, args: readonly string[]): ReturnType<typeof run>;
+  close(): Promise<void>;
+}
+
+let sequence = 0;
+
+/** Creates two hosts, `a` and `b`, joined by one veth pair, with IPv4 and IPv6 addresses. */
+export async function createLab(): Promise<Lab> {
+  const id = `${process.pid % 100000}-${++sequence}`;
+  const subnet = randomInt(1, 255);
+  const hex = subnet.toString(16);
+  const a: LabHost = {
+    netns: `ww-${id}-a`,
+    iface: 'wwa0',
+    ipv4: `10.77.${subnet}.1`,
+    ipv6: `fd77::${hex}:1`,
+  };
+  const b: LabHost = {
+    netns: `ww-${id}-b`,
+    iface: 'wwb0',
+    ipv4: `10.77.${subnet}.2`,
+    ipv6: `fd77::${hex}:2`,
+  };
+  const created: string[] = [];
+  const close = async (): Promise<void> => {
+    // Deleting a namespace also deletes the veth end inside it (and so its peer).
+    for (const ns of created.splice(0)) {
+      await run('ip', ['netns', 'delete', ns], { check: false });
+    }
+  };
+  try {
+    for (const host of [a, b]) {
+      await run('ip', ['netns', 'add', host.netns]);
+      created.push(host.netns);
+    }
+    await run('ip', [
+      'link',
+      'add',
+      a.iface,
+      'netns',
+      a.netns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      b.iface,
+      'netns',
+      b.netns,
+    ]);
+    for (const host of [a, b]) {
+      const ipns = (args: string[]) => run('ip', ['-n', host.netns, ...args]);
+      await ipns(['addr', 'add', `${host.ipv4}/24`, 'dev', host.iface]);
+      await ipns(['-6', 'addr', 'add', `${host.ipv6}/64`, 'dev', host.iface, 'nodad']);
+      await ipns(['link', 'set', host.iface, 'up']);
+      await ipns(['link', 'set', 'lo', 'up']);
+      // Keep the lab quiet: no router solicitations or other IPv6 chatter that would make
+      // packet counts in captures depend on timing.
+      await run('ip', [
+        'netns',
+        'exec',
+        host.netns,
+        'sysctl',
+        '-q',
+        '-w',
+        `net.ipv6.conf.${host.iface}.router_solicitations=0`,
+      ]);
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    a,
+    b,
+    exec: (host, file, args) => run('ip', ['netns', 'exec', host.netns, file, ...args]),
+    close,
+  };
+}
