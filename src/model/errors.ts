@@ -11,6 +11,8 @@ export const errorCodes = {
   // Capture engine (the host side)
   CaptureFailed: { status: 500, area: 'capture' },
   LocalFileFailed: { status: 500, area: 'capture' },
+  // pcap files (reading, repairing, merging)
+  InvalidPcap: { status: 400, area: 'pcap' },
 } as const satisfies Record<string, { status: number; area: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

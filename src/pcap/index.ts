@@ -1,0 +1,58 @@
+/**
+ * wirewatch's pcap toolkit: streaming libpcap reading and writing, packet decoding down to the
+ * 5-tuple, and merging by timestamp.
+ */
+export type {
+  ByteOrder,
+  DecodedIcmp,
+  DecodedIp,
+  DecodedPacket,
+  DecodedTcp,
+  DecodedUdp,
+  PacketDirection,
+  PcapFileHeader,
+  PcapRecord,
+  TimestampPrecision,
+} from './types.js';
+export { LinkType } from './types.js';
+export {
+  FILE_HEADER_LENGTH,
+  MAGIC_MICRO,
+  MAGIC_NANO,
+  PCAPNG_MAGIC,
+  PCAP_VERSION_MAJOR,
+  PCAP_VERSION_MINOR,
+  RECORD_HEADER_LENGTH,
+  encodeFileHeader,
+  encodeRecordHeader,
+  fractionsPerSecond,
+  parseFileHeader,
+  readRecordHeader,
+} from './format.js';
+export type { RecordHeader } from './format.js';
+export {
+  MAX_CAPTURED_LENGTH_LIMIT,
+  MIN_CAPTURED_LENGTH_LIMIT,
+  createPcapParser,
+  openPcapFile,
+  readPcapFile,
+  repairPcapFile,
+} from './reader.js';
+export type {
+  OpenPcapFileOptions,
+  PcapFileReader,
+  PcapParser,
+  PcapParserEnd,
+  PcapParserOptions,
+  PcapRepairResult,
+} from './reader.js';
+export { createPcapWriter, encodeRecord } from './writer.js';
+export type {
+  EncodeRecordOptions,
+  PcapRecordInput,
+  PcapWriter,
+  PcapWriterOptions,
+} from './writer.js';
+export { decodePacket } from './decode.js';
+export { mergePcaps } from './merge.js';
+export type { MergePcapsOptions, MergePcapsResult } from './merge.js';

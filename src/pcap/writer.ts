@@ -1,0 +1,177 @@
+/**
+ * Streaming pcap writing: a file header, then one buffer per record, written to any Writable
+ * with its backpressure respected.
+ */
+import { finished } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
+import {
+  FILE_HEADER_LENGTH,
+  PCAP_VERSION_MAJOR,
+  PCAP_VERSION_MINOR,
+  RECORD_HEADER_LENGTH,
+  encodeFileHeader,
+  encodeRecordHeader,
+} from './format.js';
+import type { ByteOrder, PcapFileHeader, TimestampPrecision } from './types.js';
+
+/** A record to write: a `PcapRecord` without its capturedLength, which `data` gives. */
+export interface PcapRecordInput {
+  readonly tsSec: number;
+  /** Fraction of the second in the writer's precision. */
+  readonly tsFrac: number;
+  /** Bytes the packet had on the wire; defaults to `data.length`. */
+  readonly originalLength?: number;
+  readonly data: Buffer;
+}
+
+/** Options of {@link encodeRecord}. */
+export interface EncodeRecordOptions {
+  readonly byteOrder: ByteOrder;
+  /** Data beyond this many bytes is cut off, as a capture with this snaplen would have. */
+  readonly snaplen?: number;
+}
+
+/**
+ * Encodes one record (16-byte header and data) into a new buffer. The captured length is
+ * `data.length` (cut to `snaplen`); the original length is raised to at least that.
+ */
+export function encodeRecord(record: PcapRecordInput, options: EncodeRecordOptions): Buffer {
+  const { data } = record;
+  const capturedLength =
+    options.snaplen !== undefined && data.length > options.snaplen ? options.snaplen : data.length;
+  const originalLength = Math.max(record.originalLength ?? data.length, capturedLength);
+  const buf = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + capturedLength);
+  encodeRecordHeader(
+    { tsSec: record.tsSec, tsFrac: record.tsFrac, capturedLength, originalLength },
+    options.byteOrder,
+    buf,
+    0,
+  );
+  data.copy(buf, RECORD_HEADER_LENGTH, 0, capturedLength);
+  return buf;
+}
+
+/** Options of {@link createPcapWriter}. */
+export interface PcapWriterOptions {
+  /** LINKTYPE_* value of the packets (see `LinkType`). */
+  readonly linkType: number;
+  /** Largest number of bytes stored per packet; longer packets are cut. */
+  readonly snaplen: number;
+  /** Timestamp resolution of the records written; default `'micro'`. */
+  readonly precision?: TimestampPrecision;
+  /** Default `'LE'`. */
+  readonly byteOrder?: ByteOrder;
+}
+
+/** Writes a pcap stream; see {@link createPcapWriter}. */
+export interface PcapWriter {
+  readonly header: PcapFileHeader;
+  readonly recordsWritten: number;
+  /** Bytes handed to the output, file header included. */
+  readonly bytesWritten: number;
+  /**
+   * Writes one record. The promise resolves at once while the output has room and otherwise
+   * when it drains, so `await writer.write(r)` in a loop never buffers more than the output's
+   * highWaterMark. Calls that do not wait are still written in order.
+   *
+   * @throws (rejects) after {@link close}, or with the output's error once it has failed.
+   */
+  write(record: PcapRecordInput): Promise<void>;
+  /**
+   * Ends the output and resolves when it has flushed (`finish`). Safe to call more than once.
+   */
+  close(): Promise<void>;
+}
+
+const resolved = Promise.resolve();
+
+/**
+ * Creates a pcap writer on `output` and writes the file header at once.
+ *
+ * The writer owns `output` from then on: {@link PcapWriter.close} ends it. An error of
+ * `output` is caught and returned by the next `write` or `close`.
+ *
+ * @throws RangeError for a snaplen outside 1..2^32-1 or a link type outside 0..2^26-1.
+ */
+export function createPcapWriter(output: Writable, options: PcapWriterOptions): PcapWriter {
+  const { linkType, snaplen } = options;
+  if (!Number.isInteger(snaplen) || snaplen < 1 || snaplen > 0xffffffff) {
+    throw new RangeError(`snaplen must be an integer in 1..4294967295, got ${snaplen}`);
+  }
+  if (!Number.isInteger(linkType) || linkType < 0 || linkType > 0x03ffffff) {
+    throw new RangeError(`linkType must be an integer in 0..67108863, got ${linkType}`);
+  }
+  const header: PcapFileHeader = {
+    byteOrder: options.byteOrder ?? 'LE',
+    precision: options.precision ?? 'micro',
+    versionMajor: PCAP_VERSION_MAJOR,
+    versionMinor: PCAP_VERSION_MINOR,
+    snaplen,
+    linkType,
+  };
+  const encodeOptions: EncodeRecordOptions = { byteOrder: header.byteOrder, snaplen };
+
+  let failure: unknown;
+  let closing: Promise<void> | undefined;
+  let draining: Promise<void> | undefined;
+  let recordsWritten = 0;
+  let bytesWritten = FILE_HEADER_LENGTH;
+
+  output.on('error', (error) => {
+    failure ??= error;
+  });
+
+  function waitForDrain(): Promise<void> {
+    draining ??= new Promise<void>((resolve, reject) => {
+      const settle = (error?: unknown): void => {
+        output.off('drain', onDrain);
+        output.off('error', onError);
+        output.off('close', onClose);
+        draining = undefined;
+        if (error === undefined) resolve();
+        else reject(toError(error));
+      };
+      const onDrain = (): void => settle();
+      const onError = (error: unknown): void => settle(error);
+      const onClose = (): void =>
+        settle(failure ?? new Error('the pcap output closed before it drained'));
+      output.on('drain', onDrain);
+      output.on('error', onError);
+      output.on('close', onClose);
+    });
+    return draining;
+  }
+
+  output.write(encodeFileHeader(header));
+
+  return {
+    header,
+    get recordsWritten() {
+      return recordsWritten;
+    },
+    get bytesWritten() {
+      return bytesWritten;
+    },
+    write(record) {
+      if (failure !== undefined) return Promise.reject(toError(failure));
+      if (closing !== undefined) return Promise.reject(new Error('PcapWriter.write after close'));
+      const buf = encodeRecord(record, encodeOptions);
+      const hasRoom = output.write(buf);
+      recordsWritten++;
+      bytesWritten += buf.length;
+      return hasRoom ? resolved : waitForDrain();
+    },
+    close() {
+      closing ??= (async () => {
+        if (failure !== undefined) throw toError(failure);
+        output.end();
+        await finished(output, { readable: false });
+      })();
+      return closing;
+    },
+  };
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error('the pcap output failed', { cause: error });
+}
