@@ -86,6 +86,41 @@ export async function createLab(): Promise<Lab> {
         `net.ipv6.conf.${host.iface}.router_solicitations=0`,
       ]);
     }
+    // Static neighbours: no ARP or neighbour discovery, so captures hold only what tests send.
+    const macs = new Map<LabHost, string>();
+    for (const host of [a, b]) {
+      const { stdout } = await run('ip', [
+        '-n',
+        host.netns,
+        '-j',
+        'link',
+        'show',
+        'dev',
+        host.iface,
+      ]);
+      const [link] = JSON.parse(stdout) as { address: string }[];
+      macs.set(host, link!.address);
+    }
+    for (const [host, peer] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      for (const address of [peer.ipv4, peer.ipv6]) {
+        await run('ip', [
+          '-n',
+          host.netns,
+          'neigh',
+          'replace',
+          address,
+          'lladdr',
+          macs.get(peer)!,
+          'dev',
+          host.iface,
+          'nud',
+          'permanent',
+        ]);
+      }
+    }
   } catch (err) {
     await close();
     throw err;

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { explainTcpdumpFailure, parseTcpdumpStats, tcpdumpArgs } from './tcpdump.js';
+
+describe('tcpdump', () => {
+  it('reads the counters of SIGUSR1 and of the exit, newest last', () => {
+    const stderr = [
+      'tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 262144 bytes',
+      'tcpdump: 5 packets captured, 6 packets received by filter, 1 packet dropped by kernel',
+      '12 packets captured',
+      '13 packets received by filter',
+      '2 packets dropped by kernel',
+      '',
+    ].join('\n');
+    expect(parseTcpdumpStats(stderr)).toEqual({
+      captured: 12,
+      receivedByFilter: 13,
+      droppedByKernel: 2,
+      droppedByInterface: 0,
+    });
+    expect(parseTcpdumpStats('tcpdump: listening on eth0')).toBeUndefined();
+  });
+
+  it('explains start failures', () => {
+    expect(explainTcpdumpFailure('tcpdump: x0: No such device exists\n', 'x0', 'ns1')).toBe(
+      'interface x0 does not exist in network namespace ns1',
+    );
+    expect(explainTcpdumpFailure('tcpdump: lo: That device is not up', 'lo')).toBe(
+      'interface lo is down',
+    );
+    expect(
+      explainTcpdumpFailure("tcpdump: lo: You don't have permission to perform this capture", 'lo'),
+    ).toMatch(/^permission denied/);
+    expect(
+      explainTcpdumpFailure('Cannot open network namespace "n": No such file', 'lo', 'n'),
+    ).toBe('network namespace n does not exist');
+  });
+
+  it('passes the filter as one argument after --', () => {
+    expect(
+      tcpdumpArgs({ iface: 'eth0', snaplen: 96, bufferKiB: 4096, bpf: 'tcp and port 80' }),
+    ).toEqual([
+      '-i',
+      'eth0',
+      '-n',
+      '-U',
+      '-w',
+      '-',
+      '-s',
+      '96',
+      '-B',
+      '4096',
+      '--',
+      'tcp and port 80',
+    ]);
+    expect(tcpdumpArgs({ iface: 'eth0', snaplen: 96, bufferKiB: 4096, bpf: '' })).not.toContain(
+      '--',
+    );
+  });
+});
