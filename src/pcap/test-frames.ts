@@ -65,6 +65,17 @@ export function ipv6OptionsHeader(nextHeader: number, units = 1): Buffer {
   return h;
 }
 
+/** A type 0 routing header with one address and no segments left (24 bytes). */
+export function ipv6RoutingHeader(nextHeader: number): Buffer {
+  const h = Buffer.alloc(24);
+  h.writeUInt8(nextHeader, 0);
+  h.writeUInt8(2, 1);
+  h.writeUInt8(0, 2); // routing type 0
+  h.writeUInt8(0, 3); // segments left
+  writeUInt128BE(h, 0x20010db8000000000000000000000099n, 8);
+  return h;
+}
+
 export function ipv6FragmentHeader(
   nextHeader: number,
   offsetUnits: number,
@@ -139,7 +150,7 @@ export function ethernet(
 ): Buffer {
   const h = Buffer.alloc(12);
   Buffer.from([0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2]).copy(h);
-  const parts = [h];
+  const parts: Buffer[] = [h];
   for (const tag of tags) {
     const t = Buffer.alloc(4);
     t.writeUInt16BE(tag.tpid, 0);

@@ -7,8 +7,10 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPcapParser } from './reader.js';
 import { readFile } from 'node:fs/promises';
+import { decodePacket } from './decode.js';
+import { createPcapParser, openPcapFile } from './reader.js';
+import type { DecodedPacket } from './types.js';
 
 export const TSHARK = '/usr/bin/tshark';
 export const TCPDUMP = '/usr/bin/tcpdump';
@@ -45,12 +47,25 @@ export function runTool(command: string, args: readonly string[]): Promise<ToolR
   });
 }
 
+export interface TsharkOptions {
+  /** Print every occurrence of a field, comma-separated (default: the first only). */
+  readonly allOccurrences?: boolean;
+  /** More tshark arguments, e.g. `-o ip.defragment:FALSE`. */
+  readonly args?: readonly string[];
+}
+
 /**
  * Reads a file with tshark and returns one row per frame with the given fields (first
  * occurrence of each). Rejects if tshark fails or complains about the file.
  */
-export async function tsharkFields(file: string, fields: readonly string[]): Promise<string[][]> {
-  const args = ['-r', file, '-n', '-T', 'fields', '-E', 'occurrence=f', '-E', 'separator=\t'];
+export async function tsharkFields(
+  file: string,
+  fields: readonly string[],
+  options: TsharkOptions = {},
+): Promise<string[][]> {
+  const occurrence = options.allOccurrences === true ? 'a' : 'f';
+  const args = ['-r', file, '-n', '-T', 'fields', '-E', `occurrence=${occurrence}`];
+  args.push('-E', 'separator=\t', '-E', 'aggregator=,', ...(options.args ?? []));
   for (const field of fields) args.push('-e', field);
   const result = await runTool(TSHARK, args);
   // tshark always warns about running as root; anything else on stderr is a real complaint.
@@ -67,7 +82,10 @@ export async function tsharkFields(file: string, fields: readonly string[]): Pro
 }
 
 export interface TcpdumpCapture {
-  /** Waits until the file holds `count` records (or `timeoutMs` passes), then stops tcpdump. */
+  /**
+   * Waits until the file holds at least `count` records (or `timeoutMs` passes), then stops
+   * tcpdump and resolves with its exit status and stderr.
+   */
   stop(count: number, timeoutMs?: number): Promise<ToolResult>;
   /** Kills tcpdump if it is still running. Safe to call more than once. */
   kill(): void;
@@ -121,6 +139,8 @@ export async function startTcpdump(
       while (Date.now() < deadline && (await countRecords(file)) < count) {
         await new Promise((r) => setTimeout(r, 50));
       }
+      // Let tcpdump write what the kernel still holds for it.
+      await new Promise((r) => setTimeout(r, 200));
       child.kill('SIGINT');
       return exited;
     },
@@ -134,4 +154,134 @@ async function countRecords(file: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** Parses an IPv4 or IPv6 address as tshark prints it into the decoder's bigint. */
+export function parseIp(text: string): bigint {
+  if (text.includes('.')) {
+    return text.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+  }
+  const [head = '', tail] = text.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+/** The facts both tshark and the decoder give about a packet, as comparable strings. */
+export interface PacketSummary {
+  vlanIds: string;
+  direction: string;
+  ipVersion: string;
+  src: string;
+  dst: string;
+  ipLength: string;
+  srcPort: string;
+  dstPort: string;
+  tcpFlags: string;
+  seq: string;
+  ack: string;
+  payloadLength: string;
+  icmpType: string;
+  icmpCode: string;
+}
+
+const SUMMARY_FIELDS = [
+  'vlan.id',
+  'ieee8021ad.id',
+  'sll.pkttype',
+  'ip.src',
+  'ip.dst',
+  'ip.len',
+  'ipv6.src',
+  'ipv6.dst',
+  'ipv6.plen',
+  'tcp.srcport',
+  'tcp.dstport',
+  'tcp.flags',
+  'tcp.seq_raw',
+  'tcp.ack_raw',
+  'tcp.len',
+  'udp.srcport',
+  'udp.dstport',
+  'udp.length',
+  'icmp.type',
+  'icmp.code',
+  'icmpv6.type',
+  'icmpv6.code',
+] as const;
+
+const PKTTYPES = ['inbound', 'broadcast', 'multicast', 'otherhost', 'outbound'];
+
+/** Summaries of every packet of a file, as tshark decodes it (IP reassembly off). */
+export async function tsharkSummaries(file: string): Promise<PacketSummary[]> {
+  const rows = await tsharkFields(file, SUMMARY_FIELDS, {
+    allOccurrences: true,
+    args: ['-o', 'ip.defragment:FALSE', '-o', 'ipv6.defragment:FALSE'],
+  });
+  return rows.map((row) => {
+    // First occurrence of a field; vlan.id keeps them all.
+    const f = (name: (typeof SUMMARY_FIELDS)[number]): string =>
+      (row[SUMMARY_FIELDS.indexOf(name)] ?? '').split(',')[0] ?? '';
+    const v6 = f('ipv6.src') !== '' && f('ip.src') === '';
+    const tcpSeen = f('tcp.srcport') !== '';
+    const udpSeen = f('udp.srcport') !== '';
+    const pkttype = f('sll.pkttype');
+    return {
+      // tshark names 802.1ad service tags apart from 802.1Q tags; the lab's frames put them
+      // outermost, as switches do.
+      vlanIds: [row[1], row[0]].filter((ids) => ids !== undefined && ids !== '').join(','),
+      direction: pkttype === '' ? '' : (PKTTYPES[Number(pkttype)] ?? ''),
+      ipVersion: v6 ? '6' : f('ip.src') !== '' ? '4' : '',
+      src:
+        (v6 ? f('ipv6.src') : f('ip.src')) === ''
+          ? ''
+          : String(parseIp(v6 ? f('ipv6.src') : f('ip.src'))),
+      dst:
+        (v6 ? f('ipv6.dst') : f('ip.dst')) === ''
+          ? ''
+          : String(parseIp(v6 ? f('ipv6.dst') : f('ip.dst'))),
+      ipLength: v6 ? String(Number(f('ipv6.plen')) + 40) : f('ip.len'),
+      srcPort: tcpSeen ? f('tcp.srcport') : f('udp.srcport'),
+      dstPort: tcpSeen ? f('tcp.dstport') : f('udp.dstport'),
+      tcpFlags: tcpSeen ? String(parseInt(f('tcp.flags'), 16) & 0xff) : '',
+      seq: f('tcp.seq_raw'),
+      ack: tcpSeen ? f('tcp.ack_raw') : '',
+      payloadLength: tcpSeen ? f('tcp.len') : udpSeen ? String(Number(f('udp.length')) - 8) : '',
+      icmpType: v6 ? f('icmpv6.type') : f('icmp.type'),
+      icmpCode: v6 ? f('icmpv6.code') : f('icmp.code'),
+    };
+  });
+}
+
+/** The same summary from the decoder. */
+export function summarize(p: DecodedPacket): PacketSummary {
+  const ports = p.tcp ?? p.udp;
+  return {
+    vlanIds: p.vlanIds.join(','),
+    direction: p.direction ?? '',
+    ipVersion: p.ip === undefined ? '' : String(p.ip.version),
+    src: p.ip === undefined ? '' : String(p.ip.src),
+    dst: p.ip === undefined ? '' : String(p.ip.dst),
+    ipLength: p.ip === undefined ? '' : String(p.ip.length),
+    srcPort: ports === undefined ? '' : String(ports.srcPort),
+    dstPort: ports === undefined ? '' : String(ports.dstPort),
+    tcpFlags: p.tcp === undefined ? '' : String(p.tcp.flags),
+    seq: p.tcp === undefined ? '' : String(p.tcp.seq),
+    ack: p.tcp === undefined ? '' : String(p.tcp.ack),
+    payloadLength: ports === undefined ? '' : String(ports.payloadLength),
+    icmpType: p.icmp === undefined ? '' : String(p.icmp.type),
+    icmpCode: p.icmp === undefined ? '' : String(p.icmp.code),
+  };
+}
+
+/** Decodes every packet of a file with wirewatch's reader and decoder. */
+export async function decodeFile(file: string): Promise<DecodedPacket[]> {
+  const reader = await openPcapFile(file);
+  const packets: DecodedPacket[] = [];
+  for await (const r of reader.records) packets.push(decodePacket(reader.header.linkType, r.data));
+  return packets;
 }
