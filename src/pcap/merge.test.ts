@@ -143,6 +143,18 @@ describe('mergePcaps', () => {
     ]);
   });
 
+  it('carries fractions of a second beyond one second into the seconds', async () => {
+    const a = await writePcap(dir, { name: 'a', precision: 'micro', times: [[1, 2_500_000]] });
+    const b = await writePcap(dir, { name: 'b', precision: 'nano', times: [[2, 0xffffffff]] });
+    const out = join(dir, 'merged.pcap');
+    await mergePcaps([a, b], createWriteStream(out));
+    const { records } = await readAll(out);
+    expect(records.map((r) => [labelOf(r), r.tsSec, r.tsFrac])).toEqual([
+      ['a#0', 3, 500_000_000],
+      ['b#0', 6, 294_967_295],
+    ]);
+  });
+
   it('streams large inputs', async () => {
     const many = (offset: number): [number, number][] =>
       Array.from({ length: 5000 }, (_, i): [number, number] => [i, offset]);

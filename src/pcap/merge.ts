@@ -22,8 +22,13 @@ export interface MergePcapsResult {
   readonly precision: TimestampPrecision;
 }
 
+const NS_PER_SECOND = 1_000_000_000;
+const MAX_UINT32 = 0xffffffff;
+
 interface Head {
   readonly record: PcapRecord;
+  /** The record's seconds, plus any whole seconds its fraction held. */
+  readonly tsSec: number;
   /** Nanoseconds within the second, whatever the input's precision. */
   readonly fracNs: number;
   /** Position of the input in the list: breaks ties, so equal timestamps keep input order. */
@@ -85,7 +90,12 @@ export async function mergePcaps(
       const iterator = iterators[input];
       const next = await iterator?.next();
       if (next === undefined || next.done === true) return;
-      heap.push({ record: next.value, fracNs: next.value.tsFrac * (toNs[input] ?? 1), input });
+      const record = next.value;
+      // Files from the wild can hold fractions of a second beyond 1 s; carry them over so
+      // that they sort right and fit the output's 32-bit fields.
+      const ns = record.tsFrac * (toNs[input] ?? 1);
+      const tsSec = Math.min(record.tsSec + Math.floor(ns / NS_PER_SECOND), MAX_UINT32);
+      heap.push({ record, tsSec, fracNs: ns % NS_PER_SECOND, input });
     };
     for (const reader of readers) iterators.push(reader.records[Symbol.asyncIterator]());
     for (let i = 0; i < iterators.length; i++) await advance(i);
@@ -95,8 +105,8 @@ export async function mergePcaps(
       signal?.throwIfAborted();
       const { record } = head;
       await writer.write({
-        tsSec: record.tsSec,
-        tsFrac: precision === 'nano' ? head.fracNs : record.tsFrac,
+        tsSec: head.tsSec,
+        tsFrac: precision === 'nano' ? head.fracNs : head.fracNs / 1000,
         originalLength: record.originalLength,
         data: record.data,
       });
@@ -115,7 +125,7 @@ export async function mergePcaps(
 }
 
 function before(a: Head, b: Head): boolean {
-  if (a.record.tsSec !== b.record.tsSec) return a.record.tsSec < b.record.tsSec;
+  if (a.tsSec !== b.tsSec) return a.tsSec < b.tsSec;
   if (a.fracNs !== b.fracNs) return a.fracNs < b.fracNs;
   return a.input < b.input;
 }

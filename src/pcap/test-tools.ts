@@ -110,7 +110,10 @@ export async function startTcpdump(
   const exited = new Promise<ToolResult>((resolve) => {
     child.on('close', (code, signal) => resolve({ code, signal, stdout: '', stderr }));
   });
-  await new Promise<void>((resolve, reject) => {
+  const kill = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  const listening = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${stderr}`)), 10_000);
     child.stderr?.setEncoding('utf8').on('data', (s: string) => {
       stderr += s;
@@ -128,10 +131,13 @@ export async function startTcpdump(
       reject(new Error(`tcpdump exited early (${r.code}): ${r.stderr}`));
     });
   });
+  try {
+    await listening;
+  } catch (error) {
+    kill();
+    throw error;
+  }
 
-  const kill = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
   return {
     kill,
     async stop(count, timeoutMs = 10_000) {

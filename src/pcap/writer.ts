@@ -34,6 +34,8 @@ export interface EncodeRecordOptions {
 /**
  * Encodes one record (16-byte header and data) into a new buffer. The captured length is
  * `data.length` (cut to `snaplen`); the original length is raised to at least that.
+ *
+ * @throws RangeError if tsSec, tsFrac or originalLength is not an unsigned 32-bit integer.
  */
 export function encodeRecord(record: PcapRecordInput, options: EncodeRecordOptions): Buffer {
   const { data } = record;
@@ -74,7 +76,8 @@ export interface PcapWriter {
    * when it drains, so `await writer.write(r)` in a loop never buffers more than the output's
    * highWaterMark. Calls that do not wait are still written in order.
    *
-   * @throws (rejects) after {@link close}, or with the output's error once it has failed.
+   * @throws (rejects) after {@link close}, with the output's error once it has failed, or with
+   *   a RangeError for a field that does not fit its 32 bits (the record is then not written).
    */
   write(record: PcapRecordInput): Promise<void>;
   /**
@@ -155,7 +158,12 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
     write(record) {
       if (failure !== undefined) return Promise.reject(toError(failure));
       if (closing !== undefined) return Promise.reject(new Error('PcapWriter.write after close'));
-      const buf = encodeRecord(record, encodeOptions);
+      let buf: Buffer;
+      try {
+        buf = encodeRecord(record, encodeOptions);
+      } catch (error) {
+        return Promise.reject(toError(error));
+      }
       const hasRoom = output.write(buf);
       recordsWritten++;
       bytesWritten += buf.length;
