@@ -193,7 +193,7 @@ function parseIpField(value: unknown, target: string): IpSet | undefined {
 
 function parseIpToken(token: string, target: string): IpRange {
   const bad = (what: string, reason: string): WirewatchError =>
-    invalid(target, `${target}: ${quote(token)} is not ${what}: ${reason}`);
+    invalid(target, `${target}: ${quote(token)} is not ${what}: ${reason} (${ADDRESS_RULE})`);
 
   if (token.includes('/')) {
     const cidr = tryParseCidr(token);
@@ -245,6 +245,7 @@ function normalizeIpRanges(ranges: readonly IpRange[]): IpRange[] {
   return out;
 }
 
+const ADDRESS_RULE = 'expected ADDRESS, FIRST-LAST or ADDRESS/PREFIX, with IPv4 or IPv6 addresses';
 const PORT = /^(0|[1-9][0-9]{0,4})$/;
 const PORT_RULE = 'expected N or N-M, 0 ≤ N ≤ M ≤ 65535, without leading zeros';
 

@@ -191,6 +191,9 @@ export function tryParseCidr(text: string): ParseResult<Cidr> {
   if (slash < 0) {
     return fail('a CIDR block is ADDRESS/PREFIX');
   }
+  if (slash === 0) {
+    return fail('a CIDR block is ADDRESS/PREFIX; the address is missing');
+  }
   const address = tryParseIpAddress(text.slice(0, slash));
   if (!address.ok) {
     return address;
