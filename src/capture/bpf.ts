@@ -9,6 +9,12 @@
  * match)). Which side is local is decided, in order, by the filter's localIPAddress set, else
  * by the host's addresses on the capture interface, else (no host addresses known) by the
  * kernel's packet direction (`outbound` / `inbound`, Linux live captures only).
+ *
+ * No `vlan` keyword is emitted. On a live Linux capture the kernel usually holds 802.1Q tags
+ * in packet metadata (VLAN acceleration, hardware or software) when the filter runs, so
+ * tagged traffic is filtered by its IP packet; a tag left inline (e.g. `ethtool -K … txvlan
+ * off`, libpcap issue #1317) or a saved file makes these expressions skip the frame.
+ * match.ts follows the common live case.
  */
 import type { FilterSpec, HostAddress, IpFamily, PortSet } from './filter-spec.js';
 import { families } from './filter.js';

@@ -22,9 +22,12 @@
  *   the upper layer: libpcap's `tcp`, `udp` and ports do not see through them, while the
  *   decoder reports the upper-layer protocol; the matcher then says yes where BPF says no.
  * - VLAN-tagged frames: the matcher looks at the IP packet inside the tags. That is what
- *   the kernel filter sees on a live Linux capture (tags are moved into packet metadata
- *   before the filter runs and put back by libpcap), but not what tcpdump does when it
- *   filters a saved file, where the EtherType at offset 12 is 0x8100 and nothing matches.
+ *   the kernel filter usually sees on a live Linux capture (the tag sits in packet metadata
+ *   when the filter runs, and libpcap puts it back into the saved frame; see libpcap PR #583),
+ *   but not what tcpdump does when it filters a saved file, or a live frame whose tag stayed
+ *   inline: the EtherType at offset 12 is then 0x8100 and no `ip`/`tcp` term matches.
+ * - Truncated packets: libpcap reads ports from 4 captured transport bytes, the decoder needs
+ *   14 (TCP) or 8 (UDP) before it reports ports.
  */
 import type { DecodedPacket } from '../pcap/types.js';
 import type { FilterSpec, HostAddress, IpSet, PortSet } from './filter-spec.js';
