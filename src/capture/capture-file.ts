@@ -38,6 +38,17 @@ export class CaptureFile {
     return this.#size;
   }
 
+  /** The descriptor, for a writer in another process (tcpdump's stdout). */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  /** Re-reads the size from the disk, for a file another process writes to. */
+  async refreshSize(): Promise<number> {
+    if (!this.#closed) this.#size = (await this.handle.stat()).size;
+    return this.#size;
+  }
+
   /** Appends whole records; on failure the file is cut back to its previous size. */
   async append(bytes: Buffer): Promise<void> {
     let written = 0;

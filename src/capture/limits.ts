@@ -3,10 +3,10 @@ import { WirewatchError } from '../model/errors.js';
 /** Azure's defaults and maxima for a packet capture's limits (networkWatcher.json). */
 export const captureLimitBounds = {
   bytesToCapturePerPacket: { default: 0, max: 4294967295 },
-  totalBytesPerSession: { default: 1073741824, max: 4294967295 },
+  totalBytesPerSession: { default: 1073741824, max: 4294967295, min: 24 },
   timeLimitInSeconds: { default: 18000, max: 18000 },
   fileCount: { default: 10, max: 10000 },
-  fileSizeInBytes: { default: 104857600, max: 4294967295 },
+  fileSizeInBytes: { default: 104857600, max: 4294967295, min: 24 },
   sessionTimeLimitInSeconds: { default: 86400, max: 604800 },
 } as const;
 
@@ -37,7 +37,7 @@ export function resolveLimit(
   value: unknown,
   target: string = name,
 ): number {
-  const bounds = captureLimitBounds[name];
+  const bounds: { default: number; max: number; min?: number } = captureLimitBounds[name];
   if (value === undefined || value === null) return bounds.default;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > bounds.max) {
     throw new WirewatchError(
@@ -47,6 +47,13 @@ export function resolveLimit(
     );
   }
   if (value === 0 && name !== 'bytesToCapturePerPacket') return bounds.max;
+  if (bounds.min !== undefined && value < bounds.min) {
+    throw new WirewatchError(
+      'InvalidCaptureLimit',
+      `${target}: ${value} is too small: a capture file needs at least ${bounds.min} bytes for its pcap header (0 means the maximum)`,
+      { target },
+    );
+  }
   return value;
 }
 

@@ -4,9 +4,12 @@
  * here, where every byte passes: snaplen (by tcpdump), total bytes, time, continuous ring.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { access, rm } from 'node:fs/promises';
+import { access, mkdtemp, rm, stat, statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { WirewatchError } from '../model/errors.js';
 import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../pcap/format.js';
+import { repairPcapFile } from '../pcap/reader.js';
 import { compileBpf } from './bpf.js';
 import { CaptureFile } from './capture-file.js';
 import { DEFAULT_CAPTURE_ROOT, prepareCapturePath } from './capture-path.js';
@@ -19,9 +22,11 @@ import {
 import type { CaptureLimits, RingSettings } from './limits.js';
 import { captureLimitBounds } from './limits.js';
 import { RingBuffer, ringFileName } from './ring-buffer.js';
+import { TcpdumpLog } from './tcpdump-log.js';
 import {
   explainTcpdumpFailure,
   findExecutable,
+  KERNEL_BLOCK_TIMEOUT_MS,
   MAX_SNAPLEN,
   parseTcpdumpStats,
   tcpdumpArgs,
@@ -88,6 +93,8 @@ export interface CaptureOptions {
   readonly signal?: AbortSignal;
   readonly spawn?: SpawnFunction;
   readonly clock?: Clock;
+  /** How long a stop waits for the kernel to hand over captured packets (default 1200 ms). */
+  readonly drainMs?: number;
   /** How long tcpdump may take to open the interface. */
   readonly startTimeoutMs?: number;
 }
@@ -98,32 +105,18 @@ const systemClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
-/** Where packets go: one bounded file, or a ring. */
+/** Where a continuous capture's packets go. */
 interface Output {
   readonly files: readonly string[];
   readonly bytes: number;
-  /** Bytes the output can take before the next record needs a new file or the session ends. */
+  /** Bytes the current file can take before the next record needs a new file. */
   room(): number;
-  /** False only while a ring's current file is empty: a record too big for any file goes there. */
+  /** False only while the current file is empty: a record too big for any file goes there. */
   mustFit(): boolean;
   append(bytes: Buffer, records: number): Promise<void>;
-  /** For a ring: start the next file and return true; a single file returns false. */
-  next(): Promise<boolean>;
+  /** Closes the current file and starts the next. */
+  next(): Promise<void>;
   close(): Promise<void>;
-}
-
-function singleFile(file: CaptureFile, limit: number): Output {
-  return {
-    files: [file.path],
-    get bytes() {
-      return file.size;
-    },
-    room: () => limit - file.size,
-    mustFit: () => true,
-    append: (bytes) => file.append(bytes),
-    next: () => Promise.resolve(false),
-    close: () => file.close(),
-  };
 }
 
 function ringOutput(ring: RingBuffer): Output {
@@ -138,10 +131,7 @@ function ringOutput(ring: RingBuffer): Output {
     // A record larger than a whole file still gets an empty file to itself.
     mustFit: () => ring.hasRecords,
     append: (bytes, records) => ring.append(bytes, records),
-    next: async () => {
-      await ring.rotate();
-      return true;
-    },
+    next: () => ring.rotate(),
     close: () => ring.close(),
   };
 }
@@ -162,11 +152,16 @@ export class CaptureSession {
   readonly #clock: Clock;
   readonly #limits: CaptureLimits;
   #child: ChildProcess | undefined;
-  #stderr = '';
+  #log: TcpdumpLog | undefined;
+  #workDir: string | undefined;
   #stats: TcpdumpStats | undefined;
-  #output: Output | undefined;
-  #pendingFile: CaptureFile | undefined;
+  /** Single-file mode: the file tcpdump writes to directly. */
+  #file: CaptureFile | undefined;
+  /** Continuous mode: the ring Node writes the stream into. */
+  #ring: Output | undefined;
   #packets = 0;
+  /** Single-file mode: the file's size once tcpdump is done and the file is repaired. */
+  #finalBytes: number | undefined;
   #startedAt = new Date(0);
   #startedMs = 0;
   #stopReason: StopReason | undefined;
@@ -196,11 +191,15 @@ export class CaptureSession {
     return this.#result;
   }
 
-  /** What has been written so far. */
+  /**
+   * What has been captured so far. In single-file mode packets are tcpdump's own count (its
+   * output is buffered, so the file may trail by a few KiB until the capture ends).
+   */
   progress(): CaptureProgress {
+    const packets = this.#ring === undefined ? (this.#stats?.captured ?? 0) : this.#packets;
     return {
-      packets: this.#packets,
-      bytes: this.#output?.bytes ?? 0,
+      packets,
+      bytes: this.#ring?.bytes ?? this.#finalBytes ?? this.#file?.size ?? 0,
       kernelDrops: this.#stats?.droppedByKernel ?? 0,
       receivedByFilter: this.#stats?.receivedByFilter ?? 0,
       elapsedMs: this.#startedMs === 0 ? 0 : this.#clock.now() - this.#startedMs,
@@ -225,8 +224,9 @@ export class CaptureSession {
       throw new WirewatchError('CaptureFailed', message, target === undefined ? {} : { target });
     };
     if (o.signal?.aborted) fail('the capture was cancelled before it started');
-    if (!isValidInterfaceName(o.interface))
+    if (!isValidInterfaceName(o.interface)) {
       fail(`"${o.interface}" is not an interface name`, 'interface');
+    }
     if (o.netns !== undefined) {
       if (!isValidNetnsName(o.netns)) fail(`"${o.netns}" is not a network namespace name`, 'netns');
       await access(`/run/netns/${o.netns}`).catch(() =>
@@ -244,18 +244,6 @@ export class CaptureSession {
     const hostAddresses = await interfaceAddresses(o.interface, o.netns);
     const bpf = compileBpf(o.filters ?? [], { hostAddresses });
 
-    // Claim the file name now, so that a clash is reported before capturing starts.
-    const firstFile = o.ring === undefined ? filePath : ringFileName(filePath, 1);
-    await access(firstFile).then(
-      () => {
-        throw new WirewatchError('LocalFileFailed', `${firstFile} already exists`, {
-          target: 'filePath',
-        });
-      },
-      () => undefined,
-    );
-    if (o.ring === undefined) this.#pendingFile = await CaptureFile.create(filePath);
-
     const per = this.#limits.bytesToCapturePerPacket;
     const args = tcpdumpArgs({
       iface: o.interface,
@@ -263,18 +251,48 @@ export class CaptureSession {
       bufferKiB: o.bufferKiB ?? 8192,
       bpf,
     });
-    const [command, commandArgs] =
-      o.netns === undefined
-        ? [tcpdump!, args]
-        : ['ip', ['netns', 'exec', o.netns, tcpdump!, ...args]];
-    const spawn = o.spawn ?? nodeSpawn;
+    // setpriv --pdeathsig: if this process dies, tcpdump gets SIGINT, flushes and exits
+    // instead of capturing on with nobody to stop it.
+    const setpriv = await findExecutable('setpriv');
+    const capture = [
+      ...(setpriv === undefined ? [] : [setpriv, '--pdeathsig', 'INT']),
+      tcpdump!,
+      ...args,
+    ];
+    const [command, ...commandArgs] =
+      o.netns === undefined ? capture : ['ip', 'netns', 'exec', o.netns, ...capture];
+
     try {
-      const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+      this.#workDir = await mkdtemp(path.join(tmpdir(), 'wirewatch-tcpdump-'));
+      this.#log = await TcpdumpLog.create(path.join(this.#workDir, 'stderr'));
+      // Single file: tcpdump writes the capture file itself, exactly as a bare `tcpdump -w`
+      // would, so capturing costs no more than tcpdump; limits are enforced around it. A ring
+      // needs exact file boundaries, so its stream passes through Node.
+      let stdout: number | 'pipe' = 'pipe';
+      if (o.ring === undefined) {
+        this.#file = await CaptureFile.create(filePath);
+        stdout = this.#file.fd;
+      } else {
+        await access(ringFileName(filePath, 1)).then(
+          () => {
+            throw new WirewatchError(
+              'LocalFileFailed',
+              `${ringFileName(filePath, 1)} already exists`,
+              {
+                target: 'filePath',
+              },
+            );
+          },
+          () => undefined,
+        );
+      }
+      const spawn = o.spawn ?? nodeSpawn;
+      const child = spawn(command!, commandArgs, { stdio: ['ignore', stdout, this.#log.fd] });
       this.#child = child;
       await this.#waitUntilListening(child, o.startTimeoutMs ?? 15_000);
     } catch (err) {
-      await this.#pendingFile?.close().catch(() => undefined);
-      if (this.#pendingFile !== undefined) await rm(filePath, { force: true });
+      await this.#cleanUp();
+      if (this.#file !== undefined) await rm(filePath, { force: true });
       throw err;
     }
     this.#startedAt = new Date(this.#clock.now());
@@ -285,118 +303,159 @@ export class CaptureSession {
     this.#timers.push(
       this.#clock.setTimeout(() => this.#requestStop('TimeExceeded'), seconds * 1000),
     );
-    this.#scheduleProgress();
+    this.#scheduleTicks();
     if (o.signal !== undefined) {
       this.#abortListener = () => this.#requestStop('ManualIntervention');
       o.signal.addEventListener('abort', this.#abortListener, { once: true });
     }
   }
 
-  #waitUntilListening(child: ChildProcess, timeoutMs: number): Promise<void> {
+  async #waitUntilListening(child: ChildProcess, timeoutMs: number): Promise<void> {
     const o = this.#options;
-    return new Promise<void>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(() => {
+    let exited = false;
+    let spawnError: Error | undefined;
+    child.once('exit', () => (exited = true));
+    child.once('error', (err) => (spawnError = err));
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = await this.#log!.refresh();
+      if (text.includes('listening on')) return;
+      if (spawnError !== undefined) {
+        throw new WirewatchError('CaptureFailed', `cannot run tcpdump: ${spawnError.message}`, {
+          cause: spawnError,
+        });
+      }
+      if (exited) {
+        await this.#log!.refresh();
+        throw new WirewatchError(
+          'CaptureFailed',
+          explainTcpdumpFailure(this.#log!.text, o.interface, o.netns),
+        );
+      }
+      if (Date.now() > deadline) {
         child.kill('SIGKILL');
-        done(new WirewatchError('CaptureFailed', `tcpdump did not start within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onData = (chunk: Buffer) => {
-        this.#stderr += chunk.toString('utf8');
-        if (this.#stderr.includes('listening on')) done();
-      };
-      const onExit = () => {
-        done(
-          new WirewatchError(
-            'CaptureFailed',
-            explainTcpdumpFailure(this.#stderr, o.interface, o.netns),
-          ),
-        );
-      };
-      const onError = (cause: Error) => {
-        done(
-          new WirewatchError('CaptureFailed', `cannot run tcpdump: ${cause.message}`, { cause }),
-        );
-      };
-      const done = (err?: WirewatchError) => {
-        this.#clock.clearTimeout(timer);
-        child.off('exit', onExit).off('error', onError);
-        if (err === undefined) resolve();
-        else reject(err);
-      };
-      child.stderr!.on('data', onData);
-      child.once('exit', onExit).once('error', onError);
-    }).then(() => {
-      // Keep collecting stderr (counters, late errors), but only its tail.
-      child.stderr!.removeAllListeners('data');
-      child.stderr!.on('data', (chunk: Buffer) => {
-        this.#stderr = (this.#stderr + chunk.toString('utf8')).slice(-16384);
-        this.#stats = parseTcpdumpStats(this.#stderr) ?? this.#stats;
-      });
-    });
+        throw new WirewatchError('CaptureFailed', `tcpdump did not start within ${timeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
-  #scheduleProgress(): void {
+  /** Watches the limits tcpdump cannot enforce itself, and reports progress. */
+  #scheduleTicks(): void {
     const interval = this.#options.progressIntervalMs ?? 1000;
-    const tick = () => {
+    const watchEvery = Math.min(interval, 100);
+    let sinceProgress = 0;
+    const tick = async () => {
       if (this.#stopReason !== undefined) return;
-      // SIGUSR1 makes tcpdump print its counters (kernel drops) on stderr.
-      this.#child?.kill('SIGUSR1');
-      this.#options.onProgress?.(this.progress());
-      this.#timers.push(this.#clock.setTimeout(tick, interval));
+      await this.#watchFile();
+      sinceProgress += watchEvery;
+      if (sinceProgress >= interval && this.#stopReason === undefined) {
+        sinceProgress = 0;
+        this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
+        // SIGUSR1 makes tcpdump print its counters (captured, kernel drops) for the next tick.
+        this.#child?.kill('SIGUSR1');
+        this.#options.onProgress?.(this.progress());
+      }
+      if (this.#stopReason === undefined)
+        this.#timers.push(this.#clock.setTimeout(run, watchEvery));
     };
-    this.#timers.push(this.#clock.setTimeout(tick, interval));
+    const run = () => void tick().catch((err) => this.#requestStop('Error', toWirewatchError(err)));
+    this.#timers.push(this.#clock.setTimeout(run, watchEvery));
+  }
+
+  /** Single-file mode: stop at the byte limit, and before the disk is full. */
+  async #watchFile(): Promise<void> {
+    const file = this.#file;
+    if (file === undefined) return;
+    const size = await file.refreshSize();
+    if (size > this.#limits.totalBytesPerSession) {
+      this.#requestStop('SessionBytesExceeded');
+      return;
+    }
+    const fs = await statfs(path.dirname(file.path));
+    const reserve = 2 * (MAX_SNAPLEN + 16);
+    if (fs.bavail * fs.bsize < reserve) {
+      this.#requestStop(
+        'Error',
+        new WirewatchError(
+          'LocalFileFailed',
+          `no space left on device for ${path.basename(file.path)}; the capture was stopped`,
+        ),
+      );
+    }
   }
 
   #requestStop(reason: StopReason, error?: WirewatchError): void {
     if (this.#stopReason !== undefined) return;
     this.#stopReason = reason;
     this.#error = error;
-    if (reason !== 'ManualIntervention' && reason !== 'TimeExceeded') this.#writing = false;
     // SIGINT: tcpdump flushes what it captured, prints its counters and exits.
-    this.#child?.kill('SIGINT');
+    const interrupt = () => this.#child?.kill('SIGINT');
+    if (reason === 'SessionBytesExceeded' || reason === 'Error') {
+      this.#writing = false;
+      interrupt();
+    } else {
+      // Let the kernel hand over the packets captured before the stop first.
+      this.#timers.push(
+        this.#clock.setTimeout(interrupt, this.#options.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS),
+      );
+    }
   }
 
   async #run(filePath: string): Promise<CaptureResult> {
     const child = this.#child!;
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+      (resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          resolve({ code: child.exitCode, signal: child.signalCode });
+        } else child.once('exit', (code, signal) => resolve({ code, signal }));
+      },
     );
-    try {
-      await this.#consume(child, filePath);
-    } catch (err) {
-      this.#requestStop('Error', toWirewatchError(err));
+    if (this.#file === undefined) {
+      try {
+        await this.#consume(child, filePath);
+      } catch (err) {
+        this.#requestStop('Error', toWirewatchError(err));
+      }
     }
     const { code, signal } = await exited;
     for (const timer of this.#timers) this.#clock.clearTimeout(timer);
     if (this.#abortListener !== undefined) {
       this.#options.signal?.removeEventListener('abort', this.#abortListener);
     }
-    this.#stats = parseTcpdumpStats(this.#stderr) ?? this.#stats;
+    this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
     if (this.#stopReason === undefined) {
       // tcpdump ended without being asked to: the interface went away or it crashed.
-      const why = explainTcpdumpFailure(this.#stderr, this.#options.interface, this.#options.netns);
+      const why = explainTcpdumpFailure(
+        this.#log!.text,
+        this.#options.interface,
+        this.#options.netns,
+      );
       this.#stopReason = 'Error';
       this.#error = new WirewatchError(
         'CaptureFailed',
         `tcpdump stopped unexpectedly (${code === null ? `signal ${signal}` : `exit ${code}`}): ${why}`,
       );
     }
+    let files: readonly string[] = [];
     try {
-      if (this.#output !== undefined) {
-        await this.#output.close();
-      } else if (this.#pendingFile !== undefined) {
-        // tcpdump never sent a pcap header: an empty file would not be a pcap file.
-        await this.#pendingFile.close();
-        await rm(this.#pendingFile.path, { force: true });
+      if (this.#file !== undefined) {
+        files = await this.#finishFile(this.#file);
+      } else if (this.#ring !== undefined) {
+        await this.#ring.close();
+        files = [...this.#ring.files];
       }
     } catch (err) {
       this.#stopReason = 'Error';
       this.#error ??= toWirewatchError(err);
+    } finally {
+      await this.#cleanUp();
     }
-    const progress = this.progress();
     return {
-      ...progress,
+      ...this.progress(),
+      packets: this.#packets,
       stopReason: this.#stopReason,
-      files: [...(this.#output?.files ?? [])],
+      files,
       startedAt: this.#startedAt,
       stoppedAt: new Date(this.#clock.now()),
       tcpdumpCaptured: this.#stats?.captured ?? this.#packets,
@@ -404,7 +463,45 @@ export class CaptureSession {
     };
   }
 
-  /** Reads tcpdump's pcap stream and writes whole records within the limits. */
+  /**
+   * Single-file mode, after tcpdump has exited: cut the file to the last whole packet within
+   * totalBytesPerSession (tcpdump may have written past it before it was stopped, and a full
+   * disk may have left half a record), and check that every captured packet is in it.
+   */
+  async #finishFile(file: CaptureFile): Promise<string[]> {
+    await file.close();
+    const before = (await stat(file.path)).size;
+    if (before === 0) {
+      // tcpdump never wrote its header (it failed at once): no file rather than a broken one.
+      await rm(file.path, { force: true });
+      this.#finalBytes = 0;
+      return [];
+    }
+    const limit = this.#limits.totalBytesPerSession;
+    const repaired = await repairPcapFile(file.path, { maxBytes: limit });
+    this.#packets = repaired.keptRecords;
+    this.#finalBytes = before - repaired.removedBytes;
+    const captured = this.#stats?.captured;
+    // Packets beyond the limit were cut on purpose; any other shortfall is a write that failed.
+    const cutByLimit = before > limit;
+    if (!cutByLimit && captured !== undefined && this.#packets < captured) {
+      const missing = captured - this.#packets;
+      this.#stopReason = 'Error';
+      this.#error ??= new WirewatchError(
+        'LocalFileFailed',
+        `${missing} of ${captured} captured packets could not be written to ${path.basename(file.path)} (no space left on device?)`,
+      );
+    }
+    return [file.path];
+  }
+
+  async #cleanUp(): Promise<void> {
+    await this.#log?.close().catch(() => undefined);
+    await this.#file?.close().catch(() => undefined);
+    if (this.#workDir !== undefined) await rm(this.#workDir, { recursive: true, force: true });
+  }
+
+  /** Continuous mode: reads tcpdump's pcap stream and writes whole records into the ring. */
   async #consume(child: ChildProcess, filePath: string): Promise<void> {
     let pending: Buffer | undefined;
     let littleEndian = true;
@@ -413,14 +510,14 @@ export class CaptureSession {
       const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
       pending = undefined;
       let offset = 0;
-      if (this.#output === undefined) {
+      if (this.#ring === undefined) {
         if (buf.length < FILE_HEADER_LENGTH) {
           pending = buf;
           continue;
         }
         const header = parseFileHeader(buf.subarray(0, FILE_HEADER_LENGTH));
         littleEndian = header.byteOrder === 'LE';
-        this.#output = await this.#openOutput(buf.subarray(0, FILE_HEADER_LENGTH), filePath);
+        this.#ring = await this.#openRing(buf.subarray(0, FILE_HEADER_LENGTH), filePath);
         offset = FILE_HEADER_LENGTH;
       }
       offset = await this.#writeRecords(buf, offset, littleEndian);
@@ -428,13 +525,8 @@ export class CaptureSession {
     }
   }
 
-  async #openOutput(header: Buffer, filePath: string): Promise<Output> {
-    const ring = this.#options.ring;
-    if (ring === undefined) {
-      const file = this.#pendingFile!;
-      await file.append(header);
-      return singleFile(file, this.#limits.totalBytesPerSession);
-    }
+  async #openRing(header: Buffer, filePath: string): Promise<Output> {
+    const ring = this.#options.ring!;
     const buffer = new RingBuffer({
       path: filePath,
       fileCount: ring.fileCount,
@@ -447,7 +539,7 @@ export class CaptureSession {
 
   /** Writes the whole records in buf from offset on; returns where the first incomplete one starts. */
   async #writeRecords(buf: Buffer, start: number, littleEndian: boolean): Promise<number> {
-    const output = this.#output!;
+    const output = this.#ring!;
     let offset = start;
     let segmentStart = start;
     let records = 0;
@@ -462,10 +554,7 @@ export class CaptureSession {
         this.#packets += records;
         records = 0;
         segmentStart = offset;
-        if (!(await output.next())) {
-          this.#requestStop('SessionBytesExceeded');
-          return buf.length;
-        }
+        await output.next();
         room = output.room();
       }
       room -= end - offset;

@@ -5,6 +5,15 @@
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 
+/**
+ * How long the kernel may hold captured packets before tcpdump sees them. libpcap's TPACKET_V3
+ * hands packets over a block at a time, when the block fills or after tcpdump's 1000 ms
+ * timeout; a SIGINT loses the packets of a block not yet handed over. So a stop waits this long
+ * before signalling. (--immediate-mode avoids the wait but multiplied tcpdump's CPU ~20 times
+ * at full rate: docs/performance.md.)
+ */
+export const KERNEL_BLOCK_TIMEOUT_MS = 1200;
+
 /** tcpdump's own ceiling for the snapshot length (MAXIMUM_SNAPLEN); `-s 0` means the same. */
 export const MAX_SNAPLEN = 262144;
 
@@ -92,13 +101,16 @@ export interface TcpdumpArgsOptions {
   readonly bpf: string;
 }
 
-/** tcpdump's arguments: live capture, packet-buffered pcap on stdout, no name resolution. */
+/**
+ * tcpdump's arguments: live capture, pcap on stdout, no name resolution. Not packet-buffered
+ * (-U): flushing after every packet costs a write(2) per packet, which at full rate multiplied
+ * tcpdump's CPU many times over (docs/performance.md); SIGINT still flushes every packet.
+ */
 export function tcpdumpArgs(options: TcpdumpArgsOptions): string[] {
   const args = [
     '-i',
     options.iface,
     '-n',
-    '-U',
     '-w',
     '-',
     '-s',

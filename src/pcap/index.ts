@@ -45,6 +45,7 @@ export type {
   PcapParserEnd,
   PcapParserOptions,
   PcapRepairResult,
+  RepairPcapFileOptions,
 } from './reader.js';
 export { createPcapWriter, encodeRecord } from './writer.js';
 export type {

@@ -310,19 +310,30 @@ export interface PcapRepairResult {
   readonly removedBytes: number;
 }
 
+/** Options of {@link repairPcapFile}. */
+export interface RepairPcapFileOptions extends OpenPcapFileOptions {
+  /**
+   * Also cut the file to at most this many bytes, at the end of the last whole record that
+   * fits (a capture's totalBytesPerSession).
+   */
+  readonly maxBytes?: number;
+}
+
 /**
  * Truncates a pcap file to its last whole record, as needed after a crash cut it mid-write.
  * A record with an impossible captured length (garbage written by the crash) is cut too, with
  * everything after it. The result is a valid pcap file that tshark and tcpdump read.
+ * With `maxBytes`, records that end beyond it are cut as well.
  *
  * @throws WirewatchError `InvalidPcap` (target: the path) if not even a valid file header is
  *   there: without the link type nothing can be salvaged.
  */
 export async function repairPcapFile(
   path: string,
-  options: OpenPcapFileOptions = {},
+  options: RepairPcapFileOptions = {},
 ): Promise<PcapRepairResult> {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
   const fh = await open(path, 'r+');
   try {
     const { size } = await fh.stat();
@@ -340,23 +351,34 @@ export async function repairPcapFile(
       );
     }
     let position = FILE_HEADER_LENGTH;
+    let keep = FILE_HEADER_LENGTH;
+    let kept = 0;
     try {
-      while (position < size) {
+      reading: while (position < size) {
         const buf = await readAt(fh, Math.min(chunkSize, size - position), position);
         if (buf.length === 0) break;
         position += buf.length;
-        parser.push(buf);
+        for (const record of parser.push(buf)) {
+          const end = keep + RECORD_HEADER_LENGTH + record.capturedLength;
+          if (end > maxBytes) break reading;
+          keep = end;
+          kept++;
+        }
       }
     } catch (error) {
-      // A corrupt record: keep what came before it.
+      // A corrupt record: keep what came before it. The parser knows where the last whole
+      // record before it ended, even within the chunk that failed.
       if (!(error instanceof WirewatchError)) throw error;
+      if (parser.offset <= maxBytes) {
+        keep = parser.offset;
+        kept = parser.recordCount;
+      }
     }
-    const keep = parser.offset;
     if (keep < size) {
       await fh.truncate(keep);
       await fh.sync();
     }
-    return { keptRecords: parser.recordCount, removedBytes: size - keep };
+    return { keptRecords: kept, removedBytes: size - keep };
   } finally {
     await fh.close();
   }

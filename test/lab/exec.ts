@@ -35,6 +35,8 @@ export function run(
         resolve(result);
       }
     });
+    // A child that never reads its stdin must not make us crash with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }

@@ -59,6 +59,6 @@ export async function tsharkRead(file: string): Promise<TsharkPacket[]> {
           dport: num(td || ud),
         }),
         ...(proto === 'tcp' && { tcpLength: num(tlen) ?? 0, syn: syn === '1' || syn === 'True' }),
-      } as TsharkPacket;
+      };
     });
 }

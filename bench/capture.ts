@@ -1,0 +1,213 @@
+/**
+ * bench/capture: wirewatch's capture runner against bare `tcpdump -w FILE`, both capturing the
+ * same traffic on the same lab interface at the same time, so the machine's noise hits both.
+ *
+ *   1. UDP, 64-byte datagrams at full rate (iperf3 -u -b 0 -l 64) for 5 s, whole packets;
+ *   2. TCP bulk (iperf3) for 5 s, snaplen 96.
+ *
+ * Prints packets captured, kernel drops and CPU-seconds of each side and the ratios
+ * wirewatch / tcpdump. Needs root (network namespaces). Run: `npm run bench:capture`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readPcapFile } from '../src/pcap/reader.js';
+import { run } from '../test/lab/exec.js';
+import { createLab, type Lab } from '../test/lab/lab.js';
+
+const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const ticksPerSecond = 100; // USER_HZ on Linux
+
+interface Side {
+  readonly name: string;
+  packetsInFile: number;
+  kernelDrops: number;
+  cpuSeconds: number;
+}
+
+/** utime + stime of a process and, recursively, its live children, in seconds. */
+async function cpuSeconds(pid: number): Promise<number> {
+  let total = 0;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    total += (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+    for (const task of await readdir(`/proc/${pid}/task`)) {
+      const children = await readFile(`/proc/${pid}/task/${task}/children`, 'utf8');
+      for (const child of children.trim().split(/\s+/).filter(Boolean)) {
+        total += await cpuSeconds(Number(child));
+      }
+    }
+  } catch {
+    // the process ended; nothing more to count
+  }
+  return total;
+}
+
+function waitFor(child: ChildProcess, stream: 'stdout' | 'stderr', text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child[stream]!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(text)) resolve(out);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code} before "${text}": ${out}`)));
+  });
+}
+
+function collect(child: ChildProcess, stream: 'stdout' | 'stderr'): () => string {
+  let out = '';
+  child[stream]!.on('data', (d: Buffer) => (out += d.toString()));
+  return () => out;
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+
+async function countPackets(file: string): Promise<number> {
+  let n = 0;
+  for await (const record of readPcapFile(file)) {
+    void record;
+    n++;
+  }
+  return n;
+}
+
+async function scenario(
+  lab: Lab,
+  dir: string,
+  name: string,
+  snaplen: number,
+  iperfArgs: string[],
+): Promise<[Side, Side]> {
+  const { a, b } = lab;
+  const server = spawn(
+    'ip',
+    ['netns', 'exec', b.netns, 'iperf3', '-s', '-1', '--forceflush', '-B', b.ipv4],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  await waitFor(server, 'stdout', 'Server listening');
+
+  const bareFile = path.join(dir, `${name}-bare.pcap`);
+  const bare = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      a.netns,
+      'tcpdump',
+      '-i',
+      a.iface,
+      '-n',
+      '-s',
+      String(snaplen),
+      '-w',
+      bareFile,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const bareErr = collect(bare, 'stderr');
+  await waitFor(bare, 'stderr', 'listening on');
+
+  const oursFile = path.join(dir, `${name}-wirewatch.pcap`);
+  const ours = spawn(
+    process.execPath,
+    [
+      cli,
+      'capture-local',
+      '-i',
+      a.iface,
+      '--netns',
+      a.netns,
+      '--bytes-per-packet',
+      String(snaplen),
+      '--time-limit',
+      '120',
+      '--capture-root',
+      dir,
+      '--file',
+      oursFile,
+      '--json',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const oursOut = collect(ours, 'stdout');
+  await waitFor(ours, 'stderr', 'capturing on');
+
+  const [bareCpu0, oursCpu0] = [await cpuSeconds(bare.pid!), await cpuSeconds(ours.pid!)];
+  await lab.exec(a, 'iperf3', ['-c', b.ipv4, '-B', a.ipv4, '-t', '5', ...iperfArgs]);
+  // Let both drain: the kernel hands packets to tcpdump a block at a time, within 1 s.
+  await new Promise((r) => setTimeout(r, 1500));
+  const bareCpu = (await cpuSeconds(bare.pid!)) - bareCpu0;
+  const oursCpu = (await cpuSeconds(ours.pid!)) - oursCpu0;
+  bare.kill('SIGINT');
+  ours.kill('SIGINT');
+  await Promise.all([exited(bare), exited(ours), exited(server)]);
+
+  const bareDrops = Number(/(\d+) packets? dropped by kernel/.exec(bareErr())?.[1] ?? NaN);
+  const result = JSON.parse(oursOut()) as { kernelDrops: number; packets: number };
+  const sides: [Side, Side] = [
+    {
+      name: 'tcpdump -w',
+      packetsInFile: await countPackets(bareFile),
+      kernelDrops: bareDrops,
+      cpuSeconds: bareCpu,
+    },
+    {
+      name: 'wirewatch',
+      packetsInFile: await countPackets(oursFile),
+      kernelDrops: result.kernelDrops,
+      cpuSeconds: oursCpu,
+    },
+  ];
+  await rm(bareFile, { force: true });
+  await rm(oursFile, { force: true });
+  return sides;
+}
+
+function report(title: string, [bare, ours]: [Side, Side]): void {
+  const ratio = (x: number, y: number) => (y === 0 ? 'n/a' : (x / y).toFixed(3));
+  console.log(`\n${title}`);
+  console.log('side         packets   kernel drops  CPU-s');
+  for (const s of [bare, ours]) {
+    console.log(
+      `${s.name.padEnd(12)} ${String(s.packetsInFile).padStart(9)} ${String(s.kernelDrops).padStart(13)}  ${s.cpuSeconds.toFixed(2)}`,
+    );
+  }
+  console.log(
+    `captured ratio (wirewatch/tcpdump): ${ratio(ours.packetsInFile, bare.packetsInFile)}  (goal >= 0.98)`,
+  );
+  console.log(
+    `CPU ratio (wirewatch/tcpdump):      ${ratio(ours.cpuSeconds, bare.cpuSeconds)}  (goal <= 1.25)`,
+  );
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.error('bench/capture needs root (network namespaces, tcpdump)');
+    process.exitCode = 2;
+    return;
+  }
+  await run('iperf3', ['--version']);
+  const lab = await createLab();
+  const dir = await mkdtemp(path.join(tmpdir(), 'wirewatch-bench-'));
+  try {
+    report(
+      'UDP 64-byte datagrams at full rate, 5 s, whole packets',
+      await scenario(lab, dir, 'udp', 0, ['-u', '-b', '0', '-l', '64']),
+    );
+    report('TCP bulk (iperf3), 5 s, snaplen 96', await scenario(lab, dir, 'tcp', 96, []));
+  } finally {
+    await lab.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

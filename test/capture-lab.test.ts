@@ -1,0 +1,481 @@
+/**
+ * The capture engine on real traffic: tcpdump on a veth pair between two network namespaces,
+ * scripted TCP and UDP flows over IPv4 and IPv6, and tshark as the independent judge of what
+ * each capture holds.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseFilters } from '../src/capture/filter.js';
+import type { HostAddress, PacketCaptureFilter } from '../src/capture/filter-spec.js';
+import { interfaceAddresses } from '../src/capture/interface-addresses.js';
+import { matchesFilters } from '../src/capture/match.js';
+import { startCapture, type CaptureOptions } from '../src/capture/runner.js';
+import { decodePacket } from '../src/pcap/decode.js';
+import { openPcapFile } from '../src/pcap/reader.js';
+import { isRoot, run } from './lab/exec.js';
+import { createLab, type Lab } from './lab/lab.js';
+import { send, serve, type Flow, type Server } from './lab/traffic.js';
+import { tsharkRead, type TsharkPacket } from './lab/tshark.js';
+
+if (!isRoot) {
+  console.warn('capture-lab: SKIPPED — lab tests need root (network namespaces, tcpdump)');
+}
+
+type LabFlow = Flow & { from: 'a' | 'b' };
+
+describe.skipIf(!isRoot)('capture on the lab (root)', () => {
+  let lab: Lab;
+  let root: string;
+  let servers: Server[] = [];
+  let hostAddresses: HostAddress[];
+  let runIndex = 0;
+
+  beforeAll(async () => {
+    lab = await createLab();
+    root = await mkdtemp(path.join(tmpdir(), 'wirewatch-captures-'));
+    const { a, b } = lab;
+    servers = [
+      await serve(lab, b, [
+        { proto: 'tcp', host: b.ipv4, port: 80 },
+        { proto: 'udp', host: b.ipv4, port: 5300 },
+        { proto: 'tcp', host: b.ipv6, port: 8080 },
+      ]),
+      await serve(lab, a, [
+        { proto: 'tcp', host: a.ipv4, port: 80 },
+        { proto: 'udp', host: a.ipv4, port: 5353 },
+        { proto: 'udp', host: a.ipv6, port: 5353 },
+      ]),
+    ];
+    hostAddresses = await interfaceAddresses(a.iface, a.netns);
+  });
+
+  afterAll(async () => {
+    try {
+      for (const server of servers) await server.close();
+    } finally {
+      await lab?.close();
+      if (root) await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  /** The scripted mix, seen from host a (where captures run). Source ports move every run. */
+  function flows() {
+    const { a, b } = lab;
+    const k = ++runIndex * 3;
+    return {
+      outTcp80: {
+        from: 'a',
+        proto: 'tcp',
+        src: a.ipv4,
+        sport: 41000 + k,
+        dst: b.ipv4,
+        dport: 80,
+        bytes: 3000,
+      },
+      inTcp80: {
+        from: 'b',
+        proto: 'tcp',
+        src: b.ipv4,
+        sport: 42000 + k,
+        dst: a.ipv4,
+        dport: 80,
+        bytes: 2000,
+      },
+      outUdp4: {
+        from: 'a',
+        proto: 'udp',
+        src: a.ipv4,
+        sport: 43000 + k,
+        dst: b.ipv4,
+        dport: 5300,
+        count: 5,
+        size: 200,
+      },
+      inUdp6: {
+        from: 'b',
+        proto: 'udp',
+        src: b.ipv6,
+        sport: 44000 + k,
+        dst: a.ipv6,
+        dport: 5353,
+        count: 4,
+        size: 300,
+      },
+      outTcp6: {
+        from: 'a',
+        proto: 'tcp',
+        src: a.ipv6,
+        sport: 45000 + k,
+        dst: b.ipv6,
+        dport: 8080,
+        bytes: 1500,
+      },
+      inUdp4: {
+        from: 'b',
+        proto: 'udp',
+        src: b.ipv4,
+        sport: 46000 + k,
+        dst: a.ipv4,
+        dport: 5353,
+        count: 3,
+        size: 100,
+      },
+    } satisfies Record<string, LabFlow>;
+  }
+
+  async function sendAll(all: Partial<Record<string, LabFlow>>): Promise<void> {
+    for (const flow of Object.values(all)) {
+      if (flow === undefined) continue;
+      const [result] = await send(lab, flow.from === 'a' ? lab.a : lab.b, [flow]);
+      expect(result!.echoed, `echo of ${JSON.stringify(flow)}`).toBe(result!.sent);
+    }
+  }
+
+  function belongsTo(p: TsharkPacket, f: Flow): boolean {
+    if (p.proto !== f.proto) return false;
+    return (
+      (p.src === f.src && p.dst === f.dst && p.sport === f.sport && p.dport === f.dport) ||
+      (p.src === f.dst && p.dst === f.src && p.sport === f.dport && p.dport === f.sport)
+    );
+  }
+
+  /** Checks that a flow is wholly in the capture: every datagram and echo, every TCP byte. */
+  function expectWholeFlow(packets: TsharkPacket[], name: string, f: Flow): void {
+    const mine = packets.filter((p) => belongsTo(p, f));
+    if (f.proto === 'udp') {
+      expect(mine.length, `${name}: UDP packets`).toBe(2 * (f.count ?? 1));
+    } else {
+      const forward = mine
+        .filter((p) => p.src === f.src)
+        .reduce((n, p) => n + (p.tcpLength ?? 0), 0);
+      const back = mine.filter((p) => p.src === f.dst).reduce((n, p) => n + (p.tcpLength ?? 0), 0);
+      expect([forward, back], `${name}: TCP payload bytes each way`).toEqual([f.bytes, f.bytes]);
+      expect(mine.filter((p) => p.syn).length, `${name}: SYN and SYN-ACK`).toBe(2);
+    }
+  }
+
+  /** Packet contents in file order, hashed: two captures of the same packets compare equal. */
+  async function digests(file: string, keep: (data: Buffer) => boolean = () => true) {
+    const reader = await openPcapFile(file);
+    const out: string[] = [];
+    for await (const record of reader.records) {
+      if (keep(record.data)) out.push(createHash('sha1').update(record.data).digest('hex'));
+    }
+    expect(reader.truncatedBytes()).toBe(0);
+    return { linkType: reader.header.linkType, digests: out };
+  }
+
+  /** A bare tcpdump on the same interface: the unfiltered reference. */
+  async function referenceCapture(file: string) {
+    const { a } = lab;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', a.netns, 'tcpdump', '-i', a.iface, '-n', '--immediate-mode', '-w', file],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (err.includes('listening on')) resolve();
+      });
+      child.once('exit', () => reject(new Error(`reference tcpdump: ${err}`)));
+    });
+    return {
+      stop: () =>
+        new Promise<void>((resolve) => {
+          child.once('exit', () => resolve());
+          child.kill('SIGINT');
+        }),
+    };
+  }
+
+  function capture(name: string, extra: Partial<CaptureOptions> = {}) {
+    return startCapture({
+      interface: lab.a.iface,
+      netns: lab.a.netns,
+      filePath: path.join(root, `${name}.cap`),
+      captureRoot: root,
+      progressIntervalMs: 200,
+      ...extra,
+    });
+  }
+
+  type FlowName = keyof ReturnType<typeof flows>;
+  const filterCases: {
+    name: string;
+    filters: (l: Lab) => PacketCaptureFilter[];
+    keep: FlowName[] | 'all';
+  }[] = [
+    { name: 'no filter', filters: () => [], keep: 'all' },
+    {
+      name: 'TCP local port 80',
+      filters: () => [{ protocol: 'TCP', localPort: '80' }],
+      keep: ['inTcp80'],
+    },
+    {
+      name: 'TCP remote port 80',
+      filters: () => [{ protocol: 'TCP', remotePort: '80' }],
+      keep: ['outTcp80'],
+    },
+    {
+      name: 'UDP only',
+      filters: () => [{ protocol: 'UDP' }],
+      keep: ['outUdp4', 'inUdp6', 'inUdp4'],
+    },
+    {
+      name: 'local IPv6 address',
+      filters: (l) => [{ localIPAddress: l.a.ipv6 }],
+      keep: ['inUdp6', 'outTcp6'],
+    },
+    {
+      name: 'remote IPv4 range, UDP',
+      filters: (l) => [
+        {
+          protocol: 'UDP',
+          remoteIPAddress: `${l.b.ipv4.replace(/\.2$/, '.0')}-${l.b.ipv4.replace(/\.2$/, '.255')}`,
+        },
+      ],
+      keep: ['outUdp4', 'inUdp4'],
+    },
+    {
+      name: 'two filters OR-ed',
+      filters: () => [
+        { protocol: 'TCP', localPort: '80' },
+        { protocol: 'UDP', remotePort: '5300' },
+      ],
+      keep: ['inTcp80', 'outUdp4'],
+    },
+    {
+      name: 'local port list',
+      filters: () => [{ localPort: '5353;80;' }],
+      keep: ['inTcp80', 'inUdp6', 'inUdp4'],
+    },
+    {
+      name: 'remote IPv6 CIDR and port range',
+      filters: () => [{ remoteIPAddress: 'fd77::/64', remotePort: '8000-8100' }],
+      keep: ['outTcp6'],
+    },
+    {
+      name: 'local and remote address, local port range',
+      filters: (l) => [
+        {
+          localIPAddress: l.a.ipv4,
+          remoteIPAddress: l.b.ipv4,
+          localPort: '43000-43100;46000-46100',
+        },
+      ],
+      keep: ['outUdp4'],
+    },
+  ];
+
+  for (const testCase of filterCases) {
+    it(`keeps exactly the right packets: ${testCase.name}`, async () => {
+      const all = flows();
+      const specs = parseFilters(testCase.filters(lab));
+      const refFile = path.join(root, `ref-${runIndex}.pcap`);
+      const reference = await referenceCapture(refFile);
+      const session = await capture(`filter-${runIndex}`, { filters: specs });
+      await sendAll(all);
+      const result = await session.stop();
+      await reference.stop();
+
+      expect(result.stopReason).toBe('ManualIntervention');
+      expect(result.error).toBeUndefined();
+      expect(result.packets).toBe(result.tcpdumpCaptured);
+      const packets = await tsharkRead(result.files[0]!);
+      expect(packets.length).toBe(result.packets);
+
+      const kept = testCase.keep === 'all' ? (Object.keys(all) as FlowName[]) : testCase.keep;
+      for (const name of kept) expectWholeFlow(packets, name, all[name]);
+      const dropped = (Object.keys(all) as FlowName[]).filter((n) => !kept.includes(n));
+      for (const name of dropped) {
+        expect(
+          packets.filter((p) => belongsTo(p, all[name])),
+          `${name} must be filtered out`,
+        ).toEqual([]);
+      }
+      const strays = packets.filter((p) => !Object.values(all).some((f) => belongsTo(p, f)));
+      if (testCase.keep !== 'all') expect(strays, 'packets outside the scripted flows').toEqual([]);
+
+      // The userland matcher, applied to the unfiltered reference, keeps the same packets as BPF.
+      // Only the scripted flows are compared: the reference runs a little longer than ours.
+      const scripted = new Set(Object.values(all).map((f) => f.sport));
+      const isScripted = (data: Buffer, linkType: number) => {
+        const p = decodePacket(linkType, data);
+        const ports = p.tcp ?? p.udp;
+        return ports !== undefined && (scripted.has(ports.srcPort) || scripted.has(ports.dstPort));
+      };
+      const ours = await digests(result.files[0]!, (data) => isScripted(data, 1));
+      const ref = await digests(
+        refFile,
+        (data) =>
+          isScripted(data, 1) && matchesFilters(specs, decodePacket(1, data), { hostAddresses }),
+      );
+      expect(ours.linkType).toBe(1);
+      expect(ours.digests).toEqual(ref.digests);
+    });
+  }
+
+  it('cuts packets at bytesToCapturePerPacket', async () => {
+    const session = await capture('snaplen', { limits: { bytesToCapturePerPacket: 96 } });
+    const all = flows();
+    await sendAll({ outUdp4: all.outUdp4, outTcp80: all.outTcp80 });
+    const result = await session.stop();
+    const packets = await tsharkRead(result.files[0]!);
+    expect(packets.length).toBeGreaterThan(10);
+    expect(Math.max(...packets.map((p) => p.capturedLength))).toBe(96);
+    expect(packets.some((p) => p.frameLength > 96)).toBe(true);
+    for (const p of packets) expect(p.capturedLength).toBe(Math.min(96, p.frameLength));
+  });
+
+  it('ends at the last whole packet within totalBytesPerSession', async () => {
+    const limit = 5000;
+    const refFile = path.join(root, `ref-bytes.pcap`);
+    const reference = await referenceCapture(refFile);
+    const session = await capture('bytes', { limits: { totalBytesPerSession: limit } });
+    const all = flows();
+    await sendAll({ outUdp4: all.outUdp4, outTcp80: all.outTcp80, inUdp4: all.inUdp4 });
+    const result = await session.result;
+    await reference.stop();
+    expect(result.stopReason).toBe('SessionBytesExceeded');
+    const size = (await stat(result.files[0]!)).size;
+    expect(size).toBe(result.bytes);
+    expect(size).toBeLessThanOrEqual(limit);
+    // Same packets as the reference's first ones, and the reference's next one would not have fit.
+    const ours = await digests(result.files[0]!);
+    const reader = await openPcapFile(refFile);
+    const refRecords: { digest: string; size: number }[] = [];
+    for await (const r of reader.records) {
+      refRecords.push({
+        digest: createHash('sha1').update(r.data).digest('hex'),
+        size: 16 + r.capturedLength,
+      });
+    }
+    expect(ours.digests).toEqual(refRecords.slice(0, ours.digests.length).map((r) => r.digest));
+    const next = refRecords[ours.digests.length];
+    expect(next, 'more traffic than the limit was sent').toBeDefined();
+    expect(size + next!.size).toBeGreaterThan(limit);
+    await tsharkRead(result.files[0]!);
+  });
+
+  it('stops at timeLimitInSeconds with TimeExceeded', async () => {
+    const session = await capture('time', { limits: { timeLimitInSeconds: 2 } });
+    const all = flows();
+    await sendAll({ outUdp4: all.outUdp4 });
+    const result = await session.result;
+    expect(result.stopReason).toBe('TimeExceeded');
+    expect(result.stoppedAt.getTime() - result.startedAt.getTime()).toBeGreaterThanOrEqual(2000);
+    expectWholeFlow(await tsharkRead(result.files[0]!), 'outUdp4', all.outUdp4);
+  });
+
+  it('keeps exactly fileCount files in a continuous ring', async () => {
+    const session = await capture('ring', {
+      ring: { fileCount: 3, fileSizeInBytes: 2000, sessionTimeLimitInSeconds: 600 },
+    });
+    const all = flows();
+    await sendAll(all);
+    const result = await session.stop();
+    expect(result.stopReason).toBe('ManualIntervention');
+    expect(result.files).toHaveLength(3);
+    const names = result.files.map((f) => Number(/_(\d+)\.cap$/.exec(f)![1]));
+    expect(names[2]! - names[0]!).toBe(2);
+    expect(names[0]!).toBeGreaterThan(1);
+    let packets = 0;
+    for (const file of result.files) {
+      expect((await stat(file)).size).toBeLessThanOrEqual(2000);
+      packets += (await tsharkRead(file)).length;
+    }
+    expect(packets).toBeLessThan(result.packets);
+    const { stdout } = await run('ls', [root]);
+    expect(stdout.split('\n').filter((f) => f.startsWith('ring_'))).toHaveLength(3);
+  });
+
+  it('ring sessions end at sessionTimeLimitInSeconds', async () => {
+    const session = await capture('ring-time', {
+      ring: { fileCount: 2, fileSizeInBytes: 100_000, sessionTimeLimitInSeconds: 1 },
+    });
+    const result = await session.result;
+    expect(result.stopReason).toBe('TimeExceeded');
+    expect(result.files).toHaveLength(1);
+    await tsharkRead(result.files[0]!);
+  });
+
+  it('reports progress with packets, bytes and kernel drops', async () => {
+    const seen: { packets: number; bytes: number; kernelDrops: number }[] = [];
+    const session = await capture('progress', { onProgress: (p) => seen.push(p) });
+    const all = flows();
+    await sendAll({ outUdp4: all.outUdp4, inUdp4: all.inUdp4, outTcp80: all.outTcp80 });
+    // The kernel hands packets to tcpdump a block at a time, within a second.
+    await new Promise((r) => setTimeout(r, 1800));
+    const result = await session.stop();
+    expect(seen.length).toBeGreaterThan(0);
+    const last = seen.at(-1)!;
+    expect(last.packets).toBeGreaterThanOrEqual(16);
+    expect(last.packets).toBeLessThanOrEqual(result.packets);
+    // tcpdump writes the file in 4 KiB blocks, so the file trails the packet count a little.
+    expect(last.bytes).toBeGreaterThan(4096);
+    expect(last.bytes).toBeLessThanOrEqual(result.bytes);
+    expect(result.kernelDrops).toBe(0);
+    expect(result.receivedByFilter).toBeGreaterThanOrEqual(result.packets);
+  });
+
+  it('fails clearly when the disk is full and leaves a readable file', async () => {
+    const small = path.join(root, 'full');
+    await run('mkdir', ['-p', small]);
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', small]);
+    try {
+      const session = await capture('x', {
+        filePath: path.join(small, 'full.cap'),
+        captureRoot: small,
+      });
+      const all = flows();
+      await sendAll({ outTcp80: all.outTcp80, outUdp4: all.outUdp4, inTcp80: all.inTcp80 });
+      const result = await session.result;
+      expect(result.stopReason).toBe('Error');
+      expect(result.error?.code).toBe('LocalFileFailed');
+      expect(result.error?.message).toMatch(/no space left/);
+      const packets = await tsharkRead(result.files[0]!);
+      expect(packets.length).toBe(result.packets);
+      expect((await digests(result.files[0]!)).digests).toHaveLength(result.packets);
+    } finally {
+      await run('umount', [small], { check: false });
+    }
+  });
+
+  it('refuses a missing interface or namespace, missing tcpdump and a denied permission', async () => {
+    await expect(capture('e1', { interface: 'nosuch0' })).rejects.toMatchObject({
+      code: 'CaptureFailed',
+      message: expect.stringMatching(/interface nosuch0 does not exist/),
+    });
+    await expect(capture('e2', { netns: 'ww-no-such-netns' })).rejects.toMatchObject({
+      code: 'CaptureFailed',
+      message: expect.stringMatching(/namespace ww-no-such-netns does not exist/),
+    });
+    await expect(capture('e3', { tcpdumpPath: '/nonexistent/tcpdump' })).rejects.toMatchObject({
+      code: 'CaptureFailed',
+      message: expect.stringMatching(/tcpdump is not installed/),
+    });
+    const { spawn } = await import('node:child_process');
+    await expect(
+      capture('e4', {
+        // A real permission failure: tcpdump run as nobody cannot open a capture socket.
+        spawn: (cmd, args, options) => spawn(cmd, args, { ...options, uid: 65534, gid: 65534 }),
+        netns: undefined,
+        interface: 'lo',
+      }),
+    ).rejects.toMatchObject({
+      code: 'CaptureFailed',
+      message: expect.stringMatching(/permission denied/),
+    });
+    // None of the failed starts leaves a file behind.
+    const { stdout } = await run('ls', [root]);
+    expect(stdout.split('\n').filter((f) => /^e\d\.cap$/.test(f))).toEqual([]);
+  });
+});
