@@ -12,12 +12,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startCapture } from '../src/capture/runner.js';
 import { readPcapFile } from '../src/pcap/reader.js';
 import { run } from '../test/lab/exec.js';
 import { createLab, type Lab } from '../test/lab/lab.js';
 
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const ticksPerSecond = 100; // USER_HZ on Linux
 
 interface Side {
@@ -117,42 +116,40 @@ async function scenario(
   await waitFor(bare, 'stderr', 'listening on');
 
   const oursFile = path.join(dir, `${name}-wirewatch.pcap`);
-  const ours = spawn(
-    process.execPath,
-    [
-      cli,
-      'capture-local',
-      '-i',
-      a.iface,
-      '--netns',
-      a.netns,
-      '--bytes-per-packet',
-      String(snaplen),
-      '--time-limit',
-      '120',
-      '--capture-root',
-      dir,
-      '--file',
-      oursFile,
-      '--json',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const oursOut = collect(ours, 'stdout');
-  await waitFor(ours, 'stderr', 'capturing on');
+  // The runner runs in this process, as the agent will run it; its tcpdump child is counted too.
+  let oursChild: ChildProcess | undefined;
+  const session = await startCapture({
+    interface: a.iface,
+    netns: a.netns,
+    limits: { bytesToCapturePerPacket: snaplen, timeLimitInSeconds: 120 },
+    captureRoot: dir,
+    filePath: oursFile,
+    spawn: (command, args, options) => (oursChild = spawn(command, args, options)),
+  });
 
-  const [bareCpu0, oursCpu0] = [await cpuSeconds(bare.pid!), await cpuSeconds(ours.pid!)];
+  const bareCpu0 = await cpuSeconds(bare.pid!);
+  const childCpu0 = await cpuSeconds(oursChild!.pid!);
+  const nodeCpu0 = process.cpuUsage();
   await lab.exec(a, 'iperf3', ['-c', b.ipv4, '-B', a.ipv4, '-t', '5', ...iperfArgs]);
   // Let both drain: the kernel hands packets to tcpdump a block at a time, within 1 s.
   await new Promise((r) => setTimeout(r, 1500));
   const bareCpu = (await cpuSeconds(bare.pid!)) - bareCpu0;
-  const oursCpu = (await cpuSeconds(ours.pid!)) - oursCpu0;
+  const childCpu = (await cpuSeconds(oursChild!.pid!)) - childCpu0;
   bare.kill('SIGINT');
-  ours.kill('SIGINT');
-  await Promise.all([exited(bare), exited(ours), exited(server)]);
+  const seconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+  const nodeDuring = seconds(process.cpuUsage(nodeCpu0));
+  // This process's CPU runs until the result is in: the final pass that checks every record
+  // header and cuts the file to the byte limit counts too.
+  const nodeCpu1 = process.cpuUsage();
+  const result = await session.stop();
+  const nodeFinish = seconds(process.cpuUsage(nodeCpu1));
+  const oursCpu = childCpu + nodeDuring + nodeFinish;
+  console.log(
+    `  ${name}: wirewatch CPU-s = tcpdump ${childCpu.toFixed(2)} + node while capturing ${nodeDuring.toFixed(2)} + final check of the file ${nodeFinish.toFixed(2)}`,
+  );
+  await Promise.all([exited(bare), exited(server)]);
 
   const bareDrops = Number(/(\d+) packets? dropped by kernel/.exec(bareErr())?.[1] ?? NaN);
-  const result = JSON.parse(oursOut()) as { kernelDrops: number; packets: number };
   const sides: [Side, Side] = [
     {
       name: 'tcpdump -w',

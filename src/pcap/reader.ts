@@ -29,6 +29,7 @@ export const MIN_CAPTURED_LENGTH_LIMIT = 262_144;
 export const MAX_CAPTURED_LENGTH_LIMIT = 64 * 1024 * 1024;
 
 const DEFAULT_CHUNK_SIZE = 64 * 1024;
+const REPAIR_CHUNK_SIZE = 1024 * 1024;
 
 /** Options of {@link createPcapParser}. */
 export interface PcapParserOptions {
@@ -332,47 +333,47 @@ export async function repairPcapFile(
   path: string,
   options: RepairPcapFileOptions = {},
 ): Promise<PcapRepairResult> {
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  // Only record headers are read: this runs over whole captures (up to 4 GiB) at the end of
+  // every session, so it must cost little more than reading the file once, without a record
+  // object per packet.
+  const chunkSize = Math.max(options.chunkSize ?? REPAIR_CHUNK_SIZE, RECORD_HEADER_LENGTH);
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
   const fh = await open(path, 'r+');
   try {
     const { size } = await fh.stat();
-    const parser = createPcapParser(options);
+    let header: PcapFileHeader;
     try {
-      parser.push(await readAt(fh, FILE_HEADER_LENGTH, 0));
+      header = parseFileHeader(await readAt(fh, FILE_HEADER_LENGTH, 0));
     } catch (error) {
+      if (size < FILE_HEADER_LENGTH) {
+        throw new WirewatchError(
+          'InvalidPcap',
+          `${path}: the file is ${size} bytes, shorter than a pcap file header; nothing to repair`,
+          { target: path },
+        );
+      }
       throw withPath(error, path);
     }
-    if (parser.header === undefined) {
-      throw new WirewatchError(
-        'InvalidPcap',
-        `${path}: the file is ${size} bytes, shorter than a pcap file header; nothing to repair`,
-        { target: path },
-      );
-    }
-    let position = FILE_HEADER_LENGTH;
+    const maxCaptured =
+      options.maxCapturedLength ??
+      Math.max(MIN_CAPTURED_LENGTH_LIMIT, Math.min(header.snaplen, MAX_CAPTURED_LENGTH_LIMIT));
+    const littleEndian = header.byteOrder === 'LE';
+    let buf: Buffer = Buffer.alloc(0);
+    let bufStart = 0;
     let keep = FILE_HEADER_LENGTH;
     let kept = 0;
-    try {
-      reading: while (position < size) {
-        const buf = await readAt(fh, Math.min(chunkSize, size - position), position);
-        if (buf.length === 0) break;
-        position += buf.length;
-        for (const record of parser.push(buf)) {
-          const end = keep + RECORD_HEADER_LENGTH + record.capturedLength;
-          if (end > maxBytes) break reading;
-          keep = end;
-          kept++;
-        }
+    while (keep + RECORD_HEADER_LENGTH <= size) {
+      if (keep + RECORD_HEADER_LENGTH > bufStart + buf.length) {
+        buf = await readAt(fh, Math.min(chunkSize, size - keep), keep);
+        bufStart = keep;
       }
-    } catch (error) {
-      // A corrupt record: keep what came before it. The parser knows where the last whole
-      // record before it ended, even within the chunk that failed.
-      if (!(error instanceof WirewatchError)) throw error;
-      if (parser.offset <= maxBytes) {
-        keep = parser.offset;
-        kept = parser.recordCount;
-      }
+      const at = keep - bufStart + 8;
+      const captured = littleEndian ? buf.readUInt32LE(at) : buf.readUInt32BE(at);
+      const end = keep + RECORD_HEADER_LENGTH + captured;
+      // Garbage (an impossible length), a record cut short, or one beyond the byte limit.
+      if (captured > maxCaptured || end > size || end > maxBytes) break;
+      keep = end;
+      kept++;
     }
     if (keep < size) {
       await fh.truncate(keep);
