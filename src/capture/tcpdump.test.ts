@@ -38,7 +38,21 @@ describe('tcpdump', () => {
   it('passes the filter as one argument after --', () => {
     expect(
       tcpdumpArgs({ iface: 'eth0', snaplen: 96, bufferKiB: 4096, bpf: 'tcp and port 80' }),
-    ).toEqual(['-i', 'eth0', '-n', '-w', '-', '-s', '96', '-B', '4096', '--', 'tcp and port 80']);
+    ).toEqual([
+      '-i',
+      'eth0',
+      '-n',
+      '-Z',
+      'root',
+      '-w',
+      '-',
+      '-s',
+      '96',
+      '-B',
+      '4096',
+      '--',
+      'tcp and port 80',
+    ]);
     expect(tcpdumpArgs({ iface: 'eth0', snaplen: 96, bufferKiB: 4096, bpf: '' })).not.toContain(
       '--',
     );

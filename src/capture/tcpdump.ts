@@ -111,6 +111,11 @@ export function tcpdumpArgs(options: TcpdumpArgsOptions): string[] {
     '-i',
     options.iface,
     '-n',
+    // Debian's tcpdump switches to user "tcpdump" once the interface is open, and a change of
+    // user clears the parent-death signal that stops it when wirewatch dies. With -w it never
+    // dissects packets, so staying root costs no exposure to its protocol parsers.
+    '-Z',
+    'root',
     '-w',
     '-',
     '-s',

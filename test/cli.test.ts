@@ -1,0 +1,203 @@
+/** The built `wirewatch` binary, run as a user would. */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isRoot, run } from './lab/exec.js';
+import { createLab, type Lab } from './lab/lab.js';
+import { send, serve, type Server } from './lab/traffic.js';
+import { tsharkRead } from './lab/tshark.js';
+
+const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+const wirewatch = (args: string[]) => run(process.execPath, [cli, ...args], { check: false });
+
+describe('wirewatch CLI', () => {
+  it('explains itself, with an example', async () => {
+    const help = await wirewatch(['capture-local', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/--bytes-per-session/);
+    expect(help.stdout).toMatch(/Example:\n\s+wirewatch capture-local/);
+  });
+
+  it('answers usage errors with exit code 2 and a message naming the problem', async () => {
+    const missing = await wirewatch(['capture-local', '-i', 'lo']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--file/);
+
+    const badFilter = await wirewatch([
+      'capture-local',
+      '-i',
+      'lo',
+      '--file',
+      '/var/captures/x.cap',
+      '--filters',
+      '[{"localPort":"80-"}]',
+    ]);
+    expect(badFilter.code).toBe(2);
+    expect(badFilter.stderr).toMatch(/InvalidFilter: filters\[0\]\.localPort: "80-"/);
+
+    const badLimit = await wirewatch([
+      'capture-local',
+      '-i',
+      'lo',
+      '--file',
+      '/var/captures/x.cap',
+      '--time-limit',
+      '18001',
+    ]);
+    expect(badLimit.code).toBe(2);
+    expect(badLimit.stderr).toMatch(/InvalidCaptureLimit: timeLimitInSeconds: 18001/);
+
+    const outside = await wirewatch(['capture-local', '-i', 'lo', '--file', '/etc/x.cap']);
+    expect(outside.code).toBe(2);
+    expect(outside.stderr).toMatch(/InvalidCapturePath/);
+
+    const notJson = await wirewatch([
+      'capture-local',
+      '-i',
+      'lo',
+      '--file',
+      '/var/captures/x.cap',
+      '--filters',
+      '{',
+    ]);
+    expect(notJson.code).toBe(2);
+    expect(notJson.stderr).toMatch(/JSON array/);
+  });
+});
+
+describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
+  let lab: Lab;
+  let root: string;
+  let server: Server;
+
+  beforeAll(async () => {
+    lab = await createLab();
+    root = await mkdtemp(path.join(tmpdir(), 'wirewatch-cli-'));
+    server = await serve(lab, lab.b, [{ proto: 'udp', host: lab.b.ipv4, port: 5300 }]);
+  });
+  afterAll(async () => {
+    try {
+      await server?.close();
+    } finally {
+      await lab?.close();
+      if (root) await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  const udp = (sport: number, count: number) => ({
+    proto: 'udp' as const,
+    src: lab.a.ipv4,
+    sport,
+    dst: lab.b.ipv4,
+    dport: 5300,
+    count,
+    size: 100,
+  });
+
+  function start(args: string[]) {
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'capture-local',
+        '-i',
+        lab.a.iface,
+        '--netns',
+        lab.a.netns,
+        '--capture-root',
+        root,
+        ...args,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const started = new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', () => stderr.includes('capturing on') && resolve());
+      child.once('exit', () => reject(new Error(`exited early: ${stderr}`)));
+    });
+    const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      child.once('exit', (code) => resolve({ code, stdout, stderr })),
+    );
+    return { child, started, exited };
+  }
+
+  it('captures until the time limit and prints the result as JSON', async () => {
+    const file = path.join(root, 'time.cap');
+    const c = start([
+      '--time-limit',
+      '2',
+      '--file',
+      file,
+      '--json',
+      '--filters',
+      '[{"protocol":"UDP","remotePort":"5300"}]',
+    ]);
+    await c.started;
+    await send(lab, lab.a, [udp(40001, 5)]);
+    const { code, stdout } = await c.exited;
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout) as { stopReason: string; packets: number; files: string[] };
+    expect(result.stopReason).toBe('TimeExceeded');
+    expect(result.packets).toBe(10);
+    expect(result.files).toEqual([file]);
+    expect(await tsharkRead(file)).toHaveLength(10);
+  });
+
+  it('stops cleanly on Ctrl-C with every packet written', async () => {
+    const file = path.join(root, 'sigint.cap');
+    const c = start(['--file', file]);
+    await c.started;
+    await send(lab, lab.a, [udp(40002, 7)]);
+    c.child.kill('SIGINT');
+    const { code, stdout } = await c.exited;
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^stopped: ManualIntervention$/m);
+    expect(stdout).toMatch(/^packets: 14 written, 14 captured, 0 dropped by kernel$/m);
+    expect((await tsharkRead(file)).filter((p) => p.proto === 'udp')).toHaveLength(14);
+  });
+
+  it('loses nothing already captured when the wirewatch process is killed with SIGKILL', async () => {
+    const file = path.join(root, 'killed.cap');
+    const c = start(['--file', file]);
+    await c.started;
+    await send(lab, lab.a, [udp(40003, 6)]);
+    // Give the kernel time to hand the packets to tcpdump, then kill wirewatch outright:
+    // tcpdump gets SIGINT from the kernel (parent-death signal), flushes and exits.
+    await new Promise((r) => setTimeout(r, 1500));
+    c.child.kill('SIGKILL');
+    await c.exited;
+    for (let i = 0; i < 50; i++) {
+      const { stdout } = await run('pgrep', ['-f', `tcpdump -i ${lab.a.iface} `], { check: false });
+      if (stdout.trim() === '') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(
+      (await run('pgrep', ['-f', `tcpdump -i ${lab.a.iface} `], { check: false })).stdout,
+    ).toBe('');
+    expect((await tsharkRead(file)).filter((p) => p.proto === 'udp')).toHaveLength(12);
+  });
+
+  it('fails with exit code 1 when the interface does not exist', async () => {
+    const { code, stderr } = await wirewatch([
+      'capture-local',
+      '-i',
+      'nosuch0',
+      '--netns',
+      lab.a.netns,
+      '--capture-root',
+      root,
+      '--file',
+      path.join(root, 'none.cap'),
+    ]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/CaptureFailed: interface nosuch0 does not exist/);
+  });
+});
