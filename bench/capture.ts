@@ -195,6 +195,14 @@ async function main(): Promise<void> {
   await run('iperf3', ['--version']);
   const lab = await createLab();
   const dir = await mkdtemp(path.join(tmpdir(), 'wirewatch-bench-'));
+  // Ctrl-C or a timeout must not leave the lab's namespaces behind.
+  const abort = () => {
+    void Promise.allSettled([lab.close(), rm(dir, { recursive: true, force: true })]).then(() =>
+      process.exit(130),
+    );
+  };
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
   try {
     report(
       'UDP 64-byte datagrams at full rate, 5 s, whole packets',

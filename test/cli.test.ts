@@ -21,50 +21,31 @@ describe('wirewatch CLI', () => {
     expect(help.stdout).toMatch(/Example:\n\s+wirewatch capture-local/);
   });
 
-  it('answers usage errors with exit code 2 and a message naming the problem', async () => {
-    const missing = await wirewatch(['capture-local', '-i', 'lo']);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/--file/);
-
-    const badFilter = await wirewatch([
-      'capture-local',
-      '-i',
-      'lo',
-      '--file',
-      '/var/captures/x.cap',
-      '--filters',
-      '[{"localPort":"80-"}]',
-    ]);
-    expect(badFilter.code).toBe(2);
-    expect(badFilter.stderr).toMatch(/InvalidFilter: filters\[0\]\.localPort: "80-"/);
-
-    const badLimit = await wirewatch([
-      'capture-local',
-      '-i',
-      'lo',
-      '--file',
-      '/var/captures/x.cap',
-      '--time-limit',
-      '18001',
-    ]);
-    expect(badLimit.code).toBe(2);
-    expect(badLimit.stderr).toMatch(/InvalidCaptureLimit: timeLimitInSeconds: 18001/);
-
-    const outside = await wirewatch(['capture-local', '-i', 'lo', '--file', '/etc/x.cap']);
-    expect(outside.code).toBe(2);
-    expect(outside.stderr).toMatch(/InvalidCapturePath/);
-
-    const notJson = await wirewatch([
-      'capture-local',
-      '-i',
-      'lo',
-      '--file',
-      '/var/captures/x.cap',
-      '--filters',
-      '{',
-    ]);
-    expect(notJson.code).toBe(2);
-    expect(notJson.stderr).toMatch(/JSON array/);
+  const capture = ['capture-local', '-i', 'lo', '--file', '/var/captures/x.cap'];
+  it.each([
+    ['a missing --file', ['capture-local', '-i', 'lo'], /--file/],
+    [
+      'a malformed filter',
+      [...capture, '--filters', '[{"localPort":"80-"}]'],
+      /InvalidFilter: filters\[0\]\.localPort: "80-"/,
+    ],
+    ['filters that are not JSON', [...capture, '--filters', '{'], /JSON array/],
+    [
+      'a time limit beyond 18000',
+      [...capture, '--time-limit', '18001'],
+      /InvalidCaptureLimit: timeLimitInSeconds: 18001/,
+    ],
+    ['a negative byte count', [...capture, '--bytes-per-session', '-5'], /--bytes-per-session/],
+    ['ring options without --continuous', [...capture, '--file-count', '3'], /need --continuous/],
+    [
+      'a file outside the capture root',
+      ['capture-local', '-i', 'lo', '--file', '/etc/x.cap'],
+      /InvalidCapturePath/,
+    ],
+  ])('answers %s with exit code 2 and a message naming it', async (_name, args, message) => {
+    const { code, stderr } = await wirewatch(args);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
   });
 });
 
