@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseFilters } from '../src/capture/filter.js';
 import type { HostAddress, PacketCaptureFilter } from '../src/capture/filter-spec.js';
 import { interfaceAddresses } from '../src/capture/interface-addresses.js';
@@ -187,17 +187,24 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
       });
       child.once('exit', () => reject(new Error(`reference tcpdump: ${err}`)));
     });
-    return {
-      stop: () =>
-        new Promise<void>((resolve) => {
-          child.once('exit', () => resolve());
-          child.kill('SIGINT');
-        }),
-    };
+    const stop = () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGINT');
+      });
+    running.push({ close: stop });
+    return { stop };
   }
 
-  function capture(name: string, extra: Partial<CaptureOptions> = {}) {
-    return startCapture({
+  /** Everything a test started, stopped after it even when it failed. */
+  const running: { close(): Promise<unknown> }[] = [];
+  afterEach(async () => {
+    for (const item of running.splice(0)) await item.close().catch(() => undefined);
+  });
+
+  async function capture(name: string, extra: Partial<CaptureOptions> = {}) {
+    const session = await startCapture({
       interface: lab.a.iface,
       netns: lab.a.netns,
       filePath: path.join(root, `${name}.cap`),
@@ -205,6 +212,8 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
       progressIntervalMs: 200,
       ...extra,
     });
+    running.push(session);
+    return session;
   }
 
   type FlowName = keyof ReturnType<typeof flows>;
@@ -426,27 +435,80 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     expect(result.receivedByFilter).toBeGreaterThanOrEqual(result.packets);
   });
 
-  it('fails clearly when the disk is full and leaves a readable file', async () => {
-    const small = path.join(root, 'full');
-    await run('mkdir', ['-p', small]);
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', small]);
+  /** A real full disk: a small tmpfs as the capture root. */
+  async function withSmallDisk<T>(name: string, size: string, body: (dir: string) => Promise<T>) {
+    const dir = path.join(root, name);
+    await run('mkdir', ['-p', dir]);
+    await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir]);
     try {
+      return await body(dir);
+    } finally {
+      for (const item of running.splice(0)) await item.close().catch(() => undefined);
+      await run('umount', [dir], { check: false });
+    }
+  }
+
+  it('reports writes lost to a full disk and leaves a readable file', async () => {
+    await withSmallDisk('enospc', '64k', async (dir) => {
+      // No free-space guard: tcpdump runs into ENOSPC itself.
       const session = await capture('x', {
-        filePath: path.join(small, 'full.cap'),
-        captureRoot: small,
+        filePath: path.join(dir, 'full.cap'),
+        captureRoot: dir,
+        diskReserveBytes: 0,
       });
       const all = flows();
-      await sendAll({ outTcp80: all.outTcp80, outUdp4: all.outUdp4, inTcp80: all.inTcp80 });
-      const result = await session.result;
+      await sendAll({ outTcp80: { ...all.outTcp80, bytes: 100_000 }, outUdp4: all.outUdp4 });
+      const result = await session.stop();
       expect(result.stopReason).toBe('Error');
       expect(result.error?.code).toBe('LocalFileFailed');
-      expect(result.error?.message).toMatch(/no space left/);
+      expect(result.error?.message).toMatch(/could not be written/);
+      expect(result.packets).toBeGreaterThan(0);
+      expect(result.packets).toBeLessThan(result.tcpdumpCaptured);
       const packets = await tsharkRead(result.files[0]!);
       expect(packets.length).toBe(result.packets);
       expect((await digests(result.files[0]!)).digests).toHaveLength(result.packets);
-    } finally {
-      await run('umount', [small], { check: false });
-    }
+    });
+  });
+
+  it('stops before the disk is full, with a clear error and a readable file', async () => {
+    await withSmallDisk('guard', '1m', async (dir) => {
+      const session = await capture('x', {
+        filePath: path.join(dir, 'full.cap'),
+        captureRoot: dir,
+      });
+      const all = flows();
+      await sendAll({ outTcp80: { ...all.outTcp80, bytes: 400_000 } });
+      const result = await session.result;
+      expect(result.stopReason).toBe('Error');
+      expect(result.error?.code).toBe('LocalFileFailed');
+      expect(result.error?.message).toMatch(/no space left on device/);
+      // Stopped with room to spare (the guard keeps 512 KiB free), after real data.
+      expect(result.packets).toBeGreaterThan(0);
+      expect(result.bytes).toBeGreaterThan(100_000);
+      expect(await tsharkRead(result.files[0]!)).toHaveLength(result.packets);
+    });
+  });
+
+  it('stops a capture aborted while tcpdump was still starting', async () => {
+    const controller = new AbortController();
+    const starting = capture('abort-early', {
+      signal: controller.signal,
+      limits: { timeLimitInSeconds: 600 },
+    });
+    controller.abort();
+    const result = await (await starting).result;
+    expect(result.stopReason).toBe('ManualIntervention');
+    await tsharkRead(result.files[0]!);
+  });
+
+  it('refuses a continuous capture whose files would collide with an earlier ring', async () => {
+    const ring = { fileCount: 2, fileSizeInBytes: 2000, sessionTimeLimitInSeconds: 600 };
+    const first = await capture('ring-again', { ring });
+    await first.stop();
+    await expect(capture('ring-again', { ring })).rejects.toMatchObject({
+      code: 'LocalFileFailed',
+      message: expect.stringMatching(/already exists/),
+    });
   });
 
   it('refuses a missing interface or namespace, missing tcpdump and a denied permission', async () => {

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CaptureFile } from './capture-file.js';
 
@@ -9,6 +9,18 @@ export interface RingBufferOptions {
   readonly fileSizeInBytes: number;
   /** The pcap global header every file starts with. */
   readonly header: Buffer;
+}
+
+/** Files of an earlier ring with the same configured path, which a new ring would collide with. */
+export async function existingRingFiles(base: string): Promise<string[]> {
+  const ext = path.extname(base);
+  const stem = path.basename(base, ext);
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`^${escape(stem)}_\\d+${escape(ext)}$`);
+  const names = await readdir(path.dirname(base)).catch(() => [] as string[]);
+  return names
+    .filter((name) => pattern.test(name))
+    .map((name) => path.join(path.dirname(base), name));
 }
 
 /** Name of the n-th file (1-based) of a ring whose configured path is `base`. */
@@ -70,8 +82,14 @@ export class RingBuffer {
     this.#current = undefined;
     const name = ringFileName(this.options.path, ++this.#sequence);
     const file = await CaptureFile.create(name);
+    try {
+      await file.append(this.options.header);
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      await rm(name, { force: true });
+      throw err;
+    }
     this.#current = file;
-    await file.append(this.options.header);
     this.#recordsInCurrent = 0;
     this.#bytesWritten += this.options.header.length;
     this.#files.push(name);

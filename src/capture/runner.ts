@@ -21,7 +21,7 @@ import {
 } from './interface-addresses.js';
 import type { CaptureLimits, RingSettings } from './limits.js';
 import { captureLimitBounds } from './limits.js';
-import { RingBuffer, ringFileName } from './ring-buffer.js';
+import { existingRingFiles, RingBuffer } from './ring-buffer.js';
 import { TcpdumpLog } from './tcpdump-log.js';
 import {
   explainTcpdumpFailure,
@@ -95,9 +95,17 @@ export interface CaptureOptions {
   readonly clock?: Clock;
   /** How long a stop waits for the kernel to hand over captured packets (default 1200 ms). */
   readonly drainMs?: number;
+  /** Free bytes below which a single-file capture stops with LocalFileFailed (default 512 KiB). */
+  readonly diskReserveBytes?: number;
   /** How long tcpdump may take to open the interface. */
   readonly startTimeoutMs?: number;
 }
+
+/** Free space below which a capture stops before the disk is full: two of the largest packets. */
+const DEFAULT_DISK_RESERVE = 2 * (MAX_SNAPLEN + 16);
+
+/** How long tcpdump may take to exit after SIGINT before it is killed (a hung disk, say). */
+const KILL_AFTER_MS = 10_000;
 
 const systemClock: Clock = {
   now: () => Date.now(),
@@ -170,6 +178,11 @@ export class CaptureSession {
   #timers: unknown[] = [];
   #result: Promise<CaptureResult> | undefined;
   #abortListener: (() => void) | undefined;
+  /** tcpdump listens: stop signals can be sent. */
+  #listening = false;
+  #interrupted = false;
+  /** tcpdump has exited: no timer may re-arm. */
+  #done = false;
 
   constructor(options: CaptureOptions) {
     this.#options = options;
@@ -224,6 +237,32 @@ export class CaptureSession {
       throw new WirewatchError('CaptureFailed', message, target === undefined ? {} : { target });
     };
     if (o.signal?.aborted) fail('the capture was cancelled before it started');
+    // Listen from the start: an abort while tcpdump is starting stops the capture as soon as
+    // it runs (a stop recorded before then is acted on once tcpdump listens).
+    if (o.signal !== undefined) {
+      this.#abortListener = () => this.#requestStop('ManualIntervention');
+      o.signal.addEventListener('abort', this.#abortListener, { once: true });
+    }
+    try {
+      await this.#start();
+    } catch (err) {
+      this.#removeAbortListener();
+      throw err instanceof WirewatchError ? err : toWirewatchError(err);
+    }
+  }
+
+  #removeAbortListener(): void {
+    if (this.#abortListener !== undefined) {
+      this.#options.signal?.removeEventListener('abort', this.#abortListener);
+      this.#abortListener = undefined;
+    }
+  }
+
+  async #start(): Promise<void> {
+    const o = this.#options;
+    const fail = (message: string, target?: string): never => {
+      throw new WirewatchError('CaptureFailed', message, target === undefined ? {} : { target });
+    };
     if (!isValidInterfaceName(o.interface)) {
       fail(`"${o.interface}" is not an interface name`, 'interface');
     }
@@ -273,21 +312,22 @@ export class CaptureSession {
         this.#file = await CaptureFile.create(filePath);
         stdout = this.#file.fd;
       } else {
-        await access(ringFileName(filePath, 1)).then(
-          () => {
-            throw new WirewatchError(
-              'LocalFileFailed',
-              `${ringFileName(filePath, 1)} already exists`,
-              {
-                target: 'filePath',
-              },
-            );
-          },
-          () => undefined,
-        );
+        const clash = await existingRingFiles(filePath);
+        if (clash.length > 0) {
+          throw new WirewatchError(
+            'LocalFileFailed',
+            `${clash[0]} already exists: a continuous capture named ${path.basename(filePath)} ran here before`,
+            { target: 'filePath' },
+          );
+        }
       }
       const spawn = o.spawn ?? nodeSpawn;
-      const child = spawn(command!, commandArgs, { stdio: ['ignore', stdout, this.#log.fd] });
+      // detached: tcpdump gets its own process group, so a Ctrl-C on the terminal reaches only
+      // wirewatch, which stops tcpdump after the kernel has handed over its last packets.
+      const child = spawn(command!, commandArgs, {
+        stdio: ['ignore', stdout, this.#log.fd],
+        detached: true,
+      });
       this.#child = child;
       await this.#waitUntilListening(child, o.startTimeoutMs ?? 15_000);
     } catch (err) {
@@ -297,6 +337,7 @@ export class CaptureSession {
     }
     this.#startedAt = new Date(this.#clock.now());
     this.#startedMs = this.#clock.now();
+    this.#listening = true;
     this.#result = this.#run(filePath);
 
     const seconds = o.ring?.sessionTimeLimitInSeconds ?? this.#limits.timeLimitInSeconds;
@@ -304,10 +345,8 @@ export class CaptureSession {
       this.#clock.setTimeout(() => this.#requestStop('TimeExceeded'), seconds * 1000),
     );
     this.#scheduleTicks();
-    if (o.signal !== undefined) {
-      this.#abortListener = () => this.#requestStop('ManualIntervention');
-      o.signal.addEventListener('abort', this.#abortListener, { once: true });
-    }
+    // A stop that came while tcpdump was starting.
+    if (this.#stopReason !== undefined) this.#signalStop(this.#stopReason);
   }
 
   async #waitUntilListening(child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -356,8 +395,9 @@ export class CaptureSession {
         this.#child?.kill('SIGUSR1');
         this.#options.onProgress?.(this.progress());
       }
-      if (this.#stopReason === undefined)
+      if (this.#stopReason === undefined && !this.#done) {
         this.#timers.push(this.#clock.setTimeout(run, watchEvery));
+      }
     };
     const run = () => void tick().catch((err) => this.#requestStop('Error', toWirewatchError(err)));
     this.#timers.push(this.#clock.setTimeout(run, watchEvery));
@@ -373,7 +413,7 @@ export class CaptureSession {
       return;
     }
     const fs = await statfs(path.dirname(file.path));
-    const reserve = 2 * (MAX_SNAPLEN + 16);
+    const reserve = this.#options.diskReserveBytes ?? DEFAULT_DISK_RESERVE;
     if (fs.bavail * fs.bsize < reserve) {
       this.#requestStop(
         'Error',
@@ -386,20 +426,41 @@ export class CaptureSession {
   }
 
   #requestStop(reason: StopReason, error?: WirewatchError): void {
-    if (this.#stopReason !== undefined) return;
+    if (this.#stopReason !== undefined) {
+      // An error always wins over the reason a stop was already under way for.
+      if (reason !== 'Error' || this.#stopReason === 'Error') return;
+      this.#stopReason = reason;
+      this.#error = error;
+      this.#writing = false;
+      this.#interrupt();
+      return;
+    }
     this.#stopReason = reason;
     this.#error = error;
-    // SIGINT: tcpdump flushes what it captured, prints its counters and exits.
-    const interrupt = () => this.#child?.kill('SIGINT');
+    if (this.#listening) this.#signalStop(reason);
+  }
+
+  #signalStop(reason: StopReason): void {
     if (reason === 'SessionBytesExceeded' || reason === 'Error') {
       this.#writing = false;
-      interrupt();
+      this.#interrupt();
     } else {
       // Let the kernel hand over the packets captured before the stop first.
-      this.#timers.push(
-        this.#clock.setTimeout(interrupt, this.#options.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS),
-      );
+      const drainMs = this.#options.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS;
+      this.#timers.push(this.#clock.setTimeout(() => this.#interrupt(), drainMs));
     }
+  }
+
+  /** SIGINT: tcpdump flushes what it captured, prints its counters and exits; SIGKILL if it hangs. */
+  #interrupt(): void {
+    if (this.#done || this.#interrupted) return;
+    this.#interrupted = true;
+    this.#child?.kill('SIGINT');
+    this.#timers.push(
+      this.#clock.setTimeout(() => {
+        if (!this.#done) this.#child?.kill('SIGKILL');
+      }, KILL_AFTER_MS),
+    );
   }
 
   async #run(filePath: string): Promise<CaptureResult> {
@@ -419,11 +480,14 @@ export class CaptureSession {
       }
     }
     const { code, signal } = await exited;
+    this.#done = true;
     for (const timer of this.#timers) this.#clock.clearTimeout(timer);
-    if (this.#abortListener !== undefined) {
-      this.#options.signal?.removeEventListener('abort', this.#abortListener);
+    this.#removeAbortListener();
+    try {
+      this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
+    } catch {
+      // the counters stay as last read
     }
-    this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
     if (this.#stopReason === undefined) {
       // tcpdump ended without being asked to: the interface went away or it crashed.
       const why = explainTcpdumpFailure(
@@ -444,12 +508,13 @@ export class CaptureSession {
       } else if (this.#ring !== undefined) {
         await this.#ring.close();
         files = [...this.#ring.files];
+        this.#checkAllWritten();
       }
     } catch (err) {
       this.#stopReason = 'Error';
       this.#error ??= toWirewatchError(err);
     } finally {
-      await this.#cleanUp();
+      await this.#cleanUp().catch(() => undefined);
     }
     return {
       ...this.progress(),
@@ -469,10 +534,12 @@ export class CaptureSession {
    * disk may have left half a record), and check that every captured packet is in it.
    */
   async #finishFile(file: CaptureFile): Promise<string[]> {
-    await file.close();
+    let closeError: unknown;
+    await file.close().catch((err: unknown) => (closeError = err));
     const before = (await stat(file.path)).size;
-    if (before === 0) {
-      // tcpdump never wrote its header (it failed at once): no file rather than a broken one.
+    if (before < FILE_HEADER_LENGTH) {
+      // tcpdump never wrote a whole header (it failed at once, or the disk was full): no file
+      // rather than a broken one.
       await rm(file.path, { force: true });
       this.#finalBytes = 0;
       return [];
@@ -481,18 +548,32 @@ export class CaptureSession {
     const repaired = await repairPcapFile(file.path, { maxBytes: limit });
     this.#packets = repaired.keptRecords;
     this.#finalBytes = before - repaired.removedBytes;
-    const captured = this.#stats?.captured;
-    // Packets beyond the limit were cut on purpose; any other shortfall is a write that failed.
+    // tcpdump's output trails the size check by its 4 KiB buffer, so the limit may only show
+    // here; it names the stop unless someone stopped the capture by hand first.
     const cutByLimit = before > limit;
-    if (!cutByLimit && captured !== undefined && this.#packets < captured) {
+    if (cutByLimit && this.#stopReason === 'TimeExceeded')
+      this.#stopReason = 'SessionBytesExceeded';
+    if (closeError !== undefined) this.#requestStop('Error', toWirewatchError(closeError));
+    // Packets beyond the limit were cut on purpose; any other shortfall is a write that failed.
+    if (!cutByLimit) this.#checkAllWritten();
+    return [file.path];
+  }
+
+  /** Every packet tcpdump captured must be in the output; a shortfall is a failed write. */
+  #checkAllWritten(): void {
+    const captured = this.#stats?.captured;
+    if (
+      captured !== undefined &&
+      this.#packets < captured &&
+      this.#stopReason !== 'SessionBytesExceeded'
+    ) {
       const missing = captured - this.#packets;
       this.#stopReason = 'Error';
       this.#error ??= new WirewatchError(
         'LocalFileFailed',
-        `${missing} of ${captured} captured packets could not be written to ${path.basename(file.path)} (no space left on device?)`,
+        `${missing} of ${captured} captured packets could not be written to the capture file (no space left on device?)`,
       );
     }
-    return [file.path];
   }
 
   async #cleanUp(): Promise<void> {

@@ -42,8 +42,11 @@ export class TcpdumpLog {
   /** Safe to call twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.refresh();
-    this.#closed = true;
-    await this.handle.close();
+    try {
+      await this.refresh();
+    } finally {
+      this.#closed = true;
+      await this.handle.close();
+    }
   }
 }

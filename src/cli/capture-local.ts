@@ -120,12 +120,13 @@ Example:
         : undefined;
       const tty = process.stderr.isTTY;
       const controller = new AbortController();
+      // Every Ctrl-C is caught: a second one must not kill wirewatch while it finishes the file.
       const onSignal = () => {
-        if (tty) process.stderr.write('\nstopping…\n');
+        process.stderr.write(controller.signal.aborted ? 'still stopping…\n' : '\nstopping…\n');
         controller.abort();
       };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         const session = await startCapture({
           interface: opts.interface,

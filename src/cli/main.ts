@@ -23,7 +23,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`wirewatch: ${err.code}: ${err.message}\n`);
       return err.status < 500 ? 2 : 1;
     }
-    throw err;
+    process.stderr.write(`wirewatch: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
   }
 }
 
