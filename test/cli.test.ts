@@ -92,9 +92,9 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
         root,
         ...args,
       ],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      // Own process group, as a shell gives a foreground job; TMPDIR keeps tcpdump's scratch
+      // folder inside the test's root even when the process is killed.
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, TMPDIR: root } },
     );
     let stdout = '';
     let stderr = '';
@@ -132,12 +132,13 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
     expect(await tsharkRead(file)).toHaveLength(10);
   });
 
-  it('stops cleanly on Ctrl-C with every packet written', async () => {
+  it('stops cleanly on Ctrl-C with every packet written, even a packet sent just before', async () => {
     const file = path.join(root, 'sigint.cap');
     const c = start(['--file', file]);
     await c.started;
     await send(lab, lab.a, [udp(40002, 7)]);
-    c.child.kill('SIGINT');
+    // Ctrl-C on a terminal signals the whole foreground process group, at once.
+    process.kill(-c.child.pid!, 'SIGINT');
     const { code, stdout } = await c.exited;
     expect(code).toBe(0);
     expect(stdout).toMatch(/^stopped: ManualIntervention$/m);

@@ -44,8 +44,17 @@ export async function createLab(): Promise<Lab> {
   };
   const created: string[] = [];
   const close = async (): Promise<void> => {
-    // Deleting a namespace also deletes the veth end inside it (and so its peer).
+    // Deleting a namespace also deletes the veth end inside it (and so its peer). Processes a
+    // failed test left inside (tcpdump, traffic) are killed first.
     for (const ns of created.splice(0)) {
+      const { stdout } = await run('ip', ['netns', 'pids', ns], { check: false });
+      for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
       await run('ip', ['netns', 'delete', ns], { check: false });
     }
   };
