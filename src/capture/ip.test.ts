@@ -15,17 +15,7 @@ import {
   tryParseCidr,
   tryParseIpv6,
 } from './ip.js';
-
-/** A small deterministic PRNG (mulberry32), so failures can be replayed. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { random } from './test-random.js';
 
 describe('IPv4', () => {
   it.each([

@@ -11,6 +11,7 @@ import { parseFilters } from './filter.js';
 import type { HostAddress, PacketCaptureFilter } from './filter-spec.js';
 import { parseIpAddress } from './ip.js';
 import { matchesFilters } from './match.js';
+import { random } from './test-random.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -308,17 +309,6 @@ describe('matchesFilters on hand-made packets', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Agreement with libpcap: the same synthetic pcap file through tcpdump and through the matcher.
-
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const u16 = (n: number): Buffer => {
   const b = Buffer.alloc(2);
