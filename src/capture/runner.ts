@@ -113,37 +113,6 @@ const systemClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
-/** Where a continuous capture's packets go. */
-interface Output {
-  readonly files: readonly string[];
-  readonly bytes: number;
-  /** Bytes the current file can take before the next record needs a new file. */
-  room(): number;
-  /** False only while the current file is empty: a record too big for any file goes there. */
-  mustFit(): boolean;
-  append(bytes: Buffer, records: number): Promise<void>;
-  /** Closes the current file and starts the next. */
-  next(): Promise<void>;
-  close(): Promise<void>;
-}
-
-function ringOutput(ring: RingBuffer): Output {
-  return {
-    get files() {
-      return ring.files;
-    },
-    get bytes() {
-      return ring.bytesWritten;
-    },
-    room: () => ring.room(),
-    // A record larger than a whole file still gets an empty file to itself.
-    mustFit: () => ring.hasRecords,
-    append: (bytes, records) => ring.append(bytes, records),
-    next: () => ring.rotate(),
-    close: () => ring.close(),
-  };
-}
-
 /**
  * Starts a capture and resolves once tcpdump is capturing. Problems found before that (bad path,
  * tcpdump missing, interface or namespace missing, permission denied) reject with a
@@ -166,7 +135,7 @@ export class CaptureSession {
   /** Single-file mode: the file tcpdump writes to directly. */
   #file: CaptureFile | undefined;
   /** Continuous mode: the ring Node writes the stream into. */
-  #ring: Output | undefined;
+  #ring: RingBuffer | undefined;
   #packets = 0;
   /** Single-file mode: the file's size once tcpdump is done and the file is repaired. */
   #finalBytes: number | undefined;
@@ -212,7 +181,7 @@ export class CaptureSession {
     const packets = this.#ring === undefined ? (this.#stats?.captured ?? 0) : this.#packets;
     return {
       packets,
-      bytes: this.#ring?.bytes ?? this.#finalBytes ?? this.#file?.size ?? 0,
+      bytes: this.#ring?.bytesWritten ?? this.#finalBytes ?? this.#file?.size ?? 0,
       kernelDrops: this.#stats?.droppedByKernel ?? 0,
       receivedByFilter: this.#stats?.receivedByFilter ?? 0,
       elapsedMs: this.#startedMs === 0 ? 0 : this.#clock.now() - this.#startedMs,
@@ -233,10 +202,9 @@ export class CaptureSession {
 
   async start(): Promise<void> {
     const o = this.#options;
-    const fail = (message: string, target?: string): never => {
-      throw new WirewatchError('CaptureFailed', message, target === undefined ? {} : { target });
-    };
-    if (o.signal?.aborted) fail('the capture was cancelled before it started');
+    if (o.signal?.aborted) {
+      throw new WirewatchError('CaptureFailed', 'the capture was cancelled before it started');
+    }
     // Listen from the start: an abort while tcpdump is starting stops the capture as soon as
     // it runs (a stop recorded before then is acted on once tcpdump listens).
     if (o.signal !== undefined) {
@@ -606,7 +574,7 @@ export class CaptureSession {
     }
   }
 
-  async #openRing(header: Buffer, filePath: string): Promise<Output> {
+  async #openRing(header: Buffer, filePath: string): Promise<RingBuffer> {
     const ring = this.#options.ring!;
     const buffer = new RingBuffer({
       path: filePath,
@@ -615,34 +583,35 @@ export class CaptureSession {
       header: Buffer.from(header),
     });
     await buffer.start();
-    return ringOutput(buffer);
+    return buffer;
   }
 
   /** Writes the whole records in buf from offset on; returns where the first incomplete one starts. */
   async #writeRecords(buf: Buffer, start: number, littleEndian: boolean): Promise<number> {
-    const output = this.#ring!;
+    const ring = this.#ring!;
     let offset = start;
     let segmentStart = start;
     let records = 0;
-    let room = output.room();
+    let room = ring.room();
     // Hot path: read the captured length straight from the record header (bytes 8..11).
     while (offset + RECORD_HEADER_LENGTH <= buf.length) {
       const captured = littleEndian ? buf.readUInt32LE(offset + 8) : buf.readUInt32BE(offset + 8);
       const end = offset + RECORD_HEADER_LENGTH + captured;
       if (end > buf.length) break;
-      if (end - offset > room && (records > 0 || output.mustFit())) {
-        if (records > 0) await output.append(buf.subarray(segmentStart, offset), records);
+      // A record larger than a whole file still gets an empty file to itself.
+      if (end - offset > room && (records > 0 || ring.hasRecords)) {
+        if (records > 0) await ring.append(buf.subarray(segmentStart, offset), records);
         this.#packets += records;
         records = 0;
         segmentStart = offset;
-        await output.next();
-        room = output.room();
+        await ring.rotate();
+        room = ring.room();
       }
       room -= end - offset;
       records++;
       offset = end;
     }
-    if (records > 0) await output.append(buf.subarray(segmentStart, offset), records);
+    if (records > 0) await ring.append(buf.subarray(segmentStart, offset), records);
     this.#packets += records;
     return offset;
   }
