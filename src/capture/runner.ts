@@ -144,7 +144,10 @@ export class CaptureSession {
   #stopReason: StopReason | undefined;
   #error: WirewatchError | undefined;
   #writing = true;
+  /** One-off timers: the time limit, the drain before SIGINT, the SIGKILL fallback. */
   #timers: unknown[] = [];
+  /** The next watch/progress tick (re-armed every 100 ms, so not kept in #timers). */
+  #tickTimer: unknown;
   #result: Promise<CaptureResult> | undefined;
   #abortListener: (() => void) | undefined;
   /** tcpdump listens: stop signals can be sent. */
@@ -364,11 +367,11 @@ export class CaptureSession {
         this.#options.onProgress?.(this.progress());
       }
       if (this.#stopReason === undefined && !this.#done) {
-        this.#timers.push(this.#clock.setTimeout(run, watchEvery));
+        this.#tickTimer = this.#clock.setTimeout(run, watchEvery);
       }
     };
     const run = () => void tick().catch((err) => this.#requestStop('Error', toWirewatchError(err)));
-    this.#timers.push(this.#clock.setTimeout(run, watchEvery));
+    this.#tickTimer = this.#clock.setTimeout(run, watchEvery);
   }
 
   /** Single-file mode: stop at the byte limit, and before the disk is full. */
@@ -450,6 +453,7 @@ export class CaptureSession {
     const { code, signal } = await exited;
     this.#done = true;
     for (const timer of this.#timers) this.#clock.clearTimeout(timer);
+    this.#clock.clearTimeout(this.#tickTimer);
     this.#removeAbortListener();
     try {
       this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
