@@ -13,6 +13,38 @@ export const errorCodes = {
   LocalFileFailed: { status: 500, area: 'capture' },
   // pcap files (reading, repairing, merging)
   InvalidPcap: { status: 400, area: 'pcap' },
+  // HTTP requests (any route)
+  MissingApiVersionParameter: { status: 400, area: 'request' },
+  InvalidApiVersionParameter: { status: 400, area: 'request' },
+  InvalidRequestContent: { status: 400, area: 'request' },
+  UnsupportedMediaType: { status: 415, area: 'request' },
+  RequestBodyTooLarge: { status: 413, area: 'request' },
+  MethodNotAllowed: { status: 405, area: 'request' },
+  NotFound: { status: 404, area: 'request' },
+  // Credentials and tenancy
+  AuthenticationFailed: { status: 401, area: 'auth' },
+  AuthorizationFailed: { status: 403, area: 'auth' },
+  InvalidEnrollmentToken: { status: 401, area: 'auth' },
+  // Resources
+  SubscriptionNotFound: { status: 404, area: 'resources' },
+  ResourceNotFound: { status: 404, area: 'resources' },
+  ParentResourceNotFound: { status: 404, area: 'resources' },
+  NetworkWatcherCountLimitReached: { status: 400, area: 'resources' },
+  InvalidResourceName: { status: 400, area: 'resources' },
+  InvalidLocation: { status: 400, area: 'resources' },
+  // Packet captures (the control plane)
+  InvalidTarget: { status: 400, area: 'captures' },
+  TargetNotInNetworkWatcherLocation: { status: 400, area: 'captures' },
+  InvalidStorageLocation: { status: 400, area: 'captures' },
+  StorageAccountNotSupported: { status: 400, area: 'captures' },
+  PacketCaptureAlreadyExists: { status: 409, area: 'captures' },
+  PacketCaptureQuotaExceeded: { status: 429, area: 'captures' },
+  OperationNotFound: { status: 404, area: 'captures' },
+  // Agents
+  AgentAlreadyConnected: { status: 409, area: 'agents' },
+  // The server itself
+  InternalServerError: { status: 500, area: 'server' },
+  ServiceUnavailable: { status: 503, area: 'server' },
 } as const satisfies Record<string, { status: number; area: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

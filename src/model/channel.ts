@@ -1,0 +1,181 @@
+/**
+ * The agent channel: the one WebSocket an agent dials out to the server
+ * (`GET /api/v1/agent/channel`, `Authorization: Bearer <agent credential>`). Every frame is one
+ * JSON message with a `type`. Both sides validate what they receive with these schemas.
+ *
+ * Flow: the agent sends `hello` with everything it runs or has finished but not yet had
+ * acknowledged; the server reconciles (kubelet-style) and answers with `start`, `stop` and `ack`
+ * messages; afterwards the server pushes `start`/`stop` as captures are created or stopped, and
+ * the agent reports `started`, `progress` and `stopped`. A `stopped` session stays in the agent's
+ * journal until the server sends `ack` for it, so no final state is lost across restarts of
+ * either side.
+ */
+import { Type, type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
+
+export const CHANNEL_PATH = '/api/v1/agent/channel';
+export const ENROLL_PATH = '/api/v1/agent/enroll';
+/** Bumped when a message changes incompatibly; the server refuses other versions. */
+export const CHANNEL_PROTOCOL_VERSION = 1;
+
+const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
+const Count = Type.Integer({ minimum: 0 });
+const Time = Type.String({ format: 'date-time', maxLength: 40 });
+
+/** Why a capture ended, as the API reports it (docs/errors.md "Stop reasons"). */
+export const StopReasonSchema = Type.Union([
+  Type.Literal('TimeExceeded'),
+  Type.Literal('SessionBytesExceeded'),
+  Type.Literal('ManualIntervention'),
+  Type.Literal('AgentRestarted'),
+  Type.Literal('TargetDeleted'),
+  Type.Literal('Error'),
+]);
+export type SessionStopReason = Static<typeof StopReasonSchema>;
+
+/** Why the server asks an agent to stop a session. */
+export const StopRequestReasonSchema = Type.Union([
+  Type.Literal('ManualIntervention'),
+  Type.Literal('TargetDeleted'),
+  Type.Literal('TimeExceeded'),
+]);
+export type StopRequestReason = Static<typeof StopRequestReasonSchema>;
+
+export const ChannelFilterSchema = Type.Object({
+  protocol: Type.Optional(Type.String({ maxLength: 8 })),
+  localIPAddress: Type.Optional(Type.String({ maxLength: 4096 })),
+  remoteIPAddress: Type.Optional(Type.String({ maxLength: 4096 })),
+  localPort: Type.Optional(Type.String({ maxLength: 4096 })),
+  remotePort: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+
+/** What the server asks an agent to capture. Limits are already resolved (no 0 = max). */
+export const CaptureAssignmentSchema = Type.Object({
+  sessionId: Uuid,
+  /** The capture's ARM id, for logs. */
+  resourceId: Type.String({ maxLength: 1024 }),
+  /** Absolute path under the agent's capture root. For a ring, the stem of its files. */
+  filePath: Type.String({ maxLength: 4096 }),
+  filters: Type.Array(ChannelFilterSchema, { maxItems: 256 }),
+  bytesToCapturePerPacket: Count,
+  totalBytesPerSession: Count,
+  timeLimitInSeconds: Count,
+  continuousCapture: Type.Boolean(),
+  captureSettings: Type.Optional(
+    Type.Object({
+      fileCount: Count,
+      fileSizeInBytes: Count,
+      sessionTimeLimitInSeconds: Count,
+    }),
+  ),
+  /** Created at; a session created long ago and never started still ends at its deadline. */
+  createdAt: Time,
+});
+export type CaptureAssignment = Static<typeof CaptureAssignmentSchema>;
+
+export const ChannelErrorSchema = Type.Object({
+  code: Type.String({ maxLength: 64 }),
+  message: Type.String({ maxLength: 4096 }),
+});
+export type ChannelError = Static<typeof ChannelErrorSchema>;
+
+export const ProgressSchema = Type.Object({
+  packets: Count,
+  bytes: Count,
+  kernelDrops: Count,
+  /** When the agent took these figures. */
+  at: Time,
+});
+export type ChannelProgress = Static<typeof ProgressSchema>;
+
+/** A session as the agent sees it, in `hello`. */
+export const ObservedSessionSchema = Type.Object({
+  sessionId: Uuid,
+  state: Type.Union([Type.Literal('Running'), Type.Literal('Stopped')]),
+  startTime: Type.Optional(Time),
+  progress: Type.Optional(ProgressSchema),
+  stopReason: Type.Optional(StopReasonSchema),
+  stopTime: Type.Optional(Time),
+  error: Type.Optional(ChannelErrorSchema),
+  files: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 10000 })),
+});
+export type ObservedSession = Static<typeof ObservedSessionSchema>;
+
+export const AgentMessageSchema = Type.Union([
+  Type.Object({
+    type: Type.Literal('hello'),
+    protocolVersion: Type.Integer(),
+    agentVersion: Type.String({ maxLength: 64 }),
+    hostname: Type.String({ maxLength: 255 }),
+    captureRoot: Type.String({ maxLength: 4096 }),
+    sessions: Type.Array(ObservedSessionSchema, { maxItems: 100000 }),
+  }),
+  Type.Object({ type: Type.Literal('started'), sessionId: Uuid, startTime: Time }),
+  Type.Object({ type: Type.Literal('progress'), sessionId: Uuid, progress: ProgressSchema }),
+  Type.Object({
+    type: Type.Literal('stopped'),
+    sessionId: Uuid,
+    stopReason: StopReasonSchema,
+    startTime: Type.Optional(Time),
+    stopTime: Time,
+    progress: ProgressSchema,
+    error: Type.Optional(ChannelErrorSchema),
+    files: Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 10000 }),
+  }),
+]);
+export type AgentMessage = Static<typeof AgentMessageSchema>;
+
+export const ServerMessageSchema = Type.Union([
+  /** Sent once after `hello` has been reconciled; the agent is now in sync. */
+  Type.Object({ type: Type.Literal('welcome'), agentId: Uuid, serverTime: Time }),
+  Type.Object({ type: Type.Literal('start'), assignment: CaptureAssignmentSchema }),
+  Type.Object({ type: Type.Literal('stop'), sessionId: Uuid, reason: StopRequestReasonSchema }),
+  /** The final state of this session is stored: the agent may forget it. */
+  Type.Object({ type: Type.Literal('ack'), sessionId: Uuid }),
+  /** The VM was deleted: stop everything (TargetDeleted), forget the credential, exit. */
+  Type.Object({ type: Type.Literal('deregistered') }),
+]);
+export type ServerMessage = Static<typeof ServerMessageSchema>;
+
+const agentMessageCheck = Compile(AgentMessageSchema);
+const serverMessageCheck = Compile(ServerMessageSchema);
+
+/** Parses one frame from an agent; undefined when it is not valid JSON or not a known message. */
+export function parseAgentMessage(text: string): AgentMessage | undefined {
+  return parseWith(text, (v) => agentMessageCheck.Check(v));
+}
+
+/** Parses one frame from the server; undefined when it is not valid JSON or not a known message. */
+export function parseServerMessage(text: string): ServerMessage | undefined {
+  return parseWith(text, (v) => serverMessageCheck.Check(v));
+}
+
+function parseWith<T>(text: string, check: (value: unknown) => boolean): T | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return check(value) ? (value as T) : undefined;
+}
+
+/** Enrollment: `POST /api/v1/agent/enroll` with `Authorization: Bearer <enrollment token>`. */
+export const EnrollRequestSchema = Type.Object({
+  subscriptionId: Uuid,
+  resourceGroup: Type.String({ minLength: 1, maxLength: 90, pattern: '^[-\\w._()]+$' }),
+  name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][-A-Za-z0-9._]*$' }),
+  location: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9]+$' }),
+  hostname: Type.String({ maxLength: 255 }),
+  captureRoot: Type.String({ minLength: 1, maxLength: 4096 }),
+});
+export type EnrollRequest = Static<typeof EnrollRequestSchema>;
+
+export const EnrollResponseSchema = Type.Object({
+  agentId: Uuid,
+  /** The VM's ARM id. */
+  vmId: Type.String(),
+  /** The agent's own credential; shown once. */
+  credential: Type.String(),
+});
+export type EnrollResponse = Static<typeof EnrollResponseSchema>;

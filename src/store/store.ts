@@ -1,0 +1,288 @@
+/**
+ * The control plane's storage, as one domain interface. It leaks no connection, transaction or
+ * SQL type: the SQLite implementation (src/store/sqlite/) and the PostgreSQL one (later, in
+ * src/store/postgres/) both implement it, and one conformance suite (store-conformance.ts) runs
+ * against each.
+ *
+ * Conventions: ids are uuids made by the caller; times are `Date`; names are compared
+ * case-insensitively where Azure does (resource groups, watchers, captures, VMs), so records keep
+ * the casing they were created with and lookups fold case. Every method is atomic.
+ */
+
+export type Role = 'Reader' | 'Contributor' | 'Owner';
+
+export interface SubscriptionRecord {
+  readonly id: string;
+  readonly displayName: string;
+  readonly createdAt: Date;
+}
+
+/** An API token. `subscriptionId` null with role 'Admin' is an admin token (sees everything). */
+export interface TokenRecord {
+  readonly id: string;
+  readonly subscriptionId: string | null;
+  readonly role: Role | 'Admin';
+  /** sha256 of the token text, hex. The text itself is never stored. */
+  readonly hash: string;
+  readonly createdAt: Date;
+  readonly revokedAt: Date | null;
+}
+
+export interface EnrollmentTokenRecord {
+  readonly id: string;
+  readonly subscriptionId: string;
+  readonly hash: string;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+  readonly revokedAt: Date | null;
+}
+
+/** A host running the agent, seen by the API as a VM. */
+export interface VmRecord {
+  /** The agent's id; also Azure's `vmId`. */
+  readonly id: string;
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+  readonly location: string;
+  readonly hostname: string;
+  readonly captureRoot: string;
+  /** sha256 of the agent's credential, hex. */
+  readonly credentialHash: string;
+  readonly createdAt: Date;
+  readonly lastSeenAt: Date | null;
+}
+
+export interface NetworkWatcherRecord {
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+  readonly location: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly etag: string;
+  readonly createdAt: Date;
+}
+
+/** Status as stored. `Unknown` is never stored: it is derived when the agent is unreachable. */
+export type SessionStatus = 'NotStarted' | 'Running' | 'Stopped' | 'Error';
+
+export type SessionStopReason =
+  | 'TimeExceeded'
+  | 'SessionBytesExceeded'
+  | 'ManualIntervention'
+  | 'AgentRestarted'
+  | 'TargetDeleted'
+  | 'Error';
+
+export interface SessionError {
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface SessionProgress {
+  readonly packets: number;
+  readonly bytes: number;
+  readonly kernelDrops: number;
+  readonly at: Date;
+}
+
+/** A packet capture session: the ARM resource plus its lifecycle. */
+export interface SessionRecord {
+  readonly id: string;
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly watcherName: string;
+  readonly name: string;
+  /** The network watcher's location; the quota is counted per (subscription, location). */
+  readonly location: string;
+  /** The target VM's id (VmRecord.id). */
+  readonly vmId: string;
+  /**
+   * The resource's `properties` as the API returns them (defaults filled in), JSON-serialisable.
+   * Also what a re-PUT is compared with.
+   */
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly status: SessionStatus;
+  readonly stopReason: SessionStopReason | null;
+  readonly errors: readonly SessionError[];
+  /** Set once when the agent reports the capture running. */
+  readonly captureStartTime: Date | null;
+  readonly stopTime: Date | null;
+  readonly progress: SessionProgress | null;
+  /** The capture files at the end, as the agent reported them. */
+  readonly files: readonly string[];
+  /** A stop was asked for (API stop, delete, VM deletion) and not yet confirmed by the agent. */
+  readonly stopRequested: SessionStopReason | null;
+  /** The resource is to be removed once the capture has stopped. */
+  readonly deleteRequested: boolean;
+  readonly etag: string;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** Fields a session update may change. `etag` and `updatedAt` are always renewed. */
+export type SessionPatch = Partial<
+  Pick<
+    SessionRecord,
+    | 'status'
+    | 'stopReason'
+    | 'errors'
+    | 'captureStartTime'
+    | 'stopTime'
+    | 'progress'
+    | 'files'
+    | 'stopRequested'
+    | 'deleteRequested'
+  >
+>;
+
+export type OperationKind = 'create' | 'stop' | 'delete';
+export type OperationStatus = 'InProgress' | 'Succeeded' | 'Failed';
+
+/** An ARM long-running operation, polled through Azure-AsyncOperation or Location. */
+export interface OperationRecord {
+  readonly id: string;
+  readonly subscriptionId: string;
+  readonly location: string;
+  readonly kind: OperationKind;
+  readonly sessionId: string;
+  /** The ARM id of the resource the operation acts on. */
+  readonly resourceId: string;
+  readonly status: OperationStatus;
+  readonly error: SessionError | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface AuditRecord {
+  readonly id: string;
+  readonly subscriptionId: string;
+  readonly at: Date;
+  /** Who: `admin`, `token:<id>` or `agent:<id>`. */
+  readonly actor: string;
+  /** What: `packetCapture.create`, `packetCapture.stop`, `packetCapture.delete`, `token.create`, … */
+  readonly action: string;
+  readonly resourceId: string;
+  /** From where: the client's address. */
+  readonly sourceIp: string;
+  /** Outcome and details, JSON-serialisable; never a secret. */
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+/** A page of a list, in a stable order; `next` is an opaque cursor for the following page. */
+export interface Page<T> {
+  readonly items: readonly T[];
+  readonly next: string | null;
+}
+
+export interface PageRequest {
+  readonly limit: number;
+  /** The cursor from the previous page's `next`. */
+  readonly after?: string | null;
+}
+
+export type CreateSessionResult =
+  | { readonly kind: 'created'; readonly session: SessionRecord }
+  | { readonly kind: 'exists'; readonly session: SessionRecord }
+  | { readonly kind: 'quota-exceeded'; readonly active: number };
+
+export interface Store {
+  // Subscriptions
+  createSubscription(record: SubscriptionRecord): Promise<void>;
+  getSubscription(id: string): Promise<SubscriptionRecord | undefined>;
+  listSubscriptions(): Promise<SubscriptionRecord[]>;
+
+  // API tokens
+  createToken(record: TokenRecord): Promise<void>;
+  /** The token with this hash, revoked or not. */
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  /** Marks the token revoked; false when there is no such token in that subscription. */
+  revokeToken(subscriptionId: string | null, id: string, at: Date): Promise<boolean>;
+
+  // Enrollment tokens
+  createEnrollmentToken(record: EnrollmentTokenRecord): Promise<void>;
+  findEnrollmentTokenByHash(hash: string): Promise<EnrollmentTokenRecord | undefined>;
+
+  // VMs (agents)
+  /**
+   * Registers a VM, or replaces the credential, hostname and capture root of the VM with the
+   * same (subscription, resource group, name) — re-enrollment keeps its id. Returns the record.
+   */
+  upsertVm(record: VmRecord): Promise<VmRecord>;
+  getVmById(id: string): Promise<VmRecord | undefined>;
+  getVmByCredentialHash(hash: string): Promise<VmRecord | undefined>;
+  getVm(subscriptionId: string, resourceGroup: string, name: string): Promise<VmRecord | undefined>;
+  /** VMs of a subscription, optionally of one resource group, ordered by resource group and name. */
+  listVms(subscriptionId: string, resourceGroup?: string): Promise<VmRecord[]>;
+  touchVm(id: string, lastSeenAt: Date): Promise<void>;
+  deleteVm(id: string): Promise<boolean>;
+
+  // Network watchers
+  /** Creates or updates (location and tags); returns the stored record and whether it was new. */
+  putWatcher(
+    record: NetworkWatcherRecord,
+  ): Promise<{ record: NetworkWatcherRecord; created: boolean }>;
+  getWatcher(
+    subscriptionId: string,
+    resourceGroup: string,
+    name: string,
+  ): Promise<NetworkWatcherRecord | undefined>;
+  /** The subscription's watcher in a location (at most one exists). */
+  findWatcherByLocation(
+    subscriptionId: string,
+    location: string,
+  ): Promise<NetworkWatcherRecord | undefined>;
+  listWatchers(subscriptionId: string, resourceGroup?: string): Promise<NetworkWatcherRecord[]>;
+  /** Deletes the watcher and every session under it. */
+  deleteWatcher(subscriptionId: string, resourceGroup: string, name: string): Promise<boolean>;
+
+  // Sessions
+  /**
+   * Inserts the session unless one with the same (subscription, resource group, watcher, name)
+   * exists ('exists', with that session) or the (subscription, location) already has `quota`
+   * sessions NotStarted or Running ('quota-exceeded'). Atomic: concurrent creates never exceed
+   * the quota.
+   */
+  createSession(record: SessionRecord, quota: number): Promise<CreateSessionResult>;
+  getSession(
+    subscriptionId: string,
+    resourceGroup: string,
+    watcherName: string,
+    name: string,
+  ): Promise<SessionRecord | undefined>;
+  getSessionById(id: string): Promise<SessionRecord | undefined>;
+  /** Sessions under a watcher, ordered by name (case-folded). */
+  listSessions(
+    subscriptionId: string,
+    resourceGroup: string,
+    watcherName: string,
+    page: PageRequest,
+  ): Promise<Page<SessionRecord>>;
+  /** Sessions of one VM in any of these statuses (all statuses when omitted). */
+  listSessionsByVm(vmId: string, statuses?: readonly SessionStatus[]): Promise<SessionRecord[]>;
+  /** Sessions in any of these statuses, across all tenants (the server's deadline backstop). */
+  listSessionsByStatus(statuses: readonly SessionStatus[]): Promise<SessionRecord[]>;
+  /** Applies the patch; returns the updated record, undefined when the session is gone. */
+  updateSession(id: string, patch: SessionPatch): Promise<SessionRecord | undefined>;
+  deleteSession(id: string): Promise<boolean>;
+  /** Count of sessions per status, across all tenants (for /metrics). */
+  countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
+
+  // Long-running operations
+  createOperation(record: OperationRecord): Promise<void>;
+  getOperation(subscriptionId: string, id: string): Promise<OperationRecord | undefined>;
+  /** Operations of a session still InProgress. */
+  listOpenOperations(sessionId: string): Promise<OperationRecord[]>;
+  updateOperation(
+    id: string,
+    patch: { status: OperationStatus; error?: SessionError | null },
+  ): Promise<void>;
+
+  // Audit
+  appendAudit(record: AuditRecord): Promise<void>;
+  /** Newest first. */
+  listAudit(subscriptionId: string, page: PageRequest): Promise<Page<AuditRecord>>;
+
+  /** Closes the connection(s); safe to call twice. */
+  close(): Promise<void>;
+}
