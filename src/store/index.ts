@@ -1,0 +1,2 @@
+export type * from './store.js';
+export { createSqliteStore } from './sqlite/sqlite-store.js';
