@@ -1,0 +1,89 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { startServer } from '../server/start-server.js';
+
+interface ServerCommandOptions {
+  dataDir: string;
+  listen: string;
+  tls?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  db?: string;
+  allowInsecureHttp?: boolean;
+  quota?: number;
+  logLevel: string;
+}
+
+function positive(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new InvalidArgumentError('expected a whole number of at least 1');
+  }
+  return Number(value);
+}
+
+/** `wirewatch server`: the control plane, in the foreground, until SIGINT or SIGTERM. */
+export function serverCommand(): Command {
+  return new Command('server')
+    .description(
+      'run the control plane: the Azure-compatible API, the native API and the agent channel',
+    )
+    .option(
+      '--data-dir <dir>',
+      'where the database, TLS files and admin token live',
+      '/var/lib/wirewatch/server',
+    )
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:7080')
+    .addOption(
+      new Option(
+        '--tls <mode>',
+        'make and use a local CA and server certificate in DIR/tls',
+      ).choices(['self-signed']),
+    )
+    .option('--tls-cert <file>', 'server certificate (PEM), with --tls-key')
+    .option('--tls-key <file>', 'server private key (PEM), with --tls-cert')
+    .option('--db <url>', 'store: sqlite:PATH (default sqlite:DIR/wirewatch.db)')
+    .option('--allow-insecure-http', 'allow plain HTTP on a non-loopback address')
+    .option('--quota <n>', 'sessions NotStarted or Running per subscription and location', positive)
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(['debug', 'info', 'warn', 'error'])
+        .default('info'),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  wirewatch server --data-dir /var/lib/wirewatch/server --listen 0.0.0.0:7443 --tls self-signed\n\nThe admin token is WIREWATCH_ADMIN_TOKEN at first start, else DIR/admin.token (mode 0600).\n',
+    )
+    .action(async (options: ServerCommandOptions) => {
+      if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+        throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+      }
+      if (options.tls && options.tlsCert) {
+        throw new InvalidArgumentError('use either --tls self-signed or --tls-cert/--tls-key');
+      }
+      const server = await startServer({
+        dataDir: options.dataDir,
+        listen: options.listen,
+        ...(options.tls === 'self-signed' ? { tls: 'self-signed' as const } : {}),
+        ...(options.tlsCert && options.tlsKey
+          ? { tls: { certPath: options.tlsCert, keyPath: options.tlsKey } }
+          : {}),
+        ...(options.db === undefined ? {} : { db: options.db }),
+        ...(options.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
+        ...(options.quota === undefined ? {} : { quota: options.quota }),
+        ...(process.env['WIREWATCH_ADMIN_TOKEN']
+          ? { adminToken: process.env['WIREWATCH_ADMIN_TOKEN'] }
+          : {}),
+        logger: { level: options.logLevel },
+      });
+      process.stderr.write(
+        `wirewatch server listening on ${server.url}\n` +
+          (server.caPath ? `  CA certificate: ${server.caPath}\n` : '') +
+          `  admin token:    ${process.env['WIREWATCH_ADMIN_TOKEN'] ? 'WIREWATCH_ADMIN_TOKEN' : server.adminTokenPath}\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await server.close();
+    });
+}

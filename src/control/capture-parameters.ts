@@ -1,0 +1,216 @@
+import { checkCapturePath } from '../capture/capture-path.js';
+import { parseFilters } from '../capture/filter.js';
+import { resolveLimit, resolveRingSettings } from '../capture/limits.js';
+import type { PacketCaptureFilter } from '../capture/filter-spec.js';
+import type { CaptureAssignment } from '../model/channel.js';
+import { WirewatchError } from '../model/errors.js';
+import { parseVmResourceId, type VmRef } from './resource-ids.js';
+
+/**
+ * A packet capture's create body (Azure's PacketCapture, `{"properties": {...}}`), checked field
+ * by field and turned into two things: the `properties` the API echoes (what the user sent, with
+ * Azure's defaults filled in — also what a re-PUT is compared with) and the resolved limits the
+ * agent enforces. The envelope's types are checked by the route schema first; this adds the
+ * rules a schema cannot say.
+ */
+export interface CaptureParameters {
+  readonly target: VmRef;
+  /** The echoed `properties`, JSON-serialisable, without provisioningState. */
+  readonly properties: Record<string, unknown>;
+  /** Where the agent writes the capture (absolute, under the VM's capture root). */
+  readonly filePath: string;
+  readonly limits: Pick<
+    CaptureAssignment,
+    | 'bytesToCapturePerPacket'
+    | 'totalBytesPerSession'
+    | 'timeLimitInSeconds'
+    | 'continuousCapture'
+    | 'captureSettings'
+  >;
+  readonly filters: PacketCaptureFilter[];
+}
+
+/** The body as the route schema lets it through: types right, rules unchecked. */
+export interface PacketCaptureBody {
+  readonly properties: {
+    readonly target: string;
+    readonly targetType?: string;
+    readonly scope?: { readonly include?: readonly string[]; readonly exclude?: readonly string[] };
+    readonly bytesToCapturePerPacket?: number;
+    readonly totalBytesPerSession?: number;
+    readonly timeLimitInSeconds?: number;
+    readonly storageLocation: {
+      readonly storageId?: string;
+      readonly storagePath?: string;
+      readonly filePath?: string;
+      readonly localPath?: string;
+    };
+    readonly filters?: readonly PacketCaptureFilter[];
+    readonly continuousCapture?: boolean | null;
+    readonly captureSettings?: {
+      readonly fileCount?: number;
+      readonly fileSizeInBytes?: number;
+      readonly sessionTimeLimitInSeconds?: number;
+    };
+  };
+}
+
+const P = 'properties.';
+
+/**
+ * Checks a create body. `captureRoot` is the target VM's (known only after the target is found),
+ * so the path check is a second step: `checkCaptureFilePath`.
+ */
+export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameters, 'filePath'> & {
+  readonly requestedPath: { readonly path: string; readonly field: string };
+} {
+  const p = body.properties;
+  const target = parseVmResourceId(p.target);
+  const targetType = p.targetType ?? 'AzureVM';
+  if (targetType === 'AzureVMSS') {
+    throw new WirewatchError(
+      'InvalidTarget',
+      `${P}targetType: AzureVMSS (scale sets) is not supported yet; target one VM with AzureVM`,
+      { target: `${P}targetType` },
+    );
+  }
+  if (!target) {
+    throw new WirewatchError(
+      'InvalidTarget',
+      `${P}target: "${clip(p.target)}" is not a virtual machine id: /subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/virtualMachines/{name}`,
+      { target: `${P}target` },
+    );
+  }
+  if ((p.scope?.include?.length ?? 0) > 0 || (p.scope?.exclude?.length ?? 0) > 0) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `${P}scope: include and exclude apply only to targetType AzureVMSS`,
+      { target: `${P}scope` },
+    );
+  }
+
+  const filters = prefixed(() => {
+    parseFilters(p.filters);
+    return (p.filters ?? []).map((f) => ({ ...f, protocol: f.protocol ?? 'Any' }));
+  });
+  const bytesToCapturePerPacket = prefixed(() =>
+    resolveLimit('bytesToCapturePerPacket', p.bytesToCapturePerPacket),
+  );
+  const totalBytesPerSession = prefixed(() =>
+    resolveLimit('totalBytesPerSession', p.totalBytesPerSession),
+  );
+  const timeLimitInSeconds = prefixed(() =>
+    resolveLimit('timeLimitInSeconds', p.timeLimitInSeconds),
+  );
+  const continuous = p.continuousCapture === true;
+  const ring = continuous
+    ? prefixed(() => resolveRingSettings(p.captureSettings ?? {}, 'captureSettings.'))
+    : undefined;
+
+  const storage = p.storageLocation;
+  if (storage.storageId !== undefined) {
+    throw new WirewatchError(
+      'StorageAccountNotSupported',
+      `${P}storageLocation.storageId: storing captures in a storage account is not available yet; give storageLocation.${continuousSet(p) ? 'localPath' : 'filePath'} to keep the capture on the VM`,
+      { target: `${P}storageLocation.storageId` },
+    );
+  }
+  // Azure's rule: filePath for a plain capture, localPath when continuousCapture is given.
+  const field = continuousSet(p) ? 'localPath' : 'filePath';
+  const other = field === 'localPath' ? 'filePath' : 'localPath';
+  if (storage[other] !== undefined) {
+    throw new WirewatchError(
+      'InvalidStorageLocation',
+      field === 'localPath'
+        ? `${P}storageLocation.filePath: not valid when continuousCapture is given; use storageLocation.localPath`
+        : `${P}storageLocation.localPath: valid only when continuousCapture is given; use storageLocation.filePath`,
+      { target: `${P}storageLocation.${other}` },
+    );
+  }
+  const path = storage[field];
+  if (path === undefined) {
+    throw new WirewatchError(
+      'InvalidStorageLocation',
+      `${P}storageLocation.${field}: required (the capture file on the VM, e.g. /var/captures/${'{name}'}.cap) while storage accounts are not available`,
+      { target: `${P}storageLocation.${field}` },
+    );
+  }
+
+  const properties: Record<string, unknown> = {
+    target: p.target,
+    ...(p.targetType === undefined ? {} : { targetType: p.targetType }),
+    ...(p.scope === undefined ? {} : { scope: p.scope }),
+    bytesToCapturePerPacket: p.bytesToCapturePerPacket ?? bytesToCapturePerPacket,
+    totalBytesPerSession: p.totalBytesPerSession ?? 1073741824,
+    timeLimitInSeconds: p.timeLimitInSeconds ?? 18000,
+    storageLocation: { ...storage },
+    filters,
+    ...(p.continuousCapture === undefined || p.continuousCapture === null
+      ? {}
+      : { continuousCapture: p.continuousCapture }),
+    ...(ring === undefined ? {} : { captureSettings: { ...defaultsOf(p.captureSettings) } }),
+  };
+  return {
+    target,
+    properties,
+    filters,
+    limits: {
+      bytesToCapturePerPacket,
+      totalBytesPerSession,
+      timeLimitInSeconds,
+      continuousCapture: continuous,
+      ...(ring === undefined ? {} : { captureSettings: ring }),
+    },
+    requestedPath: { path, field: `${P}storageLocation.${field}` },
+  };
+}
+
+/** The capture file path against the target VM's capture root. */
+export function checkCaptureFilePath(path: string, field: string, captureRoot: string): string {
+  return checkCapturePath(path, captureRoot, field);
+}
+
+function defaultsOf(settings: PacketCaptureBody['properties']['captureSettings']) {
+  return {
+    fileCount: settings?.fileCount ?? 10,
+    fileSizeInBytes: settings?.fileSizeInBytes ?? 104857600,
+    sessionTimeLimitInSeconds: settings?.sessionTimeLimitInSeconds ?? 86400,
+  };
+}
+
+function continuousSet(p: PacketCaptureBody['properties']): boolean {
+  return p.continuousCapture === true || p.continuousCapture === false;
+}
+
+/** Re-throws a capture-engine validation error with the field named as the API spells it. */
+function prefixed<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof WirewatchError && err.target !== undefined) {
+      throw new WirewatchError(err.code, `${P}${err.message}`, { target: `${P}${err.target}` });
+    }
+    throw err;
+  }
+}
+
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+/** Canonical JSON (sorted keys) so a re-PUT can be compared with what is stored. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}

@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+} from 'fastify';
+import websocket from '@fastify/websocket';
+import { computeApiVersions, networkApiVersions } from '../control/api-versions.js';
+import { ControlPlane } from '../control/control-plane.js';
+import { CHANNEL_PATH, ENROLL_PATH } from '../model/channel.js';
+import { WirewatchError } from '../model/errors.js';
+import type { Store } from '../store/store.js';
+import { AgentHub } from './agent-hub.js';
+import { Authenticator, requireAdmin } from './auth.js';
+import type { ServerContext } from './context.js';
+import { sendError, toWirewatchError } from './error-handler.js';
+import { ServerMetrics } from './metrics.js';
+import { agentRoutes } from './routes/agents.js';
+import { nativeRoutes } from './routes/native.js';
+import { networkWatcherRoutes } from './routes/network-watchers.js';
+import { operationRoutes } from './routes/operations.js';
+import { packetCaptureRoutes } from './routes/packet-captures.js';
+import { virtualMachineRoutes } from './routes/virtual-machines.js';
+
+export interface BuildServerOptions {
+  readonly store: Store;
+  /** Sessions NotStarted or Running per (subscription, location); default 10,000. */
+  readonly quota?: number;
+  /** Page size of ARM lists; default 100. */
+  readonly pageSize?: number;
+  /** Largest accepted request body; default 1 MiB. */
+  readonly bodyLimit?: number;
+  /** Fastify's logger option (pino): false, true, or pino options / an instance. */
+  readonly logger?: FastifyServerOptions['logger'] | FastifyBaseLogger;
+  /** TLS material: the server speaks HTTPS when given. */
+  readonly https?: { key: Buffer; cert: Buffer };
+  /** How often the deadline backstop runs; default 10 s. */
+  readonly sweepIntervalMs?: number;
+  readonly pingIntervalMs?: number;
+  readonly deadlineGraceMs?: number;
+}
+
+export interface WirewatchServer {
+  readonly app: FastifyInstance;
+  readonly control: ControlPlane;
+  readonly hub: AgentHub;
+  /** Stops the sweeper, closes agent channels and the HTTP server. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Paths that carry no API token: their own credentials (agents) or none (health). */
+const OPEN_PATHS = new Set(['/healthz', ENROLL_PATH.toLowerCase(), CHANNEL_PATH.toLowerCase()]);
+
+/**
+ * Builds the control plane's HTTP server (not listening: the caller listens). Azure's ARM
+ * routes, the native API under /api/v1, the agent channel, /metrics and /healthz.
+ */
+export async function buildServer(options: BuildServerOptions): Promise<WirewatchServer> {
+  const logger = options.logger ?? false;
+  const app = Fastify({
+    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger: withRedaction(logger) }),
+    ...(options.https ? { https: options.https } : {}),
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    routerOptions: { caseSensitive: false, ignoreTrailingSlash: true },
+    genReqId: (req) => {
+      const given = req.headers['x-ms-client-request-id'];
+      return typeof given === 'string' && /^[\w-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
+  });
+
+  const store = options.store;
+  const hub = new AgentHub({
+    log: app.log,
+    ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
+  });
+  const control = new ControlPlane({
+    store,
+    agents: hub,
+    ...(options.quota === undefined ? {} : { quota: options.quota }),
+    ...(options.deadlineGraceMs === undefined ? {} : { deadlineGraceMs: options.deadlineGraceMs }),
+    log: (level, msg, fields) => app.log[level](fields ?? {}, msg),
+  });
+  hub.bind(control);
+  const auth = new Authenticator(store);
+  const metrics = new ServerMetrics(store, hub);
+  const ctx: ServerContext = { store, control, hub, auth, pageSize: options.pageSize ?? 100 };
+
+  app.setErrorHandler((err, request, reply) => {
+    const error = toWirewatchError(err, request);
+    if (error.status >= 500) request.log.error({ err }, 'request failed');
+    return sendError(reply, error);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      reply,
+      new WirewatchError('NotFound', `No route for ${request.method} ${request.url.split('?')[0]}`),
+    ),
+  );
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-ms-request-id', request.id);
+    const path = (request.url.split('?')[0] ?? '').toLowerCase().replace(/\/+$/, '');
+    if (OPEN_PATHS.has(path)) return;
+    request.principal = await auth.authenticate(request);
+    if (path.startsWith('/subscriptions/') || path === '/subscriptions') {
+      checkApiVersion(
+        (request.query as Record<string, unknown>)['api-version'],
+        path.includes('/providers/microsoft.compute/') ? computeApiVersions : networkApiVersions,
+      );
+    }
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.requestDuration.observe(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        status_code: String(reply.statusCode),
+      },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(websocket, { options: { maxPayload: 16 * 1024 * 1024 } });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/metrics', async (request, reply) => {
+    requireAdmin(request.principal!);
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  for (const plugin of [
+    packetCaptureRoutes,
+    operationRoutes,
+    networkWatcherRoutes,
+    virtualMachineRoutes,
+    nativeRoutes,
+    agentRoutes,
+  ]) {
+    await app.register(plugin, ctx);
+  }
+
+  const sweeper = setInterval(() => {
+    control
+      .sweepDeadlines()
+      .catch((err: unknown) => app.log.error({ err }, 'deadline sweep failed'));
+  }, options.sweepIntervalMs ?? 10_000);
+  sweeper.unref();
+
+  let closed: Promise<void> | undefined;
+  return {
+    app,
+    control,
+    hub,
+    close() {
+      closed ??= (async () => {
+        clearInterval(sweeper);
+        hub.close();
+        await app.close();
+      })();
+      return closed;
+    },
+  };
+}
+
+function checkApiVersion(raw: unknown, accepted: ReadonlySet<string>): void {
+  const values = Array.isArray(raw) ? (raw as unknown[]) : raw === undefined ? [] : [raw];
+  if (values.length === 0 || values.every((v) => v === '')) {
+    throw new WirewatchError(
+      'MissingApiVersionParameter',
+      'The api-version query parameter (?api-version=) is required for all requests',
+      { target: 'api-version' },
+    );
+  }
+  // Polling URLs may come back with the api-version added a second time; all must be valid.
+  for (const v of values) {
+    if (typeof v !== 'string' || !accepted.has(v)) {
+      throw new WirewatchError(
+        'InvalidApiVersionParameter',
+        `The api-version '${String(v).slice(0, 40)}' is invalid. The supported versions are '${[...accepted].join(',')}'`,
+        { target: 'api-version' },
+      );
+    }
+  }
+}
+
+function isLoggerInstance(value: unknown): value is FastifyBaseLogger {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as FastifyBaseLogger).child === 'function'
+  );
+}
+
+/** Authorization headers never reach a log line. */
+function withRedaction(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (logger === false || logger === undefined) return false;
+  const base = logger === true ? {} : logger;
+  return {
+    ...base,
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+      censor: '[redacted]',
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import type { FastifyRequest } from 'fastify';
+import { hashToken } from '../control/tokens.js';
+import { WirewatchError } from '../model/errors.js';
+import type { Role, Store, TokenRecord } from '../store/store.js';
+
+/** Who a request comes from: the admin (sees all) or a token scoped to one subscription. */
+export type Principal =
+  | { readonly kind: 'admin'; readonly tokenId: string }
+  | {
+      readonly kind: 'token';
+      readonly tokenId: string;
+      readonly subscriptionId: string;
+      readonly role: Role;
+    };
+
+const rank: Record<Role, number> = { Reader: 1, Contributor: 2, Owner: 3 };
+
+/** The actor string of the audit log. */
+export function actorOf(principal: Principal): string {
+  return principal.kind === 'admin' ? `admin:${principal.tokenId}` : `token:${principal.tokenId}`;
+}
+
+/** `Authorization: Bearer X` → X, or undefined. */
+export function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (typeof header !== 'string') return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m?.[1];
+}
+
+/**
+ * Resolves bearer tokens to principals. Lookups are cached for a few seconds (the hot path of
+ * every request); a revocation in this process clears the cache at once.
+ */
+export class Authenticator {
+  readonly #store: Store;
+  readonly #cache = new Map<string, { record: TokenRecord | undefined; at: number }>();
+  readonly #ttlMs: number;
+
+  constructor(store: Store, ttlMs = 5000) {
+    this.#store = store;
+    this.#ttlMs = ttlMs;
+  }
+
+  async authenticate(request: FastifyRequest): Promise<Principal> {
+    const token = bearerToken(request);
+    if (!token) {
+      throw new WirewatchError(
+        'AuthenticationFailed',
+        'Authentication required: send Authorization: Bearer <token>',
+      );
+    }
+    const hash = hashToken(token);
+    const now = Date.now();
+    let entry = this.#cache.get(hash);
+    if (!entry || now - entry.at > this.#ttlMs) {
+      entry = { record: await this.#store.findTokenByHash(hash), at: now };
+      if (this.#cache.size > 10_000) this.#cache.clear();
+      this.#cache.set(hash, entry);
+    }
+    const record = entry.record;
+    if (!record || record.revokedAt) {
+      throw new WirewatchError('AuthenticationFailed', 'The token is not valid or was revoked');
+    }
+    if (record.role === 'Admin') return { kind: 'admin', tokenId: record.id };
+    if (!record.subscriptionId) {
+      throw new WirewatchError('AuthenticationFailed', 'The token is not valid or was revoked');
+    }
+    return {
+      kind: 'token',
+      tokenId: record.id,
+      subscriptionId: record.subscriptionId,
+      role: record.role,
+    };
+  }
+
+  forget(): void {
+    this.#cache.clear();
+  }
+}
+
+/**
+ * Checks that the principal may act on the subscription with at least `need`. Another
+ * tenant's subscription reads exactly like one that does not exist (404), so nobody learns
+ * what exists elsewhere; too weak a role in one's own subscription is a 403.
+ */
+export async function authorize(
+  store: Store,
+  principal: Principal,
+  subscriptionId: string,
+  need: Role | 'Admin',
+): Promise<void> {
+  const missing = () =>
+    new WirewatchError(
+      'SubscriptionNotFound',
+      `The subscription '${subscriptionId}' could not be found`,
+      { target: 'subscriptionId' },
+    );
+  if (principal.kind === 'admin') {
+    if (!(await store.getSubscription(subscriptionId.toLowerCase()))) throw missing();
+    return;
+  }
+  if (principal.subscriptionId.toLowerCase() !== subscriptionId.toLowerCase()) throw missing();
+  if (need === 'Admin' || rank[principal.role] < rank[need]) {
+    throw new WirewatchError(
+      'AuthorizationFailed',
+      `The token's role ${principal.role} does not allow this; it needs ${need === 'Admin' ? 'the admin token' : `${need} or higher`}`,
+    );
+  }
+}
+
+export function requireAdmin(principal: Principal): void {
+  if (principal.kind !== 'admin') {
+    throw new WirewatchError('AuthorizationFailed', 'Only the admin token may do this');
+  }
+}

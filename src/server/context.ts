@@ -1,0 +1,67 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Caller, ControlPlane } from '../control/control-plane.js';
+import { DEFAULT_NETWORK_API_VERSION } from '../control/api-versions.js';
+import type { Store } from '../store/store.js';
+import type { AgentHub } from './agent-hub.js';
+import { actorOf, type Authenticator, type Principal } from './auth.js';
+
+/** What every route plugin gets: the store, the control plane, the agent hub. */
+export interface ServerContext {
+  readonly store: Store;
+  readonly control: ControlPlane;
+  readonly hub: AgentHub;
+  readonly auth: Authenticator;
+  /** Page size of ARM lists. */
+  readonly pageSize: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+export function principalOf(request: FastifyRequest): Principal {
+  // The onRequest hook authenticates every route that reaches a handler needing this.
+  return request.principal!;
+}
+
+export function callerOf(request: FastifyRequest): Caller {
+  return { actor: actorOf(principalOf(request)), sourceIp: request.ip };
+}
+
+/** The api-version the request came with (checked by the onRequest hook), for polling URLs. */
+export function apiVersionOf(request: FastifyRequest): string {
+  const raw = (request.query as Record<string, unknown>)['api-version'];
+  const first = Array.isArray(raw) ? (raw[0] as unknown) : raw;
+  return typeof first === 'string' ? first : DEFAULT_NETWORK_API_VERSION;
+}
+
+/** An absolute URL on this server (Azure's polling URLs are absolute). */
+export function absoluteUrl(request: FastifyRequest, path: string): string {
+  return `${request.protocol}://${request.host}${path}`;
+}
+
+/** Azure's async-operation headers for an operation in a location. */
+export function setOperationHeaders(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  op: { subscriptionId: string; location: string; id: string },
+  header: 'Azure-AsyncOperation' | 'Location' | 'both',
+): void {
+  const version = encodeURIComponent(apiVersionOf(request));
+  const base = `/subscriptions/${op.subscriptionId}/providers/Microsoft.Network/locations/${op.location}`;
+  if (header === 'Azure-AsyncOperation' || header === 'both') {
+    reply.header(
+      'Azure-AsyncOperation',
+      absoluteUrl(request, `${base}/operations/${op.id}?api-version=${version}`),
+    );
+  }
+  if (header === 'Location' || header === 'both') {
+    reply.header(
+      'Location',
+      absoluteUrl(request, `${base}/operationResults/${op.id}?api-version=${version}`),
+    );
+  }
+  reply.header('Retry-After', '1');
+}

@@ -1,0 +1,46 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SessionStatus, Store } from '../store/store.js';
+import type { AgentHub } from './agent-hub.js';
+
+/** The server's Prometheus metrics, in a registry of its own (one per server instance). */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  readonly agentMessages: Counter<'type'>;
+
+  constructor(store: Store, hub: AgentHub) {
+    this.requestDuration = new Histogram({
+      name: 'wirewatch_http_request_duration_seconds',
+      help: 'API latency by method, route and status',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [this.registry],
+    });
+    this.agentMessages = new Counter({
+      name: 'wirewatch_agent_messages_total',
+      help: 'Messages received from agents, by type',
+      labelNames: ['type'],
+      registers: [this.registry],
+    });
+    new Gauge({
+      name: 'wirewatch_agents_connected',
+      help: 'Agents holding a channel to this server',
+      registers: [this.registry],
+      collect() {
+        this.set(hub.connectedCount);
+      },
+    });
+    new Gauge({
+      name: 'wirewatch_sessions',
+      help: 'Packet capture sessions by status',
+      labelNames: ['status'],
+      registers: [this.registry],
+      async collect() {
+        const counts = await store.countSessionsByStatus();
+        for (const [status, n] of Object.entries(counts) as [SessionStatus, number][]) {
+          this.set({ status }, n);
+        }
+      },
+    });
+  }
+}

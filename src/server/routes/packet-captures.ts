@@ -1,0 +1,126 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { CaptureRef } from '../../control/control-plane.js';
+import type { PacketCaptureBody } from '../../control/capture-parameters.js';
+import { checkResourceGroupName, checkResourceName } from '../../control/resource-ids.js';
+import { PacketCaptureSchema } from '../../model/arm.js';
+import { authorize } from '../auth.js';
+import {
+  absoluteUrl,
+  apiVersionOf,
+  callerOf,
+  principalOf,
+  setOperationHeaders,
+  type ServerContext,
+} from '../context.js';
+import { captureStatusView, packetCaptureView } from '../views.js';
+
+const WATCHER =
+  '/subscriptions/:subscriptionId/resourceGroups/:resourceGroupName/providers/Microsoft.Network/networkWatchers/:networkWatcherName';
+const CAPTURES = `${WATCHER}/packetCaptures`;
+const CAPTURE = `${CAPTURES}/:packetCaptureName`;
+
+interface CaptureParams {
+  subscriptionId: string;
+  resourceGroupName: string;
+  networkWatcherName: string;
+  packetCaptureName: string;
+}
+
+function refOf(params: CaptureParams): CaptureRef {
+  return {
+    subscriptionId: params.subscriptionId.toLowerCase(),
+    resourceGroup: checkResourceGroupName(params.resourceGroupName),
+    watcherName: params.networkWatcherName,
+    name: checkResourceName(params.packetCaptureName, 'packetCaptureName'),
+  };
+}
+
+/** packetCaptures under a network watcher: Create, Get, List, Delete, Stop, queryStatus. */
+export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { control, store } = ctx;
+
+  async function allowed(
+    request: FastifyRequest,
+    params: CaptureParams,
+    need: 'Reader' | 'Contributor',
+  ) {
+    await authorize(store, principalOf(request), params.subscriptionId, need);
+    const ref = refOf(params);
+    await control.requireWatcher(ref.subscriptionId, ref.resourceGroup, ref.watcherName);
+    return ref;
+  }
+
+  api.put<{ Params: CaptureParams }>(
+    CAPTURE,
+    { schema: { body: PacketCaptureSchema } },
+    async (request, reply) => {
+      const ref = await allowed(request, request.params, 'Contributor');
+      const result = await control.createCapture(
+        ref,
+        request.body as PacketCaptureBody,
+        callerOf(request),
+      );
+      const body = packetCaptureView(control.withLiveProgress(result.session));
+      if (result.kind === 'exists') return reply.code(200).send(body);
+      setOperationHeaders(request, reply, result.operation!, 'Azure-AsyncOperation');
+      return reply.code(201).send(body);
+    },
+  );
+
+  api.get<{ Params: CaptureParams }>(CAPTURE, async (request) => {
+    const ref = await allowed(request, request.params, 'Reader');
+    return packetCaptureView(await control.getCapture(ref));
+  });
+
+  api.get<{
+    Params: Omit<CaptureParams, 'packetCaptureName'>;
+    Querystring: Record<string, unknown>;
+  }>(CAPTURES, async (request) => {
+    const ref = await allowed(request, { ...request.params, packetCaptureName: 'list' }, 'Reader');
+    const skipToken = request.query['$skipToken'];
+    const top = Number(request.query['$top'] ?? ctx.pageSize);
+    const limit = Number.isInteger(top) && top > 0 ? Math.min(top, ctx.pageSize) : ctx.pageSize;
+    const page = await store.listSessions(ref.subscriptionId, ref.resourceGroup, ref.watcherName, {
+      limit,
+      after: typeof skipToken === 'string' ? skipToken : null,
+    });
+    const path = request.url.split('?')[0]!;
+    return {
+      value: page.items.map((s) => packetCaptureView(control.withLiveProgress(s))),
+      ...(page.next
+        ? {
+            nextLink: absoluteUrl(
+              request,
+              `${path}?api-version=${encodeURIComponent(apiVersionOf(request))}&$skipToken=${encodeURIComponent(page.next)}`,
+            ),
+          }
+        : {}),
+    };
+  });
+
+  api.delete<{ Params: CaptureParams }>(CAPTURE, async (request, reply) => {
+    const ref = await allowed(request, request.params, 'Contributor');
+    const result = await control.deleteCapture(ref, callerOf(request));
+    if (result.kind !== 'pending') return reply.code(204).send();
+    setOperationHeaders(request, reply, result.operation, 'Location');
+    return reply.code(202).send();
+  });
+
+  api.post<{ Params: CaptureParams }>(`${CAPTURE}/stop`, async (request, reply) => {
+    const ref = await allowed(request, request.params, 'Contributor');
+    const result = await control.stopCapture(ref, callerOf(request));
+    if (!result.operation) return reply.code(200).send();
+    setOperationHeaders(request, reply, result.operation, 'Location');
+    return reply.code(202).send();
+  });
+
+  api.post<{ Params: CaptureParams }>(`${CAPTURE}/queryStatus`, async (request) => {
+    // Reading a status changes nothing, so Reader may do it (Azure asks for an action
+    // permission; wirewatch's roles are coarser).
+    const ref = await allowed(request, request.params, 'Reader');
+    const session = await control.getCapture(ref);
+    return captureStatusView(session, control.isAgentConnected(session.vmId));
+  });
+};

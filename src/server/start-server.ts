@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import type { FastifyServerOptions } from 'fastify';
+import { generateToken, hashToken } from '../control/tokens.js';
+import { WirewatchError } from '../model/errors.js';
+import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { buildServer, type WirewatchServer } from './app.js';
+import { ensureSelfSignedTls, loadTlsFiles } from './tls.js';
+
+export interface StartServerOptions {
+  readonly dataDir: string;
+  /** `HOST:PORT`, `[v6]:PORT`; port 0 picks a free one. */
+  readonly listen: string;
+  readonly tls?: 'self-signed' | { readonly certPath: string; readonly keyPath: string };
+  /** `sqlite:PATH`; default `sqlite:<dataDir>/wirewatch.db`. */
+  readonly db?: string;
+  readonly allowInsecureHttp?: boolean;
+  readonly quota?: number;
+  readonly pageSize?: number;
+  /** The admin token to install at first start (WIREWATCH_ADMIN_TOKEN). */
+  readonly adminToken?: string;
+  readonly logger?: FastifyServerOptions['logger'];
+  readonly sweepIntervalMs?: number;
+  readonly deadlineGraceMs?: number;
+}
+
+export interface RunningServer extends WirewatchServer {
+  /** The base URL, e.g. `https://127.0.0.1:7443`. */
+  readonly url: string;
+  /** DIR/tls/ca.crt with `--tls self-signed`. */
+  readonly caPath: string | undefined;
+  readonly adminTokenPath: string;
+  readonly store: Store;
+}
+
+/** Splits `HOST:PORT` / `[::1]:PORT`. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen.trim());
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!m || !host || !Number.isInteger(port) || port > 65535) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `--listen: "${listen}" is not HOST:PORT (e.g. 127.0.0.1:7443 or [::1]:7443)`,
+      { target: 'listen' },
+    );
+  }
+  return { host, port };
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1';
+  return false;
+}
+
+/**
+ * `wirewatch server`: opens the store in the data dir, makes sure an admin token exists,
+ * builds the server and listens. Refuses plain HTTP on a non-loopback address unless told.
+ */
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const { host, port } = parseListen(options.listen);
+  if (!options.tls && !isLoopback(host) && !options.allowInsecureHttp) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `--listen ${options.listen}: plain HTTP on a non-loopback address would send tokens and captures in clear text; use --tls self-signed, --tls-cert/--tls-key, or --allow-insecure-http`,
+      { target: 'listen' },
+    );
+  }
+  const dataDir = path.resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+
+  let https: { key: Buffer; cert: Buffer } | undefined;
+  let caPath: string | undefined;
+  if (options.tls === 'self-signed') {
+    const material = await ensureSelfSignedTls(dataDir);
+    https = { key: material.key, cert: material.cert };
+    caPath = material.caPath;
+  } else if (options.tls) {
+    https = await loadTlsFiles(options.tls.certPath, options.tls.keyPath);
+  }
+
+  const store = await openStore(options.db ?? `sqlite:${path.join(dataDir, 'wirewatch.db')}`);
+  const adminTokenPath = path.join(dataDir, 'admin.token');
+  let server: WirewatchServer | undefined;
+  try {
+    await ensureAdminToken(store, adminTokenPath, options.adminToken);
+    server = await buildServer({
+      store,
+      ...(https ? { https } : {}),
+      logger: options.logger ?? { level: 'info' },
+      ...(options.quota === undefined ? {} : { quota: options.quota }),
+      ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+      ...(options.sweepIntervalMs === undefined
+        ? {}
+        : { sweepIntervalMs: options.sweepIntervalMs }),
+      ...(options.deadlineGraceMs === undefined
+        ? {}
+        : { deadlineGraceMs: options.deadlineGraceMs }),
+    });
+    await server.app.listen({ host, port });
+  } catch (err) {
+    await server?.close();
+    await store.close();
+    throw err;
+  }
+  const address = server.app.server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const shownHost = isIP(host) === 6 ? `[${host}]` : host;
+  const url = `${https ? 'https' : 'http'}://${shownHost}:${boundPort}`;
+  const inner = server;
+  let closed: Promise<void> | undefined;
+  return {
+    ...inner,
+    url,
+    caPath,
+    adminTokenPath,
+    store,
+    close() {
+      closed ??= (async () => {
+        const results = await Promise.allSettled([inner.close()]);
+        await store.close();
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
+      })();
+      return closed;
+    },
+  };
+}
+
+async function openStore(db: string): Promise<Store> {
+  if (db.startsWith('sqlite:')) return createSqliteStore({ path: db.slice('sqlite:'.length) });
+  throw new WirewatchError(
+    'InvalidRequestContent',
+    `--db: "${db.replace(/\/\/[^@]*@/, '//…@')}" is not supported; use sqlite:PATH`,
+    { target: 'db' },
+  );
+}
+
+/**
+ * The admin credential: WIREWATCH_ADMIN_TOKEN when given, else the token in DIR/admin.token,
+ * else a new one written there (mode 0600). Only its hash goes into the store.
+ */
+async function ensureAdminToken(
+  store: Store,
+  tokenPath: string,
+  fromEnv: string | undefined,
+): Promise<void> {
+  let token = fromEnv?.trim();
+  if (!token) {
+    try {
+      token = (await readFile(tokenPath, 'utf8')).trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  if (!token) {
+    token = generateToken('admin');
+    const tmp = `${tokenPath}.${process.pid}.tmp`;
+    await writeFile(tmp, `${token}\n`, { mode: 0o600 });
+    await chmod(tmp, 0o600);
+    await rename(tmp, tokenPath);
+  }
+  if (token.length < 16) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      'WIREWATCH_ADMIN_TOKEN must be at least 16 characters',
+      { target: 'WIREWATCH_ADMIN_TOKEN' },
+    );
+  }
+  const hash = hashToken(token);
+  if (!(await store.findTokenByHash(hash))) {
+    await store.createToken({
+      id: randomUUID(),
+      subscriptionId: null,
+      role: 'Admin',
+      hash,
+      createdAt: new Date(),
+      revokedAt: null,
+    });
+  }
+}

@@ -1,0 +1,128 @@
+import { captureResourceId, vmResourceId, watcherResourceId } from '../control/resource-ids.js';
+import type { NetworkWatcherRecord, SessionRecord, VmRecord } from '../store/store.js';
+
+/** The JSON bodies of the API, built from store records. Field names are Azure's. */
+
+function provisioningState(session: SessionRecord): string {
+  if (session.deleteRequested) return 'Deleting';
+  switch (session.status) {
+    case 'NotStarted':
+      return 'Updating';
+    case 'Running':
+    case 'Stopped':
+      return 'Succeeded';
+    case 'Error':
+      return 'Failed';
+  }
+}
+
+/** Azure's PacketCaptureResult. */
+export function packetCaptureView(session: SessionRecord): Record<string, unknown> {
+  return {
+    name: session.name,
+    id: captureResourceId(
+      session.subscriptionId,
+      session.resourceGroup,
+      session.watcherName,
+      session.name,
+    ),
+    etag: `W/"${session.etag}"`,
+    type: 'Microsoft.Network/networkWatchers/packetCaptures',
+    properties: { ...session.properties, provisioningState: provisioningState(session) },
+  };
+}
+
+/**
+ * Azure's PacketCaptureQueryStatusResult plus wirewatch's fields. A session whose agent is not
+ * connected reads Unknown with AgentStopped until the agent is back (its true state is not
+ * known meanwhile).
+ */
+export function captureStatusView(
+  session: SessionRecord,
+  agentConnected: boolean,
+): Record<string, unknown> {
+  const active = session.status === 'NotStarted' || session.status === 'Running';
+  const unreachable = active && !agentConnected;
+  const errors = session.errors.map((e) => e.code);
+  if (unreachable) errors.push('AgentStopped');
+  return {
+    name: session.name,
+    id: captureResourceId(
+      session.subscriptionId,
+      session.resourceGroup,
+      session.watcherName,
+      session.name,
+    ),
+    ...(session.captureStartTime
+      ? { captureStartTime: session.captureStartTime.toISOString() }
+      : {}),
+    packetCaptureStatus: unreachable ? 'Unknown' : session.status,
+    ...(session.stopReason ? { stopReason: session.stopReason } : {}),
+    packetCaptureError: errors,
+    // wirewatch's additions
+    packetsCaptured: session.progress?.packets ?? 0,
+    bytesCaptured: session.progress?.bytes ?? 0,
+    packetsDropped: session.progress?.kernelDrops ?? 0,
+    ...(session.progress ? { lastProgressTime: session.progress.at.toISOString() } : {}),
+    ...(session.stopTime ? { captureStopTime: session.stopTime.toISOString() } : {}),
+    ...(session.stopRequested ? { stopRequested: session.stopRequested } : {}),
+    packetCaptureErrorDetails: [
+      ...session.errors,
+      ...(unreachable
+        ? [{ code: 'AgentStopped', message: 'The agent running this capture is not connected' }]
+        : []),
+    ],
+    agentConnectionState: agentConnected ? 'Connected' : 'Disconnected',
+    files: session.files,
+  };
+}
+
+/** Azure's Common.NetworkWatcher. */
+export function networkWatcherView(w: NetworkWatcherRecord): Record<string, unknown> {
+  return {
+    id: watcherResourceId(w.subscriptionId, w.resourceGroup, w.name),
+    name: w.name,
+    type: 'Microsoft.Network/networkWatchers',
+    location: w.location,
+    tags: w.tags,
+    etag: `W/"${w.etag}"`,
+    properties: { provisioningState: 'Succeeded' },
+  };
+}
+
+/** A VM as Microsoft.Compute shows it, with the agent's state under `properties.agent`. */
+export function virtualMachineView(vm: VmRecord, connected: boolean): Record<string, unknown> {
+  return {
+    id: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
+    name: vm.name,
+    type: 'Microsoft.Compute/virtualMachines',
+    location: vm.location,
+    properties: {
+      vmId: vm.id,
+      provisioningState: 'Succeeded',
+      agent: agentState(vm, connected),
+    },
+  };
+}
+
+function agentState(vm: VmRecord, connected: boolean) {
+  return {
+    connectionState: connected ? 'Connected' : 'Disconnected',
+    lastSeen: connected ? new Date().toISOString() : (vm.lastSeenAt?.toISOString() ?? null),
+    hostname: vm.hostname,
+    captureRoot: vm.captureRoot,
+    enrolledAt: vm.createdAt.toISOString(),
+  };
+}
+
+/** One entry of `GET /api/v1/subscriptions/{s}/agents`. */
+export function agentView(vm: VmRecord, connected: boolean): Record<string, unknown> {
+  return {
+    id: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
+    vmId: vm.id,
+    name: vm.name,
+    resourceGroup: vm.resourceGroup,
+    location: vm.location,
+    ...agentState(vm, connected),
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * Test helpers for the control plane: a real server listening on loopback with its data in a
+ * temp dir, a tiny JSON client, and tenants with a token per role.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  startServer,
+  type RunningServer,
+  type StartServerOptions,
+} from '../../src/server/start-server.js';
+
+export const API = '2025-05-01';
+
+export interface Reply {
+  readonly status: number;
+  readonly headers: Headers;
+  // Bodies are whatever the server sent; tests inspect them.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly body: any;
+  readonly text: string;
+}
+
+export interface TestServer {
+  readonly server: RunningServer;
+  readonly url: string;
+  readonly dataDir: string;
+  readonly adminToken: string;
+  call(
+    method: string,
+    pathAndQuery: string,
+    options?: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> },
+  ): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+export interface Tenant {
+  readonly subscriptionId: string;
+  readonly enrollToken: string;
+  readonly owner: string;
+  readonly contributor: string;
+  readonly reader: string;
+}
+
+export async function startTestServer(
+  options: Partial<StartServerOptions> = {},
+  dataDir?: string,
+): Promise<TestServer> {
+  const dir = dataDir ?? (await mkdtemp(path.join(tmpdir(), 'ww-server-')));
+  const adminToken = options.adminToken ?? `wwadmin_test_${Math.random().toString(36).slice(2)}`;
+  const server = await startServer({
+    dataDir: dir,
+    listen: '127.0.0.1:0',
+    logger: false,
+    ...options,
+    adminToken,
+  });
+  const call: TestServer['call'] = async (method, pathAndQuery, o = {}) => {
+    const headers: Record<string, string> = { ...(o.headers ?? {}) };
+    const token = o.token === undefined ? adminToken : o.token;
+    if (token !== '') headers['authorization'] = `Bearer ${token}`;
+    let body: string | undefined;
+    if (o.raw !== undefined) body = o.raw;
+    else if (o.body !== undefined) body = JSON.stringify(o.body);
+    if (body !== undefined && !headers['content-type'])
+      headers['content-type'] = 'application/json';
+    const res = await fetch(`${server.url}${pathAndQuery}`, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body }),
+    });
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, headers: res.headers, body: parsed, text };
+  };
+  return {
+    server,
+    url: server.url,
+    dataDir: dir,
+    adminToken,
+    call,
+    async close() {
+      await server.close();
+      if (!dataDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A subscription with an enrollment token and an API token per role. */
+export async function createTenant(t: TestServer, displayName = 'test'): Promise<Tenant> {
+  const sub = await t.call('POST', '/api/v1/subscriptions', { body: { displayName } });
+  if (sub.status !== 201) throw new Error(`create subscription: ${sub.status} ${sub.text}`);
+  const subscriptionId = sub.body.subscriptionId as string;
+  const token = async (role: string) => {
+    const r = await t.call('POST', `/api/v1/subscriptions/${subscriptionId}/tokens`, {
+      body: { role },
+    });
+    if (r.status !== 201) throw new Error(`create token: ${r.status} ${r.text}`);
+    return r.body.token as string;
+  };
+  const enroll = await t.call('POST', `/api/v1/subscriptions/${subscriptionId}/enrollmentTokens`, {
+    body: {},
+  });
+  if (enroll.status !== 201) throw new Error(`enrollment token: ${enroll.status} ${enroll.text}`);
+  return {
+    subscriptionId,
+    enrollToken: enroll.body.token as string,
+    owner: await token('Owner'),
+    contributor: await token('Contributor'),
+    reader: await token('Reader'),
+  };
+}
+
+export function watcherPath(subscriptionId: string, rg: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Network/networkWatchers/${name}`;
+}
+
+export function capturePath(subscriptionId: string, rg: string, nw: string, name: string): string {
+  return `${watcherPath(subscriptionId, rg, nw)}/packetCaptures/${name}`;
+}
+
+export function vmId(subscriptionId: string, rg: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Compute/virtualMachines/${name}`;
+}
+
+/** Polls until the predicate holds; throws with the last value after the timeout. */
+export async function waitFor<T>(
+  read: () => Promise<T>,
+  predicate: (value: T) => boolean,
+  timeoutMs = 15_000,
+  intervalMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T = await read();
+  while (!predicate(last)) {
+    if (Date.now() > deadline) {
+      throw new Error(`condition not met in ${timeoutMs} ms; last value: ${JSON.stringify(last)}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+    last = await read();
+  }
+  return last;
+}

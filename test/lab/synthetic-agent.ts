@@ -1,0 +1,288 @@
+/**
+ * A SYNTHETIC agent for tests of the control plane and for bench/control-plane: it enrolls and
+ * speaks the real channel protocol (src/model/channel.ts) over a real WebSocket, but its
+ * "capture engine" is made up — it captures nothing, it counts invented packets. The real agent
+ * (src/agent) is tested on the lab with tcpdump.
+ */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import WebSocket from 'ws';
+import {
+  CHANNEL_PATH,
+  CHANNEL_PROTOCOL_VERSION,
+  ENROLL_PATH,
+  parseServerMessage,
+  type AgentMessage,
+  type CaptureAssignment,
+  type EnrollResponse,
+  type ObservedSession,
+  type ServerMessage,
+  type SessionStopReason,
+} from '../../src/model/channel.js';
+
+export interface SyntheticAgentOptions {
+  readonly serverUrl: string;
+  readonly ca?: Buffer;
+  readonly enrollToken: string;
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+  readonly location: string;
+  readonly captureRoot?: string;
+  /** Progress messages this often while a session runs; default 1000 ms. */
+  readonly progressIntervalMs?: number;
+  /** Invented packets per progress tick; default 10. */
+  readonly packetsPerTick?: number;
+  /** Fail every start with this error (CaptureFailed, say). */
+  readonly failStarts?: { code: string; message: string };
+  /** Don't answer start messages (a hung agent). */
+  readonly ignoreStarts?: boolean;
+}
+
+interface SyntheticSession {
+  readonly assignment: CaptureAssignment;
+  state: 'Running' | 'Stopped';
+  startTime: string;
+  packets: number;
+  stopReason?: SessionStopReason;
+  stopTime?: string;
+  timer?: NodeJS.Timeout;
+  deadline?: NodeJS.Timeout;
+}
+
+export class SyntheticAgent {
+  readonly options: SyntheticAgentOptions;
+  credential: string | undefined;
+  agentId: string | undefined;
+  readonly received: ServerMessage[] = [];
+  readonly sessions = new Map<string, SyntheticSession>();
+  #socket: WebSocket | undefined;
+  #welcomed: (() => void) | undefined;
+  #listeners = new Set<(m: ServerMessage) => void>();
+
+  constructor(options: SyntheticAgentOptions) {
+    this.options = options;
+  }
+
+  async enroll(): Promise<EnrollResponse> {
+    const body = JSON.stringify({
+      subscriptionId: this.options.subscriptionId,
+      resourceGroup: this.options.resourceGroup,
+      name: this.options.name,
+      location: this.options.location,
+      hostname: `synthetic-${this.options.name}`,
+      captureRoot: this.options.captureRoot ?? '/var/captures',
+    });
+    const { status, text } = await postJson(
+      new URL(ENROLL_PATH, this.options.serverUrl),
+      body,
+      this.options.enrollToken,
+      this.options.ca,
+    );
+    if (status !== 201) throw new Error(`enroll answered ${status}: ${text}`);
+    const response = JSON.parse(text) as EnrollResponse;
+    this.credential = response.credential;
+    this.agentId = response.agentId;
+    return response;
+  }
+
+  /** Opens the channel, sends hello, resolves on welcome. */
+  async connect(): Promise<void> {
+    if (!this.credential) await this.enroll();
+    const url = new URL(CHANNEL_PATH, this.options.serverUrl);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const socket = new WebSocket(url, {
+      headers: { authorization: `Bearer ${this.credential}` },
+      ...(this.options.ca ? { ca: this.options.ca } : {}),
+    });
+    this.#socket = socket;
+    const welcomed = new Promise<void>((resolve) => (this.#welcomed = resolve));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+      socket.once('unexpected-response', (_req, res) =>
+        reject(new Error(`channel upgrade answered ${res.statusCode}`)),
+      );
+    });
+    socket.on('message', (data: Buffer) => this.#onMessage(data.toString('utf8')));
+    this.#send({
+      type: 'hello',
+      protocolVersion: CHANNEL_PROTOCOL_VERSION,
+      agentVersion: 'synthetic',
+      hostname: `synthetic-${this.options.name}`,
+      captureRoot: this.options.captureRoot ?? '/var/captures',
+      sessions: [...this.sessions.entries()].map(([id, s]) => this.#observed(id, s)),
+    });
+    await welcomed;
+  }
+
+  /** Drops the connection (as a crash or network cut would); sessions keep "running". */
+  disconnect(): Promise<void> {
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (!socket || socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      socket.once('close', () => resolve());
+      socket.terminate();
+    });
+  }
+
+  /** Resolves with the next server message that satisfies the predicate. */
+  next(predicate: (m: ServerMessage) => boolean, timeoutMs = 10_000): Promise<ServerMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#listeners.delete(listener);
+        reject(new Error('no such message from the server in time'));
+      }, timeoutMs);
+      const listener = (m: ServerMessage) => {
+        if (!predicate(m)) return;
+        clearTimeout(timer);
+        this.#listeners.delete(listener);
+        resolve(m);
+      };
+      this.#listeners.add(listener);
+    });
+  }
+
+  /** Ends a session as if a limit was hit (TimeExceeded, SessionBytesExceeded, Error …). */
+  finish(sessionId: string, reason: SessionStopReason, error?: { code: string; message: string }) {
+    const s = this.sessions.get(sessionId);
+    if (!s || s.state === 'Stopped') return;
+    clearInterval(s.timer);
+    clearTimeout(s.deadline);
+    s.state = 'Stopped';
+    s.stopReason = reason;
+    s.stopTime = new Date().toISOString();
+    this.#send({
+      type: 'stopped',
+      sessionId,
+      stopReason: reason,
+      startTime: s.startTime,
+      stopTime: s.stopTime,
+      progress: this.#progress(s),
+      ...(error ? { error } : {}),
+      files: [s.assignment.filePath],
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sessions.values()) {
+      clearInterval(s.timer);
+      clearTimeout(s.deadline);
+    }
+    await this.disconnect();
+  }
+
+  #onMessage(text: string): void {
+    const message = parseServerMessage(text);
+    if (!message) throw new Error(`the server sent an invalid message: ${text.slice(0, 200)}`);
+    this.received.push(message);
+    switch (message.type) {
+      case 'welcome':
+        this.#welcomed?.();
+        break;
+      case 'start':
+        this.#start(message.assignment);
+        break;
+      case 'stop':
+        this.finish(message.sessionId, message.reason);
+        break;
+      case 'ack':
+        if (this.sessions.get(message.sessionId)?.state === 'Stopped') {
+          this.sessions.delete(message.sessionId);
+        }
+        break;
+      case 'deregistered':
+        for (const id of this.sessions.keys()) this.finish(id, 'TargetDeleted');
+        break;
+    }
+    for (const listener of [...this.#listeners]) listener(message);
+  }
+
+  #start(assignment: CaptureAssignment): void {
+    if (this.options.ignoreStarts || this.sessions.has(assignment.sessionId)) return;
+    const s: SyntheticSession = {
+      assignment,
+      state: 'Running',
+      startTime: new Date().toISOString(),
+      packets: 0,
+    };
+    this.sessions.set(assignment.sessionId, s);
+    if (this.options.failStarts) {
+      this.finish(assignment.sessionId, 'Error', this.options.failStarts);
+      return;
+    }
+    this.#send({ type: 'started', sessionId: assignment.sessionId, startTime: s.startTime });
+    s.timer = setInterval(() => {
+      s.packets += this.options.packetsPerTick ?? 10;
+      this.#send({
+        type: 'progress',
+        sessionId: assignment.sessionId,
+        progress: this.#progress(s),
+      });
+    }, this.options.progressIntervalMs ?? 1000);
+    s.timer.unref();
+    const limitS = assignment.continuousCapture
+      ? (assignment.captureSettings?.sessionTimeLimitInSeconds ?? 86400)
+      : assignment.timeLimitInSeconds;
+    s.deadline = setTimeout(() => this.finish(assignment.sessionId, 'TimeExceeded'), limitS * 1000);
+    s.deadline.unref();
+  }
+
+  #progress(s: SyntheticSession) {
+    return {
+      packets: s.packets,
+      bytes: 24 + s.packets * 116,
+      kernelDrops: 0,
+      at: new Date().toISOString(),
+    };
+  }
+
+  #observed(id: string, s: SyntheticSession): ObservedSession {
+    return {
+      sessionId: id,
+      state: s.state,
+      startTime: s.startTime,
+      progress: this.#progress(s),
+      ...(s.stopReason ? { stopReason: s.stopReason } : {}),
+      ...(s.stopTime ? { stopTime: s.stopTime } : {}),
+      files: [s.assignment.filePath],
+    };
+  }
+
+  #send(message: AgentMessage): void {
+    if (this.#socket?.readyState === WebSocket.OPEN) this.#socket.send(JSON.stringify(message));
+  }
+}
+
+function postJson(
+  url: URL,
+  body: string,
+  token: string,
+  ca: Buffer | undefined,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === 'https:' ? httpsRequest : httpRequest)(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
+        ...(ca ? { ca } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
