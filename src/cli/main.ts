@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { WirewatchError } from '../model/errors.js';
+import { agentCommand } from './agent.js';
 import { captureLocalCommand } from './capture-local.js';
+import { serverCommand } from './server.js';
 
 /** Exit codes: 0 success, 1 refused or failed, 2 usage error. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -10,7 +12,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     .version('0.1.0')
     .exitOverride()
     .showHelpAfterError(false)
-    .addCommand(captureLocalCommand());
+    .addCommand(captureLocalCommand())
+    .addCommand(agentCommand())
+    .addCommand(serverCommand());
   for (const command of program.commands) command.exitOverride();
   try {
     await program.parseAsync([...argv], { from: 'user' });

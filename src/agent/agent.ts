@@ -1,0 +1,455 @@
+/**
+ * The wirewatch agent: enrolls once, keeps one channel to the server, runs the captures the
+ * server assigns, and keeps a journal so that no final state is lost across crashes, restarts
+ * and lost connections (the flow is described in src/model/channel.ts and docs/agent.md).
+ */
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
+import {
+  CHANNEL_PROTOCOL_VERSION,
+  type AgentMessage,
+  type ObservedSession,
+  type ServerMessage,
+  type StopRequestReason,
+} from '../model/channel.js';
+import { silentLog, type AgentLog } from './agent-log.js';
+import { createChannelClient, type ChannelClient } from './channel-client.js';
+import { deleteIdentity, loadOrEnroll } from './enroll.js';
+import { observedSession, openJournal, type Journal } from './journal.js';
+import {
+  recoverSession,
+  runSession,
+  stoppedMessage,
+  type SessionRunner,
+} from './session-runner.js';
+
+/** Reported in `hello`; the same version the CLI prints. */
+export const AGENT_VERSION = '0.1.0';
+
+/** The longest gap between two progress reports of a running capture. */
+const MAX_PROGRESS_INTERVAL_MS = 5000;
+
+export interface AgentOptions {
+  /** The server's base URL, http:// or https://. */
+  readonly serverUrl: string;
+  /** CA certificate(s) to trust for an https server (PEM). */
+  readonly ca?: Buffer;
+  /** The subscription's enrollment token; needed only while the agent is not enrolled. */
+  readonly enrollToken?: string;
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  /** The VM name this host appears as. */
+  readonly name: string;
+  readonly location: string;
+  /** The interface captures run on. */
+  readonly interface: string;
+  /** The network namespace the interface lives in. */
+  readonly netns?: string;
+  /** Holds agent.json and the journal. */
+  readonly dataDir: string;
+  /** Every capture file lies under it (default /var/captures). */
+  readonly captureRoot?: string;
+  /** Reported at enrollment and in `hello` (default: os.hostname()). */
+  readonly hostname?: string;
+  readonly log?: AgentLog;
+  /** Reconnect backoff, first and longest wait (default 250 ms and 15 s). */
+  readonly backoffMinMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Silence from the server after which the channel is re-dialled (default 45 s). */
+  readonly deadAfterMs?: number;
+  /** How often a running capture reports progress (default 2000 ms, at most 5000). */
+  readonly progressIntervalMs?: number;
+  readonly tcpdumpPath?: string;
+  /** On close, how long to wait for the server to acknowledge the final states (default 2 s). */
+  readonly ackWaitMs?: number;
+  /** Aborts enrollment (which retries until it reaches the server). */
+  readonly signal?: AbortSignal;
+}
+
+/** How the agent's run ended. */
+export type AgentExit =
+  | { readonly reason: 'closed' }
+  /** The server deregistered the VM: captures stopped (TargetDeleted), agent.json removed. */
+  | { readonly reason: 'deregistered' }
+  /** The server refused the credential (HTTP 401): same clean-up, and `error` says so. */
+  | { readonly reason: 'unauthorized'; readonly error: Error };
+
+export type AgentEvent =
+  | { readonly type: 'connected' }
+  | { readonly type: 'disconnected' }
+  | { readonly type: 'received'; readonly message: ServerMessage }
+  | { readonly type: 'sent'; readonly message: AgentMessage }
+  | { readonly type: 'exit'; readonly exit: AgentExit };
+
+export interface Agent {
+  readonly agentId: string;
+  readonly vmId: string;
+  readonly captureRoot: string;
+  readonly connected: boolean;
+  /** Settles when the agent has stopped, for whatever reason; never rejects. */
+  readonly exited: Promise<AgentExit>;
+  /** Every session in the journal, as `hello` would report it. */
+  sessions(): ObservedSession[];
+  /** Subscribes to what the agent does; returns the unsubscribe function. */
+  onEvent(listener: (event: AgentEvent) => void): () => void;
+  /**
+   * Stops every running capture (ManualIntervention; each file complete and fsynced, each
+   * final state journaled and sent), waits briefly for the server's acks, and disconnects.
+   * Safe to call twice.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an agent: enrolls if needed, recovers what a previous process left running, and
+ * connects. Rejects when enrollment is refused or the data dir is unusable.
+ */
+export async function createAgent(options: AgentOptions): Promise<Agent> {
+  const log = options.log ?? silentLog;
+  const captureRoot = path.resolve(options.captureRoot ?? DEFAULT_CAPTURE_ROOT);
+  const hostname = options.hostname ?? os.hostname();
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const lock = await lockDataDir(options.dataDir);
+  try {
+    const identity = await loadOrEnroll({
+      serverUrl: options.serverUrl,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(options.enrollToken === undefined ? {} : { enrollToken: options.enrollToken }),
+      dataDir: options.dataDir,
+      subscriptionId: options.subscriptionId,
+      resourceGroup: options.resourceGroup,
+      name: options.name,
+      location: options.location,
+      hostname,
+      captureRoot,
+      log,
+      backoffMinMs: options.backoffMinMs ?? 250,
+      backoffMaxMs: options.backoffMaxMs ?? 15_000,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    const journal = await openJournal({ dataDir: options.dataDir, log });
+    for (const entry of journal.entries()) {
+      if (entry.state === 'Running') await journal.save(await recoverSession(entry, log));
+    }
+    return new AgentImpl({
+      options,
+      log,
+      captureRoot,
+      hostname,
+      journal,
+      agentId: identity.agentId,
+      vmId: identity.vmId,
+      credential: identity.credential,
+      unlock: lock,
+    });
+  } catch (err) {
+    await lock();
+    throw err;
+  }
+}
+
+interface AgentParts {
+  readonly options: AgentOptions;
+  readonly log: AgentLog;
+  readonly captureRoot: string;
+  readonly hostname: string;
+  readonly journal: Journal;
+  readonly agentId: string;
+  readonly vmId: string;
+  readonly credential: string;
+  readonly unlock: () => Promise<void>;
+}
+
+class AgentImpl implements Agent {
+  readonly agentId: string;
+  readonly vmId: string;
+  readonly captureRoot: string;
+  readonly exited: Promise<AgentExit>;
+  readonly #parts: AgentParts;
+  readonly #log: AgentLog;
+  readonly #journal: Journal;
+  readonly #channel: ChannelClient;
+  readonly #runners = new Map<string, SessionRunner>();
+  readonly #paths = new Set<string>();
+  readonly #listeners = new Set<(event: AgentEvent) => void>();
+  /** Waiters for acks, while close() gives the server a moment to take the final states. */
+  readonly #ackWaiters = new Set<() => void>();
+  #shutdown: Promise<void> | undefined;
+  #resolveExited!: (exit: AgentExit) => void;
+
+  constructor(parts: AgentParts) {
+    this.#parts = parts;
+    this.#log = parts.log;
+    this.#journal = parts.journal;
+    this.agentId = parts.agentId;
+    this.vmId = parts.vmId;
+    this.captureRoot = parts.captureRoot;
+    this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
+    const o = parts.options;
+    this.#channel = createChannelClient({
+      serverUrl: o.serverUrl,
+      credential: parts.credential,
+      ...(o.ca === undefined ? {} : { ca: o.ca }),
+      log: parts.log,
+      backoffMinMs: o.backoffMinMs ?? 250,
+      backoffMaxMs: o.backoffMaxMs ?? 15_000,
+      ...(o.deadAfterMs === undefined ? {} : { deadAfterMs: o.deadAfterMs }),
+      onOpen: () => {
+        this.#emit({ type: 'connected' });
+        this.#sendHello();
+      },
+      onMessage: (message) => this.#onMessage(message),
+      onClose: () => this.#emit({ type: 'disconnected' }),
+      onUnauthorized: () => {
+        void this.#stopAll('TargetDeleted', {
+          reason: 'unauthorized',
+          error: new Error(
+            'the server refused the agent credential (HTTP 401): the VM was deleted or the ' +
+              'credential revoked; agent.json was removed, enroll again with --enroll-token',
+          ),
+        });
+      },
+    });
+    parts.log('info', 'agent started', {
+      agentId: this.agentId,
+      vmId: this.vmId,
+      interface: o.interface,
+      ...(o.netns === undefined ? {} : { netns: o.netns }),
+      captureRoot: this.captureRoot,
+    });
+  }
+
+  get connected(): boolean {
+    return this.#channel.connected;
+  }
+
+  sessions(): ObservedSession[] {
+    return this.#journal.entries().map(observedSession);
+  }
+
+  onEvent(listener: (event: AgentEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): Promise<void> {
+    return this.#stopAll('ManualIntervention', { reason: 'closed' });
+  }
+
+  #emit(event: AgentEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#log('error', 'agent event listener failed', { error: err });
+      }
+    }
+  }
+
+  #send(message: AgentMessage): void {
+    if (this.#channel.send(message)) this.#emit({ type: 'sent', message });
+  }
+
+  #sendHello(): void {
+    this.#send({
+      type: 'hello',
+      protocolVersion: CHANNEL_PROTOCOL_VERSION,
+      agentVersion: AGENT_VERSION,
+      hostname: this.#parts.hostname,
+      captureRoot: this.captureRoot,
+      sessions: this.sessions(),
+    });
+  }
+
+  #onMessage(message: ServerMessage): void {
+    this.#emit({ type: 'received', message });
+    switch (message.type) {
+      case 'welcome':
+        this.#log('info', 'in sync with the server', { serverTime: message.serverTime });
+        return;
+      case 'start':
+        this.#start(message.assignment);
+        return;
+      case 'stop': {
+        const runner = this.#runners.get(message.sessionId);
+        if (runner !== undefined) {
+          this.#log('info', 'stop requested', {
+            sessionId: message.sessionId,
+            reason: message.reason,
+          });
+          runner.stop(message.reason);
+          return;
+        }
+        // Already over: the server missed the final state, so offer it again.
+        const entry = this.#journal.get(message.sessionId);
+        if (entry?.state === 'Stopped') this.#send(stoppedMessage(entry));
+        else this.#log('warn', 'stop for an unknown session', { sessionId: message.sessionId });
+        return;
+      }
+      case 'ack':
+        this.#ack(message.sessionId);
+        return;
+      case 'deregistered':
+        this.#log('warn', 'the server deregistered this VM; stopping every capture');
+        void this.#stopAll('TargetDeleted', { reason: 'deregistered' });
+        return;
+    }
+  }
+
+  #start(assignment: Parameters<typeof runSession>[0]['assignment']): void {
+    const id = assignment.sessionId;
+    if (this.#shutdown !== undefined) return; // the next start's hello tells the server
+    if (this.#runners.has(id) || this.#journal.has(id)) {
+      this.#log('debug', 'start for a session already known; ignored', { sessionId: id });
+      return;
+    }
+    const o = this.#parts.options;
+    this.#log('info', 'start requested', { sessionId: id, resourceId: assignment.resourceId });
+    const runner = runSession({
+      assignment,
+      interface: o.interface,
+      ...(o.netns === undefined ? {} : { netns: o.netns }),
+      captureRoot: this.captureRoot,
+      ...(o.tcpdumpPath === undefined ? {} : { tcpdumpPath: o.tcpdumpPath }),
+      progressIntervalMs: Math.min(o.progressIntervalMs ?? 2000, MAX_PROGRESS_INTERVAL_MS),
+      journal: this.#journal,
+      log: this.#log,
+      report: (message) => this.#send(message),
+      claimPath: (capturePath) => {
+        if (this.#paths.has(capturePath)) return false;
+        this.#paths.add(capturePath);
+        return true;
+      },
+      releasePath: (capturePath) => this.#paths.delete(capturePath),
+    });
+    this.#runners.set(id, runner);
+    void runner.finished.then(() => {
+      if (this.#runners.get(id) === runner) this.#runners.delete(id);
+    });
+  }
+
+  #ack(sessionId: string): void {
+    const entry = this.#journal.get(sessionId);
+    if (entry === undefined) return;
+    if (entry.state !== 'Stopped') {
+      this.#log('warn', 'ack for a session still running; ignored', { sessionId });
+      return;
+    }
+    this.#journal
+      .remove(sessionId)
+      .catch((err: unknown) => this.#log('error', 'journal removal failed', { error: err }))
+      .finally(() => {
+        for (const waiter of this.#ackWaiters) waiter();
+      });
+  }
+
+  /** Stops every capture with `reason`, records and reports it, then ends the agent. */
+  #stopAll(reason: StopRequestReason, exit: AgentExit): Promise<void> {
+    this.#shutdown ??= this.#runShutdown(reason, exit);
+    return this.#shutdown;
+  }
+
+  async #runShutdown(reason: StopRequestReason, exit: AgentExit): Promise<void> {
+    const o = this.#parts.options;
+    const failures: unknown[] = [];
+    const step = async (name: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (err) {
+        failures.push(err);
+        this.#log('error', `shutdown: ${name} failed`, { error: err });
+      }
+    };
+    this.#log('info', 'stopping every capture', { reason, exit: exit.reason });
+    await step('stopping captures', async () => {
+      const runners = [...this.#runners.values()];
+      for (const runner of runners) runner.stop(reason);
+      await Promise.all(runners.map((runner) => runner.finished));
+    });
+    if (exit.reason === 'closed') {
+      await step('waiting for acks', () => this.#waitForAcks(o.ackWaitMs ?? 2000));
+    } else {
+      await step('removing agent.json', () => deleteIdentity(o.dataDir));
+    }
+    await step('flushing the journal', () => this.#journal.flush());
+    await step('closing the channel', async () => {
+      await this.#channel.drain();
+      await this.#channel.close();
+    });
+    await step('unlocking the data dir', () => this.#parts.unlock());
+    if (exit.reason === 'unauthorized') this.#log('error', exit.error.message);
+    this.#log('info', 'agent stopped', { exit: exit.reason, failures: failures.length });
+    this.#emit({ type: 'exit', exit });
+    this.#resolveExited(exit);
+  }
+
+  /** While connected, gives the server up to `ms` to acknowledge every stopped session. */
+  async #waitForAcks(ms: number): Promise<void> {
+    const pending = () => this.#journal.entries().some((e) => e.state === 'Stopped');
+    if (!this.#channel.connected || !pending()) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#ackWaiters.delete(check);
+        resolve();
+      };
+      const check = () => {
+        if (!pending() || !this.#channel.connected) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.#ackWaiters.add(check);
+    });
+  }
+}
+
+/**
+ * One agent per data dir: a second one would mark the first one's captures AgentRestarted and
+ * write the same journal. The lock file holds the owner's pid; a lock whose process is gone
+ * (a crash) is taken over.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const file = path.join(dataDir, 'agent.lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(
+        file,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
+      try {
+        await handle.writeFile(`${process.pid}\n`);
+      } finally {
+        await handle.close();
+      }
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        await rm(file, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isRunning(owner)) {
+      throw new Error(`another agent (pid ${owner}) is using ${dataDir}`);
+    }
+    if (owner === process.pid) {
+      throw new Error(`an agent in this process is already using ${dataDir}`);
+    }
+    await rm(file, { force: true });
+  }
+  throw new Error(`cannot lock ${dataDir}`);
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

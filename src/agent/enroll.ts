@@ -1,0 +1,288 @@
+/**
+ * Enrollment: the first start trades the subscription's enrollment token for the agent's own
+ * credential and saves it in `<data dir>/agent.json` (mode 0600); later starts reuse it.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Type, type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
+import {
+  ENROLL_PATH,
+  EnrollResponseSchema,
+  type EnrollRequest,
+  type EnrollResponse,
+} from '../model/channel.js';
+import type { AgentLog } from './agent-log.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { removeFileDurably, writeFileDurably } from './durable-file.js';
+
+export const IDENTITY_FILE = 'agent.json';
+
+export const AgentIdentitySchema = Type.Object({
+  agentId: Type.String(),
+  vmId: Type.String(),
+  credential: Type.String({ minLength: 1 }),
+  serverUrl: Type.String(),
+  subscriptionId: Type.String(),
+  resourceGroup: Type.String(),
+  name: Type.String(),
+  location: Type.String(),
+});
+/** What `agent.json` holds. */
+export type AgentIdentity = Static<typeof AgentIdentitySchema>;
+
+const identityCheck = Compile(AgentIdentitySchema);
+const responseCheck = Compile(EnrollResponseSchema);
+
+/** The server refused the enrollment (4xx): retrying would not help. */
+export class EnrollmentRefusedError extends Error {
+  override readonly name = 'EnrollmentRefusedError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly serverMessage: string,
+    readonly target?: string,
+  ) {
+    super(
+      `enrollment refused by the server: HTTP ${status} ${code}: ${serverMessage}` +
+        (target === undefined ? '' : ` (target: ${target})`),
+    );
+  }
+}
+
+/** The server's answer could not be used (not JSON, wrong shape) or it failed (5xx). */
+class EnrollmentAttemptError extends Error {}
+
+export function identityPath(dataDir: string): string {
+  return path.join(dataDir, IDENTITY_FILE);
+}
+
+/** Reads agent.json; undefined when there is none. */
+export async function readIdentity(dataDir: string): Promise<AgentIdentity | undefined> {
+  const file = identityPath(dataDir);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (!identityCheck.Check(value)) {
+    throw new Error(
+      `${file} is damaged; remove it and start the agent with --enroll-token to enroll again`,
+    );
+  }
+  return value;
+}
+
+export async function writeIdentity(dataDir: string, identity: AgentIdentity): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await writeFileDurably(identityPath(dataDir), JSON.stringify(identity, null, 2) + '\n', {
+    mode: 0o600,
+  });
+}
+
+/** Forgets the credential (the VM was deleted or the credential revoked). */
+export async function deleteIdentity(dataDir: string): Promise<void> {
+  await removeFileDurably(identityPath(dataDir));
+}
+
+export interface EnrollOptions {
+  readonly serverUrl: string;
+  readonly ca?: Buffer;
+  readonly enrollToken: string;
+  readonly request: EnrollRequest;
+  readonly log: AgentLog;
+  readonly backoffMinMs: number;
+  readonly backoffMaxMs: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * POSTs the enrollment. Network errors and 5xx answers are retried with backoff until the
+ * signal aborts; a 4xx answer throws {@link EnrollmentRefusedError}.
+ */
+export async function enroll(options: EnrollOptions): Promise<EnrollResponse> {
+  const url = new URL(serverBase(options.serverUrl) + ENROLL_PATH);
+  const body = JSON.stringify(options.request);
+  for (let attempt = 0; ; attempt++) {
+    options.signal?.throwIfAborted();
+    try {
+      return await postOnce(url, body, options);
+    } catch (err) {
+      if (err instanceof EnrollmentRefusedError || options.signal?.aborted) throw err;
+      const delay = backoffDelay(attempt, options.backoffMinMs, options.backoffMaxMs);
+      options.log('warn', 'enrollment failed; retrying', {
+        error: err instanceof Error ? err.message : String(err),
+        retryInMs: delay,
+      });
+      await sleep(delay, options.signal);
+    }
+  }
+}
+
+/** The server URL without a trailing slash; http(s) only. */
+export function serverBase(serverUrl: string): string {
+  const url = new URL(serverUrl);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`--server must be an http:// or https:// URL, not ${url.protocol}`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+function postOnce(url: URL, body: string, options: EnrollOptions): Promise<EnrollResponse> {
+  return new Promise((resolve, reject) => {
+    const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = request(url, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${options.enrollToken}`,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        accept: 'application/json',
+      },
+      timeout: 30_000,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    req.on('timeout', () => req.destroy(new Error('the server did not answer within 30 s')));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      readBody(res)
+        .then((text) => resolve(interpret(res.statusCode ?? 0, text)))
+        .catch(reject);
+    });
+    req.end(body);
+  });
+}
+
+const MAX_BODY = 1024 * 1024;
+
+async function readBody(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) {
+      res.destroy();
+      throw new EnrollmentAttemptError('the enrollment answer is larger than 1 MiB');
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function interpret(status: number, text: string): EnrollResponse {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (status >= 200 && status < 300) {
+    if (!responseCheck.Check(value)) {
+      throw new EnrollmentAttemptError(`the enrollment answer (HTTP ${status}) is not valid`);
+    }
+    return value;
+  }
+  const error = (value as { error?: { code?: unknown; message?: unknown; target?: unknown } })
+    ?.error;
+  const code = typeof error?.code === 'string' ? error.code : `HTTP${status}`;
+  const message = typeof error?.message === 'string' ? error.message : text.slice(0, 200);
+  if (status >= 400 && status < 500) {
+    throw new EnrollmentRefusedError(
+      status,
+      code,
+      message,
+      typeof error?.target === 'string' ? error.target : undefined,
+    );
+  }
+  throw new EnrollmentAttemptError(`HTTP ${status} ${code}: ${message}`);
+}
+
+export interface LoadIdentityOptions extends Omit<EnrollOptions, 'request' | 'enrollToken'> {
+  readonly dataDir: string;
+  readonly enrollToken?: string;
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+  readonly location: string;
+  readonly hostname: string;
+  readonly captureRoot: string;
+}
+
+/**
+ * The agent's identity: agent.json when it exists (it must be for the same VM), otherwise a
+ * new enrollment, saved before it is returned.
+ */
+export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentIdentity> {
+  const saved = await readIdentity(options.dataDir);
+  if (saved !== undefined) {
+    const wanted = {
+      subscriptionId: options.subscriptionId,
+      resourceGroup: options.resourceGroup,
+      name: options.name,
+    };
+    for (const [key, value] of Object.entries(wanted)) {
+      const have = saved[key as keyof typeof wanted];
+      if (have.toLowerCase() !== value.toLowerCase()) {
+        throw new Error(
+          `${identityPath(options.dataDir)} belongs to ${key} "${have}", not "${value}"; ` +
+            'use another --data-dir, or remove agent.json to enroll again',
+        );
+      }
+    }
+    if (serverBase(saved.serverUrl) !== serverBase(options.serverUrl)) {
+      options.log('warn', 'the server URL differs from the one this agent enrolled with', {
+        enrolledWith: saved.serverUrl,
+        serverUrl: options.serverUrl,
+      });
+    }
+    return saved;
+  }
+  if (options.enrollToken === undefined || options.enrollToken === '') {
+    throw new Error(
+      `this agent is not enrolled (no ${identityPath(options.dataDir)}): --enroll-token is needed for the first start`,
+    );
+  }
+  options.log('info', 'enrolling', {
+    serverUrl: options.serverUrl,
+    subscriptionId: options.subscriptionId,
+    resourceGroup: options.resourceGroup,
+    name: options.name,
+    location: options.location,
+  });
+  const answer = await enroll({
+    ...options,
+    enrollToken: options.enrollToken,
+    request: {
+      subscriptionId: options.subscriptionId,
+      resourceGroup: options.resourceGroup,
+      name: options.name,
+      location: options.location,
+      hostname: options.hostname,
+      captureRoot: options.captureRoot,
+    },
+  });
+  const identity: AgentIdentity = {
+    agentId: answer.agentId,
+    vmId: answer.vmId,
+    credential: answer.credential,
+    serverUrl: options.serverUrl,
+    subscriptionId: options.subscriptionId,
+    resourceGroup: options.resourceGroup,
+    name: options.name,
+    location: options.location,
+  };
+  await writeIdentity(options.dataDir, identity);
+  options.log('info', 'enrolled', { agentId: identity.agentId, vmId: identity.vmId });
+  return identity;
+}

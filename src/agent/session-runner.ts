@@ -1,0 +1,394 @@
+/**
+ * One capture session on the agent: from the server's `start` to its final `stopped`, with the
+ * journal written before the capture starts and at every change, so that a crash at any
+ * moment leaves enough on disk to recover (see {@link recoverSession}).
+ */
+import { readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { prepareCapturePath } from '../capture/capture-path.js';
+import { parseFilters } from '../capture/filter.js';
+import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from '../capture/limits.js';
+import { existingRingFiles } from '../capture/ring-buffer.js';
+import {
+  startCapture,
+  type CaptureProgress,
+  type CaptureResult,
+  type CaptureSession,
+} from '../capture/runner.js';
+import type {
+  AgentMessage,
+  CaptureAssignment,
+  ChannelError,
+  ChannelProgress,
+  SessionStopReason,
+  StopRequestReason,
+} from '../model/channel.js';
+import { WirewatchError } from '../model/errors.js';
+import { FILE_HEADER_LENGTH } from '../pcap/format.js';
+import { repairPcapFile } from '../pcap/reader.js';
+import type { AgentLog } from './agent-log.js';
+import type { Journal, JournalEntry } from './journal.js';
+
+export interface SessionRunnerOptions {
+  readonly assignment: CaptureAssignment;
+  readonly interface: string;
+  readonly netns?: string;
+  readonly captureRoot: string;
+  readonly tcpdumpPath?: string;
+  readonly progressIntervalMs: number;
+  readonly journal: Journal;
+  readonly log: AgentLog;
+  /** Sends a message to the server if connected (nothing is queued: the journal is the memory). */
+  readonly report: (message: AgentMessage) => void;
+  /**
+   * Claims a resolved capture path for this session; false when another running session of
+   * this agent already writes there.
+   */
+  readonly claimPath: (capturePath: string) => boolean;
+  readonly releasePath: (capturePath: string) => void;
+}
+
+/** Runs one session; see {@link SessionRunner}. */
+export function runSession(options: SessionRunnerOptions): SessionRunner {
+  return new SessionRunner(options);
+}
+
+export class SessionRunner {
+  readonly sessionId: string;
+  /** Resolves once the final state is in the journal and has been offered to the server. */
+  readonly finished: Promise<void>;
+  readonly #options: SessionRunnerOptions;
+  readonly #abort = new AbortController();
+  #requestedStop: StopRequestReason | undefined;
+  #capture: CaptureSession | undefined;
+  #stopped = false;
+  #entry: JournalEntry;
+
+  constructor(options: SessionRunnerOptions) {
+    this.#options = options;
+    this.sessionId = options.assignment.sessionId;
+    this.#entry = { assignment: options.assignment, state: 'Running' };
+    this.finished = this.#run().catch((err: unknown) => {
+      // #run handles its own failures; this is the last line against a bug there.
+      options.log('error', 'session runner failed', { sessionId: this.sessionId, error: err });
+    });
+  }
+
+  /** True once the final state has been recorded. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /**
+   * Stops the capture; `reason` is the stop reason reported (the capture engine itself calls
+   * every requested stop ManualIntervention). The first request wins.
+   */
+  stop(reason: StopRequestReason): void {
+    if (this.#stopped) return;
+    this.#requestedStop ??= reason;
+    this.#abort.abort();
+  }
+
+  async #run(): Promise<void> {
+    const o = this.#options;
+    const a = o.assignment;
+    const log = (level: 'info' | 'warn' | 'error', msg: string, fields = {}) =>
+      o.log(level, msg, { sessionId: a.sessionId, resourceId: a.resourceId, ...fields });
+    let claimed: string | undefined;
+    let startTime: Date | undefined;
+    try {
+      // Everything that can be refused is checked before anything touches the disk.
+      const filters = parseFilters(a.filters);
+      const limits = resolveCaptureLimits(a);
+      const ring = a.continuousCapture ? resolveRingSettings(a.captureSettings ?? {}) : undefined;
+      const capturePath = await prepareCapturePath(a.filePath, o.captureRoot);
+      if (!o.claimPath(capturePath)) {
+        throw new WirewatchError(
+          'LocalFileFailed',
+          `${capturePath} is already being written by another capture on this host`,
+          { target: 'filePath' },
+        );
+      }
+      claimed = capturePath;
+      // Only a path that held nothing is recorded: after a crash, whatever is found there
+      // then is this session's and may be repaired.
+      const clash =
+        ring === undefined ? await existing(capturePath) : await existingRingFiles(capturePath);
+      if (clash.length > 0) {
+        throw new WirewatchError(
+          'LocalFileFailed',
+          `cannot create ${clash[0]}: it already exists`,
+          { target: 'filePath' },
+        );
+      }
+      this.#entry = { ...this.#entry, capturePath };
+      await o.journal.save(this.#entry);
+      if (this.#abort.signal.aborted) {
+        // Stopped before it could start: nothing was captured, which is what was asked.
+        await this.#finish({ reason: this.#requestedStop ?? 'ManualIntervention' });
+        return;
+      }
+      this.#capture = await startCapture({
+        interface: o.interface,
+        ...(o.netns === undefined ? {} : { netns: o.netns }),
+        filters,
+        limits,
+        ...(ring === undefined ? {} : { ring }),
+        filePath: a.filePath,
+        captureRoot: o.captureRoot,
+        ...(o.tcpdumpPath === undefined ? {} : { tcpdumpPath: o.tcpdumpPath }),
+        progressIntervalMs: o.progressIntervalMs,
+        onProgress: (p) => this.#onProgress(p),
+        signal: this.#abort.signal,
+      });
+      startTime = new Date();
+      o.report({ type: 'started', sessionId: a.sessionId, startTime: startTime.toISOString() });
+      log('info', 'capture started', { file: capturePath });
+      this.#entry = { ...this.#entry, startTime: startTime.toISOString() };
+      void o.journal.save(this.#entry).catch((err: unknown) => {
+        log('error', 'journal write failed', { error: err });
+      });
+    } catch (err) {
+      const error = toChannelError(err);
+      log('warn', 'capture could not start', { error });
+      await this.#finish({ reason: 'Error', error });
+      if (claimed !== undefined) o.releasePath(claimed);
+      return;
+    }
+    const result = await this.#capture.result;
+    await this.#finish({
+      reason:
+        this.#requestedStop !== undefined && result.stopReason === 'ManualIntervention'
+          ? this.#requestedStop
+          : result.stopReason,
+      result,
+      ...(result.error === undefined ? {} : { error: toChannelError(result.error) }),
+    });
+    if (claimed !== undefined) o.releasePath(claimed);
+  }
+
+  #onProgress(p: CaptureProgress): void {
+    if (this.#stopped) return;
+    const progress: ChannelProgress = {
+      packets: p.packets,
+      bytes: p.bytes,
+      kernelDrops: p.kernelDrops,
+      at: new Date().toISOString(),
+    };
+    this.#entry = { ...this.#entry, progress };
+    this.#options.report({ type: 'progress', sessionId: this.sessionId, progress });
+    void this.#options.journal.save(this.#entry).catch((err: unknown) => {
+      this.#options.log('error', 'journal write failed', {
+        sessionId: this.sessionId,
+        error: err,
+      });
+    });
+  }
+
+  /** Records the final state (journal first, so it survives), then reports it. */
+  async #finish(end: {
+    reason: SessionStopReason;
+    result?: CaptureResult;
+    error?: ChannelError;
+  }): Promise<void> {
+    const o = this.#options;
+    const stopTime = end.result?.stoppedAt ?? new Date();
+    const progress: ChannelProgress = {
+      packets: end.result?.packets ?? 0,
+      bytes: end.result?.bytes ?? 0,
+      kernelDrops: end.result?.kernelDrops ?? 0,
+      at: stopTime.toISOString(),
+    };
+    const files = [...(end.result?.files ?? [])];
+    this.#stopped = true;
+    this.#entry = {
+      ...this.#entry,
+      state: 'Stopped',
+      stopReason: end.reason,
+      stopTime: stopTime.toISOString(),
+      progress,
+      files,
+      ...(end.error === undefined ? {} : { error: end.error }),
+    };
+    try {
+      await o.journal.save(this.#entry);
+    } catch (err) {
+      o.log('error', 'journal write failed; the final state may be lost on a crash', {
+        sessionId: this.sessionId,
+        error: err,
+      });
+    }
+    o.log(end.reason === 'Error' ? 'warn' : 'info', 'capture stopped', {
+      sessionId: this.sessionId,
+      stopReason: end.reason,
+      packets: progress.packets,
+      bytes: progress.bytes,
+      ...(end.error === undefined ? {} : { error: end.error }),
+    });
+    o.report(stoppedMessage(this.#entry));
+  }
+}
+
+/** The `stopped` message for a journal entry in state Stopped. */
+export function stoppedMessage(entry: JournalEntry): AgentMessage {
+  const stopTime = entry.stopTime ?? new Date().toISOString();
+  return {
+    type: 'stopped',
+    sessionId: entry.assignment.sessionId,
+    stopReason: entry.stopReason ?? 'Error',
+    ...(entry.startTime === undefined ? {} : { startTime: entry.startTime }),
+    stopTime,
+    progress: entry.progress ?? { packets: 0, bytes: 0, kernelDrops: 0, at: stopTime },
+    ...(entry.error === undefined ? {} : { error: entry.error }),
+    files: entry.files ?? [],
+  };
+}
+
+export function toChannelError(err: unknown): ChannelError {
+  const code =
+    err instanceof WirewatchError
+      ? err.code
+      : err instanceof Error && typeof (err as { code?: unknown }).code === 'string'
+        ? 'LocalFileFailed'
+        : 'CaptureFailed';
+  const message = err instanceof Error ? err.message : String(err);
+  return { code, message: message.slice(0, 4096) };
+}
+
+async function existing(file: string): Promise<string[]> {
+  try {
+    await stat(file);
+    return [file];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Recovery after the agent died with this session Running: stops a tcpdump the dead agent
+ * left writing the file, repairs every file of the capture (a crash can cut the last record),
+ * and records the session as Stopped with stop reason AgentRestarted and the figures read
+ * from the files. Nothing that holds a packet is removed.
+ */
+export async function recoverSession(entry: JournalEntry, log: AgentLog): Promise<JournalEntry> {
+  const a = entry.assignment;
+  const now = new Date().toISOString();
+  const files: string[] = [];
+  let packets = 0;
+  let bytes = 0;
+  let error: ChannelError | undefined;
+  if (entry.capturePath !== undefined) {
+    let candidates: string[];
+    if (a.continuousCapture) {
+      candidates = sortRing(await existingRingFiles(entry.capturePath));
+    } else {
+      await stopLeftoverWriter(entry.capturePath, log);
+      candidates = await existing(entry.capturePath);
+    }
+    let maxBytes: number | undefined;
+    if (!a.continuousCapture) {
+      try {
+        maxBytes = resolveLimit('totalBytesPerSession', a.totalBytesPerSession);
+      } catch {
+        maxBytes = undefined;
+      }
+    }
+    for (const file of candidates) {
+      try {
+        if ((await stat(file)).size < FILE_HEADER_LENGTH) {
+          // Created, but the crash came before tcpdump wrote its header: it holds nothing,
+          // and a file without a header is not a capture anyone can open.
+          await rm(file, { force: true });
+          continue;
+        }
+        const repaired = await repairPcapFile(file, maxBytes === undefined ? {} : { maxBytes });
+        if (repaired.removedBytes > 0) {
+          log('warn', 'cut a damaged end off a capture file', {
+            sessionId: a.sessionId,
+            file,
+            removedBytes: repaired.removedBytes,
+          });
+        }
+        packets += repaired.keptRecords;
+        bytes += (await stat(file)).size;
+        files.push(file);
+      } catch (err) {
+        // Left as it is for a person to look at.
+        error = toChannelError(err);
+        log('error', 'cannot repair a capture file', { sessionId: a.sessionId, file, error });
+      }
+    }
+  }
+  log('warn', 'capture was running when the agent stopped; recorded as AgentRestarted', {
+    sessionId: a.sessionId,
+    packets,
+    files,
+  });
+  return {
+    ...entry,
+    state: 'Stopped',
+    stopReason: 'AgentRestarted',
+    stopTime: now,
+    progress: { packets, bytes, kernelDrops: entry.progress?.kernelDrops ?? 0, at: now },
+    files,
+    ...(error === undefined ? {} : { error }),
+  };
+}
+
+/** Ring files in order of their sequence number (readdir order is arbitrary). */
+function sortRing(files: string[]): string[] {
+  const n = (file: string) => Number(/_(\d+)\.[^.]+$/.exec(path.basename(file))?.[1] ?? 0);
+  return files.sort((x, y) => n(x) - n(y));
+}
+
+/**
+ * A tcpdump writes a single-file capture through its stdout. It normally dies with the agent
+ * (parent-death signal) but may still be flushing; it is recognised safely as the tcpdump
+ * process whose stdout is this very file, asked to finish (SIGINT flushes), and killed if it
+ * does not.
+ */
+async function stopLeftoverWriter(file: string, log: AgentLog): Promise<void> {
+  let pids: string[];
+  try {
+    pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return;
+  }
+  for (const pid of pids) {
+    try {
+      if ((await readlink(`/proc/${pid}/fd/1`)) !== file) continue;
+      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() !== 'tcpdump') continue;
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    log('warn', 'stopping a tcpdump left from before the restart', { pid: Number(pid), file });
+    // A zombie counts as gone: it holds no file open any more, and in a container nobody
+    // may ever reap it.
+    const alive = async () => {
+      try {
+        const state = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /s, '');
+        return !state.startsWith('Z') && !state.startsWith('X');
+      } catch {
+        return false;
+      }
+    };
+    try {
+      process.kill(Number(pid), 'SIGINT');
+    } catch {
+      continue;
+    }
+    for (let waited = 0; waited < 5000 && (await alive()); waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (await alive()) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+      for (let waited = 0; waited < 2000 && (await alive()); waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }
+}

@@ -1,0 +1,182 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { Command, Option } from 'commander';
+import { createAgent, type Agent } from '../agent/agent.js';
+import { createJsonLineLog, type AgentLogLevel } from '../agent/agent-log.js';
+import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
+import { isValidNetnsName } from '../capture/interface-addresses.js';
+
+const execFileAsync = promisify(execFile);
+
+export const DEFAULT_AGENT_DATA_DIR = '/var/lib/wirewatch/agent';
+
+interface AgentCommandOptions {
+  server: string;
+  ca?: string;
+  enrollToken?: string;
+  subscription: string;
+  resourceGroup: string;
+  name: string;
+  location: string;
+  interface?: string;
+  netns?: string;
+  dataDir: string;
+  captureRoot: string;
+  logLevel: AgentLogLevel;
+}
+
+/** `wirewatch agent`: the host daemon that runs the captures the server assigns. */
+export function agentCommand(): Command {
+  return new Command('agent')
+    .description('run the agent: enroll with the server once, then run the captures it assigns')
+    .requiredOption('--server <url>', 'the wirewatch server, https://host:port')
+    .option('--ca <file>', 'CA certificate (PEM) to trust for the server')
+    .addOption(
+      new Option(
+        '--enroll-token <token>',
+        'the subscription enrollment token; needed only for the first start',
+      ).env('WIREWATCH_ENROLL_TOKEN'),
+    )
+    .requiredOption('--subscription <id>', 'subscription id (uuid) this VM belongs to')
+    .requiredOption('--resource-group <name>', 'resource group of the VM')
+    .requiredOption('--name <vm>', 'the VM name this host appears as')
+    .requiredOption('--location <region>', 'the VM location (region), e.g. westeurope')
+    .option('--interface <name>', 'interface to capture on (default: the default route)')
+    .option('--netns <name>', 'network namespace the interface lives in')
+    .addOption(
+      new Option('--data-dir <dir>', 'agent.json and the session journal').default(
+        DEFAULT_AGENT_DATA_DIR,
+      ),
+    )
+    .addOption(
+      new Option('--capture-root <dir>', 'folder every capture file must lie under').default(
+        DEFAULT_CAPTURE_ROOT,
+      ),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'least important log level written')
+        .choices(['debug', 'info', 'warn', 'error'])
+        .default('info'),
+    )
+    .addHelpText(
+      'after',
+      `
+Logs are JSON lines on stderr. SIGTERM or Ctrl-C stops every capture cleanly and exits 0.
+
+Example (first start; later starts need no token):
+  wirewatch agent --server https://wirewatch.example:8443 --ca /etc/wirewatch/ca.pem \\
+    --enroll-token "$TOKEN" --subscription 00000000-0000-0000-0000-000000000001 \\
+    --resource-group web --name web-01 --location westeurope`,
+    )
+    .action(async (opts: AgentCommandOptions) => {
+      const log = createJsonLineLog((line) => process.stderr.write(line), {
+        minLevel: opts.logLevel,
+      });
+      if (opts.netns !== undefined && !isValidNetnsName(opts.netns)) {
+        throw new Error(`--netns: "${opts.netns}" is not a network namespace name`);
+      }
+      const iface = opts.interface ?? (await defaultRouteInterface(opts.netns));
+      const ca = opts.ca === undefined ? undefined : await readFile(opts.ca);
+
+      const controller = new AbortController();
+      let agent: Agent | undefined;
+      let closing: Promise<void> | undefined;
+      // Every signal is caught: a second one must not kill the agent while it finishes files.
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (controller.signal.aborted) {
+          log('warn', 'still stopping: finishing the capture files', { signal });
+          return;
+        }
+        log('info', 'stopping', { signal });
+        controller.abort();
+        closing = agent?.close();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        try {
+          agent = await createAgent({
+            serverUrl: opts.server,
+            ...(ca === undefined ? {} : { ca }),
+            ...(opts.enrollToken === undefined ? {} : { enrollToken: opts.enrollToken }),
+            subscriptionId: opts.subscription,
+            resourceGroup: opts.resourceGroup,
+            name: opts.name,
+            location: opts.location,
+            interface: iface,
+            ...(opts.netns === undefined ? {} : { netns: opts.netns }),
+            dataDir: opts.dataDir,
+            captureRoot: opts.captureRoot,
+            log,
+            signal: controller.signal,
+          });
+        } catch (err) {
+          // A signal during enrollment is an ordinary stop.
+          if (controller.signal.aborted) return;
+          throw err;
+        }
+        if (controller.signal.aborted) closing = agent.close();
+        const exit = await agent.exited;
+        await closing;
+        if (exit.reason === 'unauthorized') throw exit.error;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        // Everything is closed; if some handle still held the process, it must not keep a
+        // stopped agent around (timer unref'd: it fires only if something else is alive).
+        setTimeout(() => process.exit(), 5000).unref();
+      }
+    });
+}
+
+/**
+ * The interface of the default route: from /proc/net/route in this namespace, or
+ * `ip -n NAME route show default` inside another one.
+ */
+export async function defaultRouteInterface(netns?: string): Promise<string> {
+  let found: string | undefined;
+  if (netns === undefined) {
+    found = parseProcNetRoute(await readFile('/proc/net/route', 'utf8').catch(() => ''));
+  } else {
+    try {
+      const { stdout } = await execFileAsync(
+        'ip',
+        ['-n', netns, '-j', 'route', 'show', 'default'],
+        {
+          timeout: 10_000,
+        },
+      );
+      const routes = JSON.parse(stdout || '[]') as { dev?: unknown; metric?: unknown }[];
+      const sorted = routes
+        .filter((r): r is { dev: string; metric?: unknown } => typeof r.dev === 'string')
+        .sort((x, y) => Number(x.metric ?? 0) - Number(y.metric ?? 0));
+      found = sorted[0]?.dev;
+    } catch (err) {
+      throw new Error(
+        `cannot read the routes of network namespace ${netns}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    }
+  }
+  if (found === undefined) {
+    throw new Error(
+      `no default route${netns === undefined ? '' : ` in network namespace ${netns}`}: pass --interface`,
+    );
+  }
+  return found;
+}
+
+/** The interface of the lowest-metric default route that is up, from /proc/net/route. */
+export function parseProcNetRoute(text: string): string | undefined {
+  const RTF_UP = 0x1;
+  let best: { iface: string; metric: number } | undefined;
+  for (const line of text.split('\n').slice(1)) {
+    const [iface, destination, , flags, , , metric, mask] = line.trim().split(/\s+/);
+    if (iface === undefined || destination !== '00000000' || mask !== '00000000') continue;
+    if ((parseInt(flags ?? '0', 16) & RTF_UP) === 0) continue;
+    const m = Number(metric ?? 0);
+    if (best === undefined || m < best.metric) best = { iface, metric: m };
+  }
+  return best?.iface;
+}
