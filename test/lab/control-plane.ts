@@ -71,11 +71,11 @@ export async function startTestServer(
       ...(body === undefined ? {} : { body }),
     });
     const text = await res.text();
-    let parsed: unknown = undefined;
+    let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {
-      parsed = undefined;
+      // Not JSON (an empty 202, say): tests look at `text`.
     }
     return { status: res.status, headers: res.headers, body: parsed, text };
   };
@@ -96,13 +96,13 @@ export async function startTestServer(
 export async function createTenant(t: TestServer, displayName = 'test'): Promise<Tenant> {
   const sub = await t.call('POST', '/api/v1/subscriptions', { body: { displayName } });
   if (sub.status !== 201) throw new Error(`create subscription: ${sub.status} ${sub.text}`);
-  const subscriptionId = sub.body.subscriptionId as string;
+  const subscriptionId = (sub.body as { subscriptionId: string }).subscriptionId;
   const token = async (role: string) => {
     const r = await t.call('POST', `/api/v1/subscriptions/${subscriptionId}/tokens`, {
       body: { role },
     });
     if (r.status !== 201) throw new Error(`create token: ${r.status} ${r.text}`);
-    return r.body.token as string;
+    return (r.body as { token: string }).token;
   };
   const enroll = await t.call('POST', `/api/v1/subscriptions/${subscriptionId}/enrollmentTokens`, {
     body: {},
@@ -110,7 +110,7 @@ export async function createTenant(t: TestServer, displayName = 'test'): Promise
   if (enroll.status !== 201) throw new Error(`enrollment token: ${enroll.status} ${enroll.text}`);
   return {
     subscriptionId,
-    enrollToken: enroll.body.token as string,
+    enrollToken: (enroll.body as { token: string }).token,
     owner: await token('Owner'),
     contributor: await token('Contributor'),
     reader: await token('Reader'),

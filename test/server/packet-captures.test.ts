@@ -339,10 +339,11 @@ describe('packet capture lifecycle', () => {
         ).status,
       ).toBe(201);
       // This agent's own timer is cleared, as if it failed to enforce the limit.
-      const [id, s] = await waitFor(
-        async () => [...deaf.sessions.entries()][0],
+      const entry = await waitFor(
+        () => Promise.resolve([...deaf.sessions.entries()][0]),
         (x) => x !== undefined,
       );
+      const [id, s] = entry!;
       clearTimeout(s.deadline);
       const stop = await deaf.next((m) => m.type === 'stop' && m.sessionId === id);
       expect(stop).toMatchObject({ reason: 'TimeExceeded' });
