@@ -19,7 +19,6 @@ export const errorCodes = {
   InvalidRequestContent: { status: 400, area: 'request' },
   UnsupportedMediaType: { status: 415, area: 'request' },
   RequestBodyTooLarge: { status: 413, area: 'request' },
-  MethodNotAllowed: { status: 405, area: 'request' },
   NotFound: { status: 404, area: 'request' },
   // Credentials and tenancy
   AuthenticationFailed: { status: 401, area: 'auth' },
@@ -44,7 +43,6 @@ export const errorCodes = {
   AgentAlreadyConnected: { status: 409, area: 'agents' },
   // The server itself
   InternalServerError: { status: 500, area: 'server' },
-  ServiceUnavailable: { status: 503, area: 'server' },
 } as const satisfies Record<string, { status: number; area: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;
