@@ -11,6 +11,7 @@ import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import {
   CHANNEL_PROTOCOL_VERSION,
   type AgentMessage,
+  type CaptureAssignment,
   type ObservedSession,
   type ServerMessage,
   type StopRequestReason,
@@ -299,7 +300,7 @@ class AgentImpl implements Agent {
     }
   }
 
-  #start(assignment: Parameters<typeof runSession>[0]['assignment']): void {
+  #start(assignment: CaptureAssignment): void {
     const id = assignment.sessionId;
     if (this.#shutdown !== undefined) return; // the next start's hello tells the server
     if (this.#runners.has(id) || this.#journal.has(id)) {
