@@ -33,6 +33,15 @@ interface Proc {
   exited: Promise<number | null>;
 }
 
+/** The queryStatus fields these tests read. */
+interface CaptureStatus {
+  packetCaptureStatus: string;
+  stopReason?: string;
+  packetCaptureError: string[];
+  packetsCaptured: number;
+  bytesCaptured: number;
+}
+
 function launch(args: string[], env: Record<string, string> = {}): Proc {
   const child = spawn(process.execPath, [cli, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -168,17 +177,14 @@ describe.skipIf(!isRoot)('control plane end to end on the lab (root)', () => {
     return file;
   }
 
-  async function status(name: string) {
+  async function status(name: string): Promise<CaptureStatus> {
     const r = await api.call('POST', url(name, '/queryStatus'), { token: tenant.reader });
     expect(r.status, r.text).toBe(200);
     return r.body;
   }
 
-  const until = (
-    name: string,
-    predicate: (s: { packetCaptureStatus: string }) => boolean,
-    ms = 20_000,
-  ) => waitFor(() => status(name), predicate, ms, 200);
+  const until = (name: string, predicate: (s: CaptureStatus) => boolean, ms = 20_000) =>
+    waitFor(() => status(name), predicate, ms, 200);
 
   const udp = (from: LabHost, to: LabHost, sport: number, count: number, dport = 5300): Flow => ({
     proto: 'udp',
