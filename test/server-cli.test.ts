@@ -1,0 +1,212 @@
+/**
+ * `wirewatch server` and `wirewatch agent` as a user runs them: the built binary, its flags,
+ * the admin token file, TLS with the self-signed CA, and an agent that trusts that CA.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient, createTenant, waitFor } from './lab/control-plane.js';
+import { isRoot } from './lab/exec.js';
+
+const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+
+interface Proc {
+  readonly child: ChildProcess;
+  output(): string;
+  readonly exited: Promise<number | null>;
+}
+
+const running: Proc[] = [];
+
+function launch(args: string[], env: Record<string, string | undefined> = {}): Proc {
+  const child = spawn(process.execPath, [cli, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, ...env },
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  const proc = { child, output: () => output, exited };
+  running.push(proc);
+  return proc;
+}
+
+async function terminate(proc: Proc): Promise<number | null> {
+  if (proc.child.exitCode === null && proc.child.signalCode === null) {
+    process.kill(-proc.child.pid!, 'SIGTERM');
+  }
+  return proc.exited;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      s.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+async function listening(proc: Proc): Promise<string> {
+  const out = await waitFor(
+    () => Promise.resolve(proc.output()),
+    (o) => /listening on \S+/.test(o) || proc.child.exitCode !== null,
+  );
+  const m = /listening on (\S+)/.exec(out);
+  if (!m) throw new Error(`server did not start: ${out}`);
+  return m[1]!;
+}
+
+describe('wirewatch server', () => {
+  let root: string;
+
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(tmpdir(), 'ww-server-cli-'));
+  });
+
+  afterAll(async () => {
+    for (const proc of running) {
+      try {
+        process.kill(-proc.child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('generates an admin token in DIR/admin.token (0600) and keeps it across restarts', async () => {
+    const dir = path.join(root, 'generated');
+    const port = await freePort();
+    const first = launch(['server', '--data-dir', dir, '--listen', `127.0.0.1:${port}`], {
+      WIREWATCH_ADMIN_TOKEN: undefined,
+    });
+    const url = await listening(first);
+    expect(url).toBe(`http://127.0.0.1:${port}`);
+    const file = path.join(dir, 'admin.token');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const token = (await readFile(file, 'utf8')).trim();
+    const api = apiClient(url, token);
+    expect((await api.call('GET', '/api/v1/subscriptions')).status).toBe(200);
+    expect(
+      (await api.call('GET', '/api/v1/subscriptions', { token: 'wwadmin_wrong' })).status,
+    ).toBe(401);
+    expect(await terminate(first)).toBe(0);
+    // The output names the file, never the token.
+    expect(first.output()).not.toContain(token);
+
+    const second = launch(['server', '--data-dir', dir, '--listen', `127.0.0.1:${port}`], {
+      WIREWATCH_ADMIN_TOKEN: undefined,
+    });
+    await listening(second);
+    expect((await readFile(file, 'utf8')).trim()).toBe(token);
+    expect((await api.call('GET', '/api/v1/subscriptions')).status).toBe(200);
+    await terminate(second);
+  });
+
+  it('refuses plain HTTP on a non-loopback address unless --allow-insecure-http', async () => {
+    const proc = launch(['server', '--data-dir', path.join(root, 'open'), '--listen', '0.0.0.0:0']);
+    expect(await proc.exited).not.toBe(0);
+    expect(proc.output()).toMatch(/--tls self-signed.*--allow-insecure-http|clear text/);
+  });
+
+  it('refuses a malformed --listen and an unknown --db with a clear message', async () => {
+    const bad = launch(['server', '--data-dir', path.join(root, 'bad'), '--listen', 'nonsense']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain('--listen');
+    const db = launch([
+      'server',
+      '--data-dir',
+      path.join(root, 'bad'),
+      '--listen',
+      '127.0.0.1:0',
+      '--db',
+      'mysql://x',
+    ]);
+    expect(await db.exited).toBe(2);
+    expect(db.output()).toContain('--db');
+  });
+
+  it.skipIf(!isRoot)(
+    'with --tls self-signed, serves HTTPS with DIR/tls/ca.crt, and an agent with --ca enrolls and connects',
+    async () => {
+      const dir = path.join(root, 'tls');
+      const port = await freePort();
+      const adminToken = 'wwadmin_cli_test_token_0123456789';
+      const server = launch(
+        ['server', '--data-dir', dir, '--listen', `127.0.0.1:${port}`, '--tls', 'self-signed'],
+        {
+          WIREWATCH_ADMIN_TOKEN: adminToken,
+        },
+      );
+      const url = await listening(server);
+      expect(url).toBe(`https://127.0.0.1:${port}`);
+      const caPath = path.join(dir, 'tls', 'ca.crt');
+      expect(server.output()).toContain(caPath);
+      const ca = await readFile(caPath);
+      const api = apiClient(url, adminToken, { ca });
+      const tenant = await createTenant(api, 'tls');
+      // Without the CA, the server's certificate is not trusted.
+      await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+
+      const agentDir = path.join(root, 'agent-tls');
+      const agent = launch([
+        'agent',
+        '--server',
+        url,
+        '--ca',
+        caPath,
+        '--enroll-token',
+        tenant.enrollToken,
+        '--subscription',
+        tenant.subscriptionId,
+        '--resource-group',
+        'rg',
+        '--name',
+        'loopback-host',
+        '--location',
+        'westeurope',
+        '--interface',
+        'lo',
+        '--data-dir',
+        agentDir,
+        '--capture-root',
+        path.join(root, 'captures'),
+      ]);
+      await waitFor(
+        () =>
+          api.call('GET', `/api/v1/subscriptions/${tenant.subscriptionId}/agents`, {
+            token: tenant.reader,
+          }),
+        (r) => r.body?.value?.[0]?.connectionState === 'Connected',
+        20_000,
+      );
+      expect((await stat(path.join(agentDir, 'agent.json'))).mode & 0o777).toBe(0o600);
+      // Neither log holds the enrollment token or the agent's credential.
+      const credential = (
+        JSON.parse(await readFile(path.join(agentDir, 'agent.json'), 'utf8')) as {
+          credential: string;
+        }
+      ).credential;
+      for (const secret of [tenant.enrollToken, credential, adminToken]) {
+        expect(agent.output()).not.toContain(secret);
+        expect(server.output()).not.toContain(secret);
+      }
+      expect(await terminate(agent)).toBe(0);
+      expect(await terminate(server)).toBe(0);
+    },
+  );
+});
