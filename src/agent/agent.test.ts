@@ -3,11 +3,13 @@
  * recovery after a crash, reconnects, revoked credentials. Captures on real interfaces are in
  * test/agent.test.ts.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseProcNetRoute } from '../cli/agent.js';
 import { CHANNEL_PROTOCOL_VERSION, type CaptureAssignment } from '../model/channel.js';
@@ -200,6 +202,14 @@ describe('enrollment', () => {
     await expect(stat(path.join(dir, 'data', 'agent.json'))).rejects.toThrow(/ENOENT/);
   });
 
+  it('names the option at fault before it asks the server', async () => {
+    await expect(createAgent(options({ subscriptionId: 'sub-1' }))).rejects.toThrow(
+      /"sub-1" is not a valid --subscription/,
+    );
+    await expect(createAgent(options({ location: 'West Europe' }))).rejects.toThrow(/--location/);
+    expect(server.enrollments).toHaveLength(0);
+  });
+
   it('needs a token while not enrolled', async () => {
     await expect(createAgent(options({ enrollToken: undefined }))).rejects.toThrow(
       /--enroll-token is needed/,
@@ -241,6 +251,80 @@ describe('enrollment', () => {
   it('refuses a second agent on the same data dir', async () => {
     await start();
     await expect(createAgent(options())).rejects.toThrow(/already using/);
+  });
+});
+
+/** A CA and a certificate for 127.0.0.1 signed by it, made with openssl. */
+async function makeCertificates(folder: string) {
+  const openssl = (args: string[]) => promisify(execFile)('openssl', args, { cwd: folder });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await openssl(
+    ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1'].concat([
+      '-subj',
+      '/CN=wirewatch test CA',
+    ]),
+  );
+  await openssl([
+    'req',
+    ...ec,
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
+  await writeFile(path.join(folder, 'san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  await openssl(
+    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key'].concat([
+      '-CAcreateserial',
+      '-out',
+      'server.pem',
+      '-days',
+      '1',
+      '-extfile',
+      'san.cnf',
+    ]),
+  );
+  const read = (name: string) => readFile(path.join(folder, name));
+  return {
+    ca: await read('ca.pem'),
+    key: await read('server.key'),
+    cert: await read('server.pem'),
+  };
+}
+
+describe('over HTTPS', () => {
+  it('enrolls and connects trusting the --ca certificate, and not without it', async () => {
+    const certs = await makeCertificates(dir);
+    const secure = await startFakeServer({ tls: { key: certs.key, cert: certs.cert } });
+    try {
+      expect(secure.url).toMatch(/^https:/);
+      const untrusting = new AbortController();
+      const refused = createAgent(
+        options({
+          serverUrl: secure.url,
+          enrollToken: secure.enrollToken,
+          signal: untrusting.signal,
+        }),
+      );
+      await until(() => logLines.some((l) => /enrollment failed; retrying.*certificate/.test(l)));
+      untrusting.abort();
+      await expect(refused).rejects.toThrow();
+      expect(secure.enrollments).toHaveLength(0);
+
+      const agent = await start({
+        serverUrl: secure.url,
+        enrollToken: secure.enrollToken,
+        ca: certs.ca,
+      });
+      await secure.waitFor('hello');
+      expect(secure.enrollments).toHaveLength(1);
+      expect(agent.connected).toBe(true);
+      await agent.close();
+    } finally {
+      await secure.close();
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import {
   ENROLL_PATH,
+  EnrollRequestSchema,
   EnrollResponseSchema,
   type EnrollRequest,
   type EnrollResponse,
@@ -35,6 +36,31 @@ export type AgentIdentity = Static<typeof AgentIdentitySchema>;
 
 const identityCheck = Compile(AgentIdentitySchema);
 const responseCheck = Compile(EnrollResponseSchema);
+/** Each field of an enrollment, checked alone so that a refusal names the option at fault. */
+const requestFieldChecks = Object.entries(EnrollRequestSchema.properties).map(
+  ([field, schema]) => [field, Compile(schema)] as const,
+);
+
+/**
+ * Checks the VM's identity before anything is sent: the server would refuse it anyway, but
+ * here the message can name the option.
+ */
+export function checkEnrollRequest(request: EnrollRequest): void {
+  const options: Record<string, string> = {
+    subscriptionId: '--subscription (a uuid)',
+    resourceGroup: '--resource-group (letters, digits, -_.() up to 90)',
+    name: '--name (letters, digits, -._, starting with a letter or digit, up to 64)',
+    location: '--location (lower-case letters and digits, e.g. westeurope)',
+    hostname: 'the hostname',
+    captureRoot: '--capture-root',
+  };
+  for (const [field, check] of requestFieldChecks) {
+    const value = (request as Record<string, unknown>)[field];
+    if (!check.Check(value)) {
+      throw new Error(`${JSON.stringify(value)} is not a valid ${options[field] ?? field}`);
+    }
+  }
+}
 
 /** The server refused the enrollment (4xx): retrying would not help. */
 export class EnrollmentRefusedError extends Error {
@@ -253,6 +279,15 @@ export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentI
       `this agent is not enrolled (no ${identityPath(options.dataDir)}): --enroll-token is needed for the first start`,
     );
   }
+  const request: EnrollRequest = {
+    subscriptionId: options.subscriptionId,
+    resourceGroup: options.resourceGroup,
+    name: options.name,
+    location: options.location,
+    hostname: options.hostname,
+    captureRoot: options.captureRoot,
+  };
+  checkEnrollRequest(request);
   options.log('info', 'enrolling', {
     serverUrl: options.serverUrl,
     subscriptionId: options.subscriptionId,
@@ -263,14 +298,7 @@ export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentI
   const answer = await enroll({
     ...options,
     enrollToken: options.enrollToken,
-    request: {
-      subscriptionId: options.subscriptionId,
-      resourceGroup: options.resourceGroup,
-      name: options.name,
-      location: options.location,
-      hostname: options.hostname,
-      captureRoot: options.captureRoot,
-    },
+    request,
   });
   const identity: AgentIdentity = {
     agentId: answer.agentId,

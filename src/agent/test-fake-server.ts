@@ -5,7 +5,8 @@
  * tested elsewhere.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { Compile } from 'typebox/compile';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -45,6 +46,8 @@ export interface FakeServerOptions {
   readonly welcome?: boolean;
   /** Acknowledge every `stopped` at once, and every Stopped session in a hello (default false). */
   readonly autoAck?: boolean;
+  /** Serve HTTPS (and so wss) with this key and certificate. */
+  readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
 }
 
 export interface FakeServer {
@@ -160,7 +163,7 @@ export async function startFakeServer(
     /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
 
   const listen = async (onPort: number) => {
-    http = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       const reply = (status: number, body: unknown) => {
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(body));
@@ -198,7 +201,9 @@ export async function startFakeServer(
           credential,
         });
       });
-    });
+    };
+    http =
+      options.tls === undefined ? createServer(handler) : createHttpsServer(options.tls, handler);
     http.on('connection', (s: Socket) => {
       rawSockets.add(s);
       s.on('close', () => rawSockets.delete(s));
@@ -240,7 +245,7 @@ export async function startFakeServer(
   };
 
   return {
-    url: `http://127.0.0.1:${actualPort}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${actualPort}`,
     port: actualPort,
     enrollToken,
     enrollments,

@@ -153,10 +153,16 @@ export async function defaultRouteInterface(netns?: string): Promise<string> {
         .sort((x, y) => Number(x.metric ?? 0) - Number(y.metric ?? 0));
       found = sorted[0]?.dev;
     } catch (err) {
-      throw new Error(
-        `cannot read the routes of network namespace ${netns}: ${err instanceof Error ? err.message : String(err)}`,
-        { cause: err },
-      );
+      const stderr = (err as { stderr?: unknown }).stderr;
+      const why =
+        typeof stderr === 'string' && stderr.trim() !== ''
+          ? stderr.trim()
+          : err instanceof Error
+            ? err.message
+            : String(err);
+      throw new Error(`cannot read the routes of network namespace ${netns}: ${why}`, {
+        cause: err,
+      });
     }
   }
   if (found === undefined) {
