@@ -248,9 +248,15 @@ describe('enrollment', () => {
     );
   });
 
-  it('refuses a second agent on the same data dir', async () => {
-    await start();
+  it('refuses a second agent on the same data dir, and takes over a stale lock', async () => {
+    const agent = await start();
     await expect(createAgent(options())).rejects.toThrow(/already using/);
+    await agent.close();
+    // Left by a crash: a dead pid, or this very pid in an earlier life (a container's pid 1).
+    for (const stale of ['999999999 1', `${process.pid} 1`]) {
+      await writeFile(path.join(dir, 'data', 'agent.lock'), stale);
+      await (await start()).close();
+    }
   });
 });
 

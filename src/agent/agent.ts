@@ -406,13 +406,20 @@ class AgentImpl implements Agent {
   }
 }
 
+/** Data dirs locked by agents of this process. */
+const lockedHere = new Set<string>();
+
 /**
  * One agent per data dir: a second one would mark the first one's captures AgentRestarted and
- * write the same journal. The lock file holds the owner's pid; a lock whose process is gone
- * (a crash) is taken over.
+ * write the same journal. The lock file names its owner by pid and process start time, so a
+ * lock left by a crash is taken over even when a new process got the same pid (a container's
+ * pid 1 is the agent on every restart).
  */
 async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const key = path.resolve(dataDir);
+  if (lockedHere.has(key)) throw new Error(`an agent in this process is already using ${dataDir}`);
   const file = path.join(dataDir, 'agent.lock');
+  const me = `${process.pid} ${await processStartTime(process.pid)}`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const handle = await open(
@@ -421,36 +428,45 @@ async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
         0o600,
       );
       try {
-        await handle.writeFile(`${process.pid}\n`);
+        await handle.writeFile(`${me}\n`);
       } finally {
         await handle.close();
       }
+      lockedHere.add(key);
       let released = false;
       return async () => {
         if (released) return;
         released = true;
+        lockedHere.delete(key);
         await rm(file, { force: true });
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isRunning(owner)) {
+    const [pid, started] = (await readFile(file, 'utf8').catch(() => '')).trim().split(' ');
+    const owner = Number(pid);
+    if (
+      Number.isInteger(owner) &&
+      owner > 0 &&
+      `${owner} ${started}` !== me &&
+      (await processStartTime(owner)) === started
+    ) {
       throw new Error(`another agent (pid ${owner}) is using ${dataDir}`);
     }
-    if (owner === process.pid) {
-      throw new Error(`an agent in this process is already using ${dataDir}`);
-    }
+    // The owner is gone: the lock is stale.
     await rm(file, { force: true });
   }
   throw new Error(`cannot lock ${dataDir}`);
 }
 
-function isRunning(pid: number): boolean {
+/** A process's start time in clock ticks since boot (/proc/PID/stat field 22); '' if none. */
+async function processStartTime(pid: number): Promise<string> {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may itself contain spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? '';
+  } catch {
+    return '';
   }
 }
