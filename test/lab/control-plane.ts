@@ -1,8 +1,10 @@
 /**
  * Test helpers for the control plane: a real server listening on loopback with its data in a
- * temp dir, a tiny JSON client, and tenants with a token per role.
+ * temp dir, a tiny JSON client (plain HTTP, or HTTPS trusting a given CA), and tenants with a
+ * token per role.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -22,16 +24,24 @@ export interface Reply {
   readonly text: string;
 }
 
-export interface TestServer {
-  readonly server: RunningServer;
+export interface CallOptions {
+  /** Bearer token; default the admin token; '' sends none. */
+  token?: string;
+  body?: unknown;
+  raw?: string;
+  headers?: Record<string, string>;
+}
+
+/** A JSON client of a server's API, authenticated with the admin token by default. */
+export interface ApiClient {
   readonly url: string;
-  readonly dataDir: string;
   readonly adminToken: string;
-  call(
-    method: string,
-    pathAndQuery: string,
-    options?: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> },
-  ): Promise<Reply>;
+  readonly call: (method: string, pathAndQuery: string, options?: CallOptions) => Promise<Reply>;
+}
+
+export interface TestServer extends ApiClient {
+  readonly server: RunningServer;
+  readonly dataDir: string;
   close(): Promise<void>;
 }
 
@@ -56,29 +66,7 @@ export async function startTestServer(
     ...options,
     adminToken,
   });
-  const call: TestServer['call'] = async (method, pathAndQuery, o = {}) => {
-    const headers: Record<string, string> = { ...(o.headers ?? {}) };
-    const token = o.token === undefined ? adminToken : o.token;
-    if (token !== '') headers['authorization'] = `Bearer ${token}`;
-    let body: string | undefined;
-    if (o.raw !== undefined) body = o.raw;
-    else if (o.body !== undefined) body = JSON.stringify(o.body);
-    if (body !== undefined && !headers['content-type'])
-      headers['content-type'] = 'application/json';
-    const res = await fetch(`${server.url}${pathAndQuery}`, {
-      method,
-      headers,
-      ...(body === undefined ? {} : { body }),
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      // Not JSON (an empty 202, say): tests look at `text`.
-    }
-    return { status: res.status, headers: res.headers, body: parsed, text };
-  };
+  const { call } = apiClient(server.url, adminToken);
   return {
     server,
     url: server.url,
@@ -92,8 +80,92 @@ export async function startTestServer(
   };
 }
 
+/**
+ * A client of a server at `url` (one started by startTestServer, or another process). With
+ * `ca`, HTTPS requests trust that CA (PEM) and only it; without, requests go through fetch.
+ */
+export function apiClient(
+  url: string,
+  adminToken: string,
+  options: { readonly ca?: Buffer } = {},
+): ApiClient {
+  const call: ApiClient['call'] = async (method, pathAndQuery, o = {}) => {
+    const headers: Record<string, string> = { ...(o.headers ?? {}) };
+    const token = o.token === undefined ? adminToken : o.token;
+    if (token !== '') headers['authorization'] = `Bearer ${token}`;
+    let body: string | undefined;
+    if (o.raw !== undefined) body = o.raw;
+    else if (o.body !== undefined) body = JSON.stringify(o.body);
+    if (body !== undefined && !headers['content-type'])
+      headers['content-type'] = 'application/json';
+    const target = `${url}${pathAndQuery}`;
+    const { status, responseHeaders, text } = options.ca
+      ? await requestWithCa(target, method, headers, body, options.ca)
+      : await fetch(target, { method, headers, ...(body === undefined ? {} : { body }) }).then(
+          async (res) => ({
+            status: res.status,
+            responseHeaders: res.headers,
+            text: await res.text(),
+          }),
+        );
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // Not JSON (an empty 202, say): tests look at `text`.
+    }
+    return { status, headers: responseHeaders, body: parsed, text };
+  };
+  return { url, adminToken, call };
+}
+
+/** One request over node:https trusting `ca` (fetch cannot be given a CA). */
+function requestWithCa(
+  target: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  ca: Buffer,
+): Promise<{ status: number; responseHeaders: Headers; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      target,
+      {
+        method,
+        ca,
+        headers: {
+          ...headers,
+          ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const responseHeaders = new Headers();
+          for (const [name, value] of Object.entries(res.headers)) {
+            if (value === undefined) continue;
+            for (const v of Array.isArray(value) ? value : [value]) responseHeaders.append(name, v);
+          }
+          resolve({
+            status: res.statusCode ?? 0,
+            responseHeaders,
+            text: Buffer.concat(chunks).toString('utf8'),
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** A subscription with an enrollment token and an API token per role. */
-export async function createTenant(t: TestServer, displayName = 'test'): Promise<Tenant> {
+export async function createTenant(
+  t: Pick<ApiClient, 'call'>,
+  displayName = 'test',
+): Promise<Tenant> {
   const sub = await t.call('POST', '/api/v1/subscriptions', { body: { displayName } });
   if (sub.status !== 201) throw new Error(`create subscription: ${sub.status} ${sub.text}`);
   const subscriptionId = (sub.body as { subscriptionId: string }).subscriptionId;
