@@ -26,7 +26,7 @@ export interface BuildServerOptions {
   readonly store: Store;
   /** Sessions NotStarted or Running per (subscription, location); default 10,000. */
   readonly quota?: number;
-  /** Page size of ARM lists; default 100. */
+  /** Largest page of an ARM list asked for with $top; default 1000. */
   readonly pageSize?: number;
   /** Largest accepted request body; default 1 MiB. */
   readonly bodyLimit?: number;
@@ -85,7 +85,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   hub.bind(control);
   const auth = new Authenticator(store);
   const metrics = new ServerMetrics(store, hub);
-  const ctx: ServerContext = { store, control, hub, auth, pageSize: options.pageSize ?? 100 };
+  const ctx: ServerContext = { store, control, hub, auth, pageSize: options.pageSize ?? 1000 };
 
   app.setErrorHandler((err, request, reply) => {
     const error = toWirewatchError(err, request);

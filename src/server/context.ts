@@ -11,7 +11,7 @@ export interface ServerContext {
   readonly control: ControlPlane;
   readonly hub: AgentHub;
   readonly auth: Authenticator;
-  /** Page size of ARM lists. */
+  /** Largest page of an ARM list asked for with $top; also the store's batch for full lists. */
   readonly pageSize: number;
 }
 

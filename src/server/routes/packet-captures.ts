@@ -4,6 +4,7 @@ import type { CaptureRef } from '../../control/control-plane.js';
 import type { PacketCaptureBody } from '../../control/capture-parameters.js';
 import { checkResourceGroupName, checkResourceName } from '../../control/resource-ids.js';
 import { PacketCaptureSchema } from '../../model/arm.js';
+import { WirewatchError } from '../../model/errors.js';
 import { authorize } from '../auth.js';
 import {
   absoluteUrl,
@@ -80,20 +81,40 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
   }>(CAPTURES, async (request) => {
     const ref = await allowed(request, { ...request.params, packetCaptureName: 'list' }, 'Reader');
     const skipToken = request.query['$skipToken'];
-    const top = Number(request.query['$top'] ?? ctx.pageSize);
-    const limit = Number.isInteger(top) && top > 0 ? Math.min(top, ctx.pageSize) : ctx.pageSize;
-    const page = await store.listSessions(ref.subscriptionId, ref.resourceGroup, ref.watcherName, {
-      limit,
-      after: typeof skipToken === 'string' ? skipToken : null,
-    });
+    const topText = request.query['$top'];
     const path = request.url.split('?')[0]!;
+    const list = (after: string | null, limit: number) =>
+      store.listSessions(ref.subscriptionId, ref.resourceGroup, ref.watcherName, { limit, after });
+    // Azure's SDK reads one response and ignores nextLink (PacketCaptures_List is not pageable
+    // there), so a plain list answers every capture; a client that asks for pages with $top
+    // (or follows a $skipToken) gets pages linked by nextLink.
+    if (topText === undefined && skipToken === undefined) {
+      const value: Record<string, unknown>[] = [];
+      let after: string | null = null;
+      do {
+        const page = await list(after, ctx.pageSize);
+        value.push(...page.items.map((s) => packetCaptureView(control.withLiveProgress(s))));
+        after = page.next;
+      } while (after);
+      return { value };
+    }
+    const top = topText === undefined ? ctx.pageSize : Number(topText);
+    if (!Number.isInteger(top) || top < 1) {
+      throw new WirewatchError(
+        'InvalidRequestContent',
+        `$top: ${JSON.stringify(topText)} is not a whole number of at least 1`,
+        { target: '$top' },
+      );
+    }
+    const limit = Math.min(top, ctx.pageSize);
+    const page = await list(typeof skipToken === 'string' ? skipToken : null, limit);
     return {
       value: page.items.map((s) => packetCaptureView(control.withLiveProgress(s))),
       ...(page.next
         ? {
             nextLink: absoluteUrl(
               request,
-              `${path}?api-version=${encodeURIComponent(apiVersionOf(request))}&$skipToken=${encodeURIComponent(page.next)}`,
+              `${path}?api-version=${encodeURIComponent(apiVersionOf(request))}&$top=${limit}&$skipToken=${encodeURIComponent(page.next)}`,
             ),
           }
         : {}),
