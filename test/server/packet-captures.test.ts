@@ -395,6 +395,16 @@ describe('packet capture lifecycle', () => {
   });
 });
 
+describe('the agent channel', () => {
+  it('answers a plain GET (no WebSocket upgrade) with an Azure error body', async () => {
+    const r = await t.call('GET', '/api/v1/agent/channel', { token: agent.credential! });
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe('InvalidRequestContent');
+    const anonymous = await t.call('GET', '/api/v1/agent/channel', { token: '' });
+    expect([anonymous.status, anonymous.body.error.code]).toEqual([401, 'AuthenticationFailed']);
+  });
+});
+
 describe('targets and bodies', () => {
   it('refuses a target in another subscription as if it did not exist', async () => {
     const other = await createTenant(t, 'other');

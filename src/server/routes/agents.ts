@@ -87,11 +87,19 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
     request.agentVm = vm;
   }
 
-  app.get(
-    CHANNEL_PATH,
-    { websocket: true, preValidation: authenticateAgent },
-    (socket, request) => {
+  app.route({
+    method: 'GET',
+    url: CHANNEL_PATH,
+    preValidation: authenticateAgent,
+    // A plain GET (no upgrade) gets Azure's error body, like every other route.
+    handler: () => {
+      throw new WirewatchError(
+        'InvalidRequestContent',
+        'The agent channel is a WebSocket: send an upgrade request',
+      );
+    },
+    wsHandler: (socket, request) => {
       hub.attach(request.agentVm!, socket);
     },
-  );
+  });
 };
