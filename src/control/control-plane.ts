@@ -168,6 +168,7 @@ export class ControlPlane {
       files: [filePath],
       stopRequested: null,
       deleteRequested: false,
+      upload: null,
       etag: randomUUID(),
       createdAt: now,
       updatedAt: now,
@@ -378,6 +379,8 @@ export class ControlPlane {
       await this.agentHello(vm, message.sessions);
       return;
     }
+    // File transfers are the agent hub's business (downloads), not the lifecycle's.
+    if (message.type === 'readFileEnd') return;
     const session = await this.store.getSessionById(message.sessionId);
     if (!session || session.vmId !== vm.id) {
       if (!session && message.type === 'stopped') {

@@ -49,6 +49,45 @@ export const ChannelFilterSchema = Type.Object({
   remotePort: Type.Optional(Type.String({ maxLength: 4096 })),
 });
 
+/**
+ * Where a capture goes in blob storage. The agent never sees an account key: it gets a SAS per
+ * blob that allows only creating and writing that one blob, until `expiresAt` (the session's
+ * deadline plus an upload grace).
+ */
+function BlobTargetSchema() {
+  return Type.Object({
+    /**
+     * The blob URL (no query) of the capture; for a ring, of file n it is this URL with `_n`
+     * before the extension, and the agent asks for each file's SAS with `blobGrantRequest`.
+     */
+    url: Type.String({ maxLength: 4096 }),
+    /** SAS query (no leading `?`) for `url` itself; absent for a ring. */
+    sas: Type.Optional(Type.String({ maxLength: 4096 })),
+    expiresAt: Time,
+    /**
+     * The local file is only a spool (no filePath was asked for): delete it once the blob is
+     * committed and its length checked. Otherwise both copies are kept.
+     */
+    spoolOnly: Type.Boolean(),
+  });
+}
+
+/** A blob upload's outcome, reported in `uploaded` and in `hello`. */
+export const UploadReportSchema = Type.Object({
+  state: Type.Union([Type.Literal('Pending'), Type.Literal('Completed'), Type.Literal('Failed')]),
+  /** The committed blobs (URL without SAS) and their lengths. */
+  blobs: Type.Array(Type.Object({ url: Type.String({ maxLength: 4096 }), size: Count }), {
+    maxItems: 100000,
+  }),
+  error: Type.Optional(
+    Type.Object({
+      code: Type.String({ maxLength: 64 }),
+      message: Type.String({ maxLength: 4096 }),
+    }),
+  ),
+});
+export type UploadReport = Static<typeof UploadReportSchema>;
+
 /** What the server asks an agent to capture. Limits are already resolved (no 0 = max). */
 export const CaptureAssignmentSchema = Type.Object({
   sessionId: Uuid,
@@ -70,6 +109,8 @@ export const CaptureAssignmentSchema = Type.Object({
   ),
   /** Created at; a session created long ago and never started still ends at its deadline. */
   createdAt: Time,
+  /** Upload the capture to blob storage as it is written (storageId was given). */
+  blob: Type.Optional(BlobTargetSchema()),
 });
 export type CaptureAssignment = Static<typeof CaptureAssignmentSchema>;
 
@@ -98,6 +139,8 @@ export const ObservedSessionSchema = Type.Object({
   stopTime: Type.Optional(Time),
   error: Type.Optional(ChannelErrorSchema),
   files: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 10000 })),
+  /** Sessions with a blob target: how the upload stands. */
+  upload: Type.Optional(UploadReportSchema),
 });
 export type ObservedSession = Static<typeof ObservedSessionSchema>;
 
@@ -122,6 +165,25 @@ export const AgentMessageSchema = Type.Union([
     error: Type.Optional(ChannelErrorSchema),
     files: Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 10000 }),
   }),
+  /** The upload of a session's capture ended (Completed or Failed); the server acks it. */
+  Type.Object({ type: Type.Literal('uploaded'), sessionId: Uuid, upload: UploadReportSchema }),
+  /** A ring needs the SAS of its file n (1-based), to upload it once it is finished. */
+  Type.Object({
+    type: Type.Literal('blobGrantRequest'),
+    sessionId: Uuid,
+    fileIndex: Type.Integer({ minimum: 1 }),
+  }),
+  /**
+   * The end of a `readFile` answer; the bytes came before it in binary frames, each the 36
+   * characters of the request id followed by data.
+   */
+  Type.Object({
+    type: Type.Literal('readFileEnd'),
+    requestId: Uuid,
+    /** The file's size (the whole file, not the range). */
+    size: Type.Optional(Count),
+    error: Type.Optional(ChannelErrorSchema),
+  }),
 ]);
 export type AgentMessage = Static<typeof AgentMessageSchema>;
 
@@ -134,6 +196,30 @@ export const ServerMessageSchema = Type.Union([
   Type.Object({ type: Type.Literal('ack'), sessionId: Uuid }),
   /** The VM was deleted: stop everything (TargetDeleted), forget the credential, exit. */
   Type.Object({ type: Type.Literal('deregistered') }),
+  /** The SAS for ring file n of a session (answer to `blobGrantRequest`). */
+  Type.Object({
+    type: Type.Literal('blobGrant'),
+    sessionId: Uuid,
+    fileIndex: Type.Integer({ minimum: 1 }),
+    url: Type.String({ maxLength: 4096 }),
+    sas: Type.String({ maxLength: 4096 }),
+    expiresAt: Time,
+  }),
+  /**
+   * Send bytes of a capture file of one of this agent's sessions (a download when the agent's
+   * file is the only copy). `path` must be a file the session wrote; the agent checks it lies
+   * under its capture root. `length` absent = to the end.
+   */
+  Type.Object({
+    type: Type.Literal('readFile'),
+    requestId: Uuid,
+    sessionId: Uuid,
+    path: Type.String({ maxLength: 4096 }),
+    offset: Count,
+    length: Type.Optional(Count),
+  }),
+  /** Abandon a `readFile` (the downloader went away). */
+  Type.Object({ type: Type.Literal('readFileCancel'), requestId: Uuid }),
 ]);
 export type ServerMessage = Static<typeof ServerMessageSchema>;
 

@@ -14,6 +14,7 @@ import type {
   OperationRecord,
   Page,
   SessionRecord,
+  StorageAccountRecord,
   Store,
   SubscriptionRecord,
   TokenRecord,
@@ -99,6 +100,7 @@ function session(subscriptionId: string, overrides: Partial<SessionRecord> = {})
     files: [],
     stopRequested: null,
     deleteRequested: false,
+    upload: null,
     etag: randomUUID(),
     createdAt: at(4),
     updatedAt: at(4),
@@ -186,6 +188,48 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.getSubscription(randomUUID())).toBeUndefined();
         const all = await store.listSubscriptions();
         expect(all.map((s) => s.id).sort()).toEqual([subA, subB]);
+      });
+    });
+
+    describe('storage accounts', () => {
+      const account = (subscriptionId: string, overrides: Partial<StorageAccountRecord> = {}) => ({
+        subscriptionId,
+        resourceGroup: 'Storage-RG',
+        name: 'CaptureStore',
+        accountName: 'devstoreaccount1',
+        blobEndpoint: 'http://127.0.0.1:10000/devstoreaccount1',
+        connectionString:
+          'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;',
+        createdAt: at(7),
+        ...overrides,
+      });
+
+      it('creates, replaces, gets case-insensitively keeping the casing, lists and deletes', async () => {
+        const first = await store.putStorageAccount(account(subA));
+        expect(first.created).toBe(true);
+        expect(first.record).toEqual(account(subA));
+        const replaced = await store.putStorageAccount(
+          account(subA, {
+            name: 'capturestore',
+            blobEndpoint: 'http://127.0.0.1:10001/devstoreaccount1',
+          }),
+        );
+        expect(replaced.created).toBe(false);
+        expect(replaced.record.name).toBe('CaptureStore');
+        expect(replaced.record.blobEndpoint).toBe('http://127.0.0.1:10001/devstoreaccount1');
+        expect(await store.getStorageAccount(subA, 'storage-rg', 'CAPTURESTORE')).toEqual(
+          replaced.record,
+        );
+        expect(await store.getStorageAccount(subB, 'Storage-RG', 'CaptureStore')).toBeUndefined();
+        await store.putStorageAccount(account(subA, { resourceGroup: 'a-rg', name: 'second' }));
+        await store.putStorageAccount(account(subB));
+        expect((await store.listStorageAccounts(subA)).map((a) => a.name)).toEqual([
+          'second',
+          'CaptureStore',
+        ]);
+        expect(await store.deleteStorageAccount(subA, 'STORAGE-rg', 'capturestore')).toBe(true);
+        expect(await store.deleteStorageAccount(subA, 'Storage-RG', 'CaptureStore')).toBe(false);
+        expect((await store.listStorageAccounts(subB)).length).toBe(1);
       });
     });
 
@@ -647,6 +691,27 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
           createdAt: record.createdAt,
         });
         expect(await store.getSessionById(record.id)).toEqual(stopped);
+      });
+
+      it('stores and clears the upload state', async () => {
+        const record = session(subA);
+        await store.createSession(record, 10);
+        const upload = {
+          state: 'Completed' as const,
+          blobs: [{ url: 'http://127.0.0.1:10000/acct/network-watcher-logs/x.cap', size: 1234 }],
+          error: null,
+        };
+        expect((await store.updateSession(record.id, { upload }))?.upload).toEqual(upload);
+        expect((await store.getSessionById(record.id))?.upload).toEqual(upload);
+        const failed = {
+          state: 'Failed' as const,
+          blobs: [],
+          error: { code: 'StorageFailed', message: 'gone' },
+        };
+        await store.updateSession(record.id, { upload: failed });
+        expect((await store.getSessionById(record.id))?.upload).toEqual(failed);
+        await store.updateSession(record.id, { upload: null });
+        expect((await store.getSessionById(record.id))?.upload).toBeNull();
       });
 
       it('update returns undefined for a missing session', async () => {

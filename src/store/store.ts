@@ -86,6 +86,28 @@ export interface SessionProgress {
   readonly at: Date;
 }
 
+/** A blob upload's state, as the agent last reported it. */
+export interface SessionUpload {
+  readonly state: 'Pending' | 'Completed' | 'Failed';
+  /** Committed blobs (URL without SAS) and their lengths. */
+  readonly blobs: readonly { readonly url: string; readonly size: number }[];
+  readonly error: SessionError | null;
+}
+
+/** A storage account registered with the server (Azure's Microsoft.Storage/storageAccounts). */
+export interface StorageAccountRecord {
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+  /** The account name inside the connection string (e.g. devstoreaccount1). */
+  readonly accountName: string;
+  /** The blob service endpoint, e.g. http://127.0.0.1:10000/devstoreaccount1. */
+  readonly blobEndpoint: string;
+  /** The full connection string, key included: a secret that never leaves the server. */
+  readonly connectionString: string;
+  readonly createdAt: Date;
+}
+
 /** A packet capture session: the ARM resource plus its lifecycle. */
 export interface SessionRecord {
   readonly id: string;
@@ -115,6 +137,8 @@ export interface SessionRecord {
   readonly stopRequested: SessionStopReason | null;
   /** The resource is to be removed once the capture has stopped. */
   readonly deleteRequested: boolean;
+  /** Sessions stored in a storage account: the upload's state; null otherwise. */
+  readonly upload: SessionUpload | null;
   readonly etag: string;
   readonly createdAt: Date;
   readonly updatedAt: Date;
@@ -133,6 +157,7 @@ export type SessionPatch = Partial<
     | 'files'
     | 'stopRequested'
     | 'deleteRequested'
+    | 'upload'
   >
 >;
 
@@ -267,6 +292,24 @@ export interface Store {
   deleteSession(id: string): Promise<boolean>;
   /** Count of sessions per status, across all tenants (for /metrics). */
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
+
+  // Storage accounts
+  /** Creates or replaces (same subscription, resource group, name: case-insensitive). */
+  putStorageAccount(
+    record: StorageAccountRecord,
+  ): Promise<{ record: StorageAccountRecord; created: boolean }>;
+  getStorageAccount(
+    subscriptionId: string,
+    resourceGroup: string,
+    name: string,
+  ): Promise<StorageAccountRecord | undefined>;
+  /** Ordered by resource group and name. */
+  listStorageAccounts(subscriptionId: string): Promise<StorageAccountRecord[]>;
+  deleteStorageAccount(
+    subscriptionId: string,
+    resourceGroup: string,
+    name: string,
+  ): Promise<boolean>;
 
   // Long-running operations
   createOperation(record: OperationRecord): Promise<void>;

@@ -109,6 +109,8 @@ export interface SessionsTable {
   etag: string;
   created_at: string;
   updated_at: string;
+  /** JSON { state, blobs, error } or null (added by 0002). */
+  upload: string | null;
 }
 
 export interface OperationsTable {
@@ -123,6 +125,19 @@ export interface OperationsTable {
   error: string | null;
   created_at: string;
   updated_at: string;
+}
+
+export interface StorageAccountsTable {
+  subscription_id: string;
+  resource_group: string;
+  resource_group_key: string;
+  name: string;
+  name_key: string;
+  account_name: string;
+  blob_endpoint: string;
+  /** A secret (it holds the account key); never leaves the server. */
+  connection_string: string;
+  created_at: string;
 }
 
 export interface AuditTable {
@@ -146,6 +161,7 @@ export interface StoreDatabase {
   sessions: SessionsTable;
   operations: OperationsTable;
   audit: AuditTable;
+  storage_accounts: StorageAccountsTable;
 }
 
 // Migrations take Kysely<unknown>: a migration must not depend on the current StoreDatabase
@@ -336,9 +352,38 @@ const initial: Migration = {
   },
 };
 
+/** Storage accounts (issue: blob output) and each session's upload state. */
+const storageAccounts: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    await db.schema
+      .createTable('storage_accounts')
+      .addColumn('subscription_id', 'text', (c) => c.notNull().references('subscriptions.id'))
+      .addColumn('resource_group', 'text', (c) => c.notNull())
+      .addColumn('resource_group_key', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('name_key', 'text', (c) => c.notNull())
+      .addColumn('account_name', 'text', (c) => c.notNull())
+      .addColumn('blob_endpoint', 'text', (c) => c.notNull())
+      .addColumn('connection_string', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('storage_accounts_pk', [
+        'subscription_id',
+        'resource_group_key',
+        'name_key',
+      ])
+      .execute();
+    await db.schema.alterTable('sessions').addColumn('upload', 'text').execute();
+  },
+  async down(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('sessions').dropColumn('upload').execute();
+    await db.schema.dropTable('storage_accounts').execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
+  '0002_storage_accounts': storageAccounts,
 };
 
 const provider: MigrationProvider = {

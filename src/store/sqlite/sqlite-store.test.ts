@@ -58,6 +58,7 @@ describe('SQLite store file', () => {
     files: [],
     stopRequested: null,
     deleteRequested: false,
+    upload: null,
     etag: randomUUID(),
     createdAt: created,
     updatedAt: created,
