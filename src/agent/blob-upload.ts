@@ -1,0 +1,369 @@
+/**
+ * One local capture file → one block blob, with nothing but a SAS for that blob (no account key
+ * ever reaches the agent). The local file is the spool: while a capture runs its new bytes are
+ * staged as blocks every second or so, a storage outage only delays them (retries with backoff,
+ * the file keeps everything meanwhile), and the blob is committed once the file is final. The
+ * agent's session upload (session-upload.ts) decides what happens to the file afterwards.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { AnonymousCredential, BlockBlobClient, newPipeline, RestError } from '@azure/storage-blob';
+import type { ChannelError } from '../model/channel.js';
+import { silentLog, type AgentLog } from './agent-log.js';
+import { backoffDelay, sleep } from './backoff.js';
+
+export interface BlobUploadOptions {
+  /** The local file (the spool). */
+  readonly file: string;
+  /** The blob's URL without a query; safe to log. */
+  readonly url: string;
+  /** The SAS query for `url` (no leading `?`); a secret: never logged. */
+  readonly sas: string;
+  /** When the SAS expires; the upload gives up then. */
+  readonly expiresAt: Date;
+  /** The file is still being written (a live capture): follow it until finish(). */
+  readonly growing?: boolean;
+  /** How often new bytes of a growing file are staged (default 1000 ms). */
+  readonly pollIntervalMs?: number;
+  /** The largest block (default 4 MiB); a growing file also stages whenever this much is new. */
+  readonly blockSize?: number;
+  /** Retry waits, first and longest (default 500 ms and 10 s), with jitter. */
+  readonly backoffMinMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly log?: AgentLog;
+  /** Log fields added to every line (the session id). */
+  readonly logFields?: Readonly<Record<string, unknown>>;
+  readonly now?: () => number;
+}
+
+export type BlobUploadOutcome =
+  /** Committed, and the blob's length is the file's. */
+  | { readonly state: 'Completed'; readonly url: string; readonly size: number }
+  /** Given up for good (SAS expired or refused, storage refused the request). */
+  | { readonly state: 'Failed'; readonly error: ChannelError }
+  /** close() came first: nothing is decided, the upload can be done again from the file. */
+  | { readonly state: 'Abandoned' };
+
+/** Starts uploading; see {@link BlobUpload}. */
+export function startBlobUpload(options: BlobUploadOptions): BlobUpload {
+  return new BlobUpload(options);
+}
+
+const DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024;
+/** Azure allows 50,000 blocks in a blob; past this many, a growing file stages whole blocks only. */
+const SMALL_BLOCKS_UNTIL = 40_000;
+/** How often a growing file's size is looked at (staging still waits for pollIntervalMs). */
+const WATCH_MS = 200;
+/** Lost staged blocks are re-staged from the file this many times before giving up. */
+const MAX_RESTAGES = 5;
+
+interface StagedBlock {
+  readonly id: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** The upload gives up: the reason goes into `packetCaptureError` as StorageFailed. */
+class GiveUp extends Error {}
+
+/** Staged blocks are gone (the service dropped them, or the blob is not what was committed). */
+class BlocksLost extends Error {}
+
+export class BlobUpload {
+  readonly url: string;
+  /** Settles when the upload is over; never rejects. */
+  readonly outcome: Promise<BlobUploadOutcome>;
+  readonly #o: BlobUploadOptions;
+  readonly #client: BlockBlobClient;
+  readonly #abort = new AbortController();
+  readonly #blockSize: number;
+  readonly #now: () => number;
+  readonly #canRead: boolean;
+  #final: boolean;
+  #wake: (() => void) | undefined;
+  #blocks: StagedBlock[] = [];
+  #stagedEnd = 0;
+  #nextBlock = 0;
+  #lastStageAt = 0;
+  #restages = 0;
+  #buffer: Buffer | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: BlobUploadOptions) {
+    this.#o = options;
+    this.url = options.url;
+    this.#blockSize = Math.max(1, options.blockSize ?? DEFAULT_BLOCK_SIZE);
+    this.#now = options.now ?? Date.now;
+    this.#final = !(options.growing ?? false);
+    this.#canRead = sasPermissions(options.sas).includes('r');
+    // The SDK's own retries are off: this class retries with its own backoff and deadline, and
+    // notices a returning server within its longest wait.
+    this.#client = new BlockBlobClient(
+      `${options.url}?${options.sas}`,
+      newPipeline(new AnonymousCredential(), {
+        retryOptions: { maxTries: 1, tryTimeoutInMs: 120_000 },
+      }),
+    );
+    this.outcome = this.#run();
+  }
+
+  /** Bytes of the file staged so far (for logs and tests). */
+  get stagedBytes(): number {
+    return this.#stagedEnd;
+  }
+
+  /** The file is final (the capture is over and the file repaired): commit it. */
+  finish(): void {
+    this.#final = true;
+    this.#wake?.();
+  }
+
+  /**
+   * Stops now, wherever it is, with outcome Abandoned unless it was already over. Safe to call
+   * twice.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#abort.abort(new Error('upload closed'));
+      this.#wake?.();
+      await this.outcome;
+    })();
+    return this.#closing;
+  }
+
+  #log(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields = {}): void {
+    (this.#o.log ?? silentLog)(level, msg, { ...this.#o.logFields, url: this.url, ...fields });
+  }
+
+  async #run(): Promise<BlobUploadOutcome> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.#o.file, 'r');
+    } catch (err) {
+      return failed(`cannot read ${this.#o.file} to upload it: ${describe(err)}`);
+    }
+    try {
+      while (!this.#final) {
+        await this.#pause(Math.min(WATCH_MS, this.#o.pollIntervalMs ?? 1000));
+        if (this.#abort.signal.aborted) return { state: 'Abandoned' };
+        if (this.#final) break;
+        const size = (await handle.stat()).size;
+        const fresh = size - this.#stagedEnd;
+        const due = this.#now() - this.#lastStageAt >= (this.#o.pollIntervalMs ?? 1000);
+        if (fresh >= this.#blockSize) {
+          await this.#retrying(() => this.#stage(handle, size, { wholeBlocksOnly: !due }));
+        } else if (fresh > 0 && due && this.#blocks.length < SMALL_BLOCKS_UNTIL) {
+          await this.#retrying(() => this.#stage(handle, size, { wholeBlocksOnly: false }));
+        }
+      }
+      const size = await this.#retrying(async () => {
+        const final = (await handle.stat()).size;
+        this.#cutTo(final);
+        await this.#stage(handle, final, { wholeBlocksOnly: false });
+        await this.#client.commitBlockList(
+          this.#blocks.map((b) => b.id),
+          {
+            blobHTTPHeaders: { blobContentType: 'application/vnd.tcpdump.pcap' },
+            abortSignal: this.#abort.signal,
+          },
+        );
+        await this.#verify(final);
+        return final;
+      });
+      this.#log('info', 'blob committed', { size, blocks: this.#blocks.length });
+      return { state: 'Completed', url: this.url, size };
+    } catch (err) {
+      if (this.#abort.signal.aborted) return { state: 'Abandoned' };
+      const message = err instanceof GiveUp ? err.message : `uploading failed: ${describe(err)}`;
+      this.#log('error', 'blob upload failed; the local file is kept', { error: message });
+      return failed(message);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  /** Waits `ms`, or less if finish() or close() comes first. */
+  async #pause(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+    this.#wake = undefined;
+  }
+
+  /**
+   * Stages [stagedEnd, end) of the file, block by block (never the whole file in memory). With
+   * wholeBlocksOnly, a last partial block waits for the next round.
+   */
+  async #stage(handle: FileHandle, end: number, how: { wholeBlocksOnly: boolean }): Promise<void> {
+    while (this.#stagedEnd < end) {
+      const length = Math.min(this.#blockSize, end - this.#stagedEnd);
+      if (how.wholeBlocksOnly && length < this.#blockSize) return;
+      this.#buffer ??= Buffer.allocUnsafe(this.#blockSize);
+      // Fewer bytes than asked only when the file was cut meanwhile; what was read is still the
+      // file's content, and the end is settled when it is final.
+      const got = await readAt(handle, this.#buffer, length, this.#stagedEnd);
+      if (got === 0) return;
+      const bytes = this.#buffer.subarray(0, got);
+      const id = blockId(this.#nextBlock++);
+      // The service checks each block against its MD5, so the committed blob is exactly the
+      // bytes read here.
+      await this.#client.stageBlock(id, bytes, got, {
+        transactionalContentMD5: createHash('md5').update(bytes).digest(),
+        abortSignal: this.#abort.signal,
+      });
+      this.#blocks.push({ id, offset: this.#stagedEnd, length: got });
+      this.#stagedEnd += got;
+      this.#lastStageAt = this.#now();
+    }
+  }
+
+  /**
+   * The final file may be shorter than what was staged (the capture engine cuts it back to the
+   * last whole packet and the byte limit): blocks beyond the end are dropped, and the one across
+   * it is dropped too, so that #stage stages its remaining part again under a new id.
+   */
+  #cutTo(size: number): void {
+    const keep = this.#blocks.filter((b) => b.offset + b.length <= size);
+    if (keep.length === this.#blocks.length) return;
+    this.#blocks = keep;
+    const last = keep.at(-1);
+    this.#stagedEnd = last === undefined ? 0 : last.offset + last.length;
+  }
+
+  /** The committed blob must be as long as the file. */
+  async #verify(size: number): Promise<void> {
+    const staged = this.#blocks.reduce((sum, b) => sum + b.length, 0);
+    if (staged !== size) throw new BlocksLost(`staged ${staged} bytes for a ${size}-byte file`);
+    // A create+write SAS cannot read the blob's properties. Then the commit itself is the
+    // check: the service took exactly the listed blocks, each verified against its MD5, and
+    // their lengths add up to the file's.
+    if (!this.#canRead) return;
+    const properties = await this.#client.getProperties({ abortSignal: this.#abort.signal });
+    if (properties.contentLength !== size) {
+      throw new BlocksLost(`the blob is ${properties.contentLength} bytes, the file ${size}`);
+    }
+  }
+
+  /** Runs `step` until it succeeds, waiting out what storage outages and network errors. */
+  async #retrying<T>(step: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const left = this.#o.expiresAt.getTime() - this.#now();
+      if (left <= 0) {
+        throw new GiveUp(
+          `the upload SAS expired at ${this.#o.expiresAt.toISOString()} before ${this.url} was committed`,
+        );
+      }
+      try {
+        return await step();
+      } catch (err) {
+        if (this.#abort.signal.aborted) throw err;
+        const kind = classify(err);
+        if (kind === 'fatal') {
+          throw new GiveUp(`storage refused the upload of ${this.url}: ${describe(err)}`);
+        }
+        if (kind === 'blocks-lost') {
+          if (++this.#restages > MAX_RESTAGES) {
+            throw new GiveUp(`cannot commit ${this.url}: ${describe(err)}`);
+          }
+          // Everything is staged again from the local file, which still holds it all.
+          this.#log('warn', 'staged blocks lost; staging the whole file again', {
+            error: describe(err),
+          });
+          this.#blocks = [];
+          this.#stagedEnd = 0;
+          continue;
+        }
+        const delay = Math.min(
+          backoffDelay(attempt, this.#o.backoffMinMs ?? 500, this.#o.backoffMaxMs ?? 10_000),
+          left,
+        );
+        this.#log(attempt === 0 ? 'warn' : 'debug', 'blob storage unavailable; retrying', {
+          attempt: attempt + 1,
+          inMs: delay,
+          error: describe(err),
+        });
+        await sleep(delay, this.#abort.signal);
+      }
+    }
+  }
+}
+
+function failed(message: string): BlobUploadOutcome {
+  return { state: 'Failed', error: { code: 'StorageFailed', message: message.slice(0, 4096) } };
+}
+
+/**
+ * transient: the network, a timeout, throttling, a 5xx — wait and try again. blocks-lost: stage
+ * everything again. fatal: 403 (the SAS is refused: expired, revoked, wrong permissions) and
+ * every other 4xx, which a retry would only repeat.
+ */
+function classify(err: unknown): 'transient' | 'blocks-lost' | 'fatal' {
+  if (err instanceof BlocksLost) return 'blocks-lost';
+  if (err instanceof RestError) {
+    const status = err.statusCode;
+    if (status === undefined) return 'transient';
+    const code = storageCode(err);
+    if (status === 400 && (code === 'InvalidBlockList' || code === 'InvalidBlobOrBlock')) {
+      return 'blocks-lost';
+    }
+    if (status === 400 && code === 'Md5Mismatch') return 'transient';
+    if (status === 408 || status === 429 || status >= 500) return 'transient';
+    return 'fatal';
+  }
+  // A request the SDK timed out.
+  if (err instanceof Error && err.name === 'AbortError') return 'transient';
+  // The local file cannot be read: retrying will not help.
+  return 'fatal';
+}
+
+function storageCode(err: RestError): string | undefined {
+  const details = err.details as { errorCode?: unknown } | undefined;
+  return typeof details?.errorCode === 'string' ? details.errorCode : err.code;
+}
+
+/** A short description of an error, with any SAS signature taken out. */
+function describe(err: unknown): string {
+  let text: string;
+  if (err instanceof RestError) {
+    const code = storageCode(err);
+    const first = err.message.split('\n')[0] ?? '';
+    text =
+      err.statusCode === undefined
+        ? `${code ?? 'network error'}: ${first}`
+        : `HTTP ${err.statusCode}${code === undefined ? '' : ` ${code}`}: ${first}`;
+  } else {
+    text = err instanceof Error ? err.message : String(err);
+  }
+  return text.replace(/([?&]sig=)[^&\s]*/gi, '$1REDACTED').slice(0, 1000);
+}
+
+/** The `sp` (permissions) of a SAS query. */
+function sasPermissions(sas: string): string {
+  return new URLSearchParams(sas).get('sp') ?? '';
+}
+
+/** Block ids must all have the same length within a blob. */
+function blockId(n: number): string {
+  return Buffer.from(`wirewatch-${String(n).padStart(8, '0')}`).toString('base64');
+}
+
+/** Reads up to `length` bytes at `position` into `buffer`; fewer only at the end of the file. */
+async function readAt(
+  handle: FileHandle,
+  buffer: Buffer,
+  length: number,
+  position: number,
+): Promise<number> {
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
