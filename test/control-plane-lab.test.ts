@@ -3,12 +3,9 @@
  * loopback, a `wirewatch agent` binary per lab host (its interface in a lab namespace, --netns),
  * the HTTP API, real traffic between the namespaces, and tshark as the judge of the files.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   API,
@@ -20,18 +17,16 @@ import {
   type ApiClient,
   type Tenant,
 } from './lab/control-plane.js';
+import {
+  freePort,
+  launch,
+  stopProcess as stop,
+  type CliProcess as Proc,
+} from './lab/cli-process.js';
 import { isRoot } from './lab/exec.js';
 import { createLab, type Lab, type LabHost } from './lab/lab.js';
 import { send, serve, type Flow, type Server } from './lab/traffic.js';
 import { tsharkRead } from './lab/tshark.js';
-
-const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
-
-interface Proc {
-  readonly child: ChildProcess;
-  output(): string;
-  exited: Promise<number | null>;
-}
 
 /** The queryStatus fields these tests read. */
 interface CaptureStatus {
@@ -40,53 +35,6 @@ interface CaptureStatus {
   packetCaptureError: string[];
   packetsCaptured: number;
   bytesCaptured: number;
-}
-
-function launch(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [cli, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    env: { ...process.env, ...env },
-  });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return { child, output: () => output, exited };
-}
-
-async function stop(proc: Proc | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  try {
-    process.kill(-proc.child.pid!, signal);
-  } catch {
-    return;
-  }
-  const timer = setTimeout(() => {
-    try {
-      process.kill(-proc.child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }, 15_000);
-  await proc.exited;
-  clearTimeout(timer);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 describe.skipIf(!isRoot)('control plane end to end on the lab (root)', () => {

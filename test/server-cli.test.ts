@@ -2,72 +2,26 @@
  * `wirewatch server` and `wirewatch agent` as a user runs them: the built binary, its flags,
  * the admin token file, TLS with the self-signed CA, and an agent that trusts that CA.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, createTenant, waitFor } from './lab/control-plane.js';
+import {
+  freePort,
+  launch as launchCli,
+  serverUrl as listening,
+  stopProcess,
+  type CliProcess,
+} from './lab/cli-process.js';
 import { isRoot } from './lab/exec.js';
 
-const cli = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+const running: CliProcess[] = [];
 
-interface Proc {
-  readonly child: ChildProcess;
-  output(): string;
-  readonly exited: Promise<number | null>;
-}
-
-const running: Proc[] = [];
-
-function launch(args: string[], env: Record<string, string | undefined> = {}): Proc {
-  const child = spawn(process.execPath, [cli, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-    env: { ...process.env, ...env },
-  });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  const proc = { child, output: () => output, exited };
+function launch(args: string[], env: Record<string, string | undefined> = {}): CliProcess {
+  const proc = launchCli(args, env);
   running.push(proc);
   return proc;
-}
-
-async function terminate(proc: Proc): Promise<number | null> {
-  if (proc.child.exitCode === null && proc.child.signalCode === null) {
-    process.kill(-proc.child.pid!, 'SIGTERM');
-  }
-  return proc.exited;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      s.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
-async function listening(proc: Proc): Promise<string> {
-  const out = await waitFor(
-    () => Promise.resolve(proc.output()),
-    (o) => /listening on \S+/.test(o) || proc.child.exitCode !== null,
-  );
-  const m = /listening on (\S+)/.exec(out);
-  if (!m) throw new Error(`server did not start: ${out}`);
-  return m[1]!;
 }
 
 describe('wirewatch server', () => {
@@ -104,7 +58,7 @@ describe('wirewatch server', () => {
     expect(
       (await api.call('GET', '/api/v1/subscriptions', { token: 'wwadmin_wrong' })).status,
     ).toBe(401);
-    expect(await terminate(first)).toBe(0);
+    expect(await stopProcess(first)).toBe(0);
     // The output names the file, never the token.
     expect(first.output()).not.toContain(token);
 
@@ -114,7 +68,7 @@ describe('wirewatch server', () => {
     await listening(second);
     expect((await readFile(file, 'utf8')).trim()).toBe(token);
     expect((await api.call('GET', '/api/v1/subscriptions')).status).toBe(200);
-    await terminate(second);
+    await stopProcess(second);
   });
 
   it('refuses plain HTTP on a non-loopback address unless --allow-insecure-http', async () => {
@@ -205,8 +159,8 @@ describe('wirewatch server', () => {
         expect(agent.output()).not.toContain(secret);
         expect(server.output()).not.toContain(secret);
       }
-      expect(await terminate(agent)).toBe(0);
-      expect(await terminate(server)).toBe(0);
+      expect(await stopProcess(agent)).toBe(0);
+      expect(await stopProcess(server)).toBe(0);
     },
   );
 });

@@ -1,0 +1,86 @@
+/**
+ * The built `wirewatch` binary as a test runs it: in its own process group (as a shell runs a
+ * job), its output collected, stopped with a signal to the whole group.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './control-plane.js';
+
+export const cli = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** stdout and stderr so far, interleaved. */
+  output(): string;
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `wirewatch ARGS`; `env` values of undefined remove the variable. */
+export function launch(
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+): CliProcess {
+  const child = spawn(process.execPath, [cli, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, ...env },
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  return { child, output: () => output, exited };
+}
+
+/** Signals the process group and waits for the exit; SIGKILL after 15 s. */
+export async function stopProcess(
+  proc: CliProcess | undefined,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<number | null> {
+  if (!proc) return null;
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return proc.exited;
+  try {
+    process.kill(-proc.child.pid!, signal);
+  } catch {
+    return proc.exited;
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-proc.child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }, 15_000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const address = s.address();
+      s.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/** Waits for `wirewatch server` to print its URL; throws with its output if it exits first. */
+export async function serverUrl(proc: CliProcess): Promise<string> {
+  const out = await waitFor(
+    () => Promise.resolve(proc.output()),
+    (o) => /listening on \S+/.test(o) || proc.child.exitCode !== null,
+  );
+  const m = /listening on (\S+)/.exec(out);
+  if (!m) throw new Error(`server did not start: ${out}`);
+  return m[1]!;
+}
