@@ -44,5 +44,19 @@ export const computeApiVersions: ReadonlySet<string> = new Set([
   '2025-11-01',
 ]);
 
+/** Microsoft.Storage's published versions of the same period, for the storage account routes. */
+export const storageApiVersions: ReadonlySet<string> = new Set([
+  '2021-08-01',
+  '2021-09-01',
+  '2022-05-01',
+  '2022-09-01',
+  '2023-01-01',
+  '2023-04-01',
+  '2023-05-01',
+  '2024-01-01',
+  '2025-01-01',
+  '2025-06-01',
+]);
+
 /** The version the server writes into the polling URLs it hands out when none was given. */
 export const DEFAULT_NETWORK_API_VERSION = '2025-09-01';

@@ -76,3 +76,15 @@ export const CreateEnrollmentTokenSchema = Type.Object({
 export type CreateSubscriptionInput = Static<typeof CreateSubscriptionSchema>;
 export type CreateTokenInput = Static<typeof CreateTokenSchema>;
 export type CreateEnrollmentTokenInput = Static<typeof CreateEnrollmentTokenSchema>;
+
+/**
+ * POST body of `/api/v1/subscriptions/{s}/storageAccounts`. The name rule (Azure's: 3–24
+ * lower-case letters and digits) is checked by the route, so that it answers InvalidResourceName;
+ * the connection string is parsed by src/blob/connection-string.ts (InvalidConnectionString).
+ */
+export const CreateStorageAccountSchema = Type.Object({
+  name: Type.String({ maxLength: 64 }),
+  resourceGroup: Type.String({ maxLength: 90 }),
+  connectionString: Type.String({ maxLength: 4096 }),
+});
+export type CreateStorageAccountInput = Static<typeof CreateStorageAccountSchema>;

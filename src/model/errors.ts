@@ -39,6 +39,10 @@ export const errorCodes = {
   PacketCaptureAlreadyExists: { status: 409, area: 'captures' },
   PacketCaptureQuotaExceeded: { status: 429, area: 'captures' },
   OperationNotFound: { status: 404, area: 'captures' },
+  // Storage accounts
+  InvalidConnectionString: { status: 400, area: 'storage' },
+  StorageAccountUnreachable: { status: 400, area: 'storage' },
+  StorageAccountAccessDenied: { status: 400, area: 'storage' },
   // Agents
   AgentAlreadyConnected: { status: 409, area: 'agents' },
   // The server itself

@@ -5,7 +5,11 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import websocket from '@fastify/websocket';
-import { computeApiVersions, networkApiVersions } from '../control/api-versions.js';
+import {
+  computeApiVersions,
+  networkApiVersions,
+  storageApiVersions,
+} from '../control/api-versions.js';
 import { ControlPlane } from '../control/control-plane.js';
 import { CHANNEL_PATH, ENROLL_PATH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
@@ -20,6 +24,7 @@ import { nativeRoutes } from './routes/native.js';
 import { networkWatcherRoutes } from './routes/network-watchers.js';
 import { operationRoutes } from './routes/operations.js';
 import { packetCaptureRoutes } from './routes/packet-captures.js';
+import { storageAccountRoutes } from './routes/storage-accounts.js';
 import { virtualMachineRoutes } from './routes/virtual-machines.js';
 
 export interface BuildServerOptions {
@@ -107,7 +112,11 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     if (path.startsWith('/subscriptions/') || path === '/subscriptions') {
       checkApiVersion(
         (request.query as Record<string, unknown>)['api-version'],
-        path.includes('/providers/microsoft.compute/') ? computeApiVersions : networkApiVersions,
+        path.includes('/providers/microsoft.compute/')
+          ? computeApiVersions
+          : path.includes('/providers/microsoft.storage/storageaccounts')
+            ? storageApiVersions
+            : networkApiVersions,
       );
     }
   });
@@ -133,6 +142,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     operationRoutes,
     networkWatcherRoutes,
     virtualMachineRoutes,
+    storageAccountRoutes,
     nativeRoutes,
     agentRoutes,
   ]) {
