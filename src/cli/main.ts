@@ -4,6 +4,7 @@ import { WirewatchError } from '../model/errors.js';
 import { agentCommand } from './agent.js';
 import { captureLocalCommand } from './capture-local.js';
 import { serverCommand } from './server.js';
+import { upCommand } from './up.js';
 
 /** Exit codes: 0 success, 1 refused or failed, 2 usage error. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -14,7 +15,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .showHelpAfterError(false)
     .addCommand(captureLocalCommand())
     .addCommand(agentCommand())
-    .addCommand(serverCommand());
+    .addCommand(serverCommand())
+    .addCommand(upCommand());
   for (const command of program.commands) command.exitOverride();
   try {
     await program.parseAsync([...argv], { from: 'user' });
