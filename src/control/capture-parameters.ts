@@ -62,7 +62,10 @@ const P = 'properties.';
  * so the path check is a second step: `checkCaptureFilePath`.
  */
 export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameters, 'filePath'> & {
-  readonly requestedPath: { readonly path: string; readonly field: string };
+  /** The local file asked for (filePath or localPath); undefined when only storageId was given. */
+  readonly requestedPath: { readonly path: string; readonly field: string } | undefined;
+  /** The storage account named by storageId. */
+  readonly storageAccount: StorageAccountRef | undefined;
 } {
   const p = body.properties;
   const target = parseVmResourceId(p.target);
@@ -108,12 +111,16 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     : undefined;
 
   const storage = p.storageLocation;
+  let storageAccount: StorageAccountRef | undefined;
   if (storage.storageId !== undefined) {
-    throw new WirewatchError(
-      'StorageAccountNotSupported',
-      `${P}storageLocation.storageId: storing captures in a storage account is not available yet; give storageLocation.${continuousSet(p) ? 'localPath' : 'filePath'} to keep the capture on the VM`,
-      { target: `${P}storageLocation.storageId` },
-    );
+    storageAccount = parseStorageAccountId(storage.storageId);
+    if (!storageAccount) {
+      throw new WirewatchError(
+        'StorageAccountNotFound',
+        `${P}storageLocation.storageId: "${clip(storage.storageId)}" is not a storage account id: /subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Storage/storageAccounts/{name}`,
+        { target: `${P}storageLocation.storageId` },
+      );
+    }
   }
   // Azure's rule: filePath for a plain capture, localPath when continuousCapture is given.
   const field = continuousSet(p) ? 'localPath' : 'filePath';
@@ -128,10 +135,10 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     );
   }
   const path = storage[field];
-  if (path === undefined) {
+  if (path === undefined && storageAccount === undefined) {
     throw new WirewatchError(
       'InvalidStorageLocation',
-      `${P}storageLocation.${field}: required (the capture file on the VM, e.g. /var/captures/${'{name}'}.cap) while storage accounts are not available`,
+      `${P}storageLocation.${field}: required unless storageId is given; give storageId (a storage account), ${field} (a file on the VM, e.g. /var/captures/{name}.cap), or both`,
       { target: `${P}storageLocation.${field}` },
     );
   }
@@ -143,7 +150,8 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     bytesToCapturePerPacket: p.bytesToCapturePerPacket ?? bytesToCapturePerPacket,
     totalBytesPerSession: p.totalBytesPerSession ?? 1073741824,
     timeLimitInSeconds: p.timeLimitInSeconds ?? 18000,
-    storageLocation: { ...storage },
+    // storagePath is the server's to set (the blob URL); what a client sent there is replaced.
+    storageLocation: omitStoragePath(storage),
     filters,
     ...(p.continuousCapture === undefined || p.continuousCapture === null
       ? {}
@@ -161,8 +169,33 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
       continuousCapture: continuous,
       ...(ring === undefined ? {} : { captureSettings: ring }),
     },
-    requestedPath: { path, field: `${P}storageLocation.${field}` },
+    requestedPath: path === undefined ? undefined : { path, field: `${P}storageLocation.${field}` },
+    storageAccount,
   };
+}
+
+export interface StorageAccountRef {
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+}
+
+const STORAGE_ID =
+  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Storage\/storageAccounts\/([^/]+)\/?$/i;
+
+/** Parses a storage account's ARM id; undefined when the text is not one. */
+export function parseStorageAccountId(id: string): StorageAccountRef | undefined {
+  const m = STORAGE_ID.exec(id);
+  if (!m) return undefined;
+  const [, subscriptionId, resourceGroup, name] = m as unknown as [string, string, string, string];
+  return { subscriptionId, resourceGroup, name };
+}
+
+function omitStoragePath(
+  storage: PacketCaptureBody['properties']['storageLocation'],
+): Record<string, string> {
+  const { storagePath: _serverMade, ...rest } = storage;
+  return Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
 }
 
 /** The capture file path against the target VM's capture root. */

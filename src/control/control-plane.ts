@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import type {
   AgentMessage,
   CaptureAssignment,
+  UploadReport,
   ObservedSession,
   ServerMessage,
   StopRequestReason,
@@ -17,6 +19,7 @@ import type {
   SessionRecord,
   SessionStatus,
   SessionStopReason,
+  StorageAccountRecord,
   Store,
   VmRecord,
 } from '../store/store.js';
@@ -24,9 +27,12 @@ import {
   canonicalJson,
   checkCaptureFilePath,
   parseCaptureBody,
+  parseStorageAccountId,
   type PacketCaptureBody,
 } from './capture-parameters.js';
 import { captureResourceId, vmResourceId, watcherResourceId } from './resource-ids.js';
+import { captureBlobName, ringFileBlobUrl } from '../blob/blob-names.js';
+import { blobNameOfUrl } from '../blob/storage-account.js';
 
 /** How the control plane reaches agents; the server's agent hub implements it. */
 export interface AgentLink {
@@ -42,9 +48,20 @@ export interface Caller {
   readonly sourceIp: string;
 }
 
+/** What the control plane needs of a storage account: blob URLs and write-only SAS tokens. */
+export interface BlobWriter {
+  blobUrl(blobName: string): string;
+  /** A SAS (query, no `?`) allowing only create and write of that one blob until `expiresOn`. */
+  mintWriteSas(blobName: string, expiresOn: Date): string;
+}
+
 export interface ControlPlaneOptions {
   readonly store: Store;
   readonly agents: AgentLink;
+  /** Opens a storage account for minting SAS tokens (the server wires @azure/storage-blob). */
+  readonly openStorageAccount?: (record: StorageAccountRecord) => BlobWriter;
+  /** How long past a session's deadline its SAS stays valid for uploads; default 1 h. */
+  readonly uploadGraceMs?: number;
   /** Sessions NotStarted or Running per (subscription, location); default 10,000. */
   readonly quota?: number;
   readonly now?: () => Date;
@@ -82,8 +99,15 @@ export class ControlPlane {
   readonly #graceMs: number;
   readonly #persistMs: number;
   readonly #log: NonNullable<ControlPlaneOptions['log']>;
+  readonly #openStorageAccount: ControlPlaneOptions['openStorageAccount'];
+  readonly #uploadGraceMs: number;
+  /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
+  readonly #lastBlobTime = new Map<string, number>();
   /** Live progress by session id; the store gets it every progressPersistMs and at the end. */
-  readonly #progress = new Map<string, { progress: SessionProgress; persistedAt: number }>();
+  readonly #progress = new Map<
+    string,
+    { progress: SessionProgress; persistedAt: number; vmId: string }
+  >();
 
   constructor(options: ControlPlaneOptions) {
     this.store = options.store;
@@ -93,6 +117,8 @@ export class ControlPlane {
     this.#graceMs = options.deadlineGraceMs ?? 30_000;
     this.#persistMs = options.progressPersistMs ?? 30_000;
     this.#log = options.log ?? (() => undefined);
+    this.#openStorageAccount = options.openStorageAccount;
+    this.#uploadGraceMs = options.uploadGraceMs ?? 3_600_000;
   }
 
   get quota(): number {
@@ -144,21 +170,39 @@ export class ControlPlane {
         { target: 'properties.target' },
       );
     }
-    const filePath = checkCaptureFilePath(
-      parsed.requestedPath.path,
-      parsed.requestedPath.field,
-      vm.captureRoot,
-    );
+    const id = randomUUID();
     const now = this.#now();
+    const properties: Record<string, unknown> = { ...parsed.properties };
+    let upload: SessionRecord['upload'] = null;
+    if (parsed.storageAccount) {
+      const account = await this.#findStorageAccount(ref.subscriptionId, parsed.storageAccount);
+      const blobName = captureBlobName({
+        subscriptionId: ref.subscriptionId,
+        resourceGroup: vm.resourceGroup,
+        vmName: vm.name,
+        createdAt: this.#blobTime(vm.id, now),
+      });
+      const storageLocation = properties['storageLocation'] as Record<string, string>;
+      properties['storageLocation'] = {
+        ...storageLocation,
+        storagePath: this.#blobWriter(account).blobUrl(blobName),
+      };
+      upload = { state: 'Pending', blobs: [], error: null };
+    }
+    // Without a local file asked for, the agent spools under its capture root and deletes the
+    // spool once the blob is committed.
+    const filePath = parsed.requestedPath
+      ? checkCaptureFilePath(parsed.requestedPath.path, parsed.requestedPath.field, vm.captureRoot)
+      : path.join(vm.captureRoot, '.wirewatch-spool', `${id}.cap`);
     const record: SessionRecord = {
-      id: randomUUID(),
+      id,
       subscriptionId: ref.subscriptionId,
       resourceGroup: watcher.resourceGroup,
       watcherName: watcher.name,
       name: ref.name,
       location: watcher.location,
       vmId: vm.id,
-      properties: parsed.properties,
+      properties,
       status: 'NotStarted',
       stopReason: null,
       errors: [],
@@ -168,7 +212,7 @@ export class ControlPlane {
       files: [filePath],
       stopRequested: null,
       deleteRequested: false,
-      upload: null,
+      upload,
       etag: randomUUID(),
       createdAt: now,
       updatedAt: now,
@@ -182,8 +226,8 @@ export class ControlPlane {
         );
       case 'exists': {
         const same =
-          canonicalJson(result.session.properties) === canonicalJson(parsed.properties) &&
-          !result.session.deleteRequested;
+          canonicalJson(withoutStoragePath(result.session.properties)) ===
+            canonicalJson(withoutStoragePath(parsed.properties)) && !result.session.deleteRequested;
         if (!same) {
           throw new WirewatchError(
             'PacketCaptureAlreadyExists',
@@ -199,7 +243,7 @@ export class ControlPlane {
           target: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
           filePath,
         });
-        this.#agents.send(vm.id, { type: 'start', assignment: assignmentOf(result.session) });
+        await this.#sendStart(result.session);
         await this.#settle(result.session.id);
         return { kind: 'created', session: result.session, operation };
       }
@@ -223,6 +267,105 @@ export class ControlPlane {
       );
     }
     return vm;
+  }
+
+  async #findStorageAccount(
+    subscriptionId: string,
+    ref: { subscriptionId: string; resourceGroup: string; name: string },
+  ): Promise<StorageAccountRecord> {
+    // Another subscription's account reads exactly like one that does not exist.
+    const account =
+      ref.subscriptionId.toLowerCase() === subscriptionId.toLowerCase()
+        ? await this.store.getStorageAccount(subscriptionId, ref.resourceGroup, ref.name)
+        : undefined;
+    if (!account) {
+      throw new WirewatchError(
+        'StorageAccountNotFound',
+        `properties.storageLocation.storageId: no storage account '${ref.name}' is registered in resource group '${ref.resourceGroup}' of this subscription (POST /api/v1/subscriptions/{s}/storageAccounts)`,
+        { target: 'properties.storageLocation.storageId' },
+      );
+    }
+    return account;
+  }
+
+  #blobWriter(account: StorageAccountRecord): BlobWriter {
+    if (!this.#openStorageAccount) {
+      throw new WirewatchError(
+        'StorageAccountNotFound',
+        'properties.storageLocation.storageId: this server has no blob storage support configured',
+        { target: 'properties.storageLocation.storageId' },
+      );
+    }
+    return this.#openStorageAccount(account);
+  }
+
+  /** The creation time a blob name is built from: unique per VM to the millisecond. */
+  #blobTime(vmId: string, now: Date): Date {
+    const last = this.#lastBlobTime.get(vmId) ?? 0;
+    const t = Math.max(now.getTime(), last + 1);
+    this.#lastBlobTime.set(vmId, t);
+    return new Date(t);
+  }
+
+  /** The blob target of a session stored in a storage account, with a fresh SAS. */
+  async #blobTarget(session: SessionRecord): Promise<CaptureAssignment['blob']> {
+    const location = storageLocationOf(session);
+    if (!location.storageId || !location.storagePath) return undefined;
+    const ref = parseStorageAccountId(location.storageId);
+    const account = ref
+      ? await this.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
+      : undefined;
+    if (!account) return undefined;
+    const writer = this.#blobWriter(account);
+    const expiresAt = this.#sasExpiry(session);
+    const continuous = (session.properties as { continuousCapture?: boolean }).continuousCapture;
+    const blobName = blobNameOf(account, location.storagePath);
+    return {
+      url: location.storagePath,
+      ...(continuous === true ? {} : { sas: writer.mintWriteSas(blobName, expiresAt) }),
+      expiresAt: expiresAt.toISOString(),
+      spoolOnly: location.filePath === undefined && location.localPath === undefined,
+    };
+  }
+
+  /** The session's deadline (start, or now if not started, plus its time limit) plus the grace. */
+  #sasExpiry(session: SessionRecord): Date {
+    const start = session.captureStartTime?.getTime() ?? this.#now().getTime();
+    return new Date(start + timeLimitOf(session) * 1000 + this.#uploadGraceMs);
+  }
+
+  async #sendStart(session: SessionRecord): Promise<void> {
+    if (!this.#agents.isConnected(session.vmId)) return;
+    let assignment = assignmentOf(session);
+    try {
+      const blob = await this.#blobTarget(session);
+      if (blob) assignment = { ...assignment, blob };
+    } catch (err) {
+      this.#log('error', 'could not mint the blob SAS; the capture stays local', {
+        sessionId: session.id,
+        err: err instanceof Error ? err.message : String(err),
+      });
+    }
+    this.#agents.send(session.vmId, { type: 'start', assignment });
+  }
+
+  async #grantRingFile(vm: VmRecord, session: SessionRecord, fileIndex: number): Promise<void> {
+    const location = storageLocationOf(session);
+    const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
+    const account = ref
+      ? await this.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
+      : undefined;
+    if (!account || !location.storagePath) return;
+    const url = ringFileBlobUrl(location.storagePath, fileIndex);
+    const expiresAt = this.#sasExpiry(session);
+    this.#agents.send(vm.id, {
+      type: 'blobGrant',
+      sessionId: session.id,
+      fileIndex,
+      url,
+      sas: this.#blobWriter(account).mintWriteSas(blobNameOf(account, url), expiresAt),
+      expiresAt: expiresAt.toISOString(),
+    });
   }
 
   async getCapture(ref: CaptureRef): Promise<SessionRecord> {
@@ -315,6 +458,9 @@ export class ControlPlane {
         }
         continue;
       }
+      if (o.upload && session.upload) {
+        await this.store.updateSession(session.id, { upload: toUpload(o.upload) });
+      }
       if (o.state === 'Stopped') {
         await this.agentMessage(vm, {
           type: 'stopped',
@@ -347,7 +493,7 @@ export class ControlPlane {
           captureStartTime: o.startTime ? new Date(o.startTime) : this.#now(),
         });
       }
-      if (o.progress) this.#noteProgress(session.id, o.progress);
+      if (o.progress) this.#noteProgress(session.id, vm.id, o.progress);
       await this.#settle(session.id);
     }
     for (const session of await this.store.listSessionsByVm(vm.id, ACTIVE)) {
@@ -367,7 +513,7 @@ export class ControlPlane {
       } else if (session.stopRequested) {
         await this.#finish(session, { status: 'Stopped', stopReason: session.stopRequested });
       } else {
-        this.#agents.send(vm.id, { type: 'start', assignment: assignmentOf(session) });
+        await this.#sendStart(session);
       }
       await this.#settle(session.id);
     }
@@ -381,6 +527,13 @@ export class ControlPlane {
     }
     // File transfers are the agent hub's business (downloads), not the lifecycle's.
     if (message.type === 'readFileEnd') return;
+    // Progress is the bulk of the traffic (every agent, every session, every few seconds): for a
+    // session already known to belong to this agent it touches only memory, and the store at
+    // most every progressPersistMs. It cannot complete any operation, so nothing is settled.
+    if (message.type === 'progress' && this.#progress.get(message.sessionId)?.vmId === vm.id) {
+      await this.#recordProgress(message.sessionId, vm.id, message.progress);
+      return;
+    }
     const session = await this.store.getSessionById(message.sessionId);
     if (!session || session.vmId !== vm.id) {
       if (!session && message.type === 'stopped') {
@@ -410,12 +563,16 @@ export class ControlPlane {
         }
         break;
       case 'progress':
-        this.#noteProgress(session.id, message.progress);
-        if (this.#shouldPersist(session.id)) {
-          await this.store.updateSession(session.id, {
-            progress: this.#progress.get(session.id)!.progress,
-          });
+        if (isActive(session.status)) {
+          await this.#recordProgress(session.id, vm.id, message.progress);
         }
+        return;
+      case 'uploaded':
+        await this.store.updateSession(session.id, { upload: toUpload(message.upload) });
+        this.#agents.send(vm.id, { type: 'ack', sessionId: session.id });
+        break;
+      case 'blobGrantRequest':
+        await this.#grantRingFile(vm, session, message.fileIndex);
         break;
       case 'stopped': {
         const progress = toProgress(message.progress);
@@ -615,22 +772,30 @@ export class ControlPlane {
 
   #noteProgress(
     sessionId: string,
+    vmId: string,
     progress: { packets: number; bytes: number; kernelDrops: number; at: string },
-  ) {
+  ): void {
     const previous = this.#progress.get(sessionId);
     this.#progress.set(sessionId, {
       progress: toProgress(progress),
       persistedAt: previous?.persistedAt ?? 0,
+      vmId,
     });
   }
 
-  #shouldPersist(sessionId: string): boolean {
-    const entry = this.#progress.get(sessionId);
-    if (!entry) return false;
+  async #recordProgress(
+    sessionId: string,
+    vmId: string,
+    progress: { packets: number; bytes: number; kernelDrops: number; at: string },
+  ): Promise<void> {
+    this.#noteProgress(sessionId, vmId, progress);
+    const entry = this.#progress.get(sessionId)!;
     const now = this.#now().getTime();
-    if (now - entry.persistedAt < this.#persistMs) return false;
+    if (now - entry.persistedAt < this.#persistMs) return;
     entry.persistedAt = now;
-    return true;
+    const updated = await this.store.updateSession(sessionId, { progress: entry.progress });
+    // Gone from the store (its watcher was deleted): stop remembering it.
+    if (!updated) this.#progress.delete(sessionId);
   }
 
   async #audit(
@@ -692,6 +857,43 @@ function toProgress(p: {
   return { packets: p.packets, bytes: p.bytes, kernelDrops: p.kernelDrops, at: new Date(p.at) };
 }
 
+function toUpload(report: UploadReport): SessionRecord['upload'] {
+  return {
+    state: report.state,
+    blobs: report.blobs.map((b) => ({ url: b.url, size: b.size })),
+    error: report.error ? { code: report.error.code, message: report.error.message } : null,
+  };
+}
+
+interface StorageLocation {
+  storageId?: string;
+  storagePath?: string;
+  filePath?: string;
+  localPath?: string;
+}
+
+function storageLocationOf(session: SessionRecord): StorageLocation {
+  return (session.properties as { storageLocation?: StorageLocation }).storageLocation ?? {};
+}
+
+/** The blob name inside the capture container of a URL of this account. */
+function blobNameOf(account: StorageAccountRecord, url: string): string {
+  const name = blobNameOfUrl(account.blobEndpoint, url);
+  if (name === undefined) {
+    throw new Error(`blob URL ${url} is not in the capture container of ${account.blobEndpoint}`);
+  }
+  return name;
+}
+
+/** Properties without the server-made storagePath, for comparing a re-PUT with what is stored. */
+function withoutStoragePath(
+  properties: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const location = (properties['storageLocation'] ?? {}) as Record<string, unknown>;
+  const { storagePath: _made, ...rest } = location;
+  return { ...properties, storageLocation: rest };
+}
+
 function toRequestReason(reason: SessionStopReason | null): StopRequestReason {
   return reason === 'TargetDeleted' || reason === 'TimeExceeded' ? reason : 'ManualIntervention';
 }
@@ -722,7 +924,7 @@ export function assignmentOf(session: SessionRecord): CaptureAssignment {
       session.watcherName,
       session.name,
     ),
-    filePath: session.files[0] ?? parsed.requestedPath.path,
+    filePath: session.files[0] ?? parsed.requestedPath?.path ?? '',
     filters: parsed.filters,
     ...parsed.limits,
     createdAt: session.createdAt.toISOString(),

@@ -35,7 +35,7 @@ export const errorCodes = {
   InvalidTarget: { status: 400, area: 'captures' },
   TargetNotInNetworkWatcherLocation: { status: 400, area: 'captures' },
   InvalidStorageLocation: { status: 400, area: 'captures' },
-  StorageAccountNotSupported: { status: 400, area: 'captures' },
+  StorageAccountNotFound: { status: 400, area: 'captures' },
   PacketCaptureAlreadyExists: { status: 409, area: 'captures' },
   PacketCaptureQuotaExceeded: { status: 429, area: 'captures' },
   OperationNotFound: { status: 404, area: 'captures' },

@@ -10,7 +10,8 @@ import {
   networkApiVersions,
   storageApiVersions,
 } from '../control/api-versions.js';
-import { ControlPlane } from '../control/control-plane.js';
+import { ControlPlane, type BlobWriter } from '../control/control-plane.js';
+import { StorageAccountClient } from '../blob/storage-account.js';
 import { CHANNEL_PATH, ENROLL_PATH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import type { Store } from '../store/store.js';
@@ -76,6 +77,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   });
 
   const store = options.store;
+  const storageClients = new StorageClients();
   const hub = new AgentHub({
     log: app.log,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
@@ -86,6 +88,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     ...(options.quota === undefined ? {} : { quota: options.quota }),
     ...(options.deadlineGraceMs === undefined ? {} : { deadlineGraceMs: options.deadlineGraceMs }),
     log: (level, msg, fields) => app.log[level](fields ?? {}, msg),
+    openStorageAccount: (record) => storageClients.open(record.connectionString),
   });
   hub.bind(control);
   const auth = new Authenticator(store);
@@ -170,6 +173,21 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
       return closed;
     },
   };
+}
+
+/** One client per connection string: SAS minting reuses the account's key credential. */
+class StorageClients {
+  readonly #clients = new Map<string, StorageAccountClient>();
+
+  open(connectionString: string): BlobWriter {
+    let client = this.#clients.get(connectionString);
+    if (!client) {
+      if (this.#clients.size > 1000) this.#clients.clear();
+      client = new StorageAccountClient(connectionString);
+      this.#clients.set(connectionString, client);
+    }
+    return client;
+  }
 }
 
 function checkApiVersion(raw: unknown, accepted: ReadonlySet<string>): void {

@@ -45,6 +45,8 @@ export function captureStatusView(
   const unreachable = active && !agentConnected;
   const errors = session.errors.map((e) => e.code);
   if (unreachable) errors.push('AgentStopped');
+  const uploadError = session.upload?.state === 'Failed' ? session.upload.error : null;
+  if (session.upload?.state === 'Failed') errors.push('StorageFailed');
   return {
     name: session.name,
     id: captureResourceId(
@@ -71,7 +73,16 @@ export function captureStatusView(
       ...(unreachable
         ? [{ code: 'AgentStopped', message: 'The agent running this capture is not connected' }]
         : []),
+      ...(session.upload?.state === 'Failed'
+        ? [
+            {
+              code: 'StorageFailed',
+              message: uploadError?.message ?? 'The upload to the storage account failed',
+            },
+          ]
+        : []),
     ],
+    ...(session.upload ? { uploadState: session.upload.state, blobs: session.upload.blobs } : {}),
     agentConnectionState: agentConnected ? 'Connected' : 'Disconnected',
     files: session.files,
   };

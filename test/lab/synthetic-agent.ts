@@ -250,6 +250,11 @@ export class SyntheticAgent {
     };
   }
 
+  /** Sends any message, as a (possibly misbehaving) agent would. */
+  send(message: AgentMessage): void {
+    this.#send(message);
+  }
+
   #send(message: AgentMessage): void {
     if (this.#socket?.readyState === WebSocket.OPEN) this.#socket.send(JSON.stringify(message));
   }

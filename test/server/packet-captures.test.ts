@@ -431,7 +431,7 @@ describe('targets and bodies', () => {
     }
   });
 
-  it('refuses storageId with a clear code until storage accounts exist', async () => {
+  it('refuses a storageId that names no registered storage account', async () => {
     const r = await t.call('PUT', url('blob'), {
       token: tenant.contributor,
       body: body({
@@ -443,7 +443,7 @@ describe('targets and bodies', () => {
     });
     expect(r.status).toBe(400);
     expect(r.body.error).toMatchObject({
-      code: 'StorageAccountNotSupported',
+      code: 'StorageAccountNotFound',
       target: 'properties.storageLocation.storageId',
     });
   });

@@ -1,0 +1,261 @@
+/**
+ * Captures stored in a storage account, on the control-plane side: blob naming, the SAS the
+ * agent gets (write-only, one blob), ring grants, upload reports. The agent here is SYNTHETIC
+ * (real channel protocol, invented packets); uploads against real Azurite are tested with the
+ * real agent in test/blob-lab.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerMessage } from '../../src/model/channel.js';
+import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import {
+  API,
+  capturePath,
+  createTenant,
+  startTestServer,
+  vmId,
+  waitFor,
+  type Tenant,
+  type TestServer,
+} from '../lab/control-plane.js';
+
+const AZURITE_KEY =
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
+const connectionString = `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${AZURITE_KEY};BlobEndpoint=http://127.0.0.1:10999/devstoreaccount1;`;
+
+let t: TestServer;
+let tenant: Tenant;
+let agent: SyntheticAgent;
+const nw = 'NetworkWatcher_westeurope';
+const storageId = (sub: string) =>
+  `/subscriptions/${sub}/resourceGroups/storage/providers/Microsoft.Storage/storageAccounts/captures`;
+const url = (name: string, suffix = '') =>
+  `${capturePath(tenant.subscriptionId, 'NetworkWatcherRG', nw, name)}${suffix}?api-version=${API}`;
+
+beforeAll(async () => {
+  t = await startTestServer();
+  tenant = await createTenant(t);
+  // Registered straight in the store: these tests need no reachable blob endpoint (minting a
+  // SAS is local); the registration route is tested against Azurite.
+  await t.server.store.putStorageAccount({
+    subscriptionId: tenant.subscriptionId,
+    resourceGroup: 'storage',
+    name: 'captures',
+    accountName: 'devstoreaccount1',
+    blobEndpoint: 'http://127.0.0.1:10999/devstoreaccount1',
+    connectionString,
+    createdAt: new Date(),
+  });
+  agent = new SyntheticAgent({
+    serverUrl: t.url,
+    enrollToken: tenant.enrollToken,
+    subscriptionId: tenant.subscriptionId,
+    resourceGroup: 'Web-RG',
+    name: 'Web-01',
+    location: 'westeurope',
+  });
+  await agent.connect();
+});
+
+afterAll(async () => {
+  await agent?.close();
+  await t?.close();
+});
+
+async function create(name: string, properties: Record<string, unknown>) {
+  const started = agent.next(
+    (m) => m.type === 'start' && m.assignment.resourceId.endsWith(`/${name}`),
+  );
+  const r = await t.call('PUT', url(name), {
+    token: tenant.contributor,
+    body: {
+      properties: { target: vmId(tenant.subscriptionId, 'Web-RG', 'Web-01'), ...properties },
+    },
+  });
+  expect(r.status, r.text).toBe(201);
+  const start = (await started) as Extract<ServerMessage, { type: 'start' }>;
+  return { reply: r, assignment: start.assignment };
+}
+
+async function status(name: string) {
+  const r = await t.call('POST', url(name, '/queryStatus'), { token: tenant.reader });
+  expect(r.status).toBe(200);
+  return r.body;
+}
+
+describe('captures stored in a storage account', () => {
+  it('names the blob as Azure does and gives the agent a write-only SAS for it alone', async () => {
+    const before = new Date();
+    const { reply, assignment } = await create('to-blob', {
+      storageLocation: { storageId: storageId(tenant.subscriptionId) },
+    });
+    const storagePath = reply.body.properties.storageLocation.storagePath as string;
+    expect(storagePath).toMatch(
+      new RegExp(
+        `^http://127\\.0\\.0\\.1:10999/devstoreaccount1/network-watcher-logs/subscriptions/${tenant.subscriptionId}/resourcegroups/web-rg/providers/microsoft\\.compute/virtualmachines/web-01/\\d{4}/\\d{2}/\\d{2}/packetcapture_\\d{2}_\\d{2}_\\d{2}_\\d{3}\\.cap$`,
+      ),
+    );
+    const stamp =
+      /\/(\d{4})\/(\d{2})\/(\d{2})\/packetcapture_(\d{2})_(\d{2})_(\d{2})_(\d{3})\.cap$/.exec(
+        storagePath,
+      )!;
+    const named = Date.UTC(
+      +stamp[1]!,
+      +stamp[2]! - 1,
+      +stamp[3]!,
+      +stamp[4]!,
+      +stamp[5]!,
+      +stamp[6]!,
+      +stamp[7]!,
+    );
+    expect(named).toBeGreaterThanOrEqual(before.getTime());
+    expect(named).toBeLessThanOrEqual(Date.now());
+    const blob = assignment.blob!;
+    expect(blob.url).toBe(storagePath);
+    expect(blob.spoolOnly).toBe(true);
+    const sas = new URLSearchParams(blob.sas);
+    expect(sas.get('sp')).toBe('cw');
+    expect(sas.get('sr')).toBe('b');
+    expect(new Date(sas.get('se')!).getTime()).toBeGreaterThan(Date.now() + 18000 * 1000);
+    expect(new Date(blob.expiresAt).getTime()).toBeLessThanOrEqual(
+      Date.now() + (18000 + 3600) * 1000 + 5000,
+    );
+    // No key in anything the agent got.
+    expect(JSON.stringify(assignment)).not.toContain(AZURITE_KEY);
+    expect(JSON.stringify(agent.received)).not.toContain(AZURITE_KEY);
+    // The agent spools under its capture root when no file was asked for.
+    expect(assignment.filePath).toMatch(/^\/var\/captures\/\.wirewatch-spool\/[0-9a-f-]{36}\.cap$/);
+    // Nor in any API answer.
+    const get = await t.call('GET', url('to-blob'), { token: tenant.reader });
+    expect(get.text).not.toContain(AZURITE_KEY);
+    expect(get.text).not.toContain('AccountKey');
+  });
+
+  it('keeps both copies when filePath is given too', async () => {
+    const { assignment } = await create('both-copies', {
+      storageLocation: {
+        storageId: storageId(tenant.subscriptionId),
+        filePath: '/var/captures/both.cap',
+      },
+    });
+    expect(assignment.filePath).toBe('/var/captures/both.cap');
+    expect(assignment.blob?.spoolOnly).toBe(false);
+  });
+
+  it('reports the upload: Pending, then Completed with the blobs, or Failed with StorageFailed', async () => {
+    const { assignment } = await create('uploaded', {
+      storageLocation: { storageId: storageId(tenant.subscriptionId) },
+    });
+    await waitFor(
+      () => status('uploaded'),
+      (s) => s.packetCaptureStatus === 'Running',
+    );
+    expect((await status('uploaded')).uploadState).toBe('Pending');
+    agent.finish(assignment.sessionId, 'TimeExceeded');
+    await waitFor(
+      () => status('uploaded'),
+      (s) => s.packetCaptureStatus === 'Stopped',
+    );
+    const ack = agent.next((m) => m.type === 'ack' && m.sessionId === assignment.sessionId);
+    agent.send({
+      type: 'uploaded',
+      sessionId: assignment.sessionId,
+      upload: { state: 'Completed', blobs: [{ url: assignment.blob!.url, size: 4242 }] },
+    });
+    await ack;
+    const done = await status('uploaded');
+    expect(done).toMatchObject({
+      uploadState: 'Completed',
+      blobs: [{ url: assignment.blob!.url, size: 4242 }],
+      packetCaptureError: [],
+    });
+
+    const failing = await create('upload-failed', {
+      storageLocation: {
+        storageId: storageId(tenant.subscriptionId),
+        filePath: '/var/captures/kept.cap',
+      },
+    });
+    agent.finish(failing.assignment.sessionId, 'ManualIntervention');
+    agent.send({
+      type: 'uploaded',
+      sessionId: failing.assignment.sessionId,
+      upload: {
+        state: 'Failed',
+        blobs: [],
+        error: { code: 'StorageFailed', message: 'the SAS expired' },
+      },
+    });
+    const failed = await waitFor(
+      () => status('upload-failed'),
+      (s) => s.uploadState === 'Failed',
+    );
+    expect(failed.packetCaptureError).toContain('StorageFailed');
+    expect(failed.packetCaptureErrorDetails).toContainEqual({
+      code: 'StorageFailed',
+      message: 'the SAS expired',
+    });
+  });
+
+  it('grants a SAS per ring file on request, and only for that file', async () => {
+    const { assignment } = await create('ring', {
+      continuousCapture: true,
+      storageLocation: {
+        storageId: storageId(tenant.subscriptionId),
+        localPath: '/var/captures/ring.cap',
+      },
+      captureSettings: { fileCount: 3, fileSizeInBytes: 100000, sessionTimeLimitInSeconds: 600 },
+    });
+    expect(assignment.blob?.sas).toBeUndefined();
+    const granted = agent.next(
+      (m) => m.type === 'blobGrant' && m.sessionId === assignment.sessionId,
+    );
+    agent.send({ type: 'blobGrantRequest', sessionId: assignment.sessionId, fileIndex: 7 });
+    const grant = (await granted) as Extract<ServerMessage, { type: 'blobGrant' }>;
+    expect(grant.fileIndex).toBe(7);
+    expect(grant.url).toBe(assignment.blob!.url.replace(/\.cap$/, '_7.cap'));
+    expect(new URLSearchParams(grant.sas).get('sp')).toBe('cw');
+    // A grant for a session of another VM is never given.
+    const other = new SyntheticAgent({ ...agent.options, name: 'Web-02' });
+    await other.connect();
+    try {
+      other.send({ type: 'blobGrantRequest', sessionId: assignment.sessionId, fileIndex: 1 });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(other.received.some((m) => m.type === 'blobGrant')).toBe(false);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('refuses a storage account of another subscription as if it did not exist', async () => {
+    const other = await createTenant(t, 'other');
+    const r = await t.call('PUT', url('foreign-storage'), {
+      token: tenant.contributor,
+      body: {
+        properties: {
+          target: vmId(tenant.subscriptionId, 'Web-RG', 'Web-01'),
+          storageLocation: { storageId: storageId(other.subscriptionId) },
+        },
+      },
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({
+      code: 'StorageAccountNotFound',
+      target: 'properties.storageLocation.storageId',
+    });
+  });
+
+  it('a re-PUT of the same body is idempotent although the server set storagePath', async () => {
+    const body = {
+      properties: {
+        target: vmId(tenant.subscriptionId, 'Web-RG', 'Web-01'),
+        storageLocation: { storageId: storageId(tenant.subscriptionId) },
+      },
+    };
+    expect((await t.call('PUT', url('again'), { token: tenant.contributor, body })).status).toBe(
+      201,
+    );
+    const again = await t.call('PUT', url('again'), { token: tenant.contributor, body });
+    expect(again.status).toBe(200);
+  });
+});
+
