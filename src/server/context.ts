@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Caller, ControlPlane } from '../control/control-plane.js';
 import { DEFAULT_NETWORK_API_VERSION } from '../control/api-versions.js';
@@ -35,6 +36,30 @@ export function apiVersionOf(request: FastifyRequest): string {
   const raw = (request.query as Record<string, unknown>)['api-version'];
   const first = Array.isArray(raw) ? (raw[0] as unknown) : raw;
   return typeof first === 'string' ? first : DEFAULT_NETWORK_API_VERSION;
+}
+
+/** Appends an audit record of this request's caller (who, from where, now). */
+export async function auditRequest(
+  store: Store,
+  request: FastifyRequest,
+  entry: {
+    subscriptionId: string;
+    action: string;
+    resourceId: string;
+    detail?: Record<string, unknown>;
+  },
+): Promise<void> {
+  const caller = callerOf(request);
+  await store.appendAudit({
+    id: randomUUID(),
+    subscriptionId: entry.subscriptionId,
+    at: new Date(),
+    actor: caller.actor,
+    action: entry.action,
+    resourceId: entry.resourceId,
+    sourceIp: caller.sourceIp,
+    detail: entry.detail ?? {},
+  });
 }
 
 /** An absolute URL on this server (Azure's polling URLs are absolute). */

@@ -11,7 +11,7 @@ import {
 } from '../../model/arm.js';
 import { WirewatchError } from '../../model/errors.js';
 import { authorize, requireAdmin } from '../auth.js';
-import { absoluteUrl, callerOf, principalOf, type ServerContext } from '../context.js';
+import { absoluteUrl, principalOf, type ServerContext, auditRequest } from '../context.js';
 import { agentView } from '../views.js';
 
 const SUB = '/api/v1/subscriptions/:subscriptionId';
@@ -25,25 +25,13 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { store, control, auth } = ctx;
 
-  async function audit(
+  const audit = (
     request: FastifyRequest,
     subscriptionId: string,
     action: string,
     resourceId: string,
     detail: Record<string, unknown> = {},
-  ) {
-    const caller = callerOf(request);
-    await store.appendAudit({
-      id: randomUUID(),
-      subscriptionId,
-      at: new Date(),
-      actor: caller.actor,
-      action,
-      resourceId,
-      sourceIp: caller.sourceIp,
-      detail,
-    });
-  }
+  ) => auditRequest(store, request, { subscriptionId, action, resourceId, detail });
 
   api.post(
     '/api/v1/subscriptions',

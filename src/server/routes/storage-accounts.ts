@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { StorageAccountClient } from '../../blob/storage-account.js';
@@ -7,7 +6,7 @@ import { CreateStorageAccountSchema, type CreateStorageAccountInput } from '../.
 import { WirewatchError } from '../../model/errors.js';
 import type { StorageAccountRecord } from '../../store/store.js';
 import { authorize } from '../auth.js';
-import { callerOf, principalOf, type ServerContext } from '../context.js';
+import { principalOf, type ServerContext, auditRequest } from '../context.js';
 
 /** Azure's storage account name rule: 3–24 lower-case letters and digits. */
 const STORAGE_ACCOUNT_NAME = /^[a-z0-9]{3,24}$/;
@@ -75,25 +74,13 @@ export const storageAccountRoutes: FastifyPluginAsync<ServerContext> = async (ap
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { store } = ctx;
 
-  async function audit(
+  const audit = (
     request: FastifyRequest,
     subscriptionId: string,
     action: string,
     resourceId: string,
-    detail: Record<string, unknown>,
-  ) {
-    const caller = callerOf(request);
-    await store.appendAudit({
-      id: randomUUID(),
-      subscriptionId,
-      at: new Date(),
-      actor: caller.actor,
-      action,
-      resourceId,
-      sourceIp: caller.sourceIp,
-      detail,
-    });
-  }
+    detail: Record<string, unknown> = {},
+  ) => auditRequest(store, request, { subscriptionId, action, resourceId, detail });
 
   api.post<{ Params: SubParams; Body: CreateStorageAccountInput }>(
     NATIVE,
