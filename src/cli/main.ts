@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { WirewatchError } from '../model/errors.js';
+import { describeCliError, isCliError } from './cli-errors.js';
 import { agentCommand } from './agent.js';
 import { captureLocalCommand } from './capture-local.js';
+import { loginCommand } from './login.js';
 import { serverCommand } from './server.js';
 import { upCommand } from './up.js';
 
-/** Exit codes: 0 success, 1 refused or failed, 2 usage error. */
+/**
+ * Exit codes: 0 success; 1 a request the server refused, or a capture that failed; 2 a usage
+ * error; 3 the server unreachable or its TLS certificate not trusted.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command('wirewatch')
     .description('wirewatch: remotely started, filtered, bounded packet captures')
@@ -16,8 +21,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addCommand(captureLocalCommand())
     .addCommand(agentCommand())
     .addCommand(serverCommand())
-    .addCommand(upCommand());
-  for (const command of program.commands) command.exitOverride();
+    .addCommand(upCommand())
+    .addCommand(loginCommand());
+  exitOverrideAll(program);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
@@ -25,12 +31,24 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? 0 : 2;
     }
+    if (isCliError(err)) {
+      process.stderr.write(`${describeCliError(err)}\n`);
+      return err.exitCode;
+    }
     if (err instanceof WirewatchError) {
       process.stderr.write(`wirewatch: ${err.code}: ${err.message}\n`);
       return err.status < 500 ? 2 : 1;
     }
     process.stderr.write(`wirewatch: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
+  }
+}
+
+/** Usage errors anywhere in the tree exit 2 instead of ending the process from commander. */
+function exitOverrideAll(command: Command): void {
+  for (const sub of command.commands) {
+    sub.exitOverride();
+    exitOverrideAll(sub);
   }
 }
 
