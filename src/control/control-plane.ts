@@ -525,8 +525,14 @@ export class ControlPlane {
       await this.agentHello(vm, message.sessions);
       return;
     }
-    // File transfers are the agent hub's business (downloads), not the lifecycle's.
-    if (message.type === 'readFileEnd') return;
+    // File transfers and live streams are the agent hub's business, not the lifecycle's.
+    if (
+      message.type === 'readFileEnd' ||
+      message.type === 'streamStats' ||
+      message.type === 'streamEnd'
+    ) {
+      return;
+    }
     // Progress is the bulk of the traffic (every agent, every session, every few seconds): for a
     // session already known to belong to this agent it touches only memory, and the store at
     // most every progressPersistMs. It cannot complete any operation, so nothing is settled.

@@ -184,6 +184,22 @@ export const AgentMessageSchema = Type.Union([
     size: Type.Optional(Count),
     error: Type.Optional(ChannelErrorSchema),
   }),
+  /** Every second or so while a stream runs: what the viewer missed and how far behind it is. */
+  Type.Object({
+    type: Type.Literal('streamStats'),
+    streamId: Uuid,
+    packets: Count,
+    dropped: Count,
+    lagMs: Count,
+  }),
+  /** The stream ended (the capture stopped, or streamStop); final counts. */
+  Type.Object({
+    type: Type.Literal('streamEnd'),
+    streamId: Uuid,
+    packets: Count,
+    dropped: Count,
+    error: Type.Optional(ChannelErrorSchema),
+  }),
 ]);
 export type AgentMessage = Static<typeof AgentMessageSchema>;
 
@@ -220,6 +236,14 @@ export const ServerMessageSchema = Type.Union([
   }),
   /** Abandon a `readFile` (the downloader went away). */
   Type.Object({ type: Type.Literal('readFileCancel'), requestId: Uuid }),
+  /**
+   * Start a live view of a running session's packets: the agent sends the pcap header, then
+   * whole records as they are captured, in binary frames prefixed with the stream id (as for
+   * `readFile`). A slow viewer never slows the capture: the agent drops records for the viewer
+   * (never for the stored file) and counts them.
+   */
+  Type.Object({ type: Type.Literal('streamStart'), streamId: Uuid, sessionId: Uuid }),
+  Type.Object({ type: Type.Literal('streamStop'), streamId: Uuid }),
 ]);
 export type ServerMessage = Static<typeof ServerMessageSchema>;
 
