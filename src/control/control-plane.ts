@@ -101,6 +101,13 @@ export class ControlPlane {
   readonly #log: NonNullable<ControlPlaneOptions['log']>;
   readonly #openStorageAccount: ControlPlaneOptions['openStorageAccount'];
   readonly #uploadGraceMs: number;
+  /**
+   * Deadlines of the sessions agents report running, for the backstop: it looks only at these
+   * instead of loading every running session. An agent reports what it runs on every connect,
+   * so after a server restart the map refills as agents come back (a disconnected agent's
+   * captures are not stopped by the backstop anyway).
+   */
+  readonly #deadlines = new Map<string, { vmId: string; deadlineMs: number }>();
   /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
   readonly #lastBlobTime = new Map<string, number>();
   /** Live progress by session id; the store gets it every progressPersistMs and at the end. */
@@ -487,12 +494,15 @@ export class ControlPlane {
           reason: toRequestReason(session.stopRequested ?? session.stopReason),
         });
       }
+      let startTime = session.captureStartTime;
       if (session.status === 'NotStarted') {
+        startTime = o.startTime ? new Date(o.startTime) : this.#now();
         await this.store.updateSession(session.id, {
           status: 'Running',
-          captureStartTime: o.startTime ? new Date(o.startTime) : this.#now(),
+          captureStartTime: startTime,
         });
       }
+      if (isActive(session.status) && startTime) this.#noteDeadline(session, startTime);
       if (o.progress) this.#noteProgress(session.id, vm.id, o.progress);
       await this.#settle(session.id);
     }
@@ -559,6 +569,7 @@ export class ControlPlane {
             status: 'Running',
             captureStartTime: new Date(message.startTime),
           });
+          this.#noteDeadline(session, new Date(message.startTime));
         }
         if (session.stopRequested) {
           this.#agents.send(vm.id, {
@@ -583,6 +594,7 @@ export class ControlPlane {
       case 'stopped': {
         const progress = toProgress(message.progress);
         this.#progress.delete(session.id);
+        this.#deadlines.delete(session.id);
         const patch: SessionPatch = {
           progress,
           files: message.files.length > 0 ? message.files : session.files,
@@ -643,11 +655,12 @@ export class ControlPlane {
   async sweepDeadlines(): Promise<number> {
     const now = this.#now().getTime();
     let stopped = 0;
-    for (const session of await this.store.listSessionsByStatus(['Running'])) {
-      if (session.stopRequested || !session.captureStartTime) continue;
-      const limitS = timeLimitOf(session);
-      if (now <= session.captureStartTime.getTime() + limitS * 1000 + this.#graceMs) continue;
-      if (!this.#agents.isConnected(session.vmId)) continue;
+    for (const [sessionId, entry] of [...this.#deadlines]) {
+      if (now <= entry.deadlineMs + this.#graceMs) continue;
+      if (!this.#agents.isConnected(entry.vmId)) continue;
+      const session = await this.store.getSessionById(sessionId);
+      this.#deadlines.delete(sessionId);
+      if (!session || session.status !== 'Running' || session.stopRequested) continue;
       await this.store.updateSession(session.id, { stopRequested: 'TimeExceeded' });
       this.#agents.send(session.vmId, {
         type: 'stop',
@@ -657,6 +670,13 @@ export class ControlPlane {
       stopped += 1;
     }
     return stopped;
+  }
+
+  #noteDeadline(session: SessionRecord, startTime: Date): void {
+    this.#deadlines.set(session.id, {
+      vmId: session.vmId,
+      deadlineMs: startTime.getTime() + timeLimitOf(session) * 1000,
+    });
   }
 
   // ---- operations ---------------------------------------------------------------------------
@@ -757,6 +777,7 @@ export class ControlPlane {
 
   async #forget(sessionId: string): Promise<void> {
     this.#progress.delete(sessionId);
+    this.#deadlines.delete(sessionId);
     await this.store.deleteSession(sessionId);
   }
 
@@ -766,6 +787,7 @@ export class ControlPlane {
   ): Promise<SessionRecord | undefined> {
     const live = this.#progress.get(session.id);
     this.#progress.delete(session.id);
+    this.#deadlines.delete(session.id);
     return this.store.updateSession(session.id, {
       status: patch.status,
       stopReason: patch.stopReason,
