@@ -19,13 +19,20 @@ import {
 import { silentLog, type AgentLog } from './agent-log.js';
 import { createChannelClient, type ChannelClient } from './channel-client.js';
 import { deleteIdentity, loadOrEnroll } from './enroll.js';
-import { observedSession, openJournal, type Journal } from './journal.js';
+import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
 import {
   recoverSession,
   runSession,
   stoppedMessage,
   type SessionRunner,
 } from './session-runner.js';
+import {
+  removeSpooledFiles,
+  resumeSessionUpload,
+  startSessionUpload,
+  type SessionUpload,
+  type SessionUploadOptions,
+} from './session-upload.js';
 
 /** Reported in `hello`; the same version the CLI prints. */
 export const AGENT_VERSION = '0.1.0';
@@ -66,6 +73,14 @@ export interface AgentOptions {
   readonly tcpdumpPath?: string;
   /** On close, how long to wait for the server to acknowledge the final states (default 2 s). */
   readonly ackWaitMs?: number;
+  /**
+   * On close, how long blob uploads may take to complete after the captures have stopped
+   * (default 10 s); the rest stay Pending in the journal and resume at the next start.
+   */
+  readonly uploadWaitMs?: number;
+  /** Blob upload retry waits, first and longest (default 500 ms and 10 s). */
+  readonly uploadBackoffMinMs?: number;
+  readonly uploadBackoffMaxMs?: number;
   /** Aborts enrollment (which retries until it reaches the server). */
   readonly signal?: AbortSignal;
 }
@@ -135,6 +150,16 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     for (const entry of journal.entries()) {
       if (entry.state === 'Running') await journal.save(await recoverSession(entry, log));
     }
+    const spoolDir = path.join(options.dataDir, 'spool');
+    await mkdir(spoolDir, { recursive: true, mode: 0o700 });
+    for (const entry of journal.entries()) {
+      await removeSpooledFiles(entry, spoolDir).catch((err: unknown) =>
+        log('warn', 'cannot remove a spooled capture', {
+          sessionId: entry.assignment.sessionId,
+          error: err,
+        }),
+      );
+    }
     return new AgentImpl({
       options,
       log,
@@ -174,6 +199,15 @@ class AgentImpl implements Agent {
   readonly #journal: Journal;
   readonly #channel: ChannelClient;
   readonly #runners = new Map<string, SessionRunner>();
+  /** Blob uploads under way: of running captures, and of stopped ones not yet uploaded. */
+  readonly #uploads = new Map<string, SessionUpload>();
+  /**
+   * Final reports (`stopped`, `uploaded`, a Stopped session in `hello`) sent on this connection
+   * and not yet acknowledged, per session: a session is forgotten only once the server has
+   * acknowledged everything it was told, so an ack of `stopped` that crosses `uploaded` on the
+   * wire does not make the agent forget the upload's outcome.
+   */
+  readonly #unacked = new Map<string, number>();
   readonly #paths = new Set<string>();
   readonly #listeners = new Set<(event: AgentEvent) => void>();
   /** Waiters for acks, while close() gives the server a moment to take the final states. */
@@ -203,7 +237,11 @@ class AgentImpl implements Agent {
         this.#sendHello();
       },
       onMessage: (message) => this.#onMessage(message),
-      onClose: () => this.#emit({ type: 'disconnected' }),
+      onClose: () => {
+        // Nothing sent on the lost connection will be acknowledged; the next hello re-sends it.
+        this.#unacked.clear();
+        this.#emit({ type: 'disconnected' });
+      },
       onUnauthorized: () => {
         void this.#stopAll('TargetDeleted', {
           reason: 'unauthorized',
@@ -221,6 +259,11 @@ class AgentImpl implements Agent {
       ...(o.netns === undefined ? {} : { netns: o.netns }),
       captureRoot: this.captureRoot,
     });
+    // Uploads a previous process left unfinished (stopped, crashed) go on from the files.
+    for (const entry of this.#journal.entries()) {
+      if (entry.upload?.state !== 'Pending' || entry.state !== 'Stopped') continue;
+      this.#trackUpload(resumeSessionUpload(this.#uploadOptions(entry.assignment), entry));
+    }
   }
 
   get connected(): boolean {
@@ -251,17 +294,24 @@ class AgentImpl implements Agent {
   }
 
   #send(message: AgentMessage): void {
-    if (this.#channel.send(message)) this.#emit({ type: 'sent', message });
+    if (!this.#channel.send(message)) return;
+    if (message.type === 'stopped' || message.type === 'uploaded') {
+      this.#unacked.set(message.sessionId, (this.#unacked.get(message.sessionId) ?? 0) + 1);
+    }
+    this.#emit({ type: 'sent', message });
   }
 
   #sendHello(): void {
+    this.#unacked.clear();
+    const sessions = this.sessions();
+    for (const s of sessions) if (s.state === 'Stopped') this.#unacked.set(s.sessionId, 1);
     this.#send({
       type: 'hello',
       protocolVersion: CHANNEL_PROTOCOL_VERSION,
       agentVersion: AGENT_VERSION,
       hostname: this.#parts.hostname,
       captureRoot: this.captureRoot,
-      sessions: this.sessions(),
+      sessions,
     });
   }
 
@@ -286,8 +336,23 @@ class AgentImpl implements Agent {
         }
         // Already over: the server missed the final state, so offer it again.
         const entry = this.#journal.get(message.sessionId);
-        if (entry?.state === 'Stopped') this.#send(stoppedMessage(entry));
-        else this.#log('warn', 'stop for an unknown session', { sessionId: message.sessionId });
+        if (entry?.state === 'Stopped') {
+          this.#send(stoppedMessage(entry));
+          if (entry.upload !== undefined && entry.upload.state !== 'Pending') {
+            this.#send({
+              type: 'uploaded',
+              sessionId: message.sessionId,
+              upload: uploadReport(entry.upload),
+            });
+          }
+        } else this.#log('warn', 'stop for an unknown session', { sessionId: message.sessionId });
+        return;
+      }
+      case 'blobGrant': {
+        const upload = this.#uploads.get(message.sessionId);
+        if (upload !== undefined) upload.grant(message);
+        else
+          this.#log('debug', 'blob grant for no upload; ignored', { sessionId: message.sessionId });
         return;
       }
       case 'ack':
@@ -309,6 +374,10 @@ class AgentImpl implements Agent {
     }
     const o = this.#parts.options;
     this.#log('info', 'start requested', { sessionId: id, resourceId: assignment.resourceId });
+    const upload =
+      assignment.blob === undefined
+        ? undefined
+        : this.#trackUpload(startSessionUpload(this.#uploadOptions(assignment)));
     const runner = runSession({
       assignment,
       interface: o.interface,
@@ -325,11 +394,33 @@ class AgentImpl implements Agent {
         return true;
       },
       releasePath: (capturePath) => this.#paths.delete(capturePath),
+      ...(upload === undefined ? {} : { upload }),
     });
     this.#runners.set(id, runner);
     void runner.finished.then(() => {
       if (this.#runners.get(id) === runner) this.#runners.delete(id);
     });
+  }
+
+  #uploadOptions(assignment: CaptureAssignment): SessionUploadOptions {
+    const o = this.#parts.options;
+    return {
+      assignment,
+      spoolDir: path.join(o.dataDir, 'spool'),
+      journal: this.#journal,
+      report: (message) => this.#send(message),
+      log: this.#log,
+      ...(o.uploadBackoffMinMs === undefined ? {} : { backoffMinMs: o.uploadBackoffMinMs }),
+      ...(o.uploadBackoffMaxMs === undefined ? {} : { backoffMaxMs: o.uploadBackoffMaxMs }),
+    };
+  }
+
+  #trackUpload(upload: SessionUpload): SessionUpload {
+    this.#uploads.set(upload.sessionId, upload);
+    void upload.done.then(() => {
+      if (this.#uploads.get(upload.sessionId) === upload) this.#uploads.delete(upload.sessionId);
+    });
+    return upload;
   }
 
   #ack(sessionId: string): void {
@@ -339,6 +430,11 @@ class AgentImpl implements Agent {
       this.#log('warn', 'ack for a session still running; ignored', { sessionId });
       return;
     }
+    const unacked = Math.max(0, (this.#unacked.get(sessionId) ?? 0) - 1);
+    if (unacked > 0) this.#unacked.set(sessionId, unacked);
+    else this.#unacked.delete(sessionId);
+    // The upload's outcome is still to be reported (and acknowledged) before it is forgotten.
+    if (unacked > 0 || entry.upload?.state === 'Pending') return;
     this.#journal
       .remove(sessionId)
       .catch((err: unknown) => this.#log('error', 'journal removal failed', { error: err }))
@@ -370,6 +466,7 @@ class AgentImpl implements Agent {
       for (const runner of runners) runner.stop(reason);
       await Promise.all(runners.map((runner) => runner.finished));
     });
+    await step('finishing uploads', () => this.#finishUploads(o.uploadWaitMs ?? 10_000));
     if (exit.reason === 'closed') {
       await step('waiting for acks', () => this.#waitForAcks(o.ackWaitMs ?? 2000));
     } else {
@@ -387,9 +484,30 @@ class AgentImpl implements Agent {
     this.#resolveExited(exit);
   }
 
+  /** Gives the uploads up to `ms` to complete; the rest stay Pending for the next start. */
+  async #finishUploads(ms: number): Promise<void> {
+    const uploads = [...this.#uploads.values()];
+    if (uploads.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(uploads.map((u) => u.done)),
+      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
+    clearTimeout(timer);
+    const left = [...this.#uploads.values()];
+    if (left.length > 0) {
+      this.#log('warn', 'uploads not finished; they resume at the next start', {
+        sessions: left.map((u) => u.sessionId),
+      });
+    }
+    await Promise.all(left.map((u) => u.close()));
+  }
+
   /** While connected, gives the server up to `ms` to acknowledge every stopped session. */
   async #waitForAcks(ms: number): Promise<void> {
-    const pending = () => this.#journal.entries().some((e) => e.state === 'Stopped');
+    // Sessions whose upload is still Pending stay in the journal whatever the server says.
+    const pending = () =>
+      this.#journal.entries().some((e) => e.state === 'Stopped' && e.upload?.state !== 'Pending');
     if (!this.#channel.connected || !pending()) return;
     await new Promise<void>((resolve) => {
       const done = () => {

@@ -13,12 +13,24 @@ import {
   ChannelErrorSchema,
   ProgressSchema,
   StopReasonSchema,
+  UploadReportSchema,
   type ObservedSession,
+  type UploadReport,
 } from '../model/channel.js';
 import type { AgentLog } from './agent-log.js';
 import { isDurableTempFile, removeFileDurably, writeFileDurably } from './durable-file.js';
 
 const Time = Type.String({ format: 'date-time' });
+
+/** How a session's blob upload stands (sessions with a blob target only). */
+export const JournalUploadSchema = Type.Object({
+  ...UploadReportSchema.properties,
+  /** Ring: the numbers of the files committed to their blobs. */
+  committedFiles: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }))),
+  /** Ring: the numbers of the files whose upload failed for good (kept on the agent). */
+  failedFiles: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }))),
+});
+export type JournalUpload = Static<typeof JournalUploadSchema>;
 
 export const JournalEntrySchema = Type.Object({
   assignment: CaptureAssignmentSchema,
@@ -35,6 +47,11 @@ export const JournalEntrySchema = Type.Object({
   stopTime: Type.Optional(Time),
   error: Type.Optional(ChannelErrorSchema),
   files: Type.Optional(Type.Array(Type.String())),
+  /**
+   * Present when the assignment has a blob target; Pending until every file is uploaded (or
+   * the upload failed for good). The session is kept until the server acknowledges its end.
+   */
+  upload: Type.Optional(JournalUploadSchema),
 });
 export type JournalEntry = Static<typeof JournalEntrySchema>;
 
@@ -119,6 +136,17 @@ export class Journal {
     return this.#enqueue(id);
   }
 
+  /**
+   * Changes a session's entry from its newest state (so that the capture and its upload, which
+   * change different fields, never write back a stale copy of each other's); nothing when the
+   * session is not in the journal.
+   */
+  update(sessionId: string, change: (entry: JournalEntry) => JournalEntry): Promise<void> {
+    const entry = this.#entries.get(sessionId);
+    if (entry === undefined) return Promise.resolve();
+    return this.save(change(entry));
+  }
+
   /** Forgets a session (the server has its final state); resolves once the file is gone. */
   remove(sessionId: string): Promise<void> {
     this.#entries.delete(sessionId);
@@ -166,5 +194,15 @@ export function observedSession(entry: JournalEntry): ObservedSession {
     ...(entry.stopTime === undefined ? {} : { stopTime: entry.stopTime }),
     ...(entry.error === undefined ? {} : { error: entry.error }),
     ...(entry.files === undefined ? {} : { files: entry.files }),
+    ...(entry.upload === undefined ? {} : { upload: uploadReport(entry.upload) }),
+  };
+}
+
+/** The upload state as the server sees it (without the agent's own bookkeeping). */
+export function uploadReport(upload: JournalUpload): UploadReport {
+  return {
+    state: upload.state,
+    blobs: upload.blobs,
+    ...(upload.error === undefined ? {} : { error: upload.error }),
   };
 }

@@ -28,6 +28,7 @@ import { FILE_HEADER_LENGTH } from '../pcap/format.js';
 import { repairPcapFile } from '../pcap/reader.js';
 import type { AgentLog } from './agent-log.js';
 import type { Journal, JournalEntry } from './journal.js';
+import { pendingUpload, type SessionUpload } from './session-upload.js';
 
 export interface SessionRunnerOptions {
   readonly assignment: CaptureAssignment;
@@ -46,6 +47,8 @@ export interface SessionRunnerOptions {
    */
   readonly claimPath: (capturePath: string) => boolean;
   readonly releasePath: (capturePath: string) => void;
+  /** The session's blob upload, when the assignment has a blob target. */
+  readonly upload?: SessionUpload;
 }
 
 /** Runs one session; see {@link SessionRunner}. */
@@ -67,7 +70,13 @@ export class SessionRunner {
   constructor(options: SessionRunnerOptions) {
     this.#options = options;
     this.sessionId = options.assignment.sessionId;
-    this.#entry = { assignment: options.assignment, state: 'Running' };
+    this.#entry = {
+      assignment: options.assignment,
+      state: 'Running',
+      ...(options.assignment.blob === undefined
+        ? {}
+        : { upload: pendingUpload(options.assignment) }),
+    };
     this.finished = this.#run().catch((err: unknown) => {
       // #run handles its own failures; this is the last line against a bug there.
       options.log('error', 'session runner failed', { sessionId: this.sessionId, error: err });
@@ -121,8 +130,7 @@ export class SessionRunner {
           { target: 'filePath' },
         );
       }
-      this.#entry = { ...this.#entry, capturePath };
-      await o.journal.save(this.#entry);
+      await this.#save({ capturePath });
       if (this.#abort.signal.aborted) {
         // Stopped before it could start: nothing was captured, which is what was asked.
         await this.#finish({ reason: this.#requestedStop ?? 'ManualIntervention' });
@@ -139,13 +147,16 @@ export class SessionRunner {
         ...(o.tcpdumpPath === undefined ? {} : { tcpdumpPath: o.tcpdumpPath }),
         progressIntervalMs: o.progressIntervalMs,
         onProgress: (p) => this.#onProgress(p),
+        ...(ring === undefined || o.upload === undefined
+          ? {}
+          : { onRingFileClosed: (file, index) => o.upload!.ringFileClosed(file, index) }),
         signal: this.#abort.signal,
       });
       startTime = new Date();
       o.report({ type: 'started', sessionId: a.sessionId, startTime: startTime.toISOString() });
       log('info', 'capture started', { file: capturePath });
-      this.#entry = { ...this.#entry, startTime: startTime.toISOString() };
-      void o.journal.save(this.#entry).catch((err: unknown) => {
+      if (ring === undefined) o.upload?.followFile(capturePath);
+      void this.#save({ startTime: startTime.toISOString() }).catch((err: unknown) => {
         log('error', 'journal write failed', { error: err });
       });
     } catch (err) {
@@ -175,9 +186,8 @@ export class SessionRunner {
       kernelDrops: p.kernelDrops,
       at: new Date().toISOString(),
     };
-    this.#entry = { ...this.#entry, progress };
     this.#options.report({ type: 'progress', sessionId: this.sessionId, progress });
-    void this.#options.journal.save(this.#entry).catch((err: unknown) => {
+    void this.#save({ progress }).catch((err: unknown) => {
       this.#options.log('error', 'journal write failed', {
         sessionId: this.sessionId,
         error: err,
@@ -201,17 +211,15 @@ export class SessionRunner {
     };
     const files = [...(end.result?.files ?? [])];
     this.#stopped = true;
-    this.#entry = {
-      ...this.#entry,
-      state: 'Stopped',
-      stopReason: end.reason,
-      stopTime: stopTime.toISOString(),
-      progress,
-      files,
-      ...(end.error === undefined ? {} : { error: end.error }),
-    };
     try {
-      await o.journal.save(this.#entry);
+      await this.#save({
+        state: 'Stopped',
+        stopReason: end.reason,
+        stopTime: stopTime.toISOString(),
+        progress,
+        files,
+        ...(end.error === undefined ? {} : { error: end.error }),
+      });
     } catch (err) {
       o.log('error', 'journal write failed; the final state may be lost on a crash', {
         sessionId: this.sessionId,
@@ -226,6 +234,18 @@ export class SessionRunner {
       ...(end.error === undefined ? {} : { error: end.error }),
     });
     o.report(stoppedMessage(this.#entry));
+    // The upload ends after this, so `uploaded` always follows `stopped`.
+    o.upload?.captureEnded(files);
+  }
+
+  /**
+   * Records a change of the capture's state. The upload's state in the same entry is the
+   * session upload's to change: the newest one is kept, never this runner's older copy.
+   */
+  #save(change: Partial<JournalEntry>): Promise<void> {
+    const upload = this.#options.journal.get(this.sessionId)?.upload ?? this.#entry.upload;
+    this.#entry = { ...this.#entry, ...change, ...(upload === undefined ? {} : { upload }) };
+    return this.#options.journal.save(this.#entry);
   }
 }
 

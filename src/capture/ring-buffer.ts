@@ -9,6 +9,12 @@ export interface RingBufferOptions {
   readonly fileSizeInBytes: number;
   /** The pcap global header every file starts with. */
   readonly header: Buffer;
+  /**
+   * Called when file `index` (1-based) is complete — at each rotation, before the oldest file
+   * may be deleted, and for the last file at close() — and awaited: the agent hard-links the
+   * file there so that it outlives the ring until it is uploaded.
+   */
+  readonly onFileClosed?: (path: string, index: number) => Promise<void> | void;
 }
 
 /** Files of an earlier ring with the same configured path, which a new ring would collide with. */
@@ -78,8 +84,10 @@ export class RingBuffer {
 
   /** Closes the current file and starts the next, deleting the oldest beyond fileCount. */
   async rotate(): Promise<void> {
-    await this.#current?.close();
+    const finished = this.#current;
+    await finished?.close();
     this.#current = undefined;
+    if (finished !== undefined) await this.options.onFileClosed?.(finished.path, this.#sequence);
     const name = ringFileName(this.options.path, ++this.#sequence);
     const file = await CaptureFile.create(name);
     try {
@@ -102,5 +110,6 @@ export class RingBuffer {
     const current = this.#current;
     this.#current = undefined;
     await current?.close();
+    if (current !== undefined) await this.options.onFileClosed?.(current.path, this.#sequence);
   }
 }

@@ -89,6 +89,8 @@ export interface CaptureOptions {
   readonly bufferKiB?: number;
   readonly progressIntervalMs?: number;
   readonly onProgress?: (progress: CaptureProgress) => void;
+  /** Continuous mode: ring file `index` is complete (see RingBufferOptions.onFileClosed). */
+  readonly onRingFileClosed?: (path: string, index: number) => Promise<void> | void;
   /** Aborting stops the capture with ManualIntervention. */
   readonly signal?: AbortSignal;
   readonly spawn?: SpawnFunction;
@@ -585,6 +587,9 @@ export class CaptureSession {
       fileCount: ring.fileCount,
       fileSizeInBytes: ring.fileSizeInBytes,
       header: Buffer.from(header),
+      ...(this.#options.onRingFileClosed === undefined
+        ? {}
+        : { onFileClosed: this.#options.onRingFileClosed }),
     });
     await buffer.start();
     return buffer;
