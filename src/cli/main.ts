@@ -2,11 +2,17 @@
 import { Command, CommanderError } from 'commander';
 import { WirewatchError } from '../model/errors.js';
 import { describeCliError, isCliError } from './cli-errors.js';
+import { adminCommand } from './admin.js';
 import { agentCommand } from './agent.js';
+import { auditCommand } from './audit.js';
 import { captureLocalCommand } from './capture-local.js';
+import { completionCommand } from './completion.js';
 import { loginCommand } from './login.js';
 import { serverCommand } from './server.js';
+import { storageCommand } from './storage.js';
 import { upCommand } from './up.js';
+import { vmCommand } from './vm.js';
+import { watcherCommand } from './watcher.js';
 
 /**
  * Exit codes: 0 success; 1 a request the server refused, or a capture that failed; 2 a usage
@@ -22,7 +28,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addCommand(agentCommand())
     .addCommand(serverCommand())
     .addCommand(upCommand())
-    .addCommand(loginCommand());
+    .addCommand(loginCommand())
+    .addCommand(vmCommand())
+    .addCommand(watcherCommand())
+    .addCommand(storageCommand())
+    .addCommand(adminCommand())
+    .addCommand(auditCommand())
+    .addCommand(completionCommand());
   exitOverrideAll(program);
   try {
     await program.parseAsync([...argv], { from: 'user' });

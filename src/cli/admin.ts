@@ -1,0 +1,200 @@
+import { Command, Option } from 'commander';
+import { apiCommand, withClient } from './cli-context.js';
+import { printResult, type Column } from './output.js';
+import { listValue, parseCount, resolveSubscription, segment } from './resource-scope.js';
+
+/** The roles of an API token (docs/api.md "Authentication and tenancy"). */
+export const TOKEN_ROLES = ['Reader', 'Contributor', 'Owner'] as const;
+
+interface Subscription {
+  readonly subscriptionId: string;
+  readonly displayName: string;
+  readonly state?: string;
+  readonly createdAt: string;
+}
+
+interface CreatedToken {
+  readonly tokenId: string;
+  readonly token: string;
+  readonly role: string;
+  readonly subscriptionId: string;
+}
+
+interface CreatedEnrollmentToken {
+  readonly tokenId: string;
+  readonly token: string;
+  readonly subscriptionId: string;
+  readonly expiresAt: string;
+}
+
+const SUBSCRIPTION_COLUMNS: readonly Column<Subscription>[] = [
+  { header: 'SubscriptionId', get: (s) => s.subscriptionId },
+  { header: 'DisplayName', get: (s) => s.displayName },
+  { header: 'State', get: (s) => s.state },
+  { header: 'Created', get: (s) => s.createdAt },
+];
+
+const NEW_SUBSCRIPTION_COLUMNS = SUBSCRIPTION_COLUMNS.filter((c) => c.header !== 'State');
+
+const TOKEN_COLUMNS: readonly Column<CreatedToken>[] = [
+  { header: 'TokenId', get: (t) => t.tokenId },
+  { header: 'Role', get: (t) => t.role },
+  { header: 'SubscriptionId', get: (t) => t.subscriptionId },
+  { header: 'Token', get: (t) => t.token },
+];
+
+const ENROLLMENT_TOKEN_COLUMNS: readonly Column<CreatedEnrollmentToken>[] = [
+  { header: 'TokenId', get: (t) => t.tokenId },
+  { header: 'SubscriptionId', get: (t) => t.subscriptionId },
+  { header: 'ExpiresAt', get: (t) => t.expiresAt },
+  { header: 'Token', get: (t) => t.token },
+];
+
+const nativePath = (subscription: string) =>
+  `/api/v1/subscriptions/${segment(subscription, '--subscription')}`;
+
+/** `wirewatch admin`: tenants and credentials. */
+export function adminCommand(): Command {
+  return new Command('admin')
+    .description('subscriptions (admin token), API tokens and enrollment tokens (Owner)')
+    .addCommand(subscriptionCommand())
+    .addCommand(tokenCommand())
+    .addCommand(enrollTokenCommand())
+    .addHelpText(
+      'after',
+      '\nExample:\n  wirewatch admin token create --subscription "$SUB" --role Contributor\n',
+    );
+}
+
+function subscriptionCommand(): Command {
+  return new Command('subscription')
+    .description('subscriptions: the tenants of a server')
+    .addCommand(
+      apiCommand('create')
+        .description('create a subscription (admin token only)')
+        .requiredOption('--display-name <name>', 'a name for people, 1-128 characters')
+        .addHelpText(
+          'after',
+          '\nTable columns: SubscriptionId, DisplayName, Created.\n\nExample:\n  wirewatch admin subscription create --display-name prod -o tsv\n',
+        )
+        .action((o: { displayName: string }, command: Command) =>
+          withClient(command, async ({ client, output }) => {
+            const reply = await client.request('POST', '/api/v1/subscriptions', {
+              body: { displayName: o.displayName },
+            });
+            printResult(output, reply.body as Subscription, NEW_SUBSCRIPTION_COLUMNS);
+          }),
+        ),
+    )
+    .addCommand(
+      apiCommand('list')
+        .description('list the subscriptions the token sees (all of them for the admin token)')
+        .addHelpText(
+          'after',
+          '\nTable columns: SubscriptionId, DisplayName, State, Created.\n\nExample:\n  wirewatch admin subscription list -o table\n',
+        )
+        .action((_o: unknown, command: Command) =>
+          withClient(command, async ({ client, output }) => {
+            const subscriptions = listValue<Subscription>(
+              await client.get('/api/v1/subscriptions'),
+            );
+            printResult(output, subscriptions, SUBSCRIPTION_COLUMNS);
+          }),
+        ),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  wirewatch admin subscription create --display-name prod\n',
+    );
+}
+
+function tokenCommand(): Command {
+  return new Command('token')
+    .description('API tokens of a subscription, each with a role (Owner)')
+    .addCommand(
+      apiCommand('create')
+        .description('create an API token; it is shown this once')
+        .addOption(
+          new Option('--role <role>', 'what the token may do')
+            .choices(TOKEN_ROLES)
+            .makeOptionMandatory(),
+        )
+        .addHelpText(
+          'after',
+          `
+Reader reads everything in the subscription; Contributor also creates, stops and deletes
+captures, network watchers, VMs and storage accounts; Owner also manages tokens and reads the
+audit log. The server keeps only a hash: store the token now (every output format shows it).
+
+Table columns: TokenId, Role, SubscriptionId, Token.
+
+Example:
+  wirewatch admin token create --subscription "$SUB" --role Reader -o tsv | cut -f4
+`,
+        )
+        .action((o: { role: string }, command: Command) =>
+          withClient(command, async ({ client, output }) => {
+            const path = `${nativePath(await resolveSubscription(client))}/tokens`;
+            const reply = await client.request('POST', path, { body: { role: o.role } });
+            printResult(output, reply.body as CreatedToken, TOKEN_COLUMNS);
+          }),
+        ),
+    )
+    .addCommand(
+      apiCommand('revoke')
+        .description('revoke an API token; it stops working at once')
+        .requiredOption('--token-id <id>', 'the tokenId printed when the token was created')
+        .addHelpText(
+          'after',
+          '\nPrints nothing on success.\n\nExample:\n  wirewatch admin token revoke --subscription "$SUB" --token-id 1b4e28ba-2fa1-11d2-883f-0016d3cca427\n',
+        )
+        .action((o: { tokenId: string }, command: Command) =>
+          withClient(command, async ({ client }) => {
+            const path = `${nativePath(await resolveSubscription(client))}/tokens/${segment(o.tokenId, '--token-id')}`;
+            await client.request('DELETE', path);
+          }),
+        ),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  wirewatch admin token create --subscription "$SUB" --role Contributor\n',
+    );
+}
+
+function enrollTokenCommand(): Command {
+  return new Command('enroll-token')
+    .description('enrollment tokens: what `wirewatch agent --enroll-token` needs once (Owner)')
+    .addCommand(
+      apiCommand('create')
+        .description('create an enrollment token for the agents of a subscription')
+        .option('--expires-in-hours <n>', 'hours until it expires, 1-8760 (default 24)')
+        .addHelpText(
+          'after',
+          `
+Any number of hosts may enroll with the token until it expires. It is shown this once.
+
+Table columns: TokenId, SubscriptionId, ExpiresAt, Token.
+
+Example:
+  wirewatch admin enroll-token create --subscription "$SUB" --expires-in-hours 2 -o tsv | cut -f4
+`,
+        )
+        .action((o: { expiresInHours?: string }, command: Command) =>
+          withClient(command, async ({ client, output }) => {
+            const hours =
+              o.expiresInHours === undefined
+                ? undefined
+                : parseCount(o.expiresInHours, '--expires-in-hours', 1, 8760);
+            const path = `${nativePath(await resolveSubscription(client))}/enrollmentTokens`;
+            const reply = await client.request('POST', path, {
+              body: hours === undefined ? {} : { expiresInHours: hours },
+            });
+            printResult(output, reply.body as CreatedEnrollmentToken, ENROLLMENT_TOKEN_COLUMNS);
+          }),
+        ),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  wirewatch admin enroll-token create --subscription "$SUB" --expires-in-hours 2\n',
+    );
+}

@@ -1,0 +1,77 @@
+/**
+ * Where the resource commands (vm, watcher, storage, admin, audit) act: the subscription, the
+ * ARM paths built from user input, and URLs the server hands back (nextLink, Location).
+ */
+import type { ApiClient } from './api-client.js';
+import { UsageError } from './cli-errors.js';
+
+/**
+ * The subscription to act in: --subscription, WIREWATCH_SUBSCRIPTION or the profile's; failing
+ * those, the only subscription the token sees (a subscription-scoped token implies its own).
+ */
+export async function resolveSubscription(client: ApiClient): Promise<string> {
+  const known = client.connection.subscription;
+  if (known) return known;
+  const visible = await client.get<{ value: { subscriptionId: string }[] }>(
+    '/api/v1/subscriptions',
+  );
+  const only = visible.value.length === 1 ? visible.value[0] : undefined;
+  if (only) return only.subscriptionId;
+  throw new UsageError(
+    `no subscription: pass --subscription ID (the token sees ${visible.value.length} subscriptions)`,
+  );
+}
+
+/** One path segment from user input, percent-encoded; `.` and `..` would move the path. */
+export function segment(value: string, flag: string): string {
+  if (value === '' || value === '.' || value === '..') {
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} is not a valid name`);
+  }
+  return encodeURIComponent(value);
+}
+
+export function subscriptionPath(subscription: string): string {
+  return `/subscriptions/${segment(subscription, '--subscription')}`;
+}
+
+export function resourceGroupPath(subscription: string, resourceGroup: string): string {
+  return `${subscriptionPath(subscription)}/resourceGroups/${segment(resourceGroup, '--resource-group')}`;
+}
+
+/** `/subscriptions/{s}/resourceGroups/{rg}/…` → rg, from an ARM id. */
+export function resourceGroupOf(id: unknown): string {
+  if (typeof id !== 'string') return '';
+  return /\/resourceGroups\/([^/]+)/i.exec(id)?.[1] ?? '';
+}
+
+/**
+ * A URL the server sent back (nextLink, Location) as a path and query on the server the CLI
+ * was told to use: the token goes only there, even if a proxy made the server name itself
+ * differently.
+ */
+export function onServer(link: string): { path: string; query: Record<string, string> } {
+  let url: URL;
+  try {
+    url = new URL(link, 'http://server.invalid');
+  } catch {
+    throw new UsageError(`the server sent an invalid link: ${link.slice(0, 200)}`);
+  }
+  return { path: url.pathname, query: Object.fromEntries(url.searchParams) };
+}
+
+/** A whole number at least `min` (and at most `max`) from an option value, or a UsageError. */
+export function parseCount(value: string, flag: string, min = 1, max?: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || (max ?? n) < n) {
+    throw new UsageError(
+      `${flag}: ${JSON.stringify(value)} is not a whole number ${max === undefined ? `≥ ${min}` : `from ${min} to ${max}`}`,
+    );
+  }
+  return n;
+}
+
+/** The `value` array of an ARM or native list answer. */
+export function listValue<T>(body: unknown): T[] {
+  const value = (body as { value?: unknown } | undefined)?.value;
+  return Array.isArray(value) ? (value as T[]) : [];
+}

@@ -1,0 +1,119 @@
+import { Command } from 'commander';
+import { apiCommand, withClient } from './cli-context.js';
+import { UsageError } from './cli-errors.js';
+import { printResult, type Column } from './output.js';
+import {
+  listValue,
+  resolveSubscription,
+  resourceGroupOf,
+  resourceGroupPath,
+  segment,
+  subscriptionPath,
+} from './resource-scope.js';
+
+/** Microsoft.Compute/virtualMachines as the server shows a host with an agent. */
+interface VirtualMachine {
+  readonly id: string;
+  readonly name: string;
+  readonly location: string;
+  readonly properties?: {
+    readonly agent?: {
+      readonly connectionState?: string;
+      readonly lastSeen?: string | null;
+      readonly hostname?: string;
+    };
+  };
+}
+
+const COLUMNS: readonly Column<VirtualMachine>[] = [
+  { header: 'Name', get: (vm) => vm.name },
+  { header: 'ResourceGroup', get: (vm) => resourceGroupOf(vm.id) },
+  { header: 'Location', get: (vm) => vm.location },
+  { header: 'Connection', get: (vm) => vm.properties?.agent?.connectionState },
+  { header: 'LastSeen', get: (vm) => vm.properties?.agent?.lastSeen },
+  { header: 'Hostname', get: (vm) => vm.properties?.agent?.hostname },
+];
+
+const PROVIDER = 'providers/Microsoft.Compute/virtualMachines';
+
+const VM_ID =
+  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachines\/([^/]+)\/?$/i;
+
+/** `wirewatch vm`: the hosts running an agent, read the ARM way. */
+export function vmCommand(): Command {
+  return new Command('vm')
+    .description('hosts running the wirewatch agent (Microsoft.Compute virtual machines)')
+    .addCommand(vmListCommand())
+    .addCommand(vmShowCommand())
+    .addHelpText('after', '\nExample:\n  wirewatch vm list -g web -o table\n');
+}
+
+function vmListCommand(): Command {
+  return apiCommand('list')
+    .description('list the VMs (hosts with an agent) of the subscription or of a resource group')
+    .option('-g, --resource-group <name>', 'only this resource group')
+    .addHelpText(
+      'after',
+      '\nTable columns: Name, ResourceGroup, Location, Connection, LastSeen, Hostname.\n\nExample:\n  wirewatch vm list -g web -o table\n',
+    )
+    .action((o: { resourceGroup?: string }, command: Command) =>
+      withClient(command, async ({ client, output }) => {
+        const s = await resolveSubscription(client);
+        const base =
+          o.resourceGroup === undefined
+            ? subscriptionPath(s)
+            : resourceGroupPath(s, o.resourceGroup);
+        const vms = listValue<VirtualMachine>(await client.get(`${base}/${PROVIDER}`));
+        printResult(output, vms, COLUMNS);
+      }),
+    );
+}
+
+interface ShowOptions {
+  resourceGroup?: string;
+  name?: string;
+  ids?: string;
+}
+
+function vmShowCommand(): Command {
+  return apiCommand('show')
+    .description('show one VM and the state of its agent')
+    .option('-g, --resource-group <name>', 'resource group of the VM')
+    .option('-n, --name <vm>', 'name of the VM')
+    .option('--ids <id>', 'the VM by its resource id, instead of -g and -n')
+    .addHelpText(
+      'after',
+      `
+Give either -g and -n, or --ids (whose subscription is used).
+
+Examples:
+  wirewatch vm show -g web -n web-01
+  wirewatch vm show --ids /subscriptions/$SUB/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/web-01 -o table
+`,
+    )
+    .action((o: ShowOptions, command: Command) =>
+      withClient(command, async ({ client, output }) => {
+        const path = await vmPath(o, () => resolveSubscription(client));
+        printResult(output, await client.get<VirtualMachine>(path), COLUMNS);
+      }),
+    );
+}
+
+async function vmPath(o: ShowOptions, subscription: () => Promise<string>): Promise<string> {
+  if (o.ids !== undefined) {
+    if (o.resourceGroup !== undefined || o.name !== undefined) {
+      throw new UsageError('give either --ids or -g/--resource-group and -n/--name, not both');
+    }
+    const m = VM_ID.exec(o.ids.trim());
+    if (!m) {
+      throw new UsageError(
+        `--ids: ${JSON.stringify(o.ids)} is not a VM id (/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME)`,
+      );
+    }
+    return `${resourceGroupPath(m[1]!, m[2]!)}/${PROVIDER}/${segment(m[3]!, '--ids')}`;
+  }
+  if (o.resourceGroup === undefined || o.name === undefined) {
+    throw new UsageError('-g/--resource-group and -n/--name are required (or --ids)');
+  }
+  return `${resourceGroupPath(await subscription(), o.resourceGroup)}/${PROVIDER}/${segment(o.name, '--name')}`;
+}
