@@ -19,6 +19,7 @@ import {
 import { silentLog, type AgentLog } from './agent-log.js';
 import { createChannelClient, type ChannelClient } from './channel-client.js';
 import { deleteIdentity, loadOrEnroll } from './enroll.js';
+import { handleFileRequest } from './file-reader.js';
 import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
 import {
   recoverSession,
@@ -361,6 +362,17 @@ class AgentImpl implements Agent {
       case 'deregistered':
         this.#log('warn', 'the server deregistered this VM; stopping every capture');
         void this.#stopAll('TargetDeleted', { reason: 'deregistered' });
+        return;
+      case 'readFile':
+      case 'readFileCancel':
+        // A download of a capture whose only copy is here (src/agent/file-reader.ts).
+        handleFileRequest(this.#channel, message, {
+          roots: [this.captureRoot, path.join(this.#parts.options.dataDir, 'spool')],
+          session: (sessionId) => this.#journal.get(sessionId),
+          send: (reply) => this.#send(reply),
+          sendBinary: (frame) => this.#channel.sendBinary(frame),
+          log: this.#log,
+        });
         return;
     }
   }

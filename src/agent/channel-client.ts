@@ -42,6 +42,12 @@ export interface ChannelClient {
   readonly connected: boolean;
   /** Sends a message if the socket is open; false when it is not (the message is dropped). */
   send(message: AgentMessage): boolean;
+  /**
+   * Sends one binary frame (file data, see `readFileEnd`); resolves true once it has been
+   * handed to the operating system, false when the socket is not open or fails. A sender that
+   * waits for each frame before the next keeps the socket's buffer to one frame.
+   */
+  sendBinary(frame: Buffer): Promise<boolean>;
   /** Resolves once everything sent so far has been handed to the operating system. */
   drain(): Promise<void>;
   /** Closes the socket and stops re-dialling; safe to call twice. */
@@ -85,6 +91,16 @@ class Channel implements ChannelClient {
     if (!this.#open || socket === undefined || socket.readyState !== WebSocket.OPEN) return false;
     socket.send(JSON.stringify(message));
     return true;
+  }
+
+  sendBinary(frame: Buffer): Promise<boolean> {
+    const socket = this.#socket;
+    if (!this.#open || socket === undefined || socket.readyState !== WebSocket.OPEN) {
+      return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+      socket.send(frame, { binary: true }, (err) => resolve(err === undefined || err === null));
+    });
   }
 
   drain(): Promise<void> {
