@@ -203,22 +203,37 @@ describe('live stream', () => {
     expect(s.messages.some((m) => m.type === 'streamStats')).toBe(true);
   });
 
-  it('waits for a file that tcpdump has not written yet', async () => {
+  it('a file not written at the first look is streamed from its first record', async () => {
     const file = path.join(dir, 'late.cap');
     const s = collect({ kind: 'file', path: file });
     await new Promise((r) => setTimeout(r, 50));
     expect(s.frames).toHaveLength(0);
+    // tcpdump's first buffer: part of the header only.
     await writeFile(file, HEADER.subarray(0, 20));
     await new Promise((r) => setTimeout(r, 50));
     expect(s.frames).toHaveLength(0);
     await appendFile(file, Buffer.concat([HEADER.subarray(20), record(1)]));
-    await until(() => s.frames.length === 1);
-    // What was there when the header appeared came before the viewer.
+    await until(() => s.frames.length === 2);
+    expect(s.frames[0]).toEqual(HEADER);
     await appendFile(file, record(2));
-    await until(() => s.body().length === record(2).length);
+    await until(() => s.body().length === records(1, 2).length);
+    expect(s.body()).toEqual(records(1, 2));
     s.stream.stop();
     await until(() => s.end() !== undefined);
-    expect(s.end()).toMatchObject({ packets: 1, dropped: 0 });
+    expect(s.end()).toMatchObject({ packets: 2, dropped: 0 });
+  });
+
+  it('ring: no file at the first look, then several: from the oldest', async () => {
+    const stem = path.join(dir, 'new-ring.cap');
+    const s = collect({ kind: 'ring', stem });
+    await new Promise((r) => setTimeout(r, 50));
+    await writeFile(ringFileName(stem, 1), Buffer.concat([HEADER, records(1, 2)]));
+    await writeFile(ringFileName(stem, 2), Buffer.concat([HEADER, records(3, 3)]));
+    await until(() => s.body().length === records(1, 3).length);
+    s.endCapture();
+    await until(() => s.end() !== undefined);
+    expect(s.body()).toEqual(records(1, 3));
+    expect(s.end()).toMatchObject({ packets: 3, dropped: 0 });
   });
 
   it('ring: follows stem_N in order, sends the header once, and passes a deleted file', async () => {

@@ -271,6 +271,8 @@ export class LiveStream {
   /** Ring: the next file, seen to exist; the current one is read once more before moving. */
   #nextFile: { index: number; path: string } | undefined;
   #headerSent = false;
+  /** The next look for the capture's file is the stream's first. */
+  #firstLook = true;
   #packets = 0;
   #dropped = 0;
   #inFlight = 0;
@@ -370,20 +372,25 @@ export class LiveStream {
   }
 
   /**
-   * Opens where the stream begins: the single file, or the newest ring file, positioned after
-   * the records already there. False while there is nothing to open yet.
+   * Opens where the stream begins. What the capture held at the stream's first look was there
+   * before the viewer: the stream begins after it (in the newest ring file). If the capture held
+   * nothing then, it begins at the first record (in the oldest ring file). False while there is
+   * nothing to open yet.
    */
   async #openFirst(): Promise<boolean> {
+    const fromNow = this.#firstLook;
+    this.#firstLook = false;
     const source = this.#o.source();
     if (source === undefined) return false;
     let filePath: string;
     if (source.kind === 'file') {
       filePath = source.path;
     } else {
-      const newest = await newestRingFile(source.stem);
-      if (newest === undefined) return false;
-      this.#ringIndex = newest.index;
-      filePath = newest.path;
+      const files = await ringFiles(source.stem);
+      const first = fromNow ? files.at(-1) : files[0];
+      if (first === undefined) return false;
+      this.#ringIndex = first.index;
+      filePath = first.path;
     }
     const tail = await openIfThere(filePath, source.kind === 'file' ? source.maxBytes : undefined);
     if (tail === undefined) return false;
@@ -395,8 +402,7 @@ export class LiveStream {
       await tail.close();
       return false;
     }
-    // Begin with what is captured from now on.
-    await tail.skip();
+    if (fromNow) await tail.skip();
     if (this.#done) {
       await tail.close();
       return false;
@@ -640,10 +646,6 @@ async function ringFiles(stem: string): Promise<{ index: number; path: string }[
     }))
     .filter((f) => Number.isSafeInteger(f.index) && f.index > 0)
     .sort((x, y) => x.index - y.index);
-}
-
-async function newestRingFile(stem: string): Promise<{ index: number; path: string } | undefined> {
-  return (await ringFiles(stem)).at(-1);
 }
 
 /** A failure while streaming, as the channel error of `streamEnd`. */
