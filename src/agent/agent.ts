@@ -21,6 +21,7 @@ import { createChannelClient, type ChannelClient } from './channel-client.js';
 import { deleteIdentity, loadOrEnroll } from './enroll.js';
 import { handleFileRequest } from './file-reader.js';
 import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
+import { handleStreamRequest } from './live-stream.js';
 import {
   recoverSession,
   runSession,
@@ -371,6 +372,25 @@ class AgentImpl implements Agent {
           session: (sessionId) => this.#journal.get(sessionId),
           send: (reply) => this.#send(reply),
           sendBinary: (frame) => this.#channel.sendBinary(frame),
+          log: this.#log,
+        });
+        return;
+      case 'streamStart':
+      case 'streamStop':
+        // A live view of a capture running here (src/agent/live-stream.ts).
+        handleStreamRequest(this.#channel, message, {
+          session: (sessionId) => {
+            const runner = this.#runners.get(sessionId);
+            if (runner === undefined || runner.stopped) return undefined;
+            return { entry: () => this.#journal.get(sessionId), finished: runner.finished };
+          },
+          captureRoot: this.captureRoot,
+          send: (reply) => this.#send(reply),
+          sendBinary: (frame) => this.#channel.sendBinary(frame),
+          onDisconnect: (listener) =>
+            this.onEvent((event) => {
+              if (event.type === 'disconnected') listener();
+            }),
           log: this.#log,
         });
         return;
