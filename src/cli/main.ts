@@ -5,6 +5,7 @@ import { describeCliError, isCliError } from './cli-errors.js';
 import { adminCommand } from './admin.js';
 import { agentCommand } from './agent.js';
 import { auditCommand } from './audit.js';
+import { captureCommand } from './capture.js';
 import { captureLocalCommand } from './capture-local.js';
 import { completionCommand } from './completion.js';
 import { loginCommand } from './login.js';
@@ -24,6 +25,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .version('0.1.0')
     .exitOverride()
     .showHelpAfterError(false)
+    .addCommand(captureCommand())
     .addCommand(captureLocalCommand())
     .addCommand(agentCommand())
     .addCommand(serverCommand())

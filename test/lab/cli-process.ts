@@ -84,3 +84,42 @@ export async function serverUrl(proc: CliProcess): Promise<string> {
   if (!m) throw new Error(`server did not start: ${out}`);
   return m[1]!;
 }
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A finished run of the binary: its result, and stdout as bytes (binary output, `--file -`). */
+export interface CliRun extends CliResult {
+  readonly stdoutBytes: Buffer;
+}
+
+/**
+ * Runs `wirewatch ARGS` to its end with stdout and stderr apart (pipes, not a terminal);
+ * `env` values of undefined remove the variable. SIGKILL after `timeoutMs`.
+ */
+export function runCli(
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+  timeoutMs = 60_000,
+): Promise<CliRun> {
+  const child = spawn(process.execPath, [cli, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  const out: Buffer[] = [];
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr });
+    });
+  });
+}

@@ -1,0 +1,192 @@
+/**
+ * A capture's status as `queryStatus` answers it, the live line `--wait` and `capture wait`
+ * show on a terminal, and the polling of Azure's long-running operations.
+ */
+import type { ApiClient } from './api-client.js';
+import { readAll, refusal } from './api-client.js';
+import { RefusedError } from './cli-errors.js';
+import type { CaptureRef } from './capture-ref.js';
+import { formatBytes, formatDuration } from './format.js';
+import type { Column } from './output.js';
+
+/** queryStatus: Azure's PacketCaptureQueryStatusResult and wirewatch's additions. */
+export interface CaptureStatus {
+  readonly name: string;
+  readonly id: string;
+  readonly packetCaptureStatus: 'NotStarted' | 'Running' | 'Stopped' | 'Error' | 'Unknown';
+  readonly stopReason?: string;
+  readonly captureStartTime?: string;
+  readonly captureStopTime?: string;
+  readonly packetCaptureError: readonly string[];
+  readonly packetCaptureErrorDetails: readonly { code: string; message: string }[];
+  readonly packetsCaptured: number;
+  readonly bytesCaptured: number;
+  readonly packetsDropped: number;
+  readonly lastProgressTime?: string;
+  readonly uploadState?: string;
+  readonly agentConnectionState?: string;
+  readonly files?: readonly string[];
+}
+
+export const STATUS_COLUMNS: readonly Column<CaptureStatus>[] = [
+  { header: 'Name', get: (s) => s.name },
+  { header: 'Status', get: (s) => s.packetCaptureStatus },
+  { header: 'StopReason', get: (s) => s.stopReason },
+  { header: 'Packets', get: (s) => s.packetsCaptured },
+  { header: 'Bytes', get: (s) => s.bytesCaptured },
+  { header: 'Drops', get: (s) => s.packetsDropped },
+  { header: 'Upload', get: (s) => s.uploadState },
+];
+
+/** How often --wait and `capture wait` ask; the server's Retry-After is 1 s. */
+export const POLL_INTERVAL_MS = 1000;
+
+export async function queryStatus(client: ApiClient, ref: CaptureRef): Promise<CaptureStatus> {
+  return (await client.request('POST', `${ref.path}/queryStatus`)).body as CaptureStatus;
+}
+
+/** The live line: status, elapsed time, packets, bytes, kernel drops (and the upload). */
+export function statusLine(s: CaptureStatus, now = Date.now()): string {
+  const start = s.captureStartTime ? Date.parse(s.captureStartTime) : undefined;
+  const end = s.captureStopTime ? Date.parse(s.captureStopTime) : now;
+  const elapsed = start === undefined ? '' : `  ${formatDuration(Math.max(0, end - start))}`;
+  const upload = s.uploadState ? `  upload ${s.uploadState}` : '';
+  return `${s.name}: ${s.packetCaptureStatus}${elapsed}  packets ${s.packetsCaptured}  ${formatBytes(s.bytesCaptured)}  drops ${s.packetsDropped}${upload}`;
+}
+
+/**
+ * One rewritten line on stderr, only when stderr is a terminal: in a pipe or a log nothing is
+ * written, so that scripts see only the result (stdout) and real errors (stderr).
+ */
+export class LiveLine {
+  readonly #enabled: boolean;
+  #shown = false;
+
+  constructor(enabled = process.stderr.isTTY === true) {
+    this.#enabled = enabled;
+  }
+
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  show(text: string): void {
+    if (!this.#enabled) return;
+    const width = process.stderr.columns > 1 ? process.stderr.columns - 1 : 200;
+    process.stderr.write(`\r\x1b[K${text.slice(0, width)}`);
+    this.#shown = true;
+  }
+
+  clear(): void {
+    if (this.#shown) process.stderr.write('\r\x1b[K');
+    this.#shown = false;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Shows the capture's status on the live line; a failed read (a capture just deleted) is skipped. */
+export async function showStatus(
+  client: ApiClient,
+  ref: CaptureRef,
+  live: LiveLine,
+): Promise<void> {
+  if (!live.enabled) return;
+  try {
+    live.show(statusLine(await queryStatus(client, ref)));
+  } catch (err) {
+    if (!(err instanceof RefusedError)) throw err;
+  }
+}
+
+/** GET an absolute polling URL the server gave, always on the profile's server (the token goes nowhere else). */
+async function poll(client: ApiClient, absolute: string) {
+  const given = new URL(absolute, client.connection.server);
+  const url = new URL(`${client.connection.server}${given.pathname}${given.search}`);
+  const res = await client.open('GET', url);
+  const text = await readAll(res);
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  const status = res.statusCode ?? 0;
+  if (status >= 400) throw refusal(status, body, text);
+  return { status, body };
+}
+
+/**
+ * Waits for a long-running operation: `Azure-AsyncOperation` (a status body: InProgress,
+ * Succeeded, Failed with the error) or `Location` (202 while running, then the final answer).
+ * A failed operation throws RefusedError with its code. The live line shows the capture.
+ */
+export async function waitForOperation(
+  client: ApiClient,
+  ref: CaptureRef,
+  operation: { readonly kind: 'Azure-AsyncOperation' | 'Location'; readonly url: string },
+  live: LiveLine,
+): Promise<void> {
+  for (;;) {
+    const { status, body } = await poll(client, operation.url);
+    if (operation.kind === 'Location') {
+      if (status !== 202) return;
+    } else {
+      const op = body as { status?: string; error?: { code?: string; message?: string } };
+      if (op.status === 'Succeeded') return;
+      if (op.status === 'Failed') {
+        throw new RefusedError(
+          500,
+          op.error?.code ?? 'OperationFailed',
+          op.error?.message ?? `the operation on packet capture '${ref.name}' failed`,
+        );
+      }
+    }
+    await showStatus(client, ref, live);
+    await sleep(POLL_INTERVAL_MS);
+  }
+}
+
+/** The polling URL of a create, stop or delete answer, if it has one. */
+export function operationOf(headers: Record<string, string | string[] | undefined>):
+  | {
+      kind: 'Azure-AsyncOperation' | 'Location';
+      url: string;
+    }
+  | undefined {
+  const async = headers['azure-asyncoperation'];
+  if (typeof async === 'string') return { kind: 'Azure-AsyncOperation', url: async };
+  const location = headers['location'];
+  if (typeof location === 'string') return { kind: 'Location', url: location };
+  return undefined;
+}
+
+/** Polls queryStatus until `done` holds, showing the live line; returns the last status. */
+export async function waitForStatus(
+  client: ApiClient,
+  ref: CaptureRef,
+  done: (s: CaptureStatus) => boolean,
+  live: LiveLine,
+  deadline = Infinity,
+): Promise<CaptureStatus | undefined> {
+  for (;;) {
+    const status = await queryStatus(client, ref);
+    live.show(statusLine(status));
+    if (done(status)) return status;
+    const left = deadline - Date.now();
+    if (left <= 0) return undefined;
+    await sleep(Math.min(POLL_INTERVAL_MS, left));
+  }
+}
+
+/** A capture that ended in Error, as a failure with its first error's code and message. */
+export function refusalOf(s: CaptureStatus): RefusedError {
+  const detail = s.packetCaptureErrorDetails[0];
+  return new RefusedError(
+    500,
+    detail?.code ?? s.packetCaptureError[0] ?? 'CaptureFailed',
+    detail?.message ?? `packet capture '${s.name}' ended in Error`,
+  );
+}

@@ -1,0 +1,456 @@
+/**
+ * `wirewatch capture create|show|show-status|list|stop|delete|wait|download`: packet captures on
+ * the server, with the options of `az network watcher packet-capture` (docs/cli.md has the
+ * mapping). `create` finds the network watcher from the VM's location; the other commands from
+ * `--location`.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { ApiClient } from './api-client.js';
+import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
+import { describeCliError, UsageError } from './cli-errors.js';
+import { captureDownloadCommand } from './capture-download.js';
+import {
+  captureRefIn,
+  captureRefOf,
+  scaleSetIdOf,
+  storageAccountIdOf,
+  vmOf,
+  watcherOfLocation,
+  type CaptureRef,
+} from './capture-ref.js';
+import {
+  LiveLine,
+  operationOf,
+  queryStatus,
+  refusalOf,
+  showStatus,
+  STATUS_COLUMNS,
+  waitForOperation,
+  waitForStatus,
+  type CaptureStatus,
+} from './capture-status.js';
+import { printResult, type Column } from './output.js';
+
+/** Azure's PacketCaptureResult (the fields the table shows). */
+interface CaptureView {
+  readonly name: string;
+  readonly id: string;
+  readonly properties: {
+    readonly provisioningState?: string;
+    readonly target?: string;
+    readonly timeLimitInSeconds?: number;
+    readonly storageLocation?: {
+      readonly storageId?: string;
+      readonly filePath?: string;
+      readonly localPath?: string;
+    };
+  };
+}
+
+const lastSegment = (id: string | undefined) => id?.split('/').filter(Boolean).pop();
+
+const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
+  { header: 'Name', get: (c) => c.name },
+  { header: 'ProvisioningState', get: (c) => c.properties.provisioningState },
+  { header: 'Target', get: (c) => lastSegment(c.properties.target) },
+  { header: 'TimeLimit', get: (c) => c.properties.timeLimitInSeconds },
+  {
+    header: 'File',
+    get: (c) => c.properties.storageLocation?.filePath ?? c.properties.storageLocation?.localPath,
+  },
+  { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
+];
+
+function wholeNumber(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
+  return Number(value);
+}
+
+/** az's three-state flags: `--continuous-capture` alone is true; or true/false, yes/no, 1/0. */
+function flag(value: string | boolean): boolean {
+  if (typeof value === 'boolean') return value;
+  const v = value.toLowerCase();
+  if (['true', 't', 'yes', 'y', '1'].includes(v)) return true;
+  if (['false', 'f', 'no', 'n', '0'].includes(v)) return false;
+  throw new InvalidArgumentError('expected true or false');
+}
+
+/** `--filters` as az takes it: a JSON array of PacketCaptureFilter objects (checked by the server). */
+function filtersJson(value: string): Record<string, unknown>[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new InvalidArgumentError(
+      'expected a JSON array of filters, e.g. \'[{"protocol":"TCP","localPort":"80"}]\'',
+    );
+  }
+  if (!Array.isArray(parsed) || !parsed.every((f) => f !== null && typeof f === 'object')) {
+    throw new InvalidArgumentError('expected a JSON array of filter objects');
+  }
+  return parsed as Record<string, unknown>[];
+}
+
+function example(...lines: string[]): string {
+  return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
+/** An API command on one existing capture: `-l LOCATION -n NAME`. */
+function onCapture(name: string): Command {
+  return apiCommand(name)
+    .requiredOption(
+      '-l, --location <location>',
+      'location of the network watcher (e.g. westeurope)',
+    )
+    .requiredOption('-n, --name <name>', 'name of the packet capture');
+}
+
+interface OnCaptureOptions extends GlobalOptions {
+  readonly location: string;
+  readonly name: string;
+}
+
+async function getCapture(client: ApiClient, ref: CaptureRef): Promise<CaptureView> {
+  return client.get<CaptureView>(ref.path);
+}
+
+interface CreateOptions extends GlobalOptions {
+  readonly resourceGroup?: string;
+  readonly name: string;
+  readonly vm: string;
+  readonly location?: string;
+  readonly captureSize?: number;
+  readonly captureLimit?: number;
+  readonly timeLimit?: number;
+  readonly storageAccount?: string;
+  readonly storagePath?: string;
+  readonly filePath?: string;
+  readonly localPath?: string;
+  readonly filters?: Record<string, unknown>[];
+  readonly targetType?: 'AzureVM' | 'AzureVMSS';
+  readonly include?: string[];
+  readonly exclude?: string[];
+  readonly continuousCapture?: boolean;
+  readonly fileCount?: number;
+  readonly fileSize?: number;
+  readonly sessionTimeLimit?: number;
+  readonly wait?: boolean;
+}
+
+function createCommand(): Command {
+  return apiCommand('create')
+    .description('create and start a packet capture on a VM')
+    .requiredOption('-n, --name <name>', 'name of the packet capture')
+    .requiredOption('--vm <name-or-id>', 'the VM to capture on: its name (with -g) or its id')
+    .option('-g, --resource-group <group>', "the VM's resource group")
+    .option(
+      '-l, --location <location>',
+      "location of the network watcher to use (default: the VM's location)",
+    )
+    .option('--capture-size <bytes>', 'bytes kept of each packet; 0 = whole packet', wholeNumber)
+    .option(
+      '--capture-limit <bytes>',
+      'largest capture file, bytes (default 1073741824)',
+      wholeNumber,
+    )
+    .option('--time-limit <seconds>', 'capture duration (default and max 18000)', wholeNumber)
+    .option('--storage-account <name-or-id>', 'storage account to upload the capture to')
+    .option('--storage-path <url>', 'accepted for az compatibility; the server sets the blob URL')
+    .option(
+      '--file-path <path>',
+      'capture file on the VM, under its capture root (localPath with --continuous-capture)',
+    )
+    .option('--local-path <path>', 'capture file on the VM for a continuous capture (localPath)')
+    .option('--filters <json>', 'JSON array of PacketCaptureFilter objects', filtersJson)
+    .addOption(
+      new Option('--target-type <type>', 'type of the target').choices(['AzureVM', 'AzureVMSS']),
+    )
+    .option('--include <instances...>', 'AzureVMSS: instances to include (scope.include)')
+    .option('--exclude <instances...>', 'AzureVMSS: instances to exclude (scope.exclude)')
+    .option('--continuous-capture [bool]', 'capture into a ring of files (true/false)', flag)
+    .option('--file-count <n>', 'continuous: files kept (default 10)', wholeNumber)
+    .option('--file-size <bytes>', 'continuous: largest file (default 104857600)', wholeNumber)
+    .option(
+      '--session-time-limit <seconds>',
+      'continuous: session duration (default 86400)',
+      wholeNumber,
+    )
+    .option('--wait', 'return once the capture runs (or fails to start)')
+    .addHelpText(
+      'after',
+      example(
+        `wirewatch capture create -g web --vm web-01 -n https1 --file-path /var/captures/https1.cap \\
+      --filters '[{"protocol":"TCP","localPort":"443"}]' --time-limit 300 --wait`,
+        'wirewatch capture create -g web --vm web-01 -n ring1 --storage-account logs \\\n      --continuous-capture --file-count 5 --file-size 10485760 --local-path /var/captures/ring1.cap',
+      ),
+    )
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<CreateOptions>();
+      const ringOptions = [o.fileCount, o.fileSize, o.sessionTimeLimit];
+      if (o.continuousCapture === undefined && ringOptions.some((v) => v !== undefined)) {
+        throw new UsageError(
+          '--file-count, --file-size and --session-time-limit need --continuous-capture',
+        );
+      }
+      if (o.filePath !== undefined && o.localPath !== undefined) {
+        throw new UsageError('give --file-path or --local-path, not both');
+      }
+      const file = o.localPath ?? o.filePath;
+      if (file === undefined && o.storageAccount === undefined) {
+        throw new UsageError(
+          'say where the capture goes: --storage-account, --file-path (a file on the VM), or both',
+        );
+      }
+      const scaleSet = o.targetType === 'AzureVMSS';
+      if (scaleSet && o.location === undefined) {
+        throw new UsageError('--target-type AzureVMSS needs --location (the scale set location)');
+      }
+      await withClient(command, async ({ client, output }) => {
+        let target: string;
+        let location: string;
+        if (scaleSet) {
+          target = await scaleSetIdOf(client, o.vm, o.resourceGroup);
+          location = o.location!;
+        } else {
+          const vm = await vmOf(client, o.vm, o.resourceGroup);
+          target = vm.id;
+          location = o.location ?? vm.location;
+        }
+        const watcher = await watcherOfLocation(client, location);
+        const ref = captureRefIn(watcher, o.name);
+        const storageId =
+          o.storageAccount === undefined
+            ? undefined
+            : await storageAccountIdOf(client, o.storageAccount, o.resourceGroup);
+        // Azure's rule: filePath for a plain capture, localPath once continuousCapture is given.
+        const fileField =
+          o.localPath !== undefined || o.continuousCapture !== undefined ? 'localPath' : 'filePath';
+        const scope =
+          o.include === undefined && o.exclude === undefined
+            ? undefined
+            : {
+                ...(o.include === undefined ? {} : { include: o.include }),
+                ...(o.exclude === undefined ? {} : { exclude: o.exclude }),
+              };
+        const properties = {
+          target,
+          ...(o.targetType === undefined ? {} : { targetType: o.targetType }),
+          ...(scope === undefined ? {} : { scope }),
+          ...(o.captureSize === undefined ? {} : { bytesToCapturePerPacket: o.captureSize }),
+          ...(o.captureLimit === undefined ? {} : { totalBytesPerSession: o.captureLimit }),
+          ...(o.timeLimit === undefined ? {} : { timeLimitInSeconds: o.timeLimit }),
+          storageLocation: {
+            ...(storageId === undefined ? {} : { storageId }),
+            ...(o.storagePath === undefined ? {} : { storagePath: o.storagePath }),
+            ...(file === undefined ? {} : { [fileField]: file }),
+          },
+          ...(o.filters === undefined ? {} : { filters: o.filters }),
+          ...(o.continuousCapture === undefined ? {} : { continuousCapture: o.continuousCapture }),
+          ...(o.continuousCapture === true
+            ? {
+                captureSettings: {
+                  ...(o.fileCount === undefined ? {} : { fileCount: o.fileCount }),
+                  ...(o.fileSize === undefined ? {} : { fileSizeInBytes: o.fileSize }),
+                  ...(o.sessionTimeLimit === undefined
+                    ? {}
+                    : { sessionTimeLimitInSeconds: o.sessionTimeLimit }),
+                },
+              }
+            : {}),
+        };
+        const reply = await client.request('PUT', ref.path, { body: { properties } });
+        let result = reply.body as CaptureView;
+        if (o.wait) {
+          const live = new LiveLine();
+          try {
+            const operation = operationOf(reply.headers);
+            if (operation) {
+              await waitForOperation(client, ref, operation, live);
+            } else {
+              // An identical re-PUT answers 200 without an operation: wait on the status.
+              const s = await waitForStatus(
+                client,
+                ref,
+                (x) => x.packetCaptureStatus !== 'NotStarted',
+                live,
+              );
+              if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
+            }
+          } finally {
+            live.clear();
+          }
+          result = await getCapture(client, ref);
+        }
+        printResult(output, result, CAPTURE_COLUMNS);
+      });
+    });
+}
+
+function showCommand(): Command {
+  return onCapture('show')
+    .description('show a packet capture (its properties)')
+    .addHelpText('after', example('wirewatch capture show -l westeurope -n https1 -o table'))
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<OnCaptureOptions>();
+      await withClient(command, async ({ client, output }) => {
+        const ref = await captureRefOf(client, o.location, o.name);
+        printResult(output, await getCapture(client, ref), CAPTURE_COLUMNS);
+      });
+    });
+}
+
+function showStatusCommand(): Command {
+  return onCapture('show-status')
+    .description('show a packet capture status: state, stop reason, packets, bytes, drops, upload')
+    .addHelpText('after', example('wirewatch capture show-status -l westeurope -n https1 -o table'))
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<OnCaptureOptions>();
+      await withClient(command, async ({ client, output }) => {
+        const ref = await captureRefOf(client, o.location, o.name);
+        printResult(output, await queryStatus(client, ref), STATUS_COLUMNS);
+      });
+    });
+}
+
+function listCommand(): Command {
+  return apiCommand('list')
+    .description('list the packet captures of a location')
+    .requiredOption('-l, --location <location>', 'location of the network watcher')
+    .addHelpText('after', example('wirewatch capture list -l westeurope -o table'))
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<GlobalOptions & { location: string }>();
+      await withClient(command, async ({ client, output }) => {
+        const watcher = await watcherOfLocation(client, o.location);
+        const list = await client.get<{ value: CaptureView[] }>(`${watcher.id}/packetCaptures`);
+        printResult(output, list.value, CAPTURE_COLUMNS);
+      });
+    });
+}
+
+function stopCommand(): Command {
+  return onCapture('stop')
+    .description('stop a running packet capture; prints its status')
+    .option('--wait', 'return once the capture has stopped and its file is complete')
+    .addHelpText('after', example('wirewatch capture stop -l westeurope -n https1 --wait'))
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<OnCaptureOptions & { wait?: boolean }>();
+      await withClient(command, async ({ client, output }) => {
+        const ref = await captureRefOf(client, o.location, o.name);
+        const reply = await client.request('POST', `${ref.path}/stop`);
+        const operation = operationOf(reply.headers);
+        if (o.wait && operation) {
+          const live = new LiveLine();
+          try {
+            await waitForOperation(client, ref, operation, live);
+          } finally {
+            live.clear();
+          }
+        }
+        printResult(output, await queryStatus(client, ref), STATUS_COLUMNS);
+      });
+    });
+}
+
+function deleteCommand(): Command {
+  return onCapture('delete')
+    .description('delete a packet capture (a running one is stopped first); prints nothing')
+    .option('--wait', 'return once the capture is gone')
+    .addHelpText('after', example('wirewatch capture delete -l westeurope -n https1 --wait'))
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<OnCaptureOptions & { wait?: boolean }>();
+      await withClient(command, async ({ client }) => {
+        const ref = await captureRefOf(client, o.location, o.name);
+        const reply = await client.request('DELETE', ref.path);
+        const operation = operationOf(reply.headers);
+        if (o.wait && operation) {
+          const live = new LiveLine();
+          try {
+            await showStatus(client, ref, live);
+            await waitForOperation(client, ref, operation, live);
+          } finally {
+            live.clear();
+          }
+        }
+      });
+    });
+}
+
+interface WaitOptions extends OnCaptureOptions {
+  readonly for: 'running' | 'stopped';
+  readonly timeout?: number;
+}
+
+function waitCommand(): Command {
+  return onCapture('wait')
+    .description('wait until a packet capture runs or has stopped; prints its status')
+    .addOption(
+      new Option('--for <state>', 'running: until it runs; stopped: until it has ended')
+        .choices(['running', 'stopped'])
+        .default('stopped'),
+    )
+    .option(
+      '--timeout <seconds>',
+      'give up after this long (exit 1); default: no limit',
+      wholeNumber,
+    )
+    .addHelpText(
+      'after',
+      example(
+        'wirewatch capture wait -l westeurope -n https1',
+        'wirewatch capture wait -l westeurope -n https1 --for running --timeout 60',
+      ),
+    )
+    .action(async (_opts: unknown, command: Command) => {
+      const o = command.opts<WaitOptions>();
+      await withClient(command, async ({ client, output }) => {
+        const ref = await captureRefOf(client, o.location, o.name);
+        const ended = (s: CaptureStatus) =>
+          s.packetCaptureStatus === 'Stopped' || s.packetCaptureStatus === 'Error';
+        const done =
+          o.for === 'running'
+            ? (s: CaptureStatus) => s.packetCaptureStatus === 'Running' || ended(s)
+            : ended;
+        const deadline = o.timeout === undefined ? Infinity : Date.now() + o.timeout * 1000;
+        const live = new LiveLine();
+        let status: CaptureStatus | undefined;
+        try {
+          status = await waitForStatus(client, ref, done, live, deadline);
+        } finally {
+          live.clear();
+        }
+        if (status === undefined) {
+          const last = await queryStatus(client, ref);
+          printResult(output, last, STATUS_COLUMNS);
+          process.stderr.write(
+            `wirewatch: timed out after ${o.timeout} s: packet capture '${ref.name}' is ${last.packetCaptureStatus}\n`,
+          );
+          process.exitCode = 1;
+          return;
+        }
+        printResult(output, status, STATUS_COLUMNS);
+        if (status.packetCaptureStatus === 'Error') {
+          process.stderr.write(`${describeCliError(refusalOf(status))}\n`);
+          process.exitCode = 1;
+        }
+      });
+    });
+}
+
+/**
+ * The `capture` command group. More subcommands (`capture stream`) are added by passing them
+ * in, so that their files need not touch this one.
+ */
+export function captureCommand(...more: Command[]): Command {
+  const group = new Command('capture')
+    .description('packet captures on the server (as az network watcher packet-capture)')
+    .addCommand(createCommand())
+    .addCommand(showCommand())
+    .addCommand(showStatusCommand())
+    .addCommand(listCommand())
+    .addCommand(stopCommand())
+    .addCommand(deleteCommand())
+    .addCommand(waitCommand())
+    .addCommand(captureDownloadCommand());
+  for (const sub of more) group.addCommand(sub);
+  return group;
+}
