@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { link, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -27,6 +27,8 @@ import {
   type Azurite,
 } from '../src/blob/azurite.js';
 import type { CaptureAssignment, UploadReport } from '../src/model/channel.js';
+import { encodeFileHeader } from '../src/pcap/format.js';
+import { encodeRecord } from '../src/pcap/writer.js';
 import { launch, stopProcess, type CliProcess } from './lab/cli-process.js';
 import { isRoot } from './lab/exec.js';
 import { createLab, type Lab } from './lab/lab.js';
@@ -493,6 +495,67 @@ describe.skipIf(!isRoot)('agent blob uploads on the lab (root)', () => {
     await until(async () => !(await exists(journalFile(a.sessionId))));
   });
 
+  it('after a crash resumes a ring: the files not yet committed, from the spool and the ring', async () => {
+    // Enrolled once; then the state a crash left, written by hand.
+    const first = await startAgent();
+    await first.close();
+    const a = assignment(
+      {
+        continuousCapture: true,
+        filePath: path.join(captures(), 'ring.cap'),
+        captureSettings: { fileCount: 2, fileSizeInBytes: 1000, sessionTimeLimitInSeconds: 600 },
+      },
+      { ring: true },
+    );
+    const spooled = (n: number) => path.join(spoolDir(), `${a.sessionId}_${n}.cap`);
+    await mkdir(captures(), { recursive: true });
+    await mkdir(spoolDir(), { recursive: true });
+    // File 1 was committed (its link was not yet removed); file 2 only survives in the spool
+    // (the ring deleted it); file 3 is in both; file 4 was being written, cut mid-record.
+    await writeFile(spooled(1), pcapBytes(1));
+    await writeFile(spooled(2), pcapBytes(3));
+    await writeFile(path.join(captures(), 'ring_3.cap'), pcapBytes(4));
+    await link(path.join(captures(), 'ring_3.cap'), spooled(3));
+    await writeFile(path.join(captures(), 'ring_4.cap'), pcapBytes(2, 50));
+    const first1 = { url: blobUrl(ringName(blobName(a.sessionId), 1)), size: 24 + 76 };
+    const entry: JournalEntry = {
+      assignment: a,
+      state: 'Running',
+      capturePath: a.filePath,
+      startTime: new Date(Date.now() - 10_000).toISOString(),
+      upload: { state: 'Pending', blobs: [first1], committedFiles: [1], failedFiles: [] },
+    };
+    await writeFile(journalFile(a.sessionId), JSON.stringify(entry));
+
+    answerGrants(blobName(a.sessionId));
+    await startAgent();
+    const { upload } = await uploaded(a);
+    const sizes = [3, 4, 2].map((records) => 24 + records * 76);
+    expect(upload).toEqual({
+      state: 'Completed',
+      blobs: [
+        first1,
+        ...[2, 3, 4].map((n, i) => ({
+          url: blobUrl(ringName(blobName(a.sessionId), n)),
+          size: sizes[i],
+        })),
+      ],
+    });
+    const asked = server.received
+      .map((r) => r.message)
+      .filter((m) => m.type === 'blobGrantRequest')
+      .map((m) => m.fileIndex);
+    expect(new Set(asked)).toEqual(new Set([2, 3, 4]));
+    expect((await blobBytes(ringName(blobName(a.sessionId), 2))).equals(pcapBytes(3))).toBe(true);
+    // The file being written at the crash was repaired first, then uploaded.
+    const last = await readFile(path.join(captures(), 'ring_4.cap'));
+    expect(last.equals(pcapBytes(2))).toBe(true);
+    expect((await blobBytes(ringName(blobName(a.sessionId), 4))).equals(last)).toBe(true);
+    expect(await readdir(spoolDir())).toEqual([]);
+    // Not spoolOnly: the ring's own files stay.
+    expect(await exists(path.join(captures(), 'ring_3.cap'))).toBe(true);
+  });
+
   it('after kill -9 of the agent binary mid-upload, the restarted agent completes the upload', async () => {
     const args = [
       'agent',
@@ -553,3 +616,23 @@ describe.skipIf(!isRoot)('agent blob uploads on the lab (root)', () => {
     expect(second.output()).not.toContain('sig=');
   });
 });
+
+/** A pcap file of `records` 60-byte Ethernet frames, plus `tail` bytes of a cut record. */
+function pcapBytes(records: number, tail = 0): Buffer {
+  const header = encodeFileHeader({
+    byteOrder: 'LE',
+    precision: 'micro',
+    versionMajor: 2,
+    versionMinor: 4,
+    snaplen: 262144,
+    linkType: 1,
+  });
+  const frames = Array.from({ length: records }, (_, i) =>
+    encodeRecord(
+      { tsSec: 1_700_000_000 + i, tsFrac: 0, data: Buffer.alloc(60, i) },
+      { byteOrder: 'LE' },
+    ),
+  );
+  const cut = encodeRecord({ tsSec: 1, tsFrac: 0, data: Buffer.alloc(60, 7) }, { byteOrder: 'LE' });
+  return Buffer.concat([header, ...frames, cut.subarray(0, tail)]);
+}
