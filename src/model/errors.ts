@@ -45,6 +45,12 @@ export const errorCodes = {
   StorageAccountAccessDenied: { status: 400, area: 'storage' },
   // Agents
   AgentAlreadyConnected: { status: 409, area: 'agents' },
+  // Downloads (GET …/packetCaptures/{name}/content)
+  CaptureStillRunning: { status: 409, area: 'downloads' },
+  RangeNotSatisfiable: { status: 416, area: 'downloads' },
+  CaptureFileGone: { status: 410, area: 'downloads' },
+  AgentNotConnected: { status: 503, area: 'downloads' },
+  CaptureFileUnavailable: { status: 502, area: 'downloads' },
   // The server itself
   InternalServerError: { status: 500, area: 'server' },
 } as const satisfies Record<string, { status: number; area: string }>;

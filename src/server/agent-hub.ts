@@ -7,6 +7,7 @@ import {
   type ServerMessage,
 } from '../model/channel.js';
 import type { VmRecord } from '../store/store.js';
+import { FileRelay } from './file-relay.js';
 
 interface Connection {
   readonly vm: VmRecord;
@@ -23,9 +24,13 @@ export interface AgentHubOptions {
 
 /**
  * The server's end of the agent channels: one WebSocket per connected agent. Implements the
- * control plane's AgentLink; hands every valid message to the control plane, in order.
+ * control plane's AgentLink; hands every valid message to the control plane, in order, except
+ * file reads (binary frames and `readFileEnd`), which go straight to {@link files} in the order
+ * they arrive.
  */
 export class AgentHub implements AgentLink {
+  /** Reads of files that are only on an agent's host (downloads). */
+  readonly files = new FileRelay({ send: (vmId, message) => this.send(vmId, message) });
   readonly #connections = new Map<string, Connection>();
   readonly #log: FastifyBaseLogger;
   readonly #ping: NodeJS.Timeout;
@@ -60,7 +65,11 @@ export class AgentHub implements AgentLink {
   /** Takes over an authenticated socket. A newer connection of the same agent replaces an older one. */
   attach(vm: VmRecord, socket: WebSocket): void {
     const previous = this.#connections.get(vm.id);
-    if (previous) previous.socket.close(4000, 'replaced by a newer connection');
+    if (previous) {
+      previous.socket.close(4000, 'replaced by a newer connection');
+      // Reads asked on the old socket will not be answered on the new one.
+      this.files.disconnected(vm.id);
+    }
     const connection: Connection = { vm, socket, queue: Promise.resolve(), alive: true };
     this.#connections.set(vm.id, connection);
     const log = this.#log.child({ agentId: vm.id, vm: vm.name });
@@ -71,18 +80,23 @@ export class AgentHub implements AgentLink {
     });
     socket.on('message', (data, isBinary) => {
       connection.alive = true;
+      const bytes = Buffer.isBuffer(data)
+        ? data
+        : Array.isArray(data)
+          ? Buffer.concat(data)
+          : Buffer.from(data);
       if (isBinary) {
-        log.warn('binary frame from agent ignored');
+        this.files.data(vm.id, bytes);
         return;
       }
-      const text = Buffer.isBuffer(data)
-        ? data.toString('utf8')
-        : Array.isArray(data)
-          ? Buffer.concat(data).toString('utf8')
-          : Buffer.from(data).toString('utf8');
+      const text = bytes.toString('utf8');
       const message = parseAgentMessage(text);
       if (!message) {
         log.warn({ size: text.length }, 'invalid message from agent ignored');
+        return;
+      }
+      if (message.type === 'readFileEnd') {
+        this.files.end(vm.id, message);
         return;
       }
       if (message.type === 'hello' && message.protocolVersion !== CHANNEL_PROTOCOL_VERSION) {
@@ -110,6 +124,7 @@ export class AgentHub implements AgentLink {
     socket.on('close', () => {
       if (this.#connections.get(vm.id) === connection) {
         this.#connections.delete(vm.id);
+        this.files.disconnected(vm.id);
         log.info('agent disconnected');
         void this.#control?.store.touchVm(vm.id, new Date()).catch(() => undefined);
       }
@@ -139,5 +154,6 @@ export class AgentHub implements AgentLink {
       connection.socket.close(1001, 'server shutting down');
     }
     this.#connections.clear();
+    this.files.close();
   }
 }

@@ -21,6 +21,7 @@ import type { ServerContext } from './context.js';
 import { sendError, toWirewatchError } from './error-handler.js';
 import { ServerMetrics } from './metrics.js';
 import { agentRoutes } from './routes/agents.js';
+import { captureContentRoutes } from './routes/capture-content.js';
 import { nativeRoutes } from './routes/native.js';
 import { networkWatcherRoutes } from './routes/network-watchers.js';
 import { operationRoutes } from './routes/operations.js';
@@ -142,6 +143,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   });
   for (const plugin of [
     packetCaptureRoutes,
+    captureContentRoutes,
     operationRoutes,
     networkWatcherRoutes,
     virtualMachineRoutes,
