@@ -1,17 +1,22 @@
 /**
  * Downloading captures (`GET …/packetCaptures/{name}/content`) from a real server on loopback,
  * with the REAL agent (createAgent) running tcpdump on a lab namespace and serving its local
- * files through the channel. The agent's files on disk are the reference: a single file comes
- * back byte for byte, a ring merged exactly as mergePcaps merges the files (and readable by
- * tshark), or as a tar that tar lists and extracts to the same bytes.
+ * files through the channel, or uploading them to a real Azurite. The agent's files and the
+ * blobs are the reference: a single file comes back byte for byte, a ring merged exactly as
+ * mergePcaps merges the files (and readable by tshark), or as a tar that tar lists and
+ * extracts to the same bytes.
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
+import { BlobServiceClient } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent, type Agent } from '../../src/agent/agent.js';
+import { startAzurite, type Azurite } from '../../src/blob/azurite.js';
+import { CAPTURE_CONTAINER } from '../../src/blob/blob-names.js';
+import { blobNameOfUrl } from '../../src/blob/storage-account.js';
 import { mergePcaps } from '../../src/pcap/merge.js';
 import {
   API,
@@ -46,6 +51,7 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
   let echo: Server;
   let t: TestServer;
   let tenant: Tenant;
+  let azurite: Azurite | undefined;
   let dir: string;
   let agent: Agent | undefined;
   let sport = 51000;
@@ -103,7 +109,12 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
   async function status(name: string) {
     const r = await t.call('POST', url(name, '/queryStatus'), { token: tenant.reader });
     expect(r.status, r.text).toBe(200);
-    return r.body as { packetCaptureStatus: string; files: string[] };
+    return r.body as {
+      packetCaptureStatus: string;
+      files: string[];
+      uploadState?: string;
+      blobs?: { url: string; size: number }[];
+    };
   }
 
   async function create(name: string, properties: Record<string, unknown>) {
@@ -142,8 +153,18 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
       { proto: 'tcp', host: lab.b.ipv4, port: 80 },
     ]);
     dir = await mkdtemp(path.join(tmpdir(), 'ww-content-'));
+    azurite = await startAzurite({ dataDir: path.join(dir, 'azurite') });
     t = await startTestServer();
     tenant = await createTenant(t, 'downloads');
+    const registered = await t.call(
+      'POST',
+      `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
+      {
+        token: tenant.contributor,
+        body: { name: 'logs', resourceGroup: 'lab', connectionString: azurite.connectionString },
+      },
+    );
+    expect(registered.status, registered.text).toBe(201);
     agent = await startAgent();
 
     // A file of several MB: several windows of the relay, many 256 KiB frames.
@@ -174,6 +195,7 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
       await agent?.close();
       await t?.close();
       await echo?.close();
+      await azurite?.close();
     } finally {
       await lab?.close();
       if (dir) await rm(dir, { recursive: true, force: true });
@@ -330,6 +352,129 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
       const size = (await stat(single.file)).size;
       expect(d.body.length).toBe(512 + Math.ceil(size / 512) * 512 + 1024);
       expect(d.body.subarray(512, 512 + size).equals(await readFile(single.file))).toBe(true);
+    });
+  });
+
+  describe('from blob storage', () => {
+    const storageId = () =>
+      `/subscriptions/${tenant.subscriptionId}/resourceGroups/lab/providers/Microsoft.Storage/storageAccounts/logs`;
+    const blobOf = (url: string) =>
+      BlobServiceClient.fromConnectionString(azurite!.connectionString)
+        .getContainerClient(CAPTURE_CONTAINER)
+        .getBlobClient(blobNameOfUrl(azurite!.blobEndpoint, url)!);
+
+    /** Stops the capture and waits until every file is in its blob; the blobs. */
+    async function stopAndUpload(name: string) {
+      const files = await stopCapture(name);
+      const s = await waitFor(
+        () => status(name),
+        (x) => x.uploadState === 'Completed',
+        30_000,
+      );
+      expect(s.blobs).toHaveLength(files.length);
+      return { files, blobs: s.blobs! };
+    }
+
+    it('a capture whose upload completed comes from its blob, byte for byte and by range', async () => {
+      const file = path.join(captures(), 'stored.cap');
+      await create('stored', {
+        storageLocation: { storageId: storageId(), filePath: file },
+        filters: [{ protocol: 'UDP', remotePort: '5300' }],
+      });
+      await udp(40, 700);
+      const { blobs } = await stopAndUpload('stored');
+      const blob = await blobOf(blobs[0]!.url).downloadToBuffer();
+      expect(blob.equals(await readFile(file))).toBe(true);
+      // Only the blob has it now: the download cannot come from the agent.
+      await unlink(file);
+
+      const d = await download('stored');
+      expect(d.status).toBe(200);
+      expect(d.body.equals(blob)).toBe(true);
+      expect(d.headers.get('content-length')).toBe(String(blob.length));
+      expect(d.headers.get('content-disposition')).toBe('attachment; filename="stored.cap"');
+      for (const [range, start, end] of [
+        ['bytes=0-23', 0, 23],
+        ['bytes=100-5000', 100, 5000],
+        ['bytes=-77', blob.length - 77, blob.length - 1],
+      ] as const) {
+        const part = await download('stored', { headers: { range } });
+        expect(part.status, range).toBe(206);
+        expect(part.headers.get('content-range')).toBe(`bytes ${start}-${end}/${blob.length}`);
+        expect(part.body.equals(blob.subarray(start, end + 1)), range).toBe(true);
+      }
+      const beyond = await download('stored', { headers: { range: `bytes=${blob.length}-` } });
+      expect(beyond.status).toBe(416);
+    });
+
+    it('a ring in blob storage: merged from its blobs, or a tar of them', async () => {
+      await create('ring-stored', {
+        storageLocation: { storageId: storageId(), localPath: path.join(captures(), 'rs.cap') },
+        filters: [{ protocol: 'UDP', remotePort: '5300' }],
+        continuousCapture: true,
+        captureSettings: { fileCount: 10, fileSizeInBytes: 20000, sessionTimeLimitInSeconds: 120 },
+      });
+      await udp(60, 500);
+      const { files, blobs } = await stopAndUpload('ring-stored');
+      expect(files.length).toBeGreaterThan(2);
+      const expected = path.join(dir, 'ring-stored-expected.cap');
+      const out = createWriteStream(expected);
+      await mergePcaps(files, out);
+      await finished(out);
+      const contents = await Promise.all(blobs.map((b) => blobOf(b.url).downloadToBuffer()));
+      for (const file of files) await unlink(file);
+
+      const merged = await download('ring-stored');
+      expect(merged.status).toBe(200);
+      expect(merged.body.equals(await readFile(expected))).toBe(true);
+
+      const d = await download('ring-stored', { query: '&format=tar' });
+      expect(d.status).toBe(200);
+      const archive = path.join(dir, 'ring-stored.tar');
+      await writeFile(archive, d.body);
+      const out2 = path.join(dir, 'ring-stored');
+      await mkdir(out2);
+      await run('tar', ['-xf', archive, '-C', out2]);
+      const listing = (await run('tar', ['-tf', archive])).stdout.trim().split('\n');
+      expect(listing).toEqual(blobs.map((b) => path.posix.basename(new URL(b.url).pathname)));
+      for (const [i, name] of listing.entries()) {
+        expect((await readFile(path.join(out2, name))).equals(contents[i]!), name).toBe(true);
+      }
+    });
+
+    it('audits blob downloads as such', async () => {
+      const r = await t.call(
+        'GET',
+        `/api/v1/subscriptions/${tenant.subscriptionId}/audit?$top=1000`,
+        { token: tenant.owner },
+      );
+      const entries = (r.body.value as { action: string; resourceId: string; detail: unknown }[])
+        .filter((e) => e.action === 'packetCapture.download')
+        .filter((e) => e.resourceId.endsWith('/packetCaptures/stored'));
+      expect(entries.map((e) => e.detail)).toContainEqual({
+        source: 'blob',
+        format: 'pcap',
+        range: 'bytes=100-5000',
+        files: 1,
+      });
+    });
+
+    it('a deleted blob answers 410, an unreachable storage account 502', async () => {
+      const { blobs } = await status('stored').then((s) => ({ blobs: s.blobs! }));
+      await blobOf(blobs[0]!.url).delete();
+      const gone = await download('stored');
+      expect(gone.status).toBe(410);
+      expect(errorCode(gone)).toBe('CaptureFileGone');
+
+      await azurite!.stop();
+      try {
+        const away = await download('ring-stored');
+        expect(away.status).toBe(502);
+        expect(errorCode(away)).toBe('CaptureFileUnavailable');
+        expect(away.body.toString()).not.toContain('AccountKey');
+      } finally {
+        await azurite!.start();
+      }
     });
   });
 
