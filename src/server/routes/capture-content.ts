@@ -37,8 +37,14 @@ interface CaptureParams {
 
 const PCAP_TYPE = 'application/vnd.tcpdump.pcap';
 const TAR_TYPE = 'application/x-tar';
-/** Agent reads of a merge ask for smaller windows: one stream per file is open at once. */
-const MERGE_WINDOW_BYTES = 256 * 1024;
+/**
+ * A merge reads every file at once, and each of its streams holds up to about three windows:
+ * windows shrink with the number of files (256 KiB for up to 128 files, down to 16 KiB), so a
+ * merge holds at most about 100 MiB up to 2,000 files, and 48 KiB per file beyond.
+ */
+const MERGE_BUDGET_BYTES = 32 * 1024 * 1024;
+/** Size queries in flight at once for a tar (each opens the file on the agent). */
+const SIZE_QUERIES_AT_ONCE = 16;
 
 type Format = 'pcap' | 'tar';
 
@@ -223,9 +229,14 @@ function rangeOf(header: string | undefined, size: number): RangeAnswer {
   return { kind: 'part', start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
 }
 
-/** Every file's size, asked at once (the agent answers each with one small message). */
-function sizesOf(source: ContentSource): Promise<number[]> {
-  return Promise.all(source.names.map((_, i) => source.size(i)));
+/** Every file's size, asked SIZE_QUERIES_AT_ONCE at a time. */
+async function sizesOf(source: ContentSource): Promise<number[]> {
+  const sizes: number[] = [];
+  for (let i = 0; i < source.names.length; i += SIZE_QUERIES_AT_ONCE) {
+    const batch = source.names.slice(i, i + SIZE_QUERIES_AT_ONCE);
+    sizes.push(...(await Promise.all(batch.map((_, j) => source.size(i + j)))));
+  }
+  return sizes;
 }
 
 /** Entry names: the files' own names, unless one is too long for tar or names repeat. */
@@ -284,9 +295,13 @@ async function sourceOf(
         ...ref(i),
         offset: range?.offset ?? 0,
         ...(range === undefined ? {} : { length: range.length }),
-        ...(files.length > 1 ? { windowBytes: MERGE_WINDOW_BYTES } : {}),
+        ...(files.length > 1 ? { windowBytes: mergeWindow(files.length) } : {}),
       }),
   };
+}
+
+function mergeWindow(files: number): number {
+  return Math.max(16 * 1024, Math.min(256 * 1024, Math.floor(MERGE_BUDGET_BYTES / files)));
 }
 
 async function blobSource(
