@@ -121,6 +121,9 @@ export function upSummary(up: Up): string {
   // -g: curl would read the brackets of an IPv6 address ([::1]) as a glob pattern.
   const curl = up.url.includes('[') ? 'curl -sS -g' : 'curl -sS';
   const auth = `-H ${shellQuote(`Authorization: Bearer ${up.adminToken}`)}`;
+  // On lo, "everything" would include the capture's own upload to Azurite, which grows the
+  // capture, which grows the upload: there the example keeps to UDP.
+  const loopback = up.interface === 'lo';
   const body = JSON.stringify({
     properties: {
       target: up.vmId,
@@ -129,6 +132,7 @@ export function upSummary(up: Up): string {
         storageId: up.storageAccountId,
         filePath: path.join(up.captureRoot, 'demo.cap'),
       },
+      ...(loopback ? { filters: [{ protocol: 'UDP' }] } : {}),
     },
   });
   return `
@@ -145,7 +149,7 @@ wirewatch is up${up.resumed ? ' (resumed)' : ''}; data in ${up.dataDir}
 
 Try it:
 
-# 1. create: a 60 s capture on this host, into storage account ${up.storageAccount} and a local file
+# 1. create: a 60 s capture${loopback ? ' of UDP' : ''} on this host, into storage account ${up.storageAccount} and a local file
 ${curl} -X PUT ${shellQuote(capture + q)} ${auth} \\
   -H 'Content-Type: application/json' -d ${shellQuote(body)}
 

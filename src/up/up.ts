@@ -241,9 +241,14 @@ export async function startUp(options: UpOptions): Promise<Up> {
     let stopping = false;
     stops.push({
       name: 'the agent',
-      stop: () => {
+      stop: async () => {
         stopping = true;
-        return agent.close();
+        const release = keepRunning(azurite, log);
+        try {
+          await agent.close();
+        } finally {
+          await release();
+        }
       },
     });
     void agent.exited.then((exit) => {
@@ -288,6 +293,28 @@ export async function startUp(options: UpOptions): Promise<Up> {
     await stopAll().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Keeps Azurite running while the agent finishes its uploads. A Ctrl-C on a terminal reaches
+ * the whole foreground process group, and Azurite (a child in that group) shuts down at once on
+ * SIGINT; it is started again on the same port and data. Returns the function that stops
+ * watching.
+ */
+function keepRunning(azurite: Azurite, log: AgentLog): () => Promise<void> {
+  let restarting: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (azurite.running || restarting !== undefined) return;
+    log('info', 'Azurite stopped before the agent; starting it again for the last uploads');
+    restarting = azurite
+      .start()
+      .catch((err: unknown) => log('warn', 'cannot start Azurite again', { error: err }))
+      .finally(() => (restarting = undefined));
+  }, 100);
+  return async () => {
+    clearInterval(timer);
+    await restarting;
+  };
 }
 
 async function checkInterface(iface: string): Promise<void> {
