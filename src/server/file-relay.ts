@@ -178,7 +178,7 @@ export class FileRelay {
       handlers.onError(
         new WirewatchError(
           'AgentNotConnected',
-          'The capture file is only on its VM, and the VM’s agent is not connected; retry when it is',
+          "The capture file is only on its VM, and the VM's agent is not connected; retry when it is",
         ),
       );
       return undefined;

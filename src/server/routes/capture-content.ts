@@ -71,11 +71,15 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
   // there if the stream fails before its first byte: the error answer must not say it is an
   // attachment or a part. The app's handler then answers.
   app.setErrorHandler((err, _request, reply) => {
-    const keep = err instanceof WirewatchError && err.code === 'RangeNotSatisfiable';
-    for (const name of keep ? ['content-disposition'] : ['content-disposition', 'content-range']) {
+    const code = err instanceof WirewatchError ? err.code : undefined;
+    const stale = ['content-disposition'];
+    if (code !== 'RangeNotSatisfiable') stale.push('content-range');
+    for (const name of stale) {
       reply.removeHeader(name);
       reply.raw.removeHeader(name);
     }
+    // Whenever the agent is away (before the download or as it began), say when to come back.
+    if (code === 'AgentNotConnected') reply.header('retry-after', '30');
     throw err;
   });
 
@@ -101,7 +105,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
         { target: 'packetCaptureName' },
       );
     }
-    const source = await sourceOf(session, store, hub, reply);
+    const source = await sourceOf(session, store, hub);
     if (source.names.length === 0) {
       throw new WirewatchError(
         'CaptureFileGone',
@@ -271,14 +275,12 @@ async function sourceOf(
   session: SessionRecord,
   store: Store,
   hub: AgentHub,
-  reply: FastifyReply,
 ): Promise<ContentSource> {
   const upload = session.upload;
   if (upload?.state === 'Completed' && upload.blobs.length > 0) {
     return blobSource(session, upload.blobs, store);
   }
   if (!hub.isConnected(session.vmId)) {
-    reply.header('retry-after', '30');
     throw new WirewatchError(
       'AgentNotConnected',
       `The capture '${session.name}' is only on its VM, and the VM's agent is not connected; retry when it is`,
