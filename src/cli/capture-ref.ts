@@ -5,6 +5,12 @@
  */
 import type { ApiClient } from './api-client.js';
 import { RefusedError, UsageError } from './cli-errors.js';
+import {
+  resolveSubscription,
+  resourceGroupPath,
+  segment,
+  subscriptionPath,
+} from './resource-scope.js';
 
 /** A network watcher as the ARM list shows it (the fields the CLI reads). */
 export interface WatcherView {
@@ -28,42 +34,21 @@ export interface CaptureRef {
   readonly path: string;
 }
 
-const subscriptions = new WeakMap<ApiClient, Promise<string>>();
-
-/**
- * The subscription to act in: --subscription, WIREWATCH_SUBSCRIPTION or the profile's; failing
- * those, the only subscription the token sees (a subscription-scoped token implies its own).
- */
-export function subscriptionOf(client: ApiClient): Promise<string> {
-  let known = subscriptions.get(client);
-  if (!known) {
-    known = (async () => {
-      if (client.connection.subscription) return client.connection.subscription;
-      const visible = await client.get<{ value: { subscriptionId: string }[] }>(
-        '/api/v1/subscriptions',
-      );
-      if (visible.value.length === 1) return visible.value[0]!.subscriptionId;
-      throw new UsageError(
-        `no subscription: pass --subscription ID (the token sees ${visible.value.length} subscriptions)`,
-      );
-    })();
-    subscriptions.set(client, known);
-  }
-  return known;
-}
-
 /** Azure's location folding: "West Europe" and "westeurope" are the same location. */
 export function foldLocation(location: string): string {
   return location.replace(/\s+/g, '').toLowerCase();
 }
 
 /** The subscription's network watcher in `location` (Azure keeps at most one per location). */
-export async function watcherOfLocation(client: ApiClient, location: string): Promise<WatcherView> {
-  const subscriptionId = await subscriptionOf(client);
+export async function watcherOfLocation(
+  client: ApiClient,
+  subscriptionId: string,
+  location: string,
+): Promise<WatcherView> {
   const wanted = foldLocation(location);
   if (wanted === '') throw new UsageError('--location must not be empty');
   const list = await client.get<{ value: WatcherView[] }>(
-    `/subscriptions/${encodeURIComponent(subscriptionId)}/providers/Microsoft.Network/networkWatchers`,
+    `${subscriptionPath(subscriptionId)}/providers/Microsoft.Network/networkWatchers`,
   );
   const watcher = list.value.find((w) => foldLocation(w.location) === wanted);
   if (!watcher) {
@@ -80,23 +65,19 @@ export async function watcherOfLocation(client: ApiClient, location: string): Pr
   return watcher;
 }
 
-/** The capture `name` under the watcher of `location`. */
+/** The capture `name` under the watcher of `location`, in the command's subscription. */
 export async function captureRefOf(
   client: ApiClient,
   location: string,
   name: string,
 ): Promise<CaptureRef> {
-  return captureRefIn(await watcherOfLocation(client, location), name);
+  const watcher = await watcherOfLocation(client, await resolveSubscription(client), location);
+  return captureRefIn(watcher, name);
 }
 
 /** The capture `name` under `watcher`. */
 export function captureRefIn(watcher: WatcherView, name: string): CaptureRef {
-  if (name === '') throw new UsageError('--name must not be empty');
-  return {
-    watcher,
-    name,
-    path: `${watcher.id}/packetCaptures/${encodeURIComponent(name)}`,
-  };
+  return { watcher, name, path: `${watcher.id}/packetCaptures/${segment(name, '--name')}` };
 }
 
 const VM_ID =
@@ -108,6 +89,7 @@ const VM_ID =
  */
 export async function vmOf(
   client: ApiClient,
+  subscriptionId: string,
   vm: string,
   resourceGroup: string | undefined,
 ): Promise<VmView> {
@@ -119,27 +101,27 @@ export async function vmOf(
         `--vm ${vm}: not a VM id (/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}); or give its name with --resource-group`,
       );
     }
-    path = `/subscriptions/${m[1]!}/resourceGroups/${m[2]!}/providers/Microsoft.Compute/virtualMachines/${m[3]!}`;
+    path = `${resourceGroupPath(m[1]!, m[2]!)}/providers/Microsoft.Compute/virtualMachines/${segment(m[3]!, '--vm')}`;
   } else {
     if (resourceGroup === undefined || resourceGroup === '') {
       throw new UsageError(`--vm ${vm}: a VM name needs --resource-group (or give the VM's id)`);
     }
-    path = `/subscriptions/${encodeURIComponent(await subscriptionOf(client))}/resourceGroups/${encodeURIComponent(resourceGroup)}/providers/Microsoft.Compute/virtualMachines/${encodeURIComponent(vm)}`;
+    path = `${resourceGroupPath(subscriptionId, resourceGroup)}/providers/Microsoft.Compute/virtualMachines/${segment(vm, '--vm')}`;
   }
   return client.get<VmView>(path);
 }
 
 /** A VM scale set's id for `--target-type AzureVMSS` (wirewatch has no scale sets to look up). */
-export async function scaleSetIdOf(
-  client: ApiClient,
+export function scaleSetIdOf(
+  subscriptionId: string,
   vm: string,
   resourceGroup: string | undefined,
-): Promise<string> {
+): string {
   if (vm.startsWith('/')) return vm;
   if (resourceGroup === undefined || resourceGroup === '') {
     throw new UsageError(`--vm ${vm}: a scale set name needs --resource-group (or give its id)`);
   }
-  return `/subscriptions/${await subscriptionOf(client)}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${vm}`;
+  return `${resourceGroupPath(subscriptionId, resourceGroup)}/providers/Microsoft.Compute/virtualMachineScaleSets/${segment(vm, '--vm')}`;
 }
 
 interface StorageAccountEntry {
@@ -154,13 +136,13 @@ interface StorageAccountEntry {
  */
 export async function storageAccountIdOf(
   client: ApiClient,
+  subscriptionId: string,
   account: string,
   resourceGroup: string | undefined,
 ): Promise<string> {
   if (account.startsWith('/')) return account;
-  const subscriptionId = await subscriptionOf(client);
   const list = await client.get<{ value: StorageAccountEntry[] }>(
-    `/api/v1/subscriptions/${encodeURIComponent(subscriptionId)}/storageAccounts`,
+    `/api/v1/subscriptions/${segment(subscriptionId, '--subscription')}/storageAccounts`,
   );
   const named = list.value.filter((a) => a.name.toLowerCase() === account.toLowerCase());
   if (named.length === 1) return named[0]!.id;

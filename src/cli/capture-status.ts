@@ -3,11 +3,11 @@
  * show on a terminal, and the polling of Azure's long-running operations.
  */
 import type { ApiClient } from './api-client.js';
-import { readAll, refusal } from './api-client.js';
 import { RefusedError } from './cli-errors.js';
 import type { CaptureRef } from './capture-ref.js';
 import { formatBytes, formatDuration } from './format.js';
 import type { Column } from './output.js';
+import { onServer } from './resource-scope.js';
 
 /** queryStatus: Azure's PacketCaptureQueryStatusResult and wirewatch's additions. */
 export interface CaptureStatus {
@@ -101,21 +101,10 @@ export async function showStatus(
   }
 }
 
-/** GET an absolute polling URL the server gave, always on the profile's server (the token goes nowhere else). */
-async function poll(client: ApiClient, absolute: string) {
-  const given = new URL(absolute, client.connection.server);
-  const url = new URL(`${client.connection.server}${given.pathname}${given.search}`);
-  const res = await client.open('GET', url);
-  const text = await readAll(res);
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  const status = res.statusCode ?? 0;
-  if (status >= 400) throw refusal(status, body, text);
-  return { status, body };
+/** GET a polling URL the server gave, on the profile's server (the token goes nowhere else). */
+function poll(client: ApiClient, link: string) {
+  const { path, query } = onServer(link);
+  return client.request('GET', path, { query });
 }
 
 /**

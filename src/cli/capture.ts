@@ -9,6 +9,7 @@ import type { ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import { describeCliError, UsageError } from './cli-errors.js';
 import { captureDownloadCommand } from './capture-download.js';
+import { captureStreamCommand } from './capture-stream.js';
 import {
   captureRefIn,
   captureRefOf,
@@ -30,6 +31,7 @@ import {
   type CaptureStatus,
 } from './capture-status.js';
 import { printResult, type Column } from './output.js';
+import { parseCount, resolveSubscription } from './resource-scope.js';
 
 /** Azure's PacketCaptureResult (the fields the table shows). */
 interface CaptureView {
@@ -61,10 +63,11 @@ const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
   { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
 ];
 
-function wholeNumber(value: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
-  return Number(value);
-}
+/** An option's whole number (0 allowed: the server reads 0 as "the maximum" for most limits). */
+const count =
+  (flag: string, min = 0) =>
+  (value: string) =>
+    parseCount(value, flag, min);
 
 /** az's three-state flags: `--continuous-capture` alone is true; or true/false, yes/no, 1/0. */
 function flag(value: string | boolean): boolean {
@@ -147,13 +150,21 @@ function createCommand(): Command {
       '-l, --location <location>',
       "location of the network watcher to use (default: the VM's location)",
     )
-    .option('--capture-size <bytes>', 'bytes kept of each packet; 0 = whole packet', wholeNumber)
+    .option(
+      '--capture-size <bytes>',
+      'bytes kept of each packet; 0 = whole packet',
+      count('--capture-size'),
+    )
     .option(
       '--capture-limit <bytes>',
       'largest capture file, bytes (default 1073741824)',
-      wholeNumber,
+      count('--capture-limit'),
     )
-    .option('--time-limit <seconds>', 'capture duration (default and max 18000)', wholeNumber)
+    .option(
+      '--time-limit <seconds>',
+      'capture duration (default and max 18000)',
+      count('--time-limit'),
+    )
     .option('--storage-account <name-or-id>', 'storage account to upload the capture to')
     .option('--storage-path <url>', 'accepted for az compatibility; the server sets the blob URL')
     .option(
@@ -168,12 +179,16 @@ function createCommand(): Command {
     .option('--include <instances...>', 'AzureVMSS: instances to include (scope.include)')
     .option('--exclude <instances...>', 'AzureVMSS: instances to exclude (scope.exclude)')
     .option('--continuous-capture [bool]', 'capture into a ring of files (true/false)', flag)
-    .option('--file-count <n>', 'continuous: files kept (default 10)', wholeNumber)
-    .option('--file-size <bytes>', 'continuous: largest file (default 104857600)', wholeNumber)
+    .option('--file-count <n>', 'continuous: files kept (default 10)', count('--file-count'))
+    .option(
+      '--file-size <bytes>',
+      'continuous: largest file (default 104857600)',
+      count('--file-size'),
+    )
     .option(
       '--session-time-limit <seconds>',
       'continuous: session duration (default 86400)',
-      wholeNumber,
+      count('--session-time-limit'),
     )
     .option('--wait', 'return once the capture runs (or fails to start)')
     .addHelpText(
@@ -187,7 +202,7 @@ function createCommand(): Command {
     .action(async (_opts: unknown, command: Command) => {
       const o = command.opts<CreateOptions>();
       const ringOptions = [o.fileCount, o.fileSize, o.sessionTimeLimit];
-      if (o.continuousCapture === undefined && ringOptions.some((v) => v !== undefined)) {
+      if (o.continuousCapture !== true && ringOptions.some((v) => v !== undefined)) {
         throw new UsageError(
           '--file-count, --file-size and --session-time-limit need --continuous-capture',
         );
@@ -206,22 +221,23 @@ function createCommand(): Command {
         throw new UsageError('--target-type AzureVMSS needs --location (the scale set location)');
       }
       await withClient(command, async ({ client, output }) => {
+        const subscription = await resolveSubscription(client);
         let target: string;
         let location: string;
         if (scaleSet) {
-          target = await scaleSetIdOf(client, o.vm, o.resourceGroup);
+          target = scaleSetIdOf(subscription, o.vm, o.resourceGroup);
           location = o.location!;
         } else {
-          const vm = await vmOf(client, o.vm, o.resourceGroup);
+          const vm = await vmOf(client, subscription, o.vm, o.resourceGroup);
           target = vm.id;
           location = o.location ?? vm.location;
         }
-        const watcher = await watcherOfLocation(client, location);
+        const watcher = await watcherOfLocation(client, subscription, location);
         const ref = captureRefIn(watcher, o.name);
         const storageId =
           o.storageAccount === undefined
             ? undefined
-            : await storageAccountIdOf(client, o.storageAccount, o.resourceGroup);
+            : await storageAccountIdOf(client, subscription, o.storageAccount, o.resourceGroup);
         // Azure's rule: filePath for a plain capture, localPath once continuousCapture is given.
         const fileField =
           o.localPath !== undefined || o.continuousCapture !== undefined ? 'localPath' : 'filePath';
@@ -271,7 +287,7 @@ function createCommand(): Command {
               const s = await waitForStatus(
                 client,
                 ref,
-                (x) => x.packetCaptureStatus !== 'NotStarted',
+                (x) => ['Running', 'Stopped', 'Error'].includes(x.packetCaptureStatus),
                 live,
               );
               if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
@@ -320,7 +336,11 @@ function listCommand(): Command {
     .action(async (_opts: unknown, command: Command) => {
       const o = command.opts<GlobalOptions & { location: string }>();
       await withClient(command, async ({ client, output }) => {
-        const watcher = await watcherOfLocation(client, o.location);
+        const watcher = await watcherOfLocation(
+          client,
+          await resolveSubscription(client),
+          o.location,
+        );
         const list = await client.get<{ value: CaptureView[] }>(`${watcher.id}/packetCaptures`);
         printResult(output, list.value, CAPTURE_COLUMNS);
       });
@@ -391,7 +411,7 @@ function waitCommand(): Command {
     .option(
       '--timeout <seconds>',
       'give up after this long (exit 1); default: no limit',
-      wholeNumber,
+      count('--timeout', 1),
     )
     .addHelpText(
       'after',
@@ -450,7 +470,8 @@ export function captureCommand(...more: Command[]): Command {
     .addCommand(stopCommand())
     .addCommand(deleteCommand())
     .addCommand(waitCommand())
-    .addCommand(captureDownloadCommand());
+    .addCommand(captureDownloadCommand())
+    .addCommand(captureStreamCommand());
   for (const sub of more) group.addCommand(sub);
   return group;
 }
