@@ -125,7 +125,12 @@ class AzuriteProcess implements Azurite {
       setpriv === undefined
         ? [process.execPath, ...args]
         : [setpriv, '--pdeathsig', 'TERM', process.execPath, ...args];
-    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: a Ctrl-C at the terminal reaches wirewatch, which stops Azurite
+    // last (after the agent's final uploads), not Azurite directly.
+    const child = spawn(command, commandArgs, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let output = '';
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.once('exit', (code, signal) => resolve({ code, signal })),

@@ -53,6 +53,8 @@ export interface BlobWriter {
   blobUrl(blobName: string): string;
   /** A SAS (query, no `?`) allowing only create and write of that one blob until `expiresOn`. */
   mintWriteSas(blobName: string, expiresOn: Date): string;
+  /** The committed blob's length; undefined when it does not exist. */
+  blobSize(blobName: string): Promise<number | undefined>;
 }
 
 export interface ControlPlaneOptions {
@@ -375,6 +377,58 @@ export class ControlPlane {
     });
   }
 
+  /**
+   * The agent's SAS cannot read, so the server checks a Completed upload itself: every blob the
+   * agent names must be this session's (its blob, or one of its ring files) and exist with the
+   * reported length. A mismatch turns the upload into Failed/StorageFailed.
+   */
+  async #verifyUpload(
+    session: SessionRecord,
+    upload: NonNullable<SessionRecord['upload']>,
+  ): Promise<SessionRecord['upload']> {
+    if (upload.state !== 'Completed' || upload.blobs.length === 0) return upload;
+    const location = storageLocationOf(session);
+    const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
+    const account = ref
+      ? await this.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
+      : undefined;
+    const fail = (message: string) => ({
+      state: 'Failed' as const,
+      blobs: upload.blobs,
+      error: { code: 'StorageFailed', message },
+    });
+    if (!account || !location.storagePath)
+      return fail('the storage account is no longer registered');
+    const base = location.storagePath.replace(/\.[^./]*$/, '');
+    const writer = this.#blobWriter(account);
+    for (const blob of upload.blobs) {
+      const name = blobNameOfUrl(account.blobEndpoint, blob.url);
+      if (
+        name === undefined ||
+        !(blob.url === location.storagePath || blob.url.startsWith(`${base}_`))
+      ) {
+        return fail(`the agent reported a blob that is not this capture's: ${blob.url}`);
+      }
+      let size: number | undefined;
+      try {
+        size = await writer.blobSize(name);
+      } catch (err) {
+        // Storage unreachable right now: trust the agent's MD5-checked commit rather than fail.
+        this.#log('warn', 'could not check an uploaded blob', {
+          sessionId: session.id,
+          err: err instanceof Error ? err.message : String(err),
+        });
+        continue;
+      }
+      if (size !== blob.size) {
+        return fail(
+          `blob ${name} holds ${size ?? 'nothing'} bytes, the agent uploaded ${blob.size}`,
+        );
+      }
+    }
+    return upload;
+  }
+
   async getCapture(ref: CaptureRef): Promise<SessionRecord> {
     const session = await this.store.getSession(
       ref.subscriptionId,
@@ -552,7 +606,7 @@ export class ControlPlane {
     }
     const session = await this.store.getSessionById(message.sessionId);
     if (!session || session.vmId !== vm.id) {
-      if (!session && message.type === 'stopped') {
+      if (!session && (message.type === 'stopped' || message.type === 'uploaded')) {
         this.#agents.send(vm.id, { type: 'ack', sessionId: message.sessionId });
       } else if (session) {
         this.#log('warn', 'agent spoke of a session of another VM; ignored', {
@@ -585,7 +639,9 @@ export class ControlPlane {
         }
         return;
       case 'uploaded':
-        await this.store.updateSession(session.id, { upload: toUpload(message.upload) });
+        await this.store.updateSession(session.id, {
+          upload: await this.#verifyUpload(session, toUpload(message.upload)),
+        });
         this.#agents.send(vm.id, { type: 'ack', sessionId: session.id });
         break;
       case 'blobGrantRequest':
@@ -885,7 +941,7 @@ function toProgress(p: {
   return { packets: p.packets, bytes: p.bytes, kernelDrops: p.kernelDrops, at: new Date(p.at) };
 }
 
-function toUpload(report: UploadReport): SessionRecord['upload'] {
+function toUpload(report: UploadReport): NonNullable<SessionRecord['upload']> {
   return {
     state: report.state,
     blobs: report.blobs.map((b) => ({ url: b.url, size: b.size })),

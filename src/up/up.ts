@@ -241,14 +241,11 @@ export async function startUp(options: UpOptions): Promise<Up> {
     let stopping = false;
     stops.push({
       name: 'the agent',
+      // Azurite runs in its own process group, so a terminal's Ctrl-C does not reach it and
+      // it is still there for the agent's last uploads.
       stop: async () => {
         stopping = true;
-        const release = keepRunning(azurite, log);
-        try {
-          await agent.close();
-        } finally {
-          await release();
-        }
+        await agent.close();
       },
     });
     void agent.exited.then((exit) => {
@@ -293,28 +290,6 @@ export async function startUp(options: UpOptions): Promise<Up> {
     await stopAll().catch(() => undefined);
     throw err;
   }
-}
-
-/**
- * Keeps Azurite running while the agent finishes its uploads. A Ctrl-C on a terminal reaches
- * the whole foreground process group, and Azurite (a child in that group) shuts down at once on
- * SIGINT; it is started again on the same port and data. Returns the function that stops
- * watching.
- */
-function keepRunning(azurite: Azurite, log: AgentLog): () => Promise<void> {
-  let restarting: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (azurite.running || restarting !== undefined) return;
-    log('info', 'Azurite stopped before the agent; starting it again for the last uploads');
-    restarting = azurite
-      .start()
-      .catch((err: unknown) => log('warn', 'cannot start Azurite again', { error: err }))
-      .finally(() => (restarting = undefined));
-  }, 100);
-  return async () => {
-    clearInterval(timer);
-    await restarting;
-  };
 }
 
 async function checkInterface(iface: string): Promise<void> {

@@ -1,9 +1,14 @@
 /**
- * Captures stored in a storage account, on the control-plane side: blob naming, the SAS the
- * agent gets (write-only, one blob), ring grants, upload reports. The agent here is SYNTHETIC
- * (real channel protocol, invented packets); uploads against real Azurite are tested with the
- * real agent in test/blob-lab.test.ts.
+ * Captures stored in a storage account, on the control-plane side, against a real Azurite: blob
+ * naming, the SAS the agent gets (write-only, one blob), ring grants, upload reports and the
+ * server's own check of what was uploaded. The agent here is SYNTHETIC (real channel protocol,
+ * invented packets); real uploads by the real agent are tested in test/agent-blob.test.ts.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BlockBlobClient } from '@azure/storage-blob';
+import { startAzurite, type Azurite } from '../../src/blob/azurite.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../src/model/channel.js';
 import { SyntheticAgent } from '../lab/synthetic-agent.js';
@@ -20,7 +25,8 @@ import {
 
 const AZURITE_KEY =
   'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
-const connectionString = `DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=${AZURITE_KEY};BlobEndpoint=http://127.0.0.1:10999/devstoreaccount1;`;
+let azurite: Azurite;
+let azuriteDir: string;
 
 let t: TestServer;
 let tenant: Tenant;
@@ -32,19 +38,23 @@ const url = (name: string, suffix = '') =>
   `${capturePath(tenant.subscriptionId, 'NetworkWatcherRG', nw, name)}${suffix}?api-version=${API}`;
 
 beforeAll(async () => {
+  azuriteDir = await mkdtemp(path.join(tmpdir(), 'ww-azurite-'));
+  azurite = await startAzurite({ dataDir: azuriteDir });
   t = await startTestServer();
   tenant = await createTenant(t);
-  // Registered straight in the store: these tests need no reachable blob endpoint (minting a
-  // SAS is local); the registration route is tested against Azurite.
-  await t.server.store.putStorageAccount({
-    subscriptionId: tenant.subscriptionId,
-    resourceGroup: 'storage',
-    name: 'captures',
-    accountName: 'devstoreaccount1',
-    blobEndpoint: 'http://127.0.0.1:10999/devstoreaccount1',
-    connectionString,
-    createdAt: new Date(),
-  });
+  const registered = await t.call(
+    'POST',
+    `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
+    {
+      token: tenant.contributor,
+      body: {
+        name: 'captures',
+        resourceGroup: 'storage',
+        connectionString: azurite.connectionString,
+      },
+    },
+  );
+  expect(registered.status, registered.text).toBe(201);
   agent = new SyntheticAgent({
     serverUrl: t.url,
     enrollToken: tenant.enrollToken,
@@ -59,6 +69,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.close();
   await t?.close();
+  await azurite?.close();
+  if (azuriteDir) await rm(azuriteDir, { recursive: true, force: true });
 });
 
 async function create(name: string, properties: Record<string, unknown>) {
@@ -91,7 +103,7 @@ describe('captures stored in a storage account', () => {
     const storagePath = reply.body.properties.storageLocation.storagePath as string;
     expect(storagePath).toMatch(
       new RegExp(
-        `^http://127\\.0\\.0\\.1:10999/devstoreaccount1/network-watcher-logs/subscriptions/${tenant.subscriptionId}/resourcegroups/web-rg/providers/microsoft\\.compute/virtualmachines/web-01/\\d{4}/\\d{2}/\\d{2}/packetcapture_\\d{2}_\\d{2}_\\d{2}_\\d{3}\\.cap$`,
+        `^${azurite.blobEndpoint.replace(/\./g, '\\.')}/network-watcher-logs/subscriptions/${tenant.subscriptionId}/resourcegroups/web-rg/providers/microsoft\\.compute/virtualmachines/web-01/\\d{4}/\\d{2}/\\d{2}/packetcapture_\\d{2}_\\d{2}_\\d{2}_\\d{3}\\.cap$`,
       ),
     );
     const stamp =
@@ -155,6 +167,9 @@ describe('captures stored in a storage account', () => {
       () => status('uploaded'),
       (s) => s.packetCaptureStatus === 'Stopped',
     );
+    // Upload with the agent's SAS, as the agent does.
+    const blob = new BlockBlobClient(`${assignment.blob!.url}?${assignment.blob!.sas}`);
+    await blob.upload(Buffer.alloc(4242, 7), 4242);
     const ack = agent.next((m) => m.type === 'ack' && m.sessionId === assignment.sessionId);
     agent.send({
       type: 'uploaded',
@@ -168,6 +183,43 @@ describe('captures stored in a storage account', () => {
       blobs: [{ url: assignment.blob!.url, size: 4242 }],
       packetCaptureError: [],
     });
+
+    // The server checks what the agent claims: a wrong length, or a blob that is not this
+    // capture's, is a failed upload.
+    const lying = await create('lying', {
+      storageLocation: { storageId: storageId(tenant.subscriptionId) },
+    });
+    const lyingBlob = lying.assignment.blob!;
+    await new BlockBlobClient(`${lyingBlob.url}?${lyingBlob.sas}`).upload(Buffer.alloc(100), 100);
+    agent.finish(lying.assignment.sessionId, 'ManualIntervention');
+    agent.send({
+      type: 'uploaded',
+      sessionId: lying.assignment.sessionId,
+      upload: { state: 'Completed', blobs: [{ url: lyingBlob.url, size: 5000 }] },
+    });
+    const mismatch = await waitFor(
+      () => status('lying'),
+      (x) => x.uploadState !== 'Pending',
+    );
+    expect(mismatch.uploadState).toBe('Failed');
+    expect(mismatch.packetCaptureErrorDetails).toContainEqual({
+      code: 'StorageFailed',
+      message: expect.stringContaining('holds 100 bytes'),
+    });
+    const foreign = await create('foreign-blob', {
+      storageLocation: { storageId: storageId(tenant.subscriptionId) },
+    });
+    agent.finish(foreign.assignment.sessionId, 'ManualIntervention');
+    agent.send({
+      type: 'uploaded',
+      sessionId: foreign.assignment.sessionId,
+      upload: { state: 'Completed', blobs: [{ url: assignment.blob!.url, size: 4242 }] },
+    });
+    const stolen = await waitFor(
+      () => status('foreign-blob'),
+      (x) => x.uploadState !== 'Pending',
+    );
+    expect(stolen.uploadState).toBe('Failed');
 
     const failing = await create('upload-failed', {
       storageLocation: {
@@ -258,4 +310,3 @@ describe('captures stored in a storage account', () => {
     expect(again.status).toBe(200);
   });
 });
-
