@@ -51,6 +51,8 @@ export const errorCodes = {
   CaptureFileGone: { status: 410, area: 'downloads' },
   AgentNotConnected: { status: 503, area: 'downloads' },
   CaptureFileUnavailable: { status: 502, area: 'downloads' },
+  // Live streams (GET …/packetCaptures/{name}/stream)
+  CaptureNotRunning: { status: 409, area: 'streams' },
   // The server itself
   InternalServerError: { status: 500, area: 'server' },
 } as const satisfies Record<string, { status: number; area: string }>;

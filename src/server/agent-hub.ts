@@ -25,11 +25,11 @@ export interface AgentHubOptions {
 /**
  * The server's end of the agent channels: one WebSocket per connected agent. Implements the
  * control plane's AgentLink; hands every valid message to the control plane, in order, except
- * file reads (binary frames and `readFileEnd`), which go straight to {@link files} in the order
- * they arrive.
+ * file reads and live streams (binary frames, `readFileEnd`, `streamStats`, `streamEnd`), which
+ * go straight to {@link files} in the order they arrive.
  */
 export class AgentHub implements AgentLink {
-  /** Reads of files that are only on an agent's host (downloads). */
+  /** Reads of files that are only on an agent's host (downloads), and live streams. */
   readonly files = new FileRelay({ send: (vmId, message) => this.send(vmId, message) });
   readonly #connections = new Map<string, Connection>();
   readonly #log: FastifyBaseLogger;
@@ -97,6 +97,10 @@ export class AgentHub implements AgentLink {
       }
       if (message.type === 'readFileEnd') {
         this.files.end(vm.id, message);
+        return;
+      }
+      if (message.type === 'streamStats' || message.type === 'streamEnd') {
+        this.files.streamMessage(vm.id, message);
         return;
       }
       if (message.type === 'hello' && message.protocolVersion !== CHANNEL_PROTOCOL_VERSION) {

@@ -22,6 +22,7 @@ import { sendError, toWirewatchError } from './error-handler.js';
 import { ServerMetrics } from './metrics.js';
 import { agentRoutes } from './routes/agents.js';
 import { captureContentRoutes } from './routes/capture-content.js';
+import { captureStreamRoutes } from './routes/capture-stream.js';
 import { nativeRoutes } from './routes/native.js';
 import { networkWatcherRoutes } from './routes/network-watchers.js';
 import { operationRoutes } from './routes/operations.js';
@@ -144,6 +145,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   for (const plugin of [
     packetCaptureRoutes,
     captureContentRoutes,
+    captureStreamRoutes,
     operationRoutes,
     networkWatcherRoutes,
     virtualMachineRoutes,

@@ -7,6 +7,12 @@
  * windows of `windowBytes` (at most two in flight) and asks for the next only while the
  * consumer keeps up. A slow HTTP client thus holds at most about three windows of its file in
  * the server's memory, and an agent that sends more than it was asked for fails the download.
+ *
+ * Live streams (`streamStart` out; binary frames of the stream id and data, `streamStats` and
+ * `streamEnd` in) share the same routing: every id the server gave an agent, a read's or a
+ * stream's, is one entry in one map, so a frame finds its consumer whichever it is, and a
+ * disconnect fails both alike. What a stream does with a slow viewer is its route's business
+ * (src/server/routes/capture-stream.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -17,6 +23,8 @@ import { WirewatchError } from '../model/errors.js';
 export const REQUEST_ID_LENGTH = 36;
 
 type ReadFileEnd = Extract<AgentMessage, { type: 'readFileEnd' }>;
+type StreamStats = Extract<AgentMessage, { type: 'streamStats' }>;
+type StreamEnd = Extract<AgentMessage, { type: 'streamEnd' }>;
 
 export interface FileRelayOptions {
   /** Sends to an agent; false when it is not connected. */
@@ -43,6 +51,7 @@ export interface OpenAgentFileOptions extends AgentFileRef {
 }
 
 interface Pending {
+  readonly kind: 'read';
   readonly vmId: string;
   readonly onData: (data: Buffer) => void;
   readonly onEnd: (end: ReadFileEnd) => void;
@@ -50,18 +59,44 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Where a live stream's frames and messages go. Exactly one of onEnd and onError is called. */
+export interface StreamHandlers {
+  /** The data of one binary frame: the pcap header first, then whole records. */
+  readonly onData: (data: Buffer) => void;
+  readonly onStats: (stats: StreamStats) => void;
+  /** The agent ended the stream (the capture ended, or it could not stream). */
+  readonly onEnd: (end: StreamEnd) => void;
+  /** The agent went away, or sent nothing for the idle timeout. */
+  readonly onError: (error: WirewatchError) => void;
+}
+
+/** A live stream an agent runs for the server. */
+export interface AgentStream {
+  readonly streamId: string;
+  /** Tells the agent to stop (if the stream still runs) and forgets it; no handler is called. */
+  stop(): void;
+}
+
+interface OpenStream extends StreamHandlers {
+  readonly kind: 'stream';
+  readonly vmId: string;
+  timer: NodeJS.Timeout;
+}
+
 /** At most this many windows of one stream are asked for at a time. */
 const WINDOWS_IN_FLIGHT = 2;
 
 /**
- * The server's side of agent file reads. The agent hub feeds it every binary frame and
- * `readFileEnd`, and tells it when an agent goes away; download routes read through it.
+ * The server's side of agent file reads and live streams. The agent hub feeds it every binary
+ * frame, `readFileEnd`, `streamStats` and `streamEnd`, and tells it when an agent goes away;
+ * download and stream routes go through it.
  */
 export class FileRelay {
   readonly #send: FileRelayOptions['send'];
   readonly #windowBytes: number;
   readonly #idleMs: number;
-  readonly #pending = new Map<string, Pending>();
+  /** Every id given to an agent and not yet answered in full: reads and streams. */
+  readonly #pending = new Map<string, Pending | OpenStream>();
 
   constructor(options: FileRelayOptions) {
     this.#send = options.send;
@@ -69,7 +104,7 @@ export class FileRelay {
     this.#idleMs = options.idleTimeoutMs ?? 30_000;
   }
 
-  /** Requests in flight (for tests and metrics). */
+  /** Reads and streams in flight (for tests and metrics). */
   get pendingCount(): number {
     return this.#pending.size;
   }
@@ -106,7 +141,7 @@ export class FileRelay {
     return new AgentFileStream(this, vmId, options, options.windowBytes ?? this.#windowBytes);
   }
 
-  /** A binary frame from an agent: the request id, then data. */
+  /** A binary frame from an agent: the request (or stream) id, then data. */
   data(vmId: string, frame: Buffer): void {
     if (frame.length < REQUEST_ID_LENGTH) return;
     const pending = this.#pending.get(frame.toString('latin1', 0, REQUEST_ID_LENGTH));
@@ -119,20 +154,75 @@ export class FileRelay {
   /** A `readFileEnd` from an agent. */
   end(vmId: string, message: ReadFileEnd): void {
     const pending = this.#pending.get(message.requestId);
-    if (pending?.vmId !== vmId) return;
+    if (pending?.kind !== 'read' || pending.vmId !== vmId) return;
     this.#forget(message.requestId);
     pending.onEnd(message);
   }
 
-  /** The agent's channel closed (or was replaced): its requests will get no answer. */
+  /** A `streamStats` or `streamEnd` from an agent. */
+  streamMessage(vmId: string, message: StreamStats | StreamEnd): void {
+    const stream = this.#pending.get(message.streamId);
+    // Messages of streams already stopped, or of another agent's streams, are dropped.
+    if (stream?.kind !== 'stream' || stream.vmId !== vmId) return;
+    if (message.type === 'streamStats') {
+      stream.timer.refresh();
+      stream.onStats(message);
+      return;
+    }
+    this.#forget(message.streamId);
+    stream.onEnd(message);
+  }
+
+  /**
+   * Asks the agent to stream a running session (`streamStart`). Returns the stream, or
+   * undefined after calling onError because the agent is not connected.
+   */
+  openStream(vmId: string, sessionId: string, handlers: StreamHandlers): AgentStream | undefined {
+    const streamId = randomUUID();
+    const timer = setTimeout(() => {
+      if (!this.#pending.has(streamId)) return;
+      this.#forget(streamId);
+      this.#send(vmId, { type: 'streamStop', streamId });
+      handlers.onError(
+        new WirewatchError(
+          'AgentNotConnected',
+          `The agent sent nothing for the stream within ${Math.round(this.#idleMs / 1000)} s`,
+        ),
+      );
+    }, this.#idleMs);
+    timer.unref();
+    this.#pending.set(streamId, { kind: 'stream', vmId, timer, ...handlers });
+    if (!this.#send(vmId, { type: 'streamStart', streamId, sessionId })) {
+      this.#forget(streamId);
+      handlers.onError(
+        new WirewatchError(
+          'AgentNotConnected',
+          'The agent of the VM that runs the capture is not connected; retry when it is',
+        ),
+      );
+      return undefined;
+    }
+    return {
+      streamId,
+      stop: () => {
+        if (this.#pending.get(streamId)?.kind !== 'stream') return;
+        this.#forget(streamId);
+        this.#send(vmId, { type: 'streamStop', streamId });
+      },
+    };
+  }
+
+  /** The agent's channel closed (or was replaced): its requests and streams get no answer. */
   disconnected(vmId: string): void {
-    for (const [requestId, pending] of [...this.#pending]) {
+    for (const [id, pending] of [...this.#pending]) {
       if (pending.vmId !== vmId) continue;
-      this.#forget(requestId);
+      this.#forget(id);
       pending.onError(
         new WirewatchError(
           'AgentNotConnected',
-          'The agent holding the capture file disconnected before the file was read',
+          pending.kind === 'read'
+            ? 'The agent holding the capture file disconnected before the file was read'
+            : 'The agent of the VM that runs the capture disconnected',
         ),
       );
     }
@@ -164,7 +254,7 @@ export class FileRelay {
       );
     }, this.#idleMs);
     timer.unref();
-    this.#pending.set(requestId, { vmId, timer, ...handlers });
+    this.#pending.set(requestId, { kind: 'read', vmId, timer, ...handlers });
     const sent = this.#send(vmId, {
       type: 'readFile',
       requestId,
@@ -189,7 +279,7 @@ export class FileRelay {
   /** Abandons a request: the agent is told to stop, and later frames of it are dropped. */
   cancel(requestId: string): void {
     const pending = this.#pending.get(requestId);
-    if (!pending) return;
+    if (pending?.kind !== 'read') return;
     this.#forget(requestId);
     this.#send(pending.vmId, { type: 'readFileCancel', requestId });
   }
