@@ -1,0 +1,337 @@
+/**
+ * `wirewatch capture stream`: a running capture's packets as a live pcap stream on stdout, for
+ * `| tcpdump -r -` or `| wireshark -k -i -`, over the server's WebSocket `{capture}/stream`
+ * (docs/api.md "Live stream").
+ *
+ * stdout's back-pressure reaches the server: when stdout takes no more, the socket is paused,
+ * so a slow reader makes the server drop packets for this viewer (the stored capture loses
+ * none). What was dropped, and how far behind the stream is, goes to stderr: a live line on a
+ * terminal; in a pipe or a log a line only when drops or lag change (at most every few
+ * seconds), and always a final summary.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import WebSocket, { type RawData } from 'ws';
+import { errorCodes, type ErrorCode } from '../model/errors.js';
+import { readAll, refusal } from './api-client.js';
+import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
+import { RefusedError, UnreachableError, UsageError } from './cli-errors.js';
+import { captureRefOf } from './capture-ref.js';
+import { LiveLine } from './capture-status.js';
+
+interface StreamOptions extends GlobalOptions {
+  readonly location?: string;
+  readonly name?: string;
+}
+
+/** The stream's text frames (the server's `stats` about every second, `end` last). */
+type StreamEvent =
+  | { type: 'stats'; packets: number; dropped: number; lagMs: number }
+  | {
+      type: 'end';
+      packets: number;
+      dropped: number;
+      error?: { code: string; message: string };
+    };
+
+/** In a pipe, at most one progress line this often (and only when drops or lag changed). */
+const QUIET_LINE_MS = 5000;
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+
+/** `wirewatch capture stream -l LOCATION -n NAME` (NAME may also come positionally). */
+export function captureStreamCommand(): Command {
+  return apiCommand('stream')
+    .description("write a running capture's packets to stdout as a live pcap stream")
+    .argument('[name]', 'name of the packet capture (instead of -n)')
+    .option('-l, --location <location>', 'location of the network watcher (e.g. westeurope)')
+    .option('-n, --name <name>', 'name of the packet capture')
+    .addHelpText(
+      'after',
+      `
+Packets captured from the moment the stream starts; it ends by itself when the capture stops.
+Drops (for this viewer only; the stored capture keeps every packet) and lag go to stderr.
+
+Examples:
+  wirewatch capture stream -l westeurope -n https1 | tcpdump -n -r -
+  wirewatch capture stream -l westeurope -n https1 | wireshark -k -i -
+`,
+    )
+    .action(async (positional: string | undefined, _opts: unknown, command: Command) => {
+      const o = command.opts<StreamOptions>();
+      if (positional !== undefined && o.name !== undefined && positional !== o.name) {
+        throw new UsageError(`give the capture's name once: ${positional} or --name ${o.name}`);
+      }
+      const name = o.name ?? positional;
+      if (name === undefined) throw new UsageError('-n/--name (or NAME) is required');
+      if (o.location === undefined) throw new UsageError('-l/--location is required');
+      if (process.stdout.isTTY) {
+        throw new UsageError(
+          'stdout is a terminal: pipe the stream into a reader (| tcpdump -r -, | wireshark -k -i -) or redirect it to a file',
+        );
+      }
+      const location = o.location;
+      await withClient(command, async ({ client }) => {
+        const ref = await captureRefOf(client, location, name);
+        const url = client.url(`${ref.path}/stream`);
+        url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+        const ca = client.connection.ca;
+        await runStream({
+          url,
+          token: client.connection.token,
+          ...(ca === undefined ? {} : { ca: readFileSync(ca) }),
+          name: ref.name,
+          server: client.connection.server,
+        });
+      });
+    });
+}
+
+interface RunStreamOptions {
+  readonly url: URL;
+  readonly token: string;
+  readonly ca?: Buffer;
+  /** The capture's name, for stderr. */
+  readonly name: string;
+  readonly server: string;
+}
+
+/** Opens the stream and copies it to stdout until it ends; throws a CliError when refused. */
+function runStream(o: RunStreamOptions): Promise<void> {
+  const out = process.stdout;
+  const live = new LiveLine();
+  const progress = new QuietProgress(live.enabled);
+  return new Promise<void>((resolve, reject) => {
+    let opened = false;
+    let settled = false;
+    let end: Extract<StreamEvent, { type: 'end' }> | undefined;
+    let last: Extract<StreamEvent, { type: 'stats' }> = {
+      type: 'stats',
+      packets: 0,
+      dropped: 0,
+      lagMs: 0,
+    };
+    let readerGone = false;
+    let interrupted = false;
+    let paused = false;
+
+    const socket = new WebSocket(o.url, {
+      headers: { authorization: `Bearer ${o.token}` },
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      perMessageDeflate: false,
+      followRedirects: false,
+      maxPayload: 16 * 1024 * 1024,
+      ...(o.ca === undefined ? {} : { ca: o.ca }),
+    });
+
+    const finish = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      live.clear();
+      if (opened && !readerGone) {
+        const counts = end ?? last;
+        const verb = end !== undefined ? 'ended' : interrupted ? 'stopped' : 'cut off';
+        process.stderr.write(
+          `stream ${verb}: ${counts.packets} packets, ${counts.dropped} dropped for this viewer\n`,
+        );
+      }
+      if (error !== undefined) {
+        reject(error);
+        return;
+      }
+      // Everything written reaches the reader before the process ends.
+      if (readerGone || out.writableLength === 0) resolve();
+      else out.write('', () => resolve());
+    };
+
+    const onSignal = () => {
+      interrupted = true;
+      socket.close(1000, 'viewer stopped');
+      setTimeout(() => socket.terminate(), 2000).unref();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    out.on('error', (err: NodeJS.ErrnoException) => {
+      // The reader went away (`| head`, tcpdump -c): not a failure of the stream.
+      readerGone = true;
+      socket.close(1000, 'reader gone');
+      setTimeout(() => socket.terminate(), 2000).unref();
+      if (err.code !== 'EPIPE') {
+        process.stderr.write(`wirewatch: cannot write to stdout: ${err.message}\n`);
+      }
+    });
+
+    socket.on('unexpected-response', (_request, response) => {
+      void readAll(response).then(
+        (text) => {
+          let body: unknown;
+          try {
+            body = text ? JSON.parse(text) : undefined;
+          } catch {
+            body = undefined;
+          }
+          socket.terminate();
+          finish(refusal(response.statusCode ?? 0, body, text));
+        },
+        (err: Error) => {
+          socket.terminate();
+          finish(new UnreachableError(`cannot read the server's answer: ${err.message}`));
+        },
+      );
+    });
+    socket.on('open', () => {
+      opened = true;
+    });
+    socket.on('message', (data: RawData, isBinary: boolean) => {
+      if (isBinary) {
+        if (readerGone) return;
+        if (!out.write(asBuffer(data)) && !paused) {
+          // stdout is full: stop reading, so that the server drops for us rather than queue.
+          paused = true;
+          socket.pause();
+          out.once('drain', () => {
+            paused = false;
+            socket.resume();
+          });
+        }
+        return;
+      }
+      const event = parseEvent(asBuffer(data).toString('utf8'));
+      if (event?.type === 'stats') {
+        last = event;
+        if (live.enabled) live.show(statsLine(o.name, event));
+        else progress.maybeWrite(event);
+      } else if (event?.type === 'end') {
+        end = event;
+      }
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled || opened || interrupted) return;
+      finish(unreachable(err, o));
+    });
+    socket.on('close', (code: number, reason: Buffer) => {
+      if (settled) return;
+      if (!opened) {
+        if (interrupted) finish();
+        else finish(new UnreachableError(`cannot open the stream on ${o.server}`));
+        return;
+      }
+      if (end?.error !== undefined) {
+        finish(new RefusedError(statusOf(end.error.code), end.error.code, end.error.message));
+        return;
+      }
+      if (end !== undefined || readerGone || interrupted) {
+        finish();
+        return;
+      }
+      const why = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
+      finish(new UnreachableError(`the stream was cut off (WebSocket close ${code}${why})`));
+    });
+  });
+}
+
+/** The stats line: packets, drops for this viewer, lag. */
+function statsLine(name: string, s: { packets: number; dropped: number; lagMs: number }): string {
+  return `${name}: ${s.packets} packets, ${s.dropped} dropped for this viewer, lag ${formatLag(s.lagMs)}`;
+}
+
+function formatLag(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * Progress lines for a stderr that is no terminal: quiet while nothing is dropped and the lag
+ * stays under a second; otherwise a line when drops or lag (in whole seconds) change, at most
+ * one every {@link QUIET_LINE_MS}.
+ */
+class QuietProgress {
+  readonly #disabled: boolean;
+  readonly #now: () => number;
+  readonly #write: (line: string) => void;
+  #dropped = 0;
+  #lagSeconds = 0;
+  #lastAt = -Infinity;
+
+  constructor(
+    disabled: boolean,
+    now: () => number = Date.now,
+    write: (line: string) => void = (line) => void process.stderr.write(line),
+  ) {
+    this.#disabled = disabled;
+    this.#now = now;
+    this.#write = write;
+  }
+
+  maybeWrite(s: { packets: number; dropped: number; lagMs: number }): void {
+    if (this.#disabled) return;
+    const lagSeconds = Math.floor(s.lagMs / 1000);
+    if (s.dropped === this.#dropped && lagSeconds === this.#lagSeconds) return;
+    const now = this.#now();
+    if (now - this.#lastAt < QUIET_LINE_MS) return;
+    this.#lastAt = now;
+    this.#dropped = s.dropped;
+    this.#lagSeconds = lagSeconds;
+    this.#write(
+      `stream: ${s.packets} packets, ${s.dropped} dropped for this viewer, lag ${formatLag(s.lagMs)}\n`,
+    );
+  }
+}
+
+function parseEvent(text: string): StreamEvent | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const v = value as Partial<Record<string, unknown>> | null;
+  if (v === null || typeof v !== 'object') return undefined;
+  const count = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+  if (v['type'] === 'stats') {
+    return {
+      type: 'stats',
+      packets: count(v['packets']),
+      dropped: count(v['dropped']),
+      lagMs: count(v['lagMs']),
+    };
+  }
+  if (v['type'] === 'end') {
+    const error = v['error'] as { code?: unknown; message?: unknown } | undefined;
+    return {
+      type: 'end',
+      packets: count(v['packets']),
+      dropped: count(v['dropped']),
+      ...(error !== undefined && typeof error.code === 'string'
+        ? {
+            error: {
+              code: error.code,
+              message: typeof error.message === 'string' ? error.message : error.code,
+            },
+          }
+        : {}),
+    };
+  }
+  return undefined;
+}
+
+function asBuffer(data: RawData): Buffer {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return data;
+}
+
+/** The HTTP status a code of the registry stands for (the end of a stream carries no status). */
+function statusOf(code: string): number {
+  return code in errorCodes ? errorCodes[code as ErrorCode].status : 502;
+}
+
+function unreachable(err: NodeJS.ErrnoException, o: RunStreamOptions): UnreachableError {
+  if (/certificate|SSL|TLS|self.signed/i.test(`${err.code ?? ''} ${err.message}`)) {
+    return new UnreachableError(
+      `TLS failure talking to ${o.server}: ${err.message}${o.ca === undefined ? ' (pass --ca FILE at login, or set WIREWATCH_CA)' : ''}`,
+    );
+  }
+  return new UnreachableError(`cannot reach ${o.server}: ${err.message}`);
+}
