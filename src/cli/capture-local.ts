@@ -5,22 +5,11 @@ import type { PacketCaptureFilter } from '../capture/filter-spec.js';
 import { resolveCaptureLimits, resolveRingSettings } from '../capture/limits.js';
 import { startCapture, type CaptureProgress, type CaptureResult } from '../capture/runner.js';
 import { WirewatchError } from '../model/errors.js';
-import { formatBytes, formatDuration } from './format.js';
+import { filtersJson, formatBytes, formatDuration } from './format.js';
 
 function wholeNumber(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
   return Number(value);
-}
-
-function filtersJson(value: string): PacketCaptureFilter[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new InvalidArgumentError('expected a JSON array of filters');
-  }
-  if (!Array.isArray(parsed)) throw new InvalidArgumentError('expected a JSON array of filters');
-  return parsed as PacketCaptureFilter[];
 }
 
 interface CaptureLocalOptions {

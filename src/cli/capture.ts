@@ -5,6 +5,7 @@
  * `--location`.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { filtersJson } from './format.js';
 import type { ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import { describeCliError, UsageError } from './cli-errors.js';
@@ -76,22 +77,6 @@ function flag(value: string | boolean): boolean {
   if (['true', 't', 'yes', 'y', '1'].includes(v)) return true;
   if (['false', 'f', 'no', 'n', '0'].includes(v)) return false;
   throw new InvalidArgumentError('expected true or false');
-}
-
-/** `--filters` as az takes it: a JSON array of PacketCaptureFilter objects (checked by the server). */
-function filtersJson(value: string): Record<string, unknown>[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new InvalidArgumentError(
-      'expected a JSON array of filters, e.g. \'[{"protocol":"TCP","localPort":"80"}]\'',
-    );
-  }
-  if (!Array.isArray(parsed) || !parsed.every((f) => f !== null && typeof f === 'object')) {
-    throw new InvalidArgumentError('expected a JSON array of filter objects');
-  }
-  return parsed as Record<string, unknown>[];
 }
 
 function example(...lines: string[]): string {
