@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { Command, Option } from 'commander';
-import { createAgent, type Agent } from '../agent/agent.js';
+import type { Agent } from '../agent/agent.js';
 import { createJsonLineLog, type AgentLogLevel } from '../agent/agent-log.js';
 import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import { isValidNetnsName } from '../capture/interface-addresses.js';
@@ -96,6 +96,8 @@ Example (first start; later starts need no token):
       process.on('SIGTERM', onSignal);
       try {
         try {
+          // Loaded here so that other commands do not load the agent's modules.
+          const { createAgent } = await import('../agent/agent.js');
           agent = await createAgent({
             serverUrl: opts.server,
             ...(ca === undefined ? {} : { ca }),

@@ -74,7 +74,7 @@ export interface Connection {
 
 export async function resolveConnection(options: ConnectionOptions): Promise<Connection> {
   const config = await readConfig();
-  const name = options.profile ?? process.env['WIREWATCH_PROFILE'] ?? config.current;
+  const name = options.profile ?? (process.env['WIREWATCH_PROFILE'] || config.current);
   const profile = name === undefined ? undefined : config.profiles[name];
   if (options.profile !== undefined && !profile) {
     throw new UsageError(

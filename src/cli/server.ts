@@ -1,5 +1,4 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { startServer } from '../server/start-server.js';
 
 interface ServerCommandOptions {
   dataDir: string;
@@ -59,6 +58,8 @@ export function serverCommand(): Command {
       if (options.tls && options.tlsCert) {
         throw new InvalidArgumentError('use either --tls self-signed or --tls-cert/--tls-key');
       }
+      // Loaded here, not at the top: every other command would pay for the server's modules.
+      const { startServer } = await import('../server/start-server.js');
       const server = await startServer({
         dataDir: options.dataDir,
         listen: options.listen,

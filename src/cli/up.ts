@@ -2,7 +2,8 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { createJsonLineLog, type AgentLogLevel } from '../agent/agent-log.js';
 import { findExecutable } from '../capture/tcpdump.js';
-import { startUp, UP_API_VERSION, type Up } from '../up/up.js';
+import type { Up } from '../up/up.js';
+import { CLI_API_VERSION } from './api-client.js';
 
 interface UpCommandOptions {
   dataDir: string;
@@ -61,6 +62,8 @@ Example:
       try {
         process.stderr.write('wirewatch up: starting Azurite, the server and the local agent\n');
         try {
+          // Loaded here so that other commands do not load the server, agent and Azurite modules.
+          const { startUp } = await import('../up/up.js');
           up = await startUp({
             dataDir: opts.dataDir,
             listen: opts.listen,
@@ -117,7 +120,7 @@ export function upSummary(up: Up): string {
     `${up.url}/subscriptions/${up.subscriptionId}/resourceGroups/${up.resourceGroup}` +
     `/providers/Microsoft.Network/networkWatchers/${up.networkWatcher}`;
   const capture = `${nw}/packetCaptures/demo`;
-  const q = `?api-version=${UP_API_VERSION}`;
+  const q = `?api-version=${CLI_API_VERSION}`;
   // -g: curl would read the brackets of an IPv6 address ([::1]) as a glob pattern.
   const curl = up.url.includes('[') ? 'curl -sS -g' : 'curl -sS';
   const auth = `-H ${shellQuote(`Authorization: Bearer ${up.adminToken}`)}`;
