@@ -25,7 +25,7 @@ import {
   type Tenant,
   type TestServer,
 } from './lab/control-plane.js';
-import { isRoot } from './lab/exec.js';
+import { isRoot, run } from './lab/exec.js';
 import { createLab, type Lab } from './lab/lab.js';
 import { send, serve, type Flow, type Server } from './lab/traffic.js';
 import { tsharkRead, type TsharkPacket } from './lab/tshark.js';
@@ -377,6 +377,37 @@ describe.skipIf(!isRoot)('wirewatch capture stream on the lab (root)', () => {
     } finally {
       await stopCapture(name);
     }
+  });
+
+  it('Ctrl-C ends the stream early: exit 0, a summary, and a file of whole packets', async () => {
+    await startCapture('interrupted');
+    const out = path.join(root, 'interrupted-streamed.pcap');
+    const done = runProgram(
+      'sh',
+      ['-c', 'exec "$WW" "$CLI" capture stream -l westeurope -n interrupted >"$OUT"'],
+      { ...env, WW: process.execPath, CLI: cli, OUT: out },
+    );
+    running.push(done);
+    await streaming(++streamsStarted);
+    await udp(300, 200);
+    // What tcpdump still buffers reaches the file in 4 KiB blocks: wait for the first ones.
+    await waitFor(
+      () => readFile(out).then((b) => b.length),
+      (n) => n > 4096,
+    );
+    const pid = await waitFor(
+      () => run('pgrep', ['-f', 'capture stream -l westeurope -n interrupted'], { check: false }),
+      (r) => r.stdout.trim() !== '',
+    );
+    process.kill(Number(pid.stdout.trim().split('\n')[0]), 'SIGINT');
+    const finished = await done;
+    expect(finished.code, finished.stderr).toBe(0);
+    const m = /stream stopped: (\d+) packets, 0 dropped for this viewer/.exec(finished.stderr);
+    expect(m, finished.stderr).not.toBeNull();
+    const packets = await tsharkRead(out);
+    expect(packets.length).toBe(Number(m![1]));
+    expect(packets.length).toBeGreaterThan(0);
+    await stopCapture('interrupted');
   });
 
   it('the reader exits early (| head -c): the CLI closes quietly with 0 and the agent stops streaming', async () => {

@@ -13,6 +13,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import WebSocket, { type RawData } from 'ws';
 import { errorCodes, type ErrorCode } from '../model/errors.js';
+import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../pcap/format.js';
+import type { ByteOrder } from '../pcap/types.js';
 import { readAll, refusal } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import { RefusedError, UnreachableError, UsageError } from './cli-errors.js';
@@ -113,6 +115,8 @@ function runStream(o: RunStreamOptions): Promise<void> {
     let readerGone = false;
     let interrupted = false;
     let paused = false;
+    /** Packets written to stdout (the server's count arrives only every second). */
+    const written = new RecordCounter();
 
     const socket = new WebSocket(o.url, {
       headers: { authorization: `Bearer ${o.token}` },
@@ -130,7 +134,7 @@ function runStream(o: RunStreamOptions): Promise<void> {
       process.off('SIGTERM', onSignal);
       live.clear();
       if (opened && !readerGone) {
-        const counts = end ?? last;
+        const counts = end ?? { packets: written.records, dropped: last.dropped };
         const verb = end !== undefined ? 'ended' : interrupted ? 'stopped' : 'cut off';
         process.stderr.write(
           `stream ${verb}: ${counts.packets} packets, ${counts.dropped} dropped for this viewer\n`,
@@ -187,7 +191,9 @@ function runStream(o: RunStreamOptions): Promise<void> {
     socket.on('message', (data: RawData, isBinary: boolean) => {
       if (isBinary) {
         if (readerGone) return;
-        if (!out.write(asBuffer(data)) && !paused) {
+        const frame = asBuffer(data);
+        written.add(frame);
+        if (!out.write(frame) && !paused) {
           // stdout is full: stop reading, so that the server drops for us rather than queue.
           paused = true;
           socket.pause();
@@ -276,6 +282,31 @@ class QuietProgress {
     this.#write(
       `stream: ${s.packets} packets, ${s.dropped} dropped for this viewer, lag ${formatLag(s.lagMs)}\n`,
     );
+  }
+}
+
+/** Counts the records of a pcap stream that arrives as its header, then whole records. */
+class RecordCounter {
+  records = 0;
+  #byteOrder: ByteOrder | undefined;
+
+  add(frame: Buffer): void {
+    if (this.#byteOrder === undefined) {
+      if (frame.length < FILE_HEADER_LENGTH) return;
+      try {
+        this.#byteOrder = parseFileHeader(frame).byteOrder;
+      } catch {
+        return;
+      }
+      frame = frame.subarray(FILE_HEADER_LENGTH);
+    }
+    const le = this.#byteOrder === 'LE';
+    for (let offset = 0; offset + RECORD_HEADER_LENGTH <= frame.length;) {
+      offset +=
+        RECORD_HEADER_LENGTH +
+        (le ? frame.readUInt32LE(offset + 8) : frame.readUInt32BE(offset + 8));
+      if (offset <= frame.length) this.records++;
+    }
   }
 }
 
