@@ -14,12 +14,12 @@ import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles } from '../capture/ring-buffer.js';
 import type { AgentMessage, ChannelError, ServerMessage } from '../model/channel.js';
+import { BINARY_FRAME_ID_LENGTH } from '../model/channel.js';
 import type { AgentLog } from './agent-log.js';
 import type { JournalEntry } from './journal.js';
 
 /** Largest data part of one binary frame. */
 export const MAX_CHUNK_BYTES = 256 * 1024;
-const REQUEST_ID_LENGTH = 36;
 
 type FileRequest = Extract<ServerMessage, { type: 'readFile' | 'readFileCancel' }>;
 
@@ -91,20 +91,20 @@ async function serveRead(
     for (let position = start; position < end;) {
       if (signal.aborted) return;
       const frame = Buffer.allocUnsafe(
-        REQUEST_ID_LENGTH + Math.min(MAX_CHUNK_BYTES, end - position),
+        BINARY_FRAME_ID_LENGTH + Math.min(MAX_CHUNK_BYTES, end - position),
       );
       id.copy(frame, 0);
       const { bytesRead } = await file.read(
         frame,
-        REQUEST_ID_LENGTH,
-        frame.length - REQUEST_ID_LENGTH,
+        BINARY_FRAME_ID_LENGTH,
+        frame.length - BINARY_FRAME_ID_LENGTH,
         position,
       );
       // Shorter than its size said: cut meanwhile. The server sees fewer bytes than the size.
       if (bytesRead === 0) break;
       position += bytesRead;
       if (signal.aborted) return;
-      if (!(await o.sendBinary(frame.subarray(0, REQUEST_ID_LENGTH + bytesRead)))) return;
+      if (!(await o.sendBinary(frame.subarray(0, BINARY_FRAME_ID_LENGTH + bytesRead)))) return;
     }
     if (signal.aborted) return;
     o.send({ type: 'readFileEnd', requestId, size });

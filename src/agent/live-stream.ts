@@ -21,6 +21,7 @@ import path from 'node:path';
 import { existingRingFiles, ringFileName } from '../capture/ring-buffer.js';
 import { MAX_SNAPLEN } from '../capture/tcpdump.js';
 import type { AgentMessage, ChannelError, ServerMessage } from '../model/channel.js';
+import { BINARY_FRAME_ID_LENGTH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import {
   FILE_HEADER_LENGTH,
@@ -33,7 +34,6 @@ import type { AgentLog } from './agent-log.js';
 import type { JournalEntry } from './journal.js';
 
 /** Bytes of the ASCII stream id that starts every binary frame. */
-const STREAM_ID_LENGTH = 36;
 /** Largest data part of one frame (a single larger record still goes whole, alone). */
 export const MAX_FRAME_DATA = 256 * 1024;
 /** How much a skip reads at a time while it walks record headers. */
@@ -361,7 +361,7 @@ export class LiveStream {
         if (await this.#advanceRing()) continue;
         break;
       }
-      const batch = await current.read(MAX_FRAME_DATA, STREAM_ID_LENGTH);
+      const batch = await current.read(MAX_FRAME_DATA, BINARY_FRAME_ID_LENGTH);
       if (batch !== undefined) {
         this.#sendRecords(batch);
         continue;
@@ -469,9 +469,9 @@ export class LiveStream {
 
   /** Sends `data` (no prefix yet) as one frame. */
   #sendFrame(data: Buffer): void {
-    const frame = Buffer.allocUnsafe(STREAM_ID_LENGTH + data.length);
+    const frame = Buffer.allocUnsafe(BINARY_FRAME_ID_LENGTH + data.length);
     this.#id.copy(frame, 0);
-    data.copy(frame, STREAM_ID_LENGTH);
+    data.copy(frame, BINARY_FRAME_ID_LENGTH);
     this.#sendPrefixed(frame);
   }
 

@@ -441,11 +441,8 @@ function waitCommand(): Command {
     });
 }
 
-/**
- * The `capture` command group. More subcommands (`capture stream`) are added by passing them
- * in, so that their files need not touch this one.
- */
-export function captureCommand(...more: Command[]): Command {
+/** The `capture` command group, as az network watcher packet-capture. */
+export function captureCommand(): Command {
   const group = new Command('capture')
     .description('packet captures on the server (as az network watcher packet-capture)')
     .addCommand(createCommand())
@@ -457,6 +454,5 @@ export function captureCommand(...more: Command[]): Command {
     .addCommand(waitCommand())
     .addCommand(captureDownloadCommand())
     .addCommand(captureStreamCommand());
-  for (const sub of more) group.addCommand(sub);
   return group;
 }

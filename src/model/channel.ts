@@ -18,7 +18,13 @@ export const ENROLL_PATH = '/api/v1/agent/enroll';
 /** Bumped when a message changes incompatibly; the server refuses other versions. */
 export const CHANNEL_PROTOCOL_VERSION = 1;
 
-const Uuid = Type.String({ format: 'uuid', maxLength: 36 });
+/**
+ * Binary frames (file reads and live streams) start with the id of the read or stream they
+ * belong to, as its 36 ASCII characters, followed by the data.
+ */
+export const BINARY_FRAME_ID_LENGTH = 36;
+
+const Uuid = Type.String({ format: 'uuid', maxLength: BINARY_FRAME_ID_LENGTH });
 const Count = Type.Integer({ minimum: 0 });
 const Time = Type.String({ format: 'date-time', maxLength: 40 });
 

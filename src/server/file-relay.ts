@@ -17,10 +17,10 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { AgentMessage, ServerMessage } from '../model/channel.js';
+import { BINARY_FRAME_ID_LENGTH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 
 /** Bytes of the ASCII request id that starts every binary frame. */
-export const REQUEST_ID_LENGTH = 36;
 
 type ReadFileEnd = Extract<AgentMessage, { type: 'readFileEnd' }>;
 type StreamStats = Extract<AgentMessage, { type: 'streamStats' }>;
@@ -143,12 +143,12 @@ export class FileRelay {
 
   /** A binary frame from an agent: the request (or stream) id, then data. */
   data(vmId: string, frame: Buffer): void {
-    if (frame.length < REQUEST_ID_LENGTH) return;
-    const pending = this.#pending.get(frame.toString('latin1', 0, REQUEST_ID_LENGTH));
+    if (frame.length < BINARY_FRAME_ID_LENGTH) return;
+    const pending = this.#pending.get(frame.toString('latin1', 0, BINARY_FRAME_ID_LENGTH));
     // Frames of requests already cancelled, or of another agent's requests, are dropped.
     if (pending?.vmId !== vmId) return;
     pending.timer.refresh();
-    pending.onData(frame.subarray(REQUEST_ID_LENGTH));
+    pending.onData(frame.subarray(BINARY_FRAME_ID_LENGTH));
   }
 
   /** A `readFileEnd` from an agent. */
