@@ -223,6 +223,16 @@ const routes: readonly Route[] = [
     ok: [409],
   },
   {
+    // A live stream is a WebSocket; a plain GET from an allowed caller passes every check and
+    // is then told to upgrade (400). Streams themselves: test/cli-stream.test.ts.
+    name: 'GET packetCapture/stream',
+    method: 'GET',
+    need: 'Reader',
+    scoped: true,
+    real: (_s, sub) => ({ path: net(`${pcPath(sub, MAIN)}/stream`) }),
+    ok: [400],
+  },
+  {
     name: 'GET operations/{id}',
     method: 'GET',
     need: 'Reader',
