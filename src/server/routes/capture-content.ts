@@ -12,28 +12,16 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { StorageAccountClient } from '../../blob/storage-account.js';
 import { parseStorageAccountId } from '../../control/capture-parameters.js';
 import { isActive } from '../../control/control-plane.js';
-import {
-  captureResourceId,
-  checkResourceGroupName,
-  checkResourceName,
-} from '../../control/resource-ids.js';
+import { captureResourceId } from '../../control/resource-ids.js';
 import { WirewatchError } from '../../model/errors.js';
 import { mergePcapStreams } from '../../pcap/merge-streams.js';
 import type { SessionRecord, Store } from '../../store/store.js';
 import type { AgentHub } from '../agent-hub.js';
-import { authorize } from '../auth.js';
-import { auditRequest, principalOf, type ServerContext } from '../context.js';
+import { auditRequest, type ServerContext } from '../context.js';
+import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
 import { createTarStream, MAX_TAR_NAME_BYTES, tarSize, type TarEntry } from '../tar.js';
 
-const CONTENT =
-  '/subscriptions/:subscriptionId/resourceGroups/:resourceGroupName/providers/Microsoft.Network/networkWatchers/:networkWatcherName/packetCaptures/:packetCaptureName/content';
-
-interface CaptureParams {
-  subscriptionId: string;
-  resourceGroupName: string;
-  networkWatcherName: string;
-  packetCaptureName: string;
-}
+const CONTENT = `${CAPTURE_ROUTE}/content`;
 
 const PCAP_TYPE = 'application/vnd.tcpdump.pcap';
 const TAR_TYPE = 'application/x-tar';
@@ -88,14 +76,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
     reply: FastifyReply,
   ) => {
     const params = request.params;
-    await authorize(store, principalOf(request), params.subscriptionId, 'Reader');
-    const ref = {
-      subscriptionId: params.subscriptionId.toLowerCase(),
-      resourceGroup: checkResourceGroupName(params.resourceGroupName),
-      watcherName: params.networkWatcherName,
-      name: checkResourceName(params.packetCaptureName, 'packetCaptureName'),
-    };
-    await control.requireWatcher(ref.subscriptionId, ref.resourceGroup, ref.watcherName);
+    const ref = await authorizeCapture(ctx, request, params, 'Reader');
     const session = await control.getCapture(ref);
     const format = formatOf(request.query['format']);
     if (isActive(session.status)) {

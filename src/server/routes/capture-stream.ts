@@ -11,29 +11,17 @@
  */
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
-import {
-  captureResourceId,
-  checkResourceGroupName,
-  checkResourceName,
-} from '../../control/resource-ids.js';
+import { captureResourceId } from '../../control/resource-ids.js';
 import type { AgentMessage } from '../../model/channel.js';
 import { WirewatchError } from '../../model/errors.js';
 import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../../pcap/format.js';
 import type { ByteOrder } from '../../pcap/types.js';
 import type { SessionRecord } from '../../store/store.js';
 import type { AgentHub } from '../agent-hub.js';
-import { authorize } from '../auth.js';
-import { auditRequest, principalOf, type ServerContext } from '../context.js';
+import { auditRequest, type ServerContext } from '../context.js';
+import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
 
-const STREAM =
-  '/subscriptions/:subscriptionId/resourceGroups/:resourceGroupName/providers/Microsoft.Network/networkWatchers/:networkWatcherName/packetCaptures/:packetCaptureName/stream';
-
-interface CaptureParams {
-  subscriptionId: string;
-  resourceGroupName: string;
-  networkWatcherName: string;
-  packetCaptureName: string;
-}
+const STREAM = `${CAPTURE_ROUTE}/stream`;
 
 /** Bytes waiting for a viewer above which its frames are dropped. */
 export const MAX_VIEWER_BUFFERED = 4 * 1024 * 1024;
@@ -54,14 +42,7 @@ export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app
   /** Everything that can refuse a stream is checked here, so it is refused before the upgrade. */
   const check = async (request: FastifyRequest) => {
     const params = request.params as CaptureParams;
-    await authorize(store, principalOf(request), params.subscriptionId, 'Reader');
-    const ref = {
-      subscriptionId: params.subscriptionId.toLowerCase(),
-      resourceGroup: checkResourceGroupName(params.resourceGroupName),
-      watcherName: params.networkWatcherName,
-      name: checkResourceName(params.packetCaptureName, 'packetCaptureName'),
-    };
-    await control.requireWatcher(ref.subscriptionId, ref.resourceGroup, ref.watcherName);
+    const ref = await authorizeCapture(ctx, request, params, 'Reader');
     const session = await control.getCapture(ref);
     if (session.status !== 'Running') {
       throw new WirewatchError(

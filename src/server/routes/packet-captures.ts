@@ -1,57 +1,31 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { CaptureRef } from '../../control/control-plane.js';
 import type { PacketCaptureBody } from '../../control/capture-parameters.js';
-import { checkResourceGroupName, checkResourceName } from '../../control/resource-ids.js';
 import { PacketCaptureSchema } from '../../model/arm.js';
 import { WirewatchError } from '../../model/errors.js';
-import { authorize } from '../auth.js';
 import {
   absoluteUrl,
   apiVersionOf,
   callerOf,
-  principalOf,
   setOperationHeaders,
   type ServerContext,
 } from '../context.js';
 import { captureStatusView, packetCaptureView } from '../views.js';
+import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
 
-const WATCHER =
-  '/subscriptions/:subscriptionId/resourceGroups/:resourceGroupName/providers/Microsoft.Network/networkWatchers/:networkWatcherName';
-const CAPTURES = `${WATCHER}/packetCaptures`;
-const CAPTURE = `${CAPTURES}/:packetCaptureName`;
-
-interface CaptureParams {
-  subscriptionId: string;
-  resourceGroupName: string;
-  networkWatcherName: string;
-  packetCaptureName: string;
-}
-
-function refOf(params: CaptureParams): CaptureRef {
-  return {
-    subscriptionId: params.subscriptionId.toLowerCase(),
-    resourceGroup: checkResourceGroupName(params.resourceGroupName),
-    watcherName: params.networkWatcherName,
-    name: checkResourceName(params.packetCaptureName, 'packetCaptureName'),
-  };
-}
+const CAPTURE = CAPTURE_ROUTE;
+const CAPTURES = CAPTURE_ROUTE.slice(0, CAPTURE_ROUTE.lastIndexOf('/'));
 
 /** packetCaptures under a network watcher: Create, Get, List, Delete, Stop, queryStatus. */
 export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { control, store } = ctx;
 
-  async function allowed(
+  const allowed = (
     request: FastifyRequest,
     params: CaptureParams,
     need: 'Reader' | 'Contributor',
-  ) {
-    await authorize(store, principalOf(request), params.subscriptionId, need);
-    const ref = refOf(params);
-    await control.requireWatcher(ref.subscriptionId, ref.resourceGroup, ref.watcherName);
-    return ref;
-  }
+  ) => authorizeCapture(ctx, request, params, need);
 
   api.put<{ Params: CaptureParams }>(
     CAPTURE,
