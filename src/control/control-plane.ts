@@ -316,15 +316,22 @@ export class ControlPlane {
     return new Date(t);
   }
 
-  /** The blob target of a session stored in a storage account, with a fresh SAS. */
-  async #blobTarget(session: SessionRecord): Promise<CaptureAssignment['blob']> {
+  /** A session's storage location and the storage account its storageId names (if registered). */
+  async #storageOf(
+    session: SessionRecord,
+  ): Promise<{ location: StorageLocation; account: StorageAccountRecord | undefined }> {
     const location = storageLocationOf(session);
-    if (!location.storageId || !location.storagePath) return undefined;
-    const ref = parseStorageAccountId(location.storageId);
+    const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
     const account = ref
       ? await this.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
       : undefined;
-    if (!account) return undefined;
+    return { location, account };
+  }
+
+  /** The blob target of a session stored in a storage account, with a fresh SAS. */
+  async #blobTarget(session: SessionRecord): Promise<CaptureAssignment['blob']> {
+    const { location, account } = await this.#storageOf(session);
+    if (!account || !location.storagePath) return undefined;
     const writer = this.#blobWriter(account);
     const expiresAt = this.#sasExpiry(session);
     const continuous = (session.properties as { continuousCapture?: boolean }).continuousCapture;
@@ -359,11 +366,7 @@ export class ControlPlane {
   }
 
   async #grantRingFile(vm: VmRecord, session: SessionRecord, fileIndex: number): Promise<void> {
-    const location = storageLocationOf(session);
-    const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
-    const account = ref
-      ? await this.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
-      : undefined;
+    const { location, account } = await this.#storageOf(session);
     if (!account || !location.storagePath) return;
     const url = ringFileBlobUrl(location.storagePath, fileIndex);
     const expiresAt = this.#sasExpiry(session);
@@ -387,11 +390,7 @@ export class ControlPlane {
     upload: NonNullable<SessionRecord['upload']>,
   ): Promise<SessionRecord['upload']> {
     if (upload.state !== 'Completed' || upload.blobs.length === 0) return upload;
-    const location = storageLocationOf(session);
-    const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
-    const account = ref
-      ? await this.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
-      : undefined;
+    const { location, account } = await this.#storageOf(session);
     const fail = (message: string) => ({
       state: 'Failed' as const,
       blobs: upload.blobs,

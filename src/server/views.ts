@@ -16,16 +16,20 @@ function provisioningState(session: SessionRecord): string {
   }
 }
 
+function captureIdOf(session: SessionRecord): string {
+  return captureResourceId(
+    session.subscriptionId,
+    session.resourceGroup,
+    session.watcherName,
+    session.name,
+  );
+}
+
 /** Azure's PacketCaptureResult. */
 export function packetCaptureView(session: SessionRecord): Record<string, unknown> {
   return {
     name: session.name,
-    id: captureResourceId(
-      session.subscriptionId,
-      session.resourceGroup,
-      session.watcherName,
-      session.name,
-    ),
+    id: captureIdOf(session),
     etag: `W/"${session.etag}"`,
     type: 'Microsoft.Network/networkWatchers/packetCaptures',
     properties: { ...session.properties, provisioningState: provisioningState(session) },
@@ -49,12 +53,7 @@ export function captureStatusView(
   if (session.upload?.state === 'Failed') errors.push('StorageFailed');
   return {
     name: session.name,
-    id: captureResourceId(
-      session.subscriptionId,
-      session.resourceGroup,
-      session.watcherName,
-      session.name,
-    ),
+    id: captureIdOf(session),
     ...(session.captureStartTime
       ? { captureStartTime: session.captureStartTime.toISOString() }
       : {}),
