@@ -321,6 +321,18 @@ function toSession(row: SessionsTable): SessionRecord {
   };
 }
 
+/**
+ * The lookup of a row keyed by name (VMs, network watchers, storage accounts): its subscription
+ * and its case-folded resource group and name.
+ */
+function byName(subscriptionId: string, resourceGroupKey: string, nameKey: string) {
+  return {
+    subscription_id: subscriptionId,
+    resource_group_key: resourceGroupKey,
+    name_key: nameKey,
+  };
+}
+
 function storageAccountToRow(record: StorageAccountRecord): StorageAccountsTable {
   return {
     subscription_id: record.subscriptionId,
@@ -580,9 +592,7 @@ class SqliteStore implements Store {
     const row = await this.#db
       .selectFrom('vms')
       .selectAll()
-      .where('subscription_id', '=', subscriptionId)
-      .where('resource_group_key', '=', foldName(resourceGroup))
-      .where('name_key', '=', foldName(name))
+      .where((eb) => eb.and(byName(subscriptionId, foldName(resourceGroup), foldName(name))))
       .executeTakeFirst();
     return row && toVm(row);
   }
@@ -624,9 +634,7 @@ class SqliteStore implements Store {
       const updated = await trx
         .updateTable('network_watchers')
         .set({ location: row.location, tags: row.tags, etag: row.etag })
-        .where('subscription_id', '=', row.subscription_id)
-        .where('resource_group_key', '=', row.resource_group_key)
-        .where('name_key', '=', row.name_key)
+        .where((eb) => eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)))
         .returningAll()
         .executeTakeFirst();
       if (updated !== undefined) return { record: toWatcher(updated), created: false };
@@ -647,9 +655,7 @@ class SqliteStore implements Store {
     const row = await this.#db
       .selectFrom('network_watchers')
       .selectAll()
-      .where('subscription_id', '=', subscriptionId)
-      .where('resource_group_key', '=', foldName(resourceGroup))
-      .where('name_key', '=', foldName(name))
+      .where((eb) => eb.and(byName(subscriptionId, foldName(resourceGroup), foldName(name))))
       .executeTakeFirst();
     return row && toWatcher(row);
   }
@@ -692,9 +698,7 @@ class SqliteStore implements Store {
     return this.#db.transaction().execute(async (trx) => {
       const deleted = await trx
         .deleteFrom('network_watchers')
-        .where('subscription_id', '=', subscriptionId)
-        .where('resource_group_key', '=', resourceGroupKey)
-        .where('name_key', '=', nameKey)
+        .where((eb) => eb.and(byName(subscriptionId, resourceGroupKey, nameKey)))
         .executeTakeFirst();
       if (deleted.numDeletedRows === 0n) return false;
       await trx
@@ -862,9 +866,7 @@ class SqliteStore implements Store {
           blob_endpoint: row.blob_endpoint,
           connection_string: row.connection_string,
         })
-        .where('subscription_id', '=', row.subscription_id)
-        .where('resource_group_key', '=', row.resource_group_key)
-        .where('name_key', '=', row.name_key)
+        .where((eb) => eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)))
         .returningAll()
         .executeTakeFirst();
       if (updated !== undefined) return { record: toStorageAccount(updated), created: false };
@@ -885,9 +887,7 @@ class SqliteStore implements Store {
     const row = await this.#db
       .selectFrom('storage_accounts')
       .selectAll()
-      .where('subscription_id', '=', subscriptionId)
-      .where('resource_group_key', '=', foldName(resourceGroup))
-      .where('name_key', '=', foldName(name))
+      .where((eb) => eb.and(byName(subscriptionId, foldName(resourceGroup), foldName(name))))
       .executeTakeFirst();
     return row === undefined ? undefined : toStorageAccount(row);
   }
@@ -910,9 +910,7 @@ class SqliteStore implements Store {
   ): Promise<boolean> {
     const result = await this.#db
       .deleteFrom('storage_accounts')
-      .where('subscription_id', '=', subscriptionId)
-      .where('resource_group_key', '=', foldName(resourceGroup))
-      .where('name_key', '=', foldName(name))
+      .where((eb) => eb.and(byName(subscriptionId, foldName(resourceGroup), foldName(name))))
       .executeTakeFirst();
     return Number(result.numDeletedRows) > 0;
   }
