@@ -22,6 +22,15 @@ export interface PcapStreamInput {
   readonly stream: AsyncIterable<Buffer>;
 }
 
+/** Options of {@link mergePcapStreams}. */
+export interface MergePcapStreamsOptions extends MergePcapsOptions {
+  /**
+   * On failure, destroy `output` without the error (its writer learns of the failure from the
+   * rejected promise alone and need not listen for `error`).
+   */
+  readonly destroyQuietly?: boolean;
+}
+
 const NS_PER_SECOND = 1_000_000_000;
 const MAX_UINT32 = 0xffffffff;
 
@@ -39,7 +48,7 @@ const MAX_UINT32 = 0xffffffff;
 export async function mergePcapStreams(
   inputs: readonly PcapStreamInput[],
   output: Writable,
-  options: MergePcapsOptions = {},
+  options: MergePcapStreamsOptions = {},
 ): Promise<MergePcapsResult> {
   const { signal } = options;
   const sources = inputs.map((input) => new StreamSource(input));
@@ -96,7 +105,8 @@ export async function mergePcapStreams(
     await writer.close();
     return { records, precision };
   } catch (error) {
-    output.destroy(error instanceof Error ? error : new Error(String(error)));
+    if (options.destroyQuietly) output.destroy();
+    else output.destroy(error instanceof Error ? error : new Error(String(error)));
     throw error;
   } finally {
     await Promise.allSettled(sources.map((s) => s.close()));

@@ -43,6 +43,6 @@ export async function mergePcaps(
   return mergePcapStreams(
     inputs.map((path) => ({ name: path, stream: createReadStream(path) })),
     output,
-    options,
+    { ...options, destroyQuietly: true },
   );
 }
