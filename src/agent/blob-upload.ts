@@ -27,6 +27,8 @@ export interface BlobUploadOptions {
   readonly pollIntervalMs?: number;
   /** The largest block (default 4 MiB); a growing file also stages whenever this much is new. */
   readonly blockSize?: number;
+  /** Blocks staged at the same time (default 2); each in flight holds a block-sized buffer. */
+  readonly stageConcurrency?: number;
   /** Retry waits, first and longest (default 500 ms and 10 s), with jitter. */
   readonly backoffMinMs?: number;
   readonly backoffMaxMs?: number;
@@ -50,6 +52,8 @@ export function startBlobUpload(options: BlobUploadOptions): BlobUpload {
 }
 
 const DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024;
+/** Blocks in flight at once by default. */
+const STAGE_CONCURRENCY = 2;
 /** Azure allows 50,000 blocks in a blob; past this many, a growing file stages whole blocks only. */
 const SMALL_BLOCKS_UNTIL = 40_000;
 /** How often a growing file's size is looked at (staging still waits for pollIntervalMs). */
@@ -77,6 +81,7 @@ export class BlobUpload {
   readonly #client: BlockBlobClient;
   readonly #abort = new AbortController();
   readonly #blockSize: number;
+  readonly #concurrency: number;
   readonly #now: () => number;
   readonly #canRead: boolean;
   #final: boolean;
@@ -86,13 +91,15 @@ export class BlobUpload {
   #nextBlock = 0;
   #lastStageAt = 0;
   #restages = 0;
-  #buffer: Buffer | undefined;
+  /** One per block in flight, reused. */
+  readonly #buffers: Buffer[] = [];
   #closing: Promise<void> | undefined;
 
   constructor(options: BlobUploadOptions) {
     this.#o = options;
     this.url = options.url;
     this.#blockSize = Math.max(1, options.blockSize ?? DEFAULT_BLOCK_SIZE);
+    this.#concurrency = Math.max(1, Math.floor(options.stageConcurrency ?? STAGE_CONCURRENCY));
     this.#now = options.now ?? Date.now;
     this.#final = !(options.growing ?? false);
     this.#canRead = sasPermissions(options.sas).includes('r');
@@ -143,8 +150,12 @@ export class BlobUpload {
       return failed(`cannot read ${this.#o.file} to upload it: ${describe(err)}`);
     }
     try {
+      // A whole block or more came while the last round staged: the next round starts at once
+      // instead of after a pause (a capture writing faster than the pause allows for).
+      let behind = false;
       while (!this.#final) {
-        await this.#pause(Math.min(WATCH_MS, this.#o.pollIntervalMs ?? 1000));
+        if (!behind) await this.#pause(Math.min(WATCH_MS, this.#o.pollIntervalMs ?? 1000));
+        behind = false;
         if (this.#abort.signal.aborted) return { state: 'Abandoned' };
         if (this.#final) break;
         const size = (await handle.stat()).size;
@@ -152,6 +163,7 @@ export class BlobUpload {
         const due = this.#now() - this.#lastStageAt >= (this.#o.pollIntervalMs ?? 1000);
         if (fresh >= this.#blockSize) {
           await this.#retrying(() => this.#stage(handle, size, { wholeBlocksOnly: !due }));
+          behind = (await handle.stat()).size - this.#stagedEnd >= this.#blockSize;
         } else if (fresh > 0 && due && this.#blocks.length < SMALL_BLOCKS_UNTIL) {
           await this.#retrying(() => this.#stage(handle, size, { wholeBlocksOnly: false }));
         }
@@ -196,29 +208,50 @@ export class BlobUpload {
   }
 
   /**
-   * Stages [stagedEnd, end) of the file, block by block (never the whole file in memory). With
-   * wholeBlocksOnly, a last partial block waits for the next round.
+   * Stages [stagedEnd, end) of the file, block by block (never the whole file in memory), up to
+   * `stageConcurrency` blocks at a time. With wholeBlocksOnly, a last partial block waits for
+   * the next round.
    */
   async #stage(handle: FileHandle, end: number, how: { wholeBlocksOnly: boolean }): Promise<void> {
     while (this.#stagedEnd < end) {
-      const length = Math.min(this.#blockSize, end - this.#stagedEnd);
-      if (how.wholeBlocksOnly && length < this.#blockSize) return;
-      this.#buffer ??= Buffer.allocUnsafe(this.#blockSize);
-      // Fewer bytes than asked only when the file was cut meanwhile; what was read is still the
-      // file's content, and the end is settled when it is final.
-      const got = await readAt(handle, this.#buffer, length, this.#stagedEnd);
-      if (got === 0) return;
-      const bytes = this.#buffer.subarray(0, got);
-      const id = blockId(this.#nextBlock++);
-      // The service checks each block against its MD5, so the committed blob is exactly the
-      // bytes read here.
-      await this.#client.stageBlock(id, bytes, got, {
-        transactionalContentMD5: createHash('md5').update(bytes).digest(),
-        abortSignal: this.#abort.signal,
-      });
-      this.#blocks.push({ id, offset: this.#stagedEnd, length: got });
-      this.#stagedEnd += got;
-      this.#lastStageAt = this.#now();
+      // The next blocks, in file order: each is read into its own buffer, then all are staged
+      // at once.
+      const batch: { offset: number; bytes: Buffer }[] = [];
+      let offset = this.#stagedEnd;
+      while (batch.length < this.#concurrency && offset < end) {
+        const length = Math.min(this.#blockSize, end - offset);
+        if (how.wholeBlocksOnly && length < this.#blockSize) break;
+        const buffer = (this.#buffers[batch.length] ??= Buffer.allocUnsafe(this.#blockSize));
+        // Fewer bytes than asked only when the file was cut meanwhile; what was read is still
+        // the file's content, and the end is settled when it is final.
+        const got = await readAt(handle, buffer, length, offset);
+        if (got === 0) break;
+        batch.push({ offset, bytes: buffer.subarray(0, got) });
+        offset += got;
+        if (got < length) break;
+      }
+      if (batch.length === 0) return;
+      const staged = await Promise.allSettled(
+        batch.map(async ({ bytes }) => {
+          const id = blockId(this.#nextBlock++);
+          // The service checks each block against its MD5, so the committed blob is exactly
+          // the bytes read here.
+          await this.#client.stageBlock(id, bytes, bytes.length, {
+            transactionalContentMD5: createHash('md5').update(bytes).digest(),
+            abortSignal: this.#abort.signal,
+          });
+          return id;
+        }),
+      );
+      // The blocks up to the first failure count; a failed one and those after it are staged
+      // again (under new ids) on the next attempt.
+      for (const [i, result] of staged.entries()) {
+        if (result.status === 'rejected') throw result.reason;
+        const { offset: at, bytes } = batch[i]!;
+        this.#blocks.push({ id: result.value, offset: at, length: bytes.length });
+        this.#stagedEnd = at + bytes.length;
+        this.#lastStageAt = this.#now();
+      }
     }
   }
 
