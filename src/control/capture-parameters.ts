@@ -198,6 +198,18 @@ function omitStoragePath(
   return Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
 }
 
+/**
+ * Stored properties without the server-made storagePath: what a re-PUT's parsed properties
+ * (which never carry one) are compared with.
+ */
+export function withoutStoragePath(
+  properties: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const location = properties['storageLocation'] as
+    PacketCaptureBody['properties']['storageLocation'] | undefined;
+  return { ...properties, storageLocation: omitStoragePath(location ?? {}) };
+}
+
 /** The capture file path against the target VM's capture root. */
 export function checkCaptureFilePath(path: string, field: string, captureRoot: string): string {
   return checkCapturePath(path, captureRoot, field);

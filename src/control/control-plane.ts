@@ -28,6 +28,7 @@ import {
   checkCaptureFilePath,
   parseCaptureBody,
   parseStorageAccountId,
+  withoutStoragePath,
   type PacketCaptureBody,
 } from './capture-parameters.js';
 import { captureResourceId, vmResourceId, watcherResourceId } from './resource-ids.js';
@@ -236,7 +237,7 @@ export class ControlPlane {
       case 'exists': {
         const same =
           canonicalJson(withoutStoragePath(result.session.properties)) ===
-            canonicalJson(withoutStoragePath(parsed.properties)) && !result.session.deleteRequested;
+            canonicalJson(parsed.properties) && !result.session.deleteRequested;
         if (!same) {
           throw new WirewatchError(
             'PacketCaptureAlreadyExists',
@@ -966,15 +967,6 @@ function blobNameOf(account: StorageAccountRecord, url: string): string {
     throw new Error(`blob URL ${url} is not in the capture container of ${account.blobEndpoint}`);
   }
   return name;
-}
-
-/** Properties without the server-made storagePath, for comparing a re-PUT with what is stored. */
-function withoutStoragePath(
-  properties: Readonly<Record<string, unknown>>,
-): Record<string, unknown> {
-  const location = (properties['storageLocation'] ?? {}) as Record<string, unknown>;
-  const { storagePath: _made, ...rest } = location;
-  return { ...properties, storageLocation: rest };
 }
 
 function toRequestReason(reason: SessionStopReason | null): StopRequestReason {
