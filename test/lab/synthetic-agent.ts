@@ -195,6 +195,28 @@ export class SyntheticAgent {
       case 'deregistered':
         for (const id of this.sessions.keys()) this.finish(id, 'TargetDeleted');
         break;
+      // A synthetic capture has no file: reads and streams end at once, with that said.
+      case 'readFile':
+        this.#send({
+          type: 'readFileEnd',
+          requestId: message.requestId,
+          error: { code: 'CaptureFileGone', message: 'a synthetic agent writes no files' },
+        });
+        break;
+      case 'streamStart':
+        this.#send({
+          type: 'streamEnd',
+          streamId: message.streamId,
+          packets: 0,
+          dropped: 0,
+          error: { code: 'CaptureNotRunning', message: 'a synthetic agent writes no files' },
+        });
+        break;
+      // Grants arrive only when a test asks for them (it reads `received`); nothing to cancel.
+      case 'blobGrant':
+      case 'readFileCancel':
+      case 'streamStop':
+        break;
     }
     for (const listener of [...this.#listeners]) listener(message);
   }
