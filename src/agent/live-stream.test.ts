@@ -49,7 +49,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const until = async (check: () => boolean, ms = 5000) => {
+// Generous: the machine may be busy with other tests; the conditions, not the time, are checked.
+const until = async (check: () => boolean, ms = 20_000) => {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('condition not met');
