@@ -905,10 +905,14 @@ export class ControlPlane {
     });
   }
 
-  /** Creates `NetworkWatcher_{location}` in `NetworkWatcherRG` unless the subscription has one there. */
+  /**
+   * Creates `NetworkWatcher_{location}` in `NetworkWatcherRG` when the subscription has no
+   * watcher in the location and none of that name (an operator may have put it elsewhere).
+   * An existing watcher is never changed: its location, tags and etag are its owner's.
+   */
   async ensureWatcherFor(subscriptionId: string, location: string): Promise<void> {
     if (await this.store.findWatcherByLocation(subscriptionId, location)) return;
-    await this.store.putWatcher({
+    await this.store.createWatcherIfAbsent({
       subscriptionId,
       resourceGroup: 'NetworkWatcherRG',
       name: `NetworkWatcher_${location}`,

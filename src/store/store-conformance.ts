@@ -383,6 +383,32 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.listWatchers(subA)).toEqual([result.record]);
       });
 
+      it('createWatcherIfAbsent creates only when neither the name nor the location is taken', async () => {
+        const first = watcher(subA, { location: 'eastus', tags: { owner: 'net-team' } });
+        expect(await store.createWatcherIfAbsent(first)).toEqual(first);
+        // Same name, other location: nothing changes (not the location, not the tags).
+        expect(
+          await store.createWatcherIfAbsent(
+            watcher(subA, { location: 'westus', tags: {}, etag: randomUUID() }),
+          ),
+        ).toBeUndefined();
+        // Same location, other name: nothing is created.
+        expect(
+          await store.createWatcherIfAbsent(watcher(subA, { name: 'other', location: 'eastus' })),
+        ).toBeUndefined();
+        expect(await store.listWatchers(subA)).toEqual([first]);
+        // Concurrent creates of one watcher: exactly one wins.
+        const racers = await Promise.all(
+          [1, 2, 3, 4].map((i) =>
+            store.createWatcherIfAbsent(
+              watcher(subB, { location: 'l9', tags: { n: String(i) }, etag: randomUUID() }),
+            ),
+          ),
+        );
+        expect(racers.filter((r) => r !== undefined)).toHaveLength(1);
+        expect(await store.listWatchers(subB)).toEqual(racers.filter((r) => r !== undefined));
+      });
+
       it('keeps one watcher per subscription and location', async () => {
         await store.putWatcher(watcher(subA));
         await expect(store.putWatcher(watcher(subA, { name: 'second' }))).rejects.toThrow();

@@ -247,6 +247,12 @@ export interface Store {
   putWatcher(
     record: NetworkWatcherRecord,
   ): Promise<{ record: NetworkWatcherRecord; created: boolean }>;
+  /**
+   * Creates the watcher only if neither a watcher of that name nor one in that location exists
+   * in the subscription; never changes an existing one. Returns the new record, or undefined
+   * when nothing was created. Atomic: of concurrent calls at most one creates.
+   */
+  createWatcherIfAbsent(record: NetworkWatcherRecord): Promise<NetworkWatcherRecord | undefined>;
   getWatcher(
     subscriptionId: string,
     resourceGroup: string,

@@ -647,6 +647,19 @@ class SqliteStore implements Store {
     });
   }
 
+  async createWatcherIfAbsent(
+    record: NetworkWatcherRecord,
+  ): Promise<NetworkWatcherRecord | undefined> {
+    // No conflict target: the primary key (the name) and the one-per-location index both count.
+    const row = await this.#db
+      .insertInto('network_watchers')
+      .values(watcherToRow(record))
+      .onConflict((oc) => oc.doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    return row && toWatcher(row);
+  }
+
   async getWatcher(
     subscriptionId: string,
     resourceGroup: string,
