@@ -71,6 +71,36 @@ describe('wirewatch server', () => {
     await stopProcess(second);
   });
 
+  it('--rotate-admin-token prints a new token once, writes it to DIR/admin.token and revokes the old', async () => {
+    const dir = path.join(root, 'rotated');
+    const port = await freePort();
+    const env = { WIREWATCH_ADMIN_TOKEN: undefined };
+    const listen = ['server', '--data-dir', dir, '--listen', `127.0.0.1:${port}`];
+    const first = launch(listen, env);
+    await listening(first);
+    const file = path.join(dir, 'admin.token');
+    const old = (await readFile(file, 'utf8')).trim();
+    expect(await stopProcess(first)).toBe(0);
+
+    const rotating = launch([...listen, '--rotate-admin-token'], env);
+    const url = await listening(rotating);
+    const fresh = (await readFile(file, 'utf8')).trim();
+    expect(fresh).not.toBe(old);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect(rotating.output()).toContain(`new admin token (every earlier one is revoked): ${fresh}`);
+    expect(rotating.output()).not.toContain(old);
+    expect((await apiClient(url, fresh).call('GET', '/api/v1/subscriptions')).status).toBe(200);
+    expect((await apiClient(url, old).call('GET', '/api/v1/subscriptions')).status).toBe(401);
+    expect(await stopProcess(rotating)).toBe(0);
+
+    // With WIREWATCH_ADMIN_TOKEN set, rotating is refused.
+    const refused = launch([...listen, '--rotate-admin-token'], {
+      WIREWATCH_ADMIN_TOKEN: 'wwadmin_cli_env_token_0123456789',
+    });
+    expect(await refused.exited).not.toBe(0);
+    expect(refused.output()).toContain('WIREWATCH_ADMIN_TOKEN is set');
+  });
+
   it('refuses plain HTTP on a non-loopback address unless --allow-insecure-http', async () => {
     const proc = launch(['server', '--data-dir', path.join(root, 'open'), '--listen', '0.0.0.0:0']);
     expect(await proc.exited).not.toBe(0);

@@ -10,6 +10,7 @@ interface ServerCommandOptions {
   allowInsecureHttp?: boolean;
   quota?: number;
   logLevel: string;
+  rotateAdminToken?: boolean;
 }
 
 function positive(value: string): number {
@@ -41,6 +42,10 @@ export function serverCommand(): Command {
     .option('--tls-key <file>', 'server private key (PEM), with --tls-cert')
     .option('--db <url>', 'store: sqlite:PATH (default sqlite:DIR/wirewatch.db)')
     .option('--allow-insecure-http', 'allow plain HTTP on a non-loopback address')
+    .option(
+      '--rotate-admin-token',
+      'make a new admin token in DIR/admin.token (printed once) and revoke every other',
+    )
     .option('--quota <n>', 'sessions NotStarted or Running per subscription and location', positive)
     .addOption(
       new Option('--log-level <level>', 'log level')
@@ -49,7 +54,7 @@ export function serverCommand(): Command {
     )
     .addHelpText(
       'after',
-      '\nExample:\n  wirewatch server --data-dir /var/lib/wirewatch/server --listen 0.0.0.0:7443 --tls self-signed\n\nThe admin token is WIREWATCH_ADMIN_TOKEN at first start, else DIR/admin.token (mode 0600).\n',
+      '\nExample:\n  wirewatch server --data-dir /var/lib/wirewatch/server --listen 0.0.0.0:7443 --tls self-signed\n\nThe admin token is WIREWATCH_ADMIN_TOKEN, else DIR/admin.token (mode 0600); every other admin\ntoken is revoked at start, so changing the variable or --rotate-admin-token retires the old one.\n',
     )
     .action(async (options: ServerCommandOptions) => {
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
@@ -70,6 +75,7 @@ export function serverCommand(): Command {
         ...(options.db === undefined ? {} : { db: options.db }),
         ...(options.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
         ...(options.quota === undefined ? {} : { quota: options.quota }),
+        ...(options.rotateAdminToken ? { rotateAdminToken: true } : {}),
         ...(process.env['WIREWATCH_ADMIN_TOKEN']
           ? { adminToken: process.env['WIREWATCH_ADMIN_TOKEN'] }
           : {}),
@@ -78,7 +84,11 @@ export function serverCommand(): Command {
       process.stderr.write(
         `wirewatch server listening on ${server.url}\n` +
           (server.caPath ? `  CA certificate: ${server.caPath}\n` : '') +
-          `  admin token:    ${process.env['WIREWATCH_ADMIN_TOKEN'] ? 'WIREWATCH_ADMIN_TOKEN' : server.adminTokenPath}\n`,
+          `  admin token:    ${process.env['WIREWATCH_ADMIN_TOKEN'] ? 'WIREWATCH_ADMIN_TOKEN' : server.adminTokenPath}\n` +
+          // Asked for: the operator needs the new token now, and it is shown only this once.
+          (options.rotateAdminToken && server.newAdminToken
+            ? `  new admin token (every earlier one is revoked): ${server.newAdminToken}\n`
+            : ''),
       );
       await new Promise<void>((resolve) => {
         const stop = () => resolve();

@@ -20,8 +20,13 @@ export interface StartServerOptions {
   readonly allowInsecureHttp?: boolean;
   readonly quota?: number;
   readonly pageSize?: number;
-  /** The admin token to install at first start (WIREWATCH_ADMIN_TOKEN). */
+  /**
+   * The admin token (WIREWATCH_ADMIN_TOKEN). Every other admin token is revoked at start, so
+   * changing it retires the previous one.
+   */
   readonly adminToken?: string;
+  /** Make a new admin token in DIR/admin.token and revoke every other (`--rotate-admin-token`). */
+  readonly rotateAdminToken?: boolean;
   readonly logger?: FastifyServerOptions['logger'];
   readonly sweepIntervalMs?: number;
   readonly deadlineGraceMs?: number;
@@ -33,6 +38,8 @@ export interface RunningServer extends WirewatchServer {
   /** DIR/tls/ca.crt with `--tls self-signed`. */
   readonly caPath: string | undefined;
   readonly adminTokenPath: string;
+  /** The admin token when this start made it (first start without one, or a rotation). */
+  readonly newAdminToken: string | undefined;
   readonly store: Store;
 }
 
@@ -87,8 +94,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const store = await openStore(options.db ?? `sqlite:${path.join(dataDir, 'wirewatch.db')}`);
   const adminTokenPath = path.join(dataDir, 'admin.token');
   let server: WirewatchServer | undefined;
+  let newAdminToken: string | undefined;
   try {
-    await ensureAdminToken(store, adminTokenPath, options.adminToken);
+    newAdminToken = await ensureAdminToken(
+      store,
+      adminTokenPath,
+      options.adminToken,
+      options.rotateAdminToken ?? false,
+    );
     server = await buildServer({
       store,
       ...(https ? { https } : {}),
@@ -119,6 +132,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     url,
     caPath,
     adminTokenPath,
+    newAdminToken,
     store,
     close() {
       closed ??= (async () => {
@@ -142,23 +156,34 @@ async function openStore(db: string): Promise<Store> {
 
 /**
  * The admin credential: WIREWATCH_ADMIN_TOKEN when given, else the token in DIR/admin.token,
- * else a new one written there (mode 0600). Only its hash goes into the store.
+ * else a new one written there (mode 0600); with `rotate`, always a new one written there. Only
+ * its hash goes into the store, and every other admin token is revoked: changing the variable,
+ * or rotating, retires the previous token at this start. Returns the token when it is new.
  */
 async function ensureAdminToken(
   store: Store,
   tokenPath: string,
   fromEnv: string | undefined,
-): Promise<void> {
+  rotate: boolean,
+): Promise<string | undefined> {
   let token = fromEnv?.trim();
-  if (!token) {
+  if (rotate && token) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      '--rotate-admin-token writes a new token to DIR/admin.token, but WIREWATCH_ADMIN_TOKEN is set: unset it (or set it to a new value, which retires the old one at start)',
+      { target: 'WIREWATCH_ADMIN_TOKEN' },
+    );
+  }
+  if (!token && !rotate) {
     try {
       token = (await readFile(tokenPath, 'utf8')).trim();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
+  let fresh: string | undefined;
   if (!token) {
-    token = generateToken('admin');
+    token = fresh = generateToken('admin');
     const tmp = `${tokenPath}.${process.pid}.tmp`;
     await writeFile(tmp, `${token}\n`, { mode: 0o600 });
     await chmod(tmp, 0o600);
@@ -171,8 +196,24 @@ async function ensureAdminToken(
       { target: 'WIREWATCH_ADMIN_TOKEN' },
     );
   }
+  const source = fromEnv?.trim() ? 'WIREWATCH_ADMIN_TOKEN' : tokenPath;
   const hash = hashToken(token);
-  if (!(await store.findTokenByHash(hash))) {
+  const existing = await store.findTokenByHash(hash);
+  if (existing && existing.role !== 'Admin') {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `the admin token (${source}) is already an API token of a subscription; choose another`,
+      { target: 'WIREWATCH_ADMIN_TOKEN' },
+    );
+  }
+  if (existing?.revokedAt) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `the admin token (${source}) was retired on ${existing.revokedAt.toISOString()} and stays revoked; choose a new one (or remove ${tokenPath} and unset WIREWATCH_ADMIN_TOKEN to have one generated)`,
+      { target: 'WIREWATCH_ADMIN_TOKEN' },
+    );
+  }
+  if (!existing) {
     await store.createToken({
       id: randomUUID(),
       subscriptionId: null,
@@ -182,4 +223,6 @@ async function ensureAdminToken(
       revokedAt: null,
     });
   }
+  await store.revokeAdminTokensExcept(hash, new Date());
+  return fresh;
 }

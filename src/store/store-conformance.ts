@@ -266,6 +266,22 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect((await store.findTokenByHash(other.hash))?.revokedAt).toEqual(at(11));
         expect(await store.revokeToken(null, randomUUID(), at(11))).toBe(false);
       });
+      it('revokes every admin token but the current one, and no API token', async () => {
+        const old1 = token(null);
+        const old2 = token(null);
+        const earlier = token(null, { revokedAt: at(5) });
+        const current = token(null);
+        const api = token(subA, { role: 'Owner' });
+        for (const record of [old1, old2, earlier, current, api]) await store.createToken(record);
+        expect(await store.revokeAdminTokensExcept(current.hash, at(12))).toBe(2);
+        expect((await store.findTokenByHash(old1.hash))?.revokedAt).toEqual(at(12));
+        expect((await store.findTokenByHash(old2.hash))?.revokedAt).toEqual(at(12));
+        // An earlier revocation keeps its time; the current token and API tokens are untouched.
+        expect((await store.findTokenByHash(earlier.hash))?.revokedAt).toEqual(at(5));
+        expect(await store.findTokenByHash(current.hash)).toEqual(current);
+        expect(await store.findTokenByHash(api.hash)).toEqual(api);
+        expect(await store.revokeAdminTokensExcept(current.hash, at(13))).toBe(0);
+      });
     });
 
     describe('enrollment tokens', () => {

@@ -223,6 +223,12 @@ export interface Store {
   findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   /** Marks the token revoked; false when there is no such token in that subscription. */
   revokeToken(subscriptionId: string | null, id: string, at: Date): Promise<boolean>;
+  /**
+   * Revokes every admin token (role 'Admin') whose hash is not `keepHash` and that is not
+   * revoked yet; returns how many. The server runs it at start, so that only the current admin
+   * token works after a rotation.
+   */
+  revokeAdminTokensExcept(keepHash: string, at: Date): Promise<number>;
 
   // Enrollment tokens
   createEnrollmentToken(record: EnrollmentTokenRecord): Promise<void>;

@@ -521,6 +521,17 @@ class SqliteStore implements Store {
     return result.numUpdatedRows > 0n;
   }
 
+  async revokeAdminTokensExcept(keepHash: string, at: Date): Promise<number> {
+    const result = await this.#db
+      .updateTable('tokens')
+      .set({ revoked_at: iso(at) })
+      .where('role', '=', 'Admin')
+      .where('hash', '!=', keepHash)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   // Enrollment tokens
 
   async createEnrollmentToken(record: EnrollmentTokenRecord): Promise<void> {
