@@ -357,6 +357,81 @@ describe(
           /--expires-in-hours/,
         );
       });
+      it('enroll-token list and revoke; --takeover re-enrolls one enrolled VM, once', async () => {
+        const created = json(await owner(['admin', 'enroll-token', 'create']));
+        const listed = await owner(['admin', 'enroll-token', 'list']);
+        expect(listed.stdout).not.toContain(created.token);
+        expect(
+          json(listed).find((t: { tokenId: string }) => t.tokenId === created.tokenId),
+        ).toMatchObject({ state: 'Active', takeover: null, revokedAt: null });
+        const rows = table(await owner(['admin', 'enroll-token', 'list', '-o', 'table']), [
+          'TokenId',
+          'State',
+          'Created',
+          'ExpiresAt',
+          'Takeover',
+        ]);
+        expect(rows.length).toBeGreaterThan(0);
+
+        const revoked = await owner([
+          'admin',
+          'enroll-token',
+          'revoke',
+          '--token-id',
+          created.tokenId,
+        ]);
+        expect(revoked).toMatchObject({ code: 0, stdout: '' });
+        const agent = (name: string, token: string) =>
+          new SyntheticAgent({
+            serverUrl: server.url,
+            enrollToken: token,
+            subscriptionId: subscription,
+            resourceGroup: 'moved',
+            name,
+            location: 'westeurope',
+          });
+        await expect(agent('revoked-01', created.token).enroll()).rejects.toThrow(
+          /401.*InvalidEnrollmentToken/,
+        );
+        refused(
+          await owner([
+            'admin',
+            'enroll-token',
+            'revoke',
+            '--token-id',
+            '00000000-0000-4000-8000-000000000000',
+          ]),
+          'ResourceNotFound',
+        );
+
+        // A VM enrolled with an ordinary token cannot be enrolled again with one ...
+        await agent('moved-01', enrollToken).enroll();
+        await expect(agent('moved-01', enrollToken).enroll()).rejects.toThrow(
+          /409.*VmAlreadyEnrolled/,
+        );
+        // ... but with a takeover token for it, once.
+        usage(await owner(['admin', 'enroll-token', 'create', '--takeover']), /-g/);
+        usage(await owner(['admin', 'enroll-token', 'create', '-n', 'moved-01']), /--takeover/);
+        const takeover = json(
+          await owner([
+            'admin',
+            'enroll-token',
+            'create',
+            '--takeover',
+            '-g',
+            'moved',
+            '-n',
+            'moved-01',
+          ]),
+        );
+        await agent('moved-01', takeover.token).enroll();
+        await expect(agent('moved-01', takeover.token).enroll()).rejects.toThrow(/401/);
+        expect(
+          json(await owner(['admin', 'enroll-token', 'list'])).find(
+            (t: { tokenId: string }) => t.tokenId === takeover.tokenId,
+          ),
+        ).toMatchObject({ state: 'Used', takeover: { resourceGroup: 'moved', name: 'moved-01' } });
+      });
     });
 
     describe('vm', () => {
@@ -889,6 +964,8 @@ describe(
         ['admin', 'token', 'revoke'],
         ['admin', 'enroll-token'],
         ['admin', 'enroll-token', 'create'],
+        ['admin', 'enroll-token', 'list'],
+        ['admin', 'enroll-token', 'revoke'],
         ['audit'],
         ['audit', 'list'],
         ['completion'],

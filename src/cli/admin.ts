@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { apiCommand, withClient } from './cli-context.js';
+import { UsageError } from './cli-errors.js';
 import { printResult, type Column } from './output.js';
 import { listValue, parseCount, resolveSubscription, segment } from './resource-scope.js';
 
@@ -27,6 +28,16 @@ interface CreatedEnrollmentToken {
   readonly expiresAt: string;
 }
 
+interface EnrollmentToken {
+  readonly tokenId: string;
+  readonly state: string;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly takeover: { readonly resourceGroup: string; readonly name: string } | null;
+  readonly usedAt: string | null;
+  readonly revokedAt: string | null;
+}
+
 const SUBSCRIPTION_COLUMNS: readonly Column<Subscription>[] = [
   { header: 'SubscriptionId', get: (s) => s.subscriptionId },
   { header: 'DisplayName', get: (s) => s.displayName },
@@ -48,6 +59,17 @@ const ENROLLMENT_TOKEN_COLUMNS: readonly Column<CreatedEnrollmentToken>[] = [
   { header: 'SubscriptionId', get: (t) => t.subscriptionId },
   { header: 'ExpiresAt', get: (t) => t.expiresAt },
   { header: 'Token', get: (t) => t.token },
+];
+
+const ENROLLMENT_TOKEN_LIST_COLUMNS: readonly Column<EnrollmentToken>[] = [
+  { header: 'TokenId', get: (t) => t.tokenId },
+  { header: 'State', get: (t) => t.state },
+  { header: 'Created', get: (t) => t.createdAt },
+  { header: 'ExpiresAt', get: (t) => t.expiresAt },
+  {
+    header: 'Takeover',
+    get: (t) => (t.takeover ? `${t.takeover.resourceGroup}/${t.takeover.name}` : ''),
+  },
 ];
 
 const nativePath = (subscription: string) =>
@@ -161,35 +183,108 @@ Example:
     );
 }
 
+interface EnrollTokenCreateOptions {
+  expiresInHours?: string;
+  takeover?: boolean;
+  resourceGroup?: string;
+  name?: string;
+}
+
 function enrollTokenCommand(): Command {
   return new Command('enroll-token')
     .description('enrollment tokens: what `wirewatch agent --enroll-token` needs once (Owner)')
     .addCommand(
       apiCommand('create')
         .description('create an enrollment token for the agents of a subscription')
-        .option('--expires-in-hours <n>', 'hours until it expires, 1-8760 (default 24)')
+        .option(
+          '--expires-in-hours <n>',
+          'hours until it expires, 1-8760 (default 24; 1 with --takeover)',
+        )
+        .option('--takeover', 'a takeover token: it enrolls only the VM -g/-n, once, replacing it')
+        .option('-g, --resource-group <name>', 'with --takeover: resource group of the VM')
+        .option('-n, --name <vm>', 'with --takeover: name of the VM')
         .addHelpText(
           'after',
           `
-Any number of hosts may enroll with the token until it expires. It is shown this once.
+Any number of hosts may enroll with an ordinary token until it expires, each under a new VM
+name: a VM that is enrolled already is never replaced (VmAlreadyEnrolled). To move a VM to a
+rebuilt host (its agent.json lost), create a takeover token for it: it enrolls that VM only,
+once, gives it a new credential (the old one stops working) and is audited as
+virtualMachine.takeover. It is refused while the VM's agent is connected. The token is shown
+this once.
 
 Table columns: TokenId, SubscriptionId, ExpiresAt, Token.
 
-Example:
+Examples:
   wirewatch admin enroll-token create --subscription "$SUB" --expires-in-hours 2 -o tsv | cut -f4
+  wirewatch admin enroll-token create --takeover -g web -n web-01 -o tsv | cut -f4
 `,
         )
-        .action((o: { expiresInHours?: string }, command: Command) =>
+        .action((o: EnrollTokenCreateOptions, command: Command) =>
           withClient(command, async ({ client, output }) => {
             const hours =
               o.expiresInHours === undefined
                 ? undefined
                 : parseCount(o.expiresInHours, '--expires-in-hours', 1, 8760);
+            if (!o.takeover && (o.resourceGroup !== undefined || o.name !== undefined)) {
+              throw new UsageError('-g/--resource-group and -n/--name go with --takeover');
+            }
+            if (o.takeover && (o.resourceGroup === undefined || o.name === undefined)) {
+              throw new UsageError('--takeover needs the VM: -g/--resource-group and -n/--name');
+            }
             const path = `${nativePath(await resolveSubscription(client))}/enrollmentTokens`;
             const reply = await client.request('POST', path, {
-              body: hours === undefined ? {} : { expiresInHours: hours },
+              body: {
+                ...(hours === undefined ? {} : { expiresInHours: hours }),
+                ...(o.takeover
+                  ? { takeover: { resourceGroup: o.resourceGroup, name: o.name } }
+                  : {}),
+              },
             });
             printResult(output, reply.body as CreatedEnrollmentToken, ENROLLMENT_TOKEN_COLUMNS);
+          }),
+        ),
+    )
+    .addCommand(
+      apiCommand('list')
+        .description('list the enrollment tokens of a subscription (never the tokens themselves)')
+        .addHelpText(
+          'after',
+          `
+State is Active, Expired, Revoked or Used (a takeover token, once used).
+
+Table columns: TokenId, State, Created, ExpiresAt, Takeover.
+
+Example:
+  wirewatch admin enroll-token list --subscription "$SUB" -o table
+`,
+        )
+        .action((_o: unknown, command: Command) =>
+          withClient(command, async ({ client, output }) => {
+            const path = `${nativePath(await resolveSubscription(client))}/enrollmentTokens`;
+            const tokens = listValue<EnrollmentToken>(await client.get(path));
+            printResult(output, tokens, ENROLLMENT_TOKEN_LIST_COLUMNS);
+          }),
+        ),
+    )
+    .addCommand(
+      apiCommand('revoke')
+        .description('revoke an enrollment token; it enrolls nothing any more')
+        .requiredOption('--token-id <id>', 'the tokenId printed when it was created (or listed)')
+        .addHelpText(
+          'after',
+          `
+Agents that enrolled with it keep working: each has its own credential (delete a VM to cut
+its agent off). Prints nothing on success.
+
+Example:
+  wirewatch admin enroll-token revoke --subscription "$SUB" --token-id 1b4e28ba-2fa1-11d2-883f-0016d3cca427
+`,
+        )
+        .action((o: { tokenId: string }, command: Command) =>
+          withClient(command, async ({ client }) => {
+            const path = `${nativePath(await resolveSubscription(client))}/enrollmentTokens/${segment(o.tokenId, '--token-id')}`;
+            await client.request('DELETE', path);
           }),
         ),
     )

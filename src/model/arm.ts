@@ -7,6 +7,7 @@
  * parser checks the rule, so the error names the field and the rule it broke.
  */
 import { Type, type Static } from 'typebox';
+import { EnrollRequestSchema } from './channel.js';
 
 const Text = (maxLength: number) => Type.String({ maxLength });
 
@@ -70,8 +71,21 @@ export const CreateSubscriptionSchema = Type.Object({
 export const CreateTokenSchema = Type.Object({ role: RoleSchema });
 
 export const CreateEnrollmentTokenSchema = Type.Object({
-  /** Hours until the token expires; default 24. */
+  /** Hours until the token expires; default 24, or 1 for a takeover token. */
   expiresInHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 8760 })),
+  /**
+   * A takeover token: it enrolls only this VM, once, replacing the credential of the VM if it
+   * is enrolled already (a rebuilt host). Without it, enrolling an existing VM is refused.
+   */
+  takeover: Type.Optional(
+    Type.Object(
+      {
+        resourceGroup: EnrollRequestSchema.properties.resourceGroup,
+        name: EnrollRequestSchema.properties.name,
+      },
+      { additionalProperties: false },
+    ),
+  ),
 });
 export type CreateSubscriptionInput = Static<typeof CreateSubscriptionSchema>;
 export type CreateTokenInput = Static<typeof CreateTokenSchema>;

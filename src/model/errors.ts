@@ -45,6 +45,7 @@ export const errorCodes = {
   StorageAccountAccessDenied: { status: 400, area: 'storage' },
   // Agents
   AgentAlreadyConnected: { status: 409, area: 'agents' },
+  VmAlreadyEnrolled: { status: 409, area: 'agents' },
   // Downloads (GET …/packetCaptures/{name}/content)
   CaptureStillRunning: { status: 409, area: 'downloads' },
   RangeNotSatisfiable: { status: 416, area: 'downloads' },

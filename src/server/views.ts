@@ -1,5 +1,10 @@
 import { captureResourceId, vmResourceId, watcherResourceId } from '../control/resource-ids.js';
-import type { NetworkWatcherRecord, SessionRecord, VmRecord } from '../store/store.js';
+import type {
+  EnrollmentTokenRecord,
+  NetworkWatcherRecord,
+  SessionRecord,
+  VmRecord,
+} from '../store/store.js';
 
 /** The JSON bodies of the API, built from store records. Field names are Azure's. */
 
@@ -134,5 +139,37 @@ export function agentView(vm: VmRecord, connected: boolean): Record<string, unkn
     resourceGroup: vm.resourceGroup,
     location: vm.location,
     ...agentState(vm, connected),
+  };
+}
+
+/** The native id of an enrollment token (the audit log's resourceId). */
+export function enrollmentTokenId(token: EnrollmentTokenRecord): string {
+  return `/subscriptions/${token.subscriptionId}/enrollmentTokens/${token.id}`;
+}
+
+/** An enrollment token as the native API lists it (never the token or its hash). */
+export function enrollmentTokenView(
+  token: EnrollmentTokenRecord,
+  now = new Date(),
+): Record<string, unknown> {
+  const state = token.revokedAt
+    ? 'Revoked'
+    : token.usedAt
+      ? 'Used'
+      : token.expiresAt.getTime() <= now.getTime()
+        ? 'Expired'
+        : 'Active';
+  return {
+    tokenId: token.id,
+    subscriptionId: token.subscriptionId,
+    state,
+    createdAt: token.createdAt.toISOString(),
+    expiresAt: token.expiresAt.toISOString(),
+    revokedAt: token.revokedAt?.toISOString() ?? null,
+    takeover: token.takeover && {
+      resourceGroup: token.takeover.resourceGroup,
+      name: token.takeover.name,
+    },
+    usedAt: token.usedAt?.toISOString() ?? null,
   };
 }

@@ -285,18 +285,63 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
     });
 
     describe('enrollment tokens', () => {
+      const enrollmentToken = (
+        subscriptionId: string,
+        overrides: Partial<EnrollmentTokenRecord> = {},
+      ): EnrollmentTokenRecord => ({
+        id: randomUUID(),
+        subscriptionId,
+        hash: randomUUID().replaceAll('-', ''),
+        createdAt: at(1),
+        expiresAt: at(3601),
+        revokedAt: null,
+        takeover: null,
+        usedAt: null,
+        ...overrides,
+      });
+
       it('finds a token by hash', async () => {
-        const record: EnrollmentTokenRecord = {
-          id: randomUUID(),
-          subscriptionId: subA,
-          hash: 'e'.repeat(64),
-          createdAt: at(1),
-          expiresAt: at(3601),
-          revokedAt: null,
-        };
+        const record = enrollmentToken(subA, { hash: 'e'.repeat(64) });
+        const takeover = enrollmentToken(subA, {
+          takeover: { resourceGroup: 'Fleet-RG', name: 'Web-01' },
+        });
         await store.createEnrollmentToken(record);
+        await store.createEnrollmentToken(takeover);
         expect(await store.findEnrollmentTokenByHash(record.hash)).toEqual(record);
+        expect(await store.findEnrollmentTokenByHash(takeover.hash)).toEqual(takeover);
         expect(await store.findEnrollmentTokenByHash('f'.repeat(64))).toBeUndefined();
+      });
+
+      it("lists a subscription's tokens oldest first, and revokes within the subscription only", async () => {
+        const second = enrollmentToken(subA, { createdAt: at(20) });
+        const first = enrollmentToken(subA, { createdAt: at(10) });
+        const other = enrollmentToken(subB);
+        for (const record of [second, first, other]) await store.createEnrollmentToken(record);
+        expect(await store.listEnrollmentTokens(subA)).toEqual([first, second]);
+
+        expect(await store.revokeEnrollmentToken(subA, other.id, at(30))).toBe(false);
+        expect((await store.findEnrollmentTokenByHash(other.hash))?.revokedAt).toBeNull();
+        expect(await store.revokeEnrollmentToken(subA, first.id, at(30))).toBe(true);
+        // A second revocation succeeds and keeps the first time.
+        expect(await store.revokeEnrollmentToken(subA, first.id, at(40))).toBe(true);
+        expect((await store.findEnrollmentTokenByHash(first.hash))?.revokedAt).toEqual(at(30));
+        expect(await store.revokeEnrollmentToken(subA, randomUUID(), at(30))).toBe(false);
+      });
+
+      it('uses a token once, even when calls race; never a revoked one', async () => {
+        const record = enrollmentToken(subA, {
+          takeover: { resourceGroup: 'rg', name: 'vm' },
+        });
+        const revoked = enrollmentToken(subA, { revokedAt: at(2) });
+        await store.createEnrollmentToken(record);
+        await store.createEnrollmentToken(revoked);
+        const results = await Promise.all(
+          [1, 2, 3, 4, 5].map(() => store.useEnrollmentToken(record.id, at(50))),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await store.findEnrollmentTokenByHash(record.hash))?.usedAt).toEqual(at(50));
+        expect(await store.useEnrollmentToken(revoked.id, at(50))).toBe(false);
+        expect(await store.useEnrollmentToken(randomUUID(), at(50))).toBe(false);
       });
     });
 
@@ -310,6 +355,22 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.getVm(subB, 'Fleet-RG', 'Web-01')).toBeUndefined();
         expect(await store.getVmById(randomUUID())).toBeUndefined();
         expect(await store.getVmByCredentialHash('0'.repeat(64))).toBeUndefined();
+      });
+
+      it('createVm registers a new name only, whatever its casing, and of racers one wins', async () => {
+        const first = vm(subA);
+        expect(await store.createVm(first)).toEqual(first);
+        const again = vm(subA, { resourceGroup: 'FLEET-rg', name: 'web-01', captureRoot: '/' });
+        expect(await store.createVm(again)).toBeUndefined();
+        expect(await store.getVmById(first.id)).toEqual(first);
+        expect(await store.getVmByCredentialHash(again.credentialHash)).toBeUndefined();
+
+        const racers = await Promise.all(
+          [1, 2, 3, 4].map(() => store.createVm(vm(subA, { name: 'raced' }))),
+        );
+        const winners = racers.filter((r) => r !== undefined);
+        expect(winners).toHaveLength(1);
+        expect(await store.getVm(subA, 'Fleet-RG', 'raced')).toEqual(winners[0]);
       });
 
       it('re-enrollment keeps the id and replaces credential, hostname and capture root', async () => {

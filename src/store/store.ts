@@ -35,6 +35,13 @@ export interface EnrollmentTokenRecord {
   readonly createdAt: Date;
   readonly expiresAt: Date;
   readonly revokedAt: Date | null;
+  /**
+   * A takeover token: the one VM (names as given) it may enroll, replacing that VM's credential
+   * if it is enrolled already. Single-use. Null for an ordinary token, which never replaces one.
+   */
+  readonly takeover: { readonly resourceGroup: string; readonly name: string } | null;
+  /** When a takeover token was used; always null for an ordinary token. */
+  readonly usedAt: Date | null;
 }
 
 /** A host running the agent, seen by the API as a VM. */
@@ -233,6 +240,15 @@ export interface Store {
   // Enrollment tokens
   createEnrollmentToken(record: EnrollmentTokenRecord): Promise<void>;
   findEnrollmentTokenByHash(hash: string): Promise<EnrollmentTokenRecord | undefined>;
+  /** A subscription's enrollment tokens (expired, revoked and used ones too), oldest first. */
+  listEnrollmentTokens(subscriptionId: string): Promise<EnrollmentTokenRecord[]>;
+  /** Marks it revoked; false when there is no such token in the subscription. Keeps a first time. */
+  revokeEnrollmentToken(subscriptionId: string, id: string, at: Date): Promise<boolean>;
+  /**
+   * Marks a token used, atomically: true for the one call that found it neither used nor
+   * revoked, false for every other (the single use of a takeover token).
+   */
+  useEnrollmentToken(id: string, at: Date): Promise<boolean>;
 
   // VMs (agents)
   /**
@@ -240,6 +256,11 @@ export interface Store {
    * same (subscription, resource group, name) — re-enrollment keeps its id. Returns the record.
    */
   upsertVm(record: VmRecord): Promise<VmRecord>;
+  /**
+   * Registers a new VM; undefined (nothing written) when one with the same (subscription,
+   * resource group, name) exists. Atomic: of concurrent enrollments of one name, one wins.
+   */
+  createVm(record: VmRecord): Promise<VmRecord | undefined>;
   getVmById(id: string): Promise<VmRecord | undefined>;
   getVmByCredentialHash(hash: string): Promise<VmRecord | undefined>;
   getVm(subscriptionId: string, resourceGroup: string, name: string): Promise<VmRecord | undefined>;

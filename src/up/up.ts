@@ -224,7 +224,7 @@ export async function startUp(options: UpOptions): Promise<Up> {
     }
     options.signal?.throwIfAborted();
     const enrollToken =
-      identity === undefined ? await createEnrollmentToken(api, subscriptionId) : undefined;
+      identity === undefined ? await createEnrollmentToken(api, subscriptionId, vmName) : undefined;
     const agent: Agent = await createAgent({
       serverUrl: server.url,
       ...(enrollToken === undefined ? {} : { enrollToken }),
@@ -468,9 +468,19 @@ async function ensureStorageAccount(
   return (put.body as { id: string }).id;
 }
 
-async function createEnrollmentToken(api: ApiCall, subscriptionId: string): Promise<string> {
+/**
+ * A takeover token for this host's VM: `up` is this host's admin, and when agent.json is gone
+ * (a removed agent dir) the VM may still be enrolled, which an ordinary token cannot replace.
+ * It enrolls only that VM, once; the server audits the takeover.
+ */
+async function createEnrollmentToken(
+  api: ApiCall,
+  subscriptionId: string,
+  vmName: string,
+): Promise<string> {
   const answer = await api('POST', `/api/v1/subscriptions/${subscriptionId}/enrollmentTokens`, {
     expiresInHours: 1,
+    takeover: { resourceGroup: UP_RESOURCE_GROUP, name: vmName },
   });
   if (answer.status !== 201) throw failed('creating an enrollment token', answer);
   return (answer.body as { token: string }).token;

@@ -5,16 +5,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENROLL_PATH } from '../../src/model/channel.js';
+import WebSocket from 'ws';
+import { CHANNEL_PATH, ENROLL_PATH } from '../../src/model/channel.js';
 import {
   API,
   createTenant,
   startTestServer,
+  vmId,
   watcherPath,
   type Reply,
   type Tenant,
   type TestServer,
 } from '../lab/control-plane.js';
+import { SyntheticAgent } from '../lab/synthetic-agent.js';
 
 let t: TestServer;
 
@@ -112,5 +115,297 @@ describe('the automatic network watcher', () => {
       { token: tenant.reader },
     );
     expect(list.body.value).toEqual([put.body]);
+  });
+});
+
+/** The status of a WebSocket upgrade of the agent channel with this credential (101 = open). */
+function channelUpgrade(credential: string): Promise<number> {
+  const url = new URL(CHANNEL_PATH, t.url);
+  url.protocol = 'ws:';
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${credential}` } });
+    ws.on('error', reject);
+    ws.once('unexpected-response', (req, res) => {
+      res.resume();
+      req.destroy();
+      resolve(res.statusCode ?? 0);
+    });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+  });
+}
+
+const tokens = (sub: string) => `/api/v1/subscriptions/${sub}/enrollmentTokens`;
+
+async function newEnrollmentToken(
+  tenant: Tenant,
+  request: Record<string, unknown> = {},
+): Promise<{ tokenId: string; token: string; expiresAt: string }> {
+  const r = await t.call('POST', tokens(tenant.subscriptionId), {
+    token: tenant.owner,
+    body: request,
+  });
+  expect(r.status).toBe(201);
+  return r.body;
+}
+
+async function auditActions(
+  tenant: Tenant,
+): Promise<
+  { action: string; actor: string; resourceId: string; detail: Record<string, unknown> }[]
+> {
+  const r = await t.call('GET', `/api/v1/subscriptions/${tenant.subscriptionId}/audit?$top=1000`, {
+    token: tenant.owner,
+  });
+  expect(r.status).toBe(200);
+  return r.body.value;
+}
+
+describe('re-enrolling an existing VM', () => {
+  it('with an ordinary token is refused (409 VmAlreadyEnrolled) and changes nothing', async () => {
+    const tenant = await createTenant(t, 'hijack');
+    const request = body(tenant, { captureRoot: '/var/captures' });
+    const first = await enroll(tenant.enrollToken, request);
+    expect(first.status).toBe(201);
+    // The VM's agent is away (never connected, or briefly disconnected): a token holder tries
+    // to take its name with a capture root of their choosing.
+    const again = await enroll(tenant.enrollToken, {
+      ...request,
+      name: request.name.toUpperCase(),
+      hostname: 'attacker.example',
+      captureRoot: '/',
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.error).toMatchObject({ code: 'VmAlreadyEnrolled', target: 'name' });
+    expect(again.body.error.message).toContain('takeover');
+
+    const vm = await t.call(
+      'GET',
+      `${vmId(tenant.subscriptionId, request.resourceGroup, request.name)}?api-version=2024-07-01`,
+      { token: tenant.reader },
+    );
+    expect(vm.body.properties.agent).toMatchObject({
+      hostname: 'web-01.example',
+      captureRoot: '/var/captures',
+    });
+    // The first agent's credential still opens the channel.
+    expect(await channelUpgrade(first.body.credential)).toBe(101);
+  });
+
+  it('of concurrent enrollments of one new name, exactly one succeeds', async () => {
+    const tenant = await createTenant(t, 'race');
+    const request = body(tenant);
+    const answers = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        enroll(tenant.enrollToken, { ...request, hostname: `host-${i}.example` }),
+      ),
+    );
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 409, 409, 409, 409]);
+    const agents = await t.call('GET', `/api/v1/subscriptions/${tenant.subscriptionId}/agents`, {
+      token: tenant.reader,
+    });
+    expect(agents.body.value).toHaveLength(1);
+    const winner = answers.find((a) => a.status === 201)!;
+    expect(await channelUpgrade(winner.body.credential)).toBe(101);
+  });
+
+  it('with a takeover token for that VM replaces its credential once, audited', async () => {
+    const tenant = await createTenant(t, 'takeover');
+    const request = body(tenant, { resourceGroup: 'Web' });
+    const first = await enroll(tenant.enrollToken, request);
+    expect(first.status).toBe(201);
+
+    const before = Date.now();
+    const takeover = await newEnrollmentToken(tenant, {
+      takeover: { resourceGroup: 'web', name: request.name },
+    });
+    // A takeover token lives an hour unless told otherwise.
+    expect(Date.parse(takeover.expiresAt) - before).toBeGreaterThan(3600_000 - 60_000);
+    expect(Date.parse(takeover.expiresAt) - before).toBeLessThan(3600_000 + 60_000);
+
+    // It enrolls no other VM, new or existing.
+    const elsewhere = await enroll(takeover.token, { ...request, name: 'another-vm' });
+    expect(elsewhere.status).toBe(401);
+    expect(elsewhere.body.error.code).toBe('InvalidEnrollmentToken');
+
+    const rebuilt = await enroll(takeover.token, {
+      ...request,
+      hostname: 'web-01-rebuilt.example',
+      captureRoot: '/srv/captures',
+    });
+    expect(rebuilt.status).toBe(201);
+    expect(rebuilt.body.agentId).toBe(first.body.agentId);
+    expect(rebuilt.body.vmId).toBe(first.body.vmId);
+    expect(await channelUpgrade(first.body.credential)).toBe(401);
+    expect(await channelUpgrade(rebuilt.body.credential)).toBe(101);
+
+    // Once only.
+    const twice = await enroll(takeover.token, request);
+    expect(twice.status).toBe(401);
+    expect(twice.body.error.code).toBe('InvalidEnrollmentToken');
+
+    const entries = await auditActions(tenant);
+    const created = entries.find(
+      (e) => e.action === 'enrollmentToken.create' && e.resourceId.endsWith(takeover.tokenId),
+    );
+    expect(created?.detail).toMatchObject({
+      takeover: vmId(tenant.subscriptionId, 'web', request.name),
+    });
+    const taken = entries.find((e) => e.action === 'virtualMachine.takeover');
+    expect(taken).toMatchObject({
+      actor: `enrollment:${takeover.tokenId}`,
+      resourceId: first.body.vmId,
+      detail: {
+        hostname: 'web-01-rebuilt.example',
+        captureRoot: '/srv/captures',
+        previousHostname: 'web-01.example',
+        previousCaptureRoot: '/var/captures',
+      },
+    });
+    const listed = await t.call('GET', tokens(tenant.subscriptionId), { token: tenant.owner });
+    expect(
+      listed.body.value.find((v: { tokenId: string }) => v.tokenId === takeover.tokenId),
+    ).toMatchObject({
+      state: 'Used',
+      takeover: { resourceGroup: 'web', name: request.name },
+      usedAt: expect.any(String),
+    });
+  });
+
+  it('is refused while the VM’s agent is connected, even with a takeover token, which stays unused', async () => {
+    const tenant = await createTenant(t, 'connected');
+    const agent = new SyntheticAgent({
+      serverUrl: t.url,
+      enrollToken: tenant.enrollToken,
+      subscriptionId: tenant.subscriptionId,
+      resourceGroup: 'web',
+      name: 'live-01',
+      location: 'westeurope',
+    });
+    try {
+      await agent.connect();
+      const takeover = await newEnrollmentToken(tenant, {
+        takeover: { resourceGroup: 'web', name: 'live-01' },
+      });
+      const r = await enroll(takeover.token, body(tenant, { name: 'live-01' }));
+      expect(r.status).toBe(409);
+      expect(r.body.error.code).toBe('AgentAlreadyConnected');
+      const listed = await t.call('GET', tokens(tenant.subscriptionId), { token: tenant.owner });
+      expect(
+        listed.body.value.find((v: { tokenId: string }) => v.tokenId === takeover.tokenId),
+      ).toMatchObject({ state: 'Active', usedAt: null });
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('refuses a takeover body that does not name a valid VM', async () => {
+    const tenant = await createTenant(t, 'bad-takeover');
+    for (const takeover of [
+      { resourceGroup: 'web' },
+      { resourceGroup: 'web', name: '../x' },
+      { resourceGroup: 'web', name: 'vm', extra: 1 },
+      true,
+    ]) {
+      const r = await t.call('POST', tokens(tenant.subscriptionId), {
+        token: tenant.owner,
+        body: { takeover },
+      });
+      expect(r.status).toBe(400);
+      expect(r.body.error.code).toBe('InvalidRequestContent');
+    }
+  });
+});
+
+describe('listing and revoking enrollment tokens', () => {
+  let a: Tenant;
+  let b: Tenant;
+
+  beforeAll(async () => {
+    a = await createTenant(t, 'list-a');
+    b = await createTenant(t, 'list-b');
+  });
+
+  it('an Owner lists them with their state, never the token or its hash', async () => {
+    const extra = await newEnrollmentToken(a, { expiresInHours: 2 });
+    const r = await t.call('GET', tokens(a.subscriptionId), { token: a.owner });
+    expect(r.status).toBe(200);
+    const ids = r.body.value.map((v: { tokenId: string }) => v.tokenId);
+    expect(ids).toContain(extra.tokenId);
+    for (const v of r.body.value) {
+      expect(Object.keys(v).sort()).toEqual([
+        'createdAt',
+        'expiresAt',
+        'revokedAt',
+        'state',
+        'subscriptionId',
+        'takeover',
+        'tokenId',
+        'usedAt',
+      ]);
+      expect(v).toMatchObject({
+        subscriptionId: a.subscriptionId,
+        state: 'Active',
+        takeover: null,
+      });
+    }
+    expect(r.text).not.toContain(a.enrollToken);
+    expect(r.text).not.toContain(extra.token);
+  });
+
+  it('Readers and Contributors may not list or revoke; another tenant sees 404', async () => {
+    const victim = await newEnrollmentToken(a);
+    for (const token of [a.reader, a.contributor]) {
+      const list = await t.call('GET', tokens(a.subscriptionId), { token });
+      expect(list.status).toBe(403);
+      const del = await t.call('DELETE', `${tokens(a.subscriptionId)}/${victim.tokenId}`, {
+        token,
+      });
+      expect(del.status).toBe(403);
+    }
+    const cross = await t.call('GET', tokens(a.subscriptionId), { token: b.owner });
+    expect(cross.status).toBe(404);
+    expect(cross.body.error.code).toBe('SubscriptionNotFound');
+    // B's Owner naming A's token through B's own subscription: not found.
+    const sideways = await t.call('DELETE', `${tokens(b.subscriptionId)}/${victim.tokenId}`, {
+      token: b.owner,
+    });
+    expect(sideways.status).toBe(404);
+    expect(sideways.body.error.code).toBe('ResourceNotFound');
+    // The token still enrolls.
+    expect((await enroll(victim.token, body(a))).status).toBe(201);
+  });
+
+  it('a revoked token enrolls nothing any more; revoking is audited and idempotent', async () => {
+    const victim = await newEnrollmentToken(a);
+    const del = await t.call('DELETE', `${tokens(a.subscriptionId)}/${victim.tokenId}`, {
+      token: a.owner,
+    });
+    expect(del.status).toBe(204);
+    const refused = await enroll(victim.token, body(a));
+    expect(refused.status).toBe(401);
+    expect(refused.body.error.code).toBe('InvalidEnrollmentToken');
+    const again = await t.call('DELETE', `${tokens(a.subscriptionId)}/${victim.tokenId}`, {
+      token: a.owner,
+    });
+    expect(again.status).toBe(204);
+    const unknown = await t.call('DELETE', `${tokens(a.subscriptionId)}/${randomUUID()}`, {
+      token: a.owner,
+    });
+    expect(unknown.status).toBe(404);
+
+    const listed = await t.call('GET', tokens(a.subscriptionId), { token: a.owner });
+    expect(
+      listed.body.value.find((v: { tokenId: string }) => v.tokenId === victim.tokenId),
+    ).toMatchObject({ state: 'Revoked', revokedAt: expect.any(String) });
+    const revocations = (await auditActions(a)).filter(
+      (e) => e.action === 'enrollmentToken.revoke' && e.resourceId.endsWith(victim.tokenId),
+    );
+    expect(revocations).toHaveLength(2);
+    expect(revocations[0]!.resourceId).toBe(
+      `/subscriptions/${a.subscriptionId}/enrollmentTokens/${victim.tokenId}`,
+    );
   });
 });

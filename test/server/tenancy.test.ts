@@ -51,6 +51,8 @@ interface Side {
   readonly opId: string;
   /** An Owner token of this tenant: the target of refused revocations. */
   readonly spare: { readonly id: string; readonly token: string };
+  /** An enrollment token of this tenant: the target of refused revocations. */
+  readonly spareEnrollment: { readonly id: string; readonly token: string };
 }
 
 let t: TestServer;
@@ -331,6 +333,27 @@ const routes: readonly Route[] = [
     ok: [201],
   },
   {
+    name: 'GET enrollmentTokens',
+    method: 'GET',
+    need: 'Owner',
+    scoped: true,
+    real: (_s, sub) => ({ path: `/api/v1/subscriptions/${sub}/enrollmentTokens` }),
+    ok: [200],
+  },
+  {
+    name: 'DELETE enrollmentTokens/{id}',
+    method: 'DELETE',
+    need: 'Owner',
+    scoped: true,
+    real: (s, sub) => ({
+      path: `/api/v1/subscriptions/${sub}/enrollmentTokens/${s.spareEnrollment.id}`,
+    }),
+    fresh: async (s) => ({
+      path: `/api/v1/subscriptions/${s.sub}/enrollmentTokens/${(await newEnrollmentToken(s)).id}`,
+    }),
+    ok: [204],
+  },
+  {
     name: 'GET agents',
     method: 'GET',
     need: 'Reader',
@@ -425,6 +448,12 @@ async function newToken(s: { sub: string }, role: Role): Promise<{ id: string; t
   return { id: r.body.tokenId, token: r.body.token };
 }
 
+async function newEnrollmentToken(s: { sub: string }): Promise<{ id: string; token: string }> {
+  const r = await t.call('POST', `/api/v1/subscriptions/${s.sub}/enrollmentTokens`, { body: {} });
+  expect(r.status).toBe(201);
+  return { id: r.body.tokenId, token: r.body.token };
+}
+
 async function newCapture(s: Side): Promise<string> {
   const name = `fresh-${next()}`;
   const r = await t.call('PUT', net(pcPath(s.sub, name)), { body: captureBody(s.sub, name) });
@@ -492,6 +521,7 @@ async function setUpSide(name: SideName): Promise<Side> {
     agent,
     opId: opId!,
     spare: await newToken({ sub }, 'Owner'),
+    spareEnrollment: await newEnrollmentToken({ sub }),
   };
   await waitFor(
     () => queryStatus(s, MAIN),
@@ -535,6 +565,7 @@ async function snapshot(s: Side) {
       ({ lastSeen: _lastSeen, ...rest }) => rest,
     ),
     audit,
+    enrollmentTokens: await read('GET', `/api/v1/subscriptions/${s.sub}/enrollmentTokens`),
     spareTokenWorks: (await t.call('GET', '/api/v1/subscriptions', { token: s.spare.token }))
       .status,
     stopsToAgent: s.agent.received.filter(

@@ -20,6 +20,14 @@ declare module 'fastify' {
  * the channel (with the agent's own credential). Neither accepts an API token, and an agent
  * credential opens nothing else.
  */
+function alreadyEnrolled(vm: VmRecord): WirewatchError {
+  return new WirewatchError(
+    'VmAlreadyEnrolled',
+    `VM '${vm.name}' in resource group '${vm.resourceGroup}' is enrolled already; enroll this host under another name, or have an Owner create a takeover token for this VM (wirewatch admin enroll-token create --takeover -g ${vm.resourceGroup} -n ${vm.name})`,
+    { target: 'name' },
+  );
+}
+
 export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { store, control, hub } = ctx;
@@ -31,12 +39,26 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
     if (
       !record ||
       record.revokedAt ||
-      record.expiresAt.getTime() < Date.now() ||
+      record.usedAt ||
+      record.expiresAt.getTime() <= Date.now() ||
       record.subscriptionId !== body.subscriptionId.toLowerCase()
     ) {
       throw new WirewatchError(
         'InvalidEnrollmentToken',
-        'The enrollment token is not valid for this subscription, has expired or was revoked',
+        'The enrollment token is not valid for this subscription, has expired, was revoked or was used',
+      );
+    }
+    const takeover = record.takeover;
+    if (
+      takeover &&
+      // Names compare case-insensitively, as the store compares them.
+      (takeover.resourceGroup.toLowerCase() !== body.resourceGroup.toLowerCase() ||
+        takeover.name.toLowerCase() !== body.name.toLowerCase())
+    ) {
+      throw new WirewatchError(
+        'InvalidEnrollmentToken',
+        `This takeover token enrolls only VM '${takeover.name}' in resource group '${takeover.resourceGroup}'`,
+        { target: 'name' },
       );
     }
     const existing = await store.getVm(record.subscriptionId, body.resourceGroup, body.name);
@@ -47,8 +69,16 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
         { target: 'name' },
       );
     }
+    if (existing && !takeover) throw alreadyEnrolled(existing);
+    // A takeover token works once, even when two hosts race with it.
+    if (takeover && !(await store.useEnrollmentToken(record.id, new Date()))) {
+      throw new WirewatchError(
+        'InvalidEnrollmentToken',
+        'The enrollment token is not valid for this subscription, has expired, was revoked or was used',
+      );
+    }
     const credential = generateToken('agent');
-    const vm = await store.upsertVm({
+    const candidate: VmRecord = {
       id: existing?.id ?? randomUUID(),
       subscriptionId: record.subscriptionId,
       resourceGroup: body.resourceGroup,
@@ -59,7 +89,13 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
       credentialHash: hashToken(credential),
       createdAt: existing?.createdAt ?? new Date(),
       lastSeenAt: null,
-    });
+    };
+    // Only a takeover replaces a VM; a plain enrollment inserts or, losing a race, is refused.
+    const vm = existing ? await store.upsertVm(candidate) : await store.createVm(candidate);
+    if (!vm) {
+      const winner = await store.getVm(record.subscriptionId, body.resourceGroup, body.name);
+      throw alreadyEnrolled(winner ?? candidate);
+    }
     await control.ensureWatcherFor(vm.subscriptionId, vm.location);
     const vmId = vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name);
     await store.appendAudit({
@@ -67,10 +103,18 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
       subscriptionId: vm.subscriptionId,
       at: new Date(),
       actor: `enrollment:${record.id}`,
-      action: 'virtualMachine.enroll',
+      action: existing ? 'virtualMachine.takeover' : 'virtualMachine.enroll',
       resourceId: vmId,
       sourceIp: request.ip,
-      detail: { hostname: vm.hostname, reenrolled: existing !== undefined },
+      detail: existing
+        ? {
+            hostname: vm.hostname,
+            captureRoot: vm.captureRoot,
+            previousHostname: existing.hostname,
+            previousCaptureRoot: existing.captureRoot,
+            previousLastSeen: existing.lastSeenAt?.toISOString() ?? null,
+          }
+        : { hostname: vm.hostname, captureRoot: vm.captureRoot },
     });
     return reply.code(201).send({ agentId: vm.id, vmId, credential });
   });

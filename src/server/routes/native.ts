@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { vmResourceId } from '../../control/resource-ids.js';
 import { generateToken, hashToken } from '../../control/tokens.js';
 import {
   CreateEnrollmentTokenSchema,
@@ -10,9 +11,10 @@ import {
   type CreateTokenInput,
 } from '../../model/arm.js';
 import { WirewatchError } from '../../model/errors.js';
+import type { EnrollmentTokenRecord } from '../../store/store.js';
 import { authorize, requireAdmin } from '../auth.js';
 import { absoluteUrl, principalOf, type ServerContext, auditRequest } from '../context.js';
-import { agentView } from '../views.js';
+import { agentView, enrollmentTokenId, enrollmentTokenView } from '../views.js';
 
 const SUB = '/api/v1/subscriptions/:subscriptionId';
 
@@ -132,29 +134,59 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
       const token = generateToken('enrollment');
       const id = randomUUID();
       const createdAt = new Date();
-      const expiresAt = new Date(
-        createdAt.getTime() + (request.body.expiresInHours ?? 24) * 3600_000,
-      );
-      await store.createEnrollmentToken({
+      const takeover = request.body.takeover ?? null;
+      // A takeover token can replace a VM's credential: it lives an hour unless told otherwise.
+      const hours = request.body.expiresInHours ?? (takeover ? 1 : 24);
+      const expiresAt = new Date(createdAt.getTime() + hours * 3600_000);
+      const record: EnrollmentTokenRecord = {
         id,
         subscriptionId,
         hash: hashToken(token),
         createdAt,
         expiresAt,
         revokedAt: null,
+        takeover: takeover && { resourceGroup: takeover.resourceGroup, name: takeover.name },
+        usedAt: null,
+      };
+      await store.createEnrollmentToken(record);
+      await audit(request, subscriptionId, 'enrollmentToken.create', enrollmentTokenId(record), {
+        expiresAt: expiresAt.toISOString(),
+        ...(takeover
+          ? { takeover: vmResourceId(subscriptionId, takeover.resourceGroup, takeover.name) }
+          : {}),
       });
+      return reply.code(201).send({ ...enrollmentTokenView(record), token });
+    },
+  );
+
+  api.get<{ Params: SubParams }>(`${SUB}/enrollmentTokens`, async (request) => {
+    await authorize(store, principalOf(request), request.params.subscriptionId, 'Owner');
+    const records = await store.listEnrollmentTokens(request.params.subscriptionId.toLowerCase());
+    return { value: records.map((r) => enrollmentTokenView(r)) };
+  });
+
+  api.delete<{ Params: SubParams & { tokenId: string } }>(
+    `${SUB}/enrollmentTokens/:tokenId`,
+    async (request, reply) => {
+      await authorize(store, principalOf(request), request.params.subscriptionId, 'Owner');
+      const subscriptionId = request.params.subscriptionId.toLowerCase();
+      const { tokenId } = request.params;
+      if (!(await store.revokeEnrollmentToken(subscriptionId, tokenId, new Date()))) {
+        throw new WirewatchError(
+          'ResourceNotFound',
+          `Enrollment token '${tokenId}' was not found`,
+          {
+            target: 'tokenId',
+          },
+        );
+      }
       await audit(
         request,
         subscriptionId,
-        'enrollmentToken.create',
-        `/subscriptions/${subscriptionId}/enrollmentTokens/${id}`,
-        {
-          expiresAt: expiresAt.toISOString(),
-        },
+        'enrollmentToken.revoke',
+        `/subscriptions/${subscriptionId}/enrollmentTokens/${tokenId}`,
       );
-      return reply
-        .code(201)
-        .send({ tokenId: id, token, subscriptionId, expiresAt: expiresAt.toISOString() });
+      return reply.code(204).send();
     },
   );
 

@@ -50,6 +50,11 @@ export interface EnrollmentTokensTable {
   created_at: string;
   expires_at: string;
   revoked_at: string | null;
+  /** A takeover token's VM, as given (added by 0003); null for an ordinary token. */
+  takeover_resource_group: string | null;
+  takeover_name: string | null;
+  /** When a takeover token was used (it is single-use; added by 0003). */
+  used_at: string | null;
 }
 
 export interface VmsTable {
@@ -380,10 +385,36 @@ const storageAccounts: Migration = {
   },
 };
 
+/**
+ * Takeover enrollment tokens (issue 9): a token may name the one VM it re-enrolls, once.
+ * Nullable columns, one ALTER each (SQLite adds one column per statement; PostgreSQL is fine
+ * with that too).
+ */
+const enrollmentTakeover: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    for (const column of ['takeover_resource_group', 'takeover_name', 'used_at']) {
+      await db.schema.alterTable('enrollment_tokens').addColumn(column, 'text').execute();
+    }
+    // listEnrollmentTokens: one subscription's tokens in creation order.
+    await db.schema
+      .createIndex('enrollment_tokens_subscription_idx')
+      .on('enrollment_tokens')
+      .columns(['subscription_id', 'created_at', 'id'])
+      .execute();
+  },
+  async down(db: Kysely<unknown>): Promise<void> {
+    await db.schema.dropIndex('enrollment_tokens_subscription_idx').execute();
+    for (const column of ['used_at', 'takeover_name', 'takeover_resource_group']) {
+      await db.schema.alterTable('enrollment_tokens').dropColumn(column).execute();
+    }
+  },
+};
+
 /** Every migration, by name; names sort in the order they run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_storage_accounts': storageAccounts,
+  '0003_enrollment_takeover': enrollmentTakeover,
 };
 
 const provider: MigrationProvider = {

@@ -170,6 +170,11 @@ function toEnrollmentToken(row: EnrollmentTokensTable): EnrollmentTokenRecord {
     createdAt: new Date(row.created_at),
     expiresAt: new Date(row.expires_at),
     revokedAt: dateOrNull(row.revoked_at),
+    takeover:
+      row.takeover_resource_group === null || row.takeover_name === null
+        ? null
+        : { resourceGroup: row.takeover_resource_group, name: row.takeover_name },
+    usedAt: dateOrNull(row.used_at),
   };
 }
 
@@ -544,6 +549,9 @@ class SqliteStore implements Store {
         created_at: iso(record.createdAt),
         expires_at: iso(record.expiresAt),
         revoked_at: isoOrNull(record.revokedAt),
+        takeover_resource_group: record.takeover?.resourceGroup ?? null,
+        takeover_name: record.takeover?.name ?? null,
+        used_at: isoOrNull(record.usedAt),
       })
       .execute();
   }
@@ -557,7 +565,51 @@ class SqliteStore implements Store {
     return row && toEnrollmentToken(row);
   }
 
+  async listEnrollmentTokens(subscriptionId: string): Promise<EnrollmentTokenRecord[]> {
+    const rows = await this.#db
+      .selectFrom('enrollment_tokens')
+      .selectAll()
+      .where('subscription_id', '=', subscriptionId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toEnrollmentToken);
+  }
+
+  async revokeEnrollmentToken(subscriptionId: string, id: string, at: Date): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('enrollment_tokens')
+      .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.val(iso(at))) }))
+      .where('id', '=', id)
+      .where('subscription_id', '=', subscriptionId)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
+  async useEnrollmentToken(id: string, at: Date): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('enrollment_tokens')
+      .set({ used_at: iso(at) })
+      .where('id', '=', id)
+      .where('used_at', 'is', null)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   // VMs
+
+  async createVm(record: VmRecord): Promise<VmRecord | undefined> {
+    const row = await this.#db
+      .insertInto('vms')
+      .values(vmToRow(record))
+      .onConflict((oc) =>
+        oc.columns(['subscription_id', 'resource_group_key', 'name_key']).doNothing(),
+      )
+      .returningAll()
+      .executeTakeFirst();
+    return row && toVm(row);
+  }
 
   async upsertVm(record: VmRecord): Promise<VmRecord> {
     // One statement, so atomic without a transaction; the conflict target is the folded name,
