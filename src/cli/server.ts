@@ -11,6 +11,8 @@ interface ServerCommandOptions {
   quota?: number;
   logLevel: string;
   rotateAdminToken?: boolean;
+  secretsKey?: string;
+  rotateSecretsKey?: boolean;
 }
 
 function positive(value: string): number {
@@ -46,6 +48,14 @@ export function serverCommand(): Command {
       '--rotate-admin-token',
       'make a new admin token in DIR/admin.token (printed once) and revoke every other',
     )
+    .option(
+      '--secrets-key <file>',
+      'the key that seals storage account keys in the database (default DIR/secrets.key, made when missing)',
+    )
+    .option(
+      '--rotate-secrets-key',
+      're-seal every stored secret with a new secrets key, then replace the key file',
+    )
     .option('--quota <n>', 'sessions NotStarted or Running per subscription and location', positive)
     .addOption(
       new Option('--log-level <level>', 'log level')
@@ -76,6 +86,8 @@ export function serverCommand(): Command {
         ...(options.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
         ...(options.quota === undefined ? {} : { quota: options.quota }),
         ...(options.rotateAdminToken ? { rotateAdminToken: true } : {}),
+        ...(options.secretsKey === undefined ? {} : { secretsKeyPath: options.secretsKey }),
+        ...(options.rotateSecretsKey ? { rotateSecretsKey: true } : {}),
         ...(process.env['WIREWATCH_ADMIN_TOKEN']
           ? { adminToken: process.env['WIREWATCH_ADMIN_TOKEN'] }
           : {}),
@@ -84,6 +96,12 @@ export function serverCommand(): Command {
       process.stderr.write(
         `wirewatch server listening on ${server.url}\n` +
           (server.caPath ? `  CA certificate: ${server.caPath}\n` : '') +
+          `  secrets key:    ${server.secretsKeyPath}` +
+          (server.secrets.rotated
+            ? ` (new; ${server.secrets.resealed} secrets re-sealed with it)\n`
+            : server.secrets.resealed > 0
+              ? ` (${server.secrets.resealed} plaintext secrets sealed)\n`
+              : '\n') +
           `  admin token:    ${process.env['WIREWATCH_ADMIN_TOKEN'] ? 'WIREWATCH_ADMIN_TOKEN' : server.adminTokenPath}\n` +
           // Asked for: the operator needs the new token now, and it is shown only this once.
           (options.rotateAdminToken && server.newAdminToken

@@ -6,8 +6,10 @@ import type { FastifyServerOptions } from 'fastify';
 import { generateToken, hashToken } from '../control/tokens.js';
 import { WirewatchError } from '../model/errors.js';
 import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
+import type { SecretBox } from '../store/secret-box.js';
 import type { Store } from '../store/store.js';
 import { buildServer, type WirewatchServer } from './app.js';
+import { openSecretsKeys } from './secrets-key.js';
 import { ensureSelfSignedTls, loadTlsFiles } from './tls.js';
 
 export interface StartServerOptions {
@@ -27,6 +29,10 @@ export interface StartServerOptions {
   readonly adminToken?: string;
   /** Make a new admin token in DIR/admin.token and revoke every other (`--rotate-admin-token`). */
   readonly rotateAdminToken?: boolean;
+  /** The key that seals the store's secrets; default `DIR/secrets.key` (made when missing). */
+  readonly secretsKeyPath?: string;
+  /** Make a new secrets key and re-seal every secret with it (`--rotate-secrets-key`). */
+  readonly rotateSecretsKey?: boolean;
   readonly logger?: FastifyServerOptions['logger'];
   readonly sweepIntervalMs?: number;
   readonly deadlineGraceMs?: number;
@@ -40,6 +46,9 @@ export interface RunningServer extends WirewatchServer {
   readonly adminTokenPath: string;
   /** The admin token when this start made it (first start without one, or a rotation). */
   readonly newAdminToken: string | undefined;
+  /** The secrets key file, and what this start did with the stored secrets. */
+  readonly secretsKeyPath: string;
+  readonly secrets: { readonly resealed: number; readonly rotated: boolean };
   readonly store: Store;
 }
 
@@ -80,6 +89,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
   const dataDir = path.resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // mkdir's mode is filtered by the umask and ignored for an existing directory.
+  await chmod(dataDir, 0o700);
 
   let https: { key: Buffer; cert: Buffer } | undefined;
   let caPath: string | undefined;
@@ -91,11 +102,21 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     https = await loadTlsFiles(options.tls.certPath, options.tls.keyPath);
   }
 
-  const store = await openStore(options.db ?? `sqlite:${path.join(dataDir, 'wirewatch.db')}`);
+  const secretsKeyPath = path.resolve(options.secretsKeyPath ?? path.join(dataDir, 'secrets.key'));
+  const keys = await openSecretsKeys({
+    keyPath: secretsKeyPath,
+    rotate: options.rotateSecretsKey ?? false,
+  });
+  const store = await openStore(
+    options.db ?? `sqlite:${path.join(dataDir, 'wirewatch.db')}`,
+    keys.box,
+  );
   const adminTokenPath = path.join(dataDir, 'admin.token');
   let server: WirewatchServer | undefined;
   let newAdminToken: string | undefined;
+  let secrets: RunningServer['secrets'];
   try {
+    secrets = await keys.settle(store);
     newAdminToken = await ensureAdminToken(
       store,
       adminTokenPath,
@@ -133,6 +154,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     caPath,
     adminTokenPath,
     newAdminToken,
+    secretsKeyPath,
+    secrets,
     store,
     close() {
       closed ??= (async () => {
@@ -145,8 +168,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   };
 }
 
-async function openStore(db: string): Promise<Store> {
-  if (db.startsWith('sqlite:')) return createSqliteStore({ path: db.slice('sqlite:'.length) });
+async function openStore(db: string, secrets: SecretBox): Promise<Store> {
+  if (db.startsWith('sqlite:')) {
+    return createSqliteStore({ path: db.slice('sqlite:'.length), secrets });
+  }
   throw new WirewatchError(
     'InvalidRequestContent',
     `--db: "${db.replace(/\/\/[^@]*@/, '//…@')}" is not supported; use sqlite:PATH`,

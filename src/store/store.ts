@@ -110,7 +110,10 @@ export interface StorageAccountRecord {
   readonly accountName: string;
   /** The blob service endpoint, e.g. http://127.0.0.1:10000/devstoreaccount1. */
   readonly blobEndpoint: string;
-  /** The full connection string, key included: a secret that never leaves the server. */
+  /**
+   * The full connection string, key included: a secret that never leaves the server. Stored
+   * sealed (AES-256-GCM, src/store/secret-box.ts) with a key kept outside the database.
+   */
   readonly connectionString: string;
   readonly createdAt: Date;
 }
@@ -343,6 +346,14 @@ export interface Store {
     resourceGroup: string,
     name: string,
   ): Promise<boolean>;
+
+  /**
+   * Seals every stored secret that is not sealed with the current secrets key (plaintext rows
+   * from before sealing, rows sealed with the previous key during a rotation) and returns how
+   * many it re-sealed. All or nothing: it throws SecretsKeyError, writing nothing, when a secret
+   * does not open with the store's keys (a wrong key). The server runs it at every start.
+   */
+  resealSecrets(): Promise<number>;
 
   // Long-running operations
   createOperation(record: OperationRecord): Promise<void>;

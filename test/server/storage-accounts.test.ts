@@ -8,7 +8,7 @@
  * leak cannot hide behind a well-known key.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -425,6 +425,21 @@ describe('audit', () => {
 });
 
 describe('no secret leaks', () => {
+  it('the account key is in none of the database files (sealed with DIR/secrets.key)', async () => {
+    const files = ['wirewatch.db', 'wirewatch.db-wal', 'wirewatch.db-shm'];
+    let raw = '';
+    for (const file of files) {
+      raw += (await readFile(path.join(t.dataDir, file)).catch(() => Buffer.alloc(0))).toString(
+        'latin1',
+      );
+    }
+    // The registrations above are in there (their endpoint is), their key is not.
+    expect(raw).toContain(endpoint);
+    expect(raw).not.toContain(KEY);
+    expect(raw).not.toContain(KEY.slice(0, 24));
+    expect(raw.toLowerCase()).not.toContain('accountkey');
+  });
+
   it('a 5xx while registering logs the error, and still no key', async () => {
     await t.server.store.close();
     const r = await register(a, { name: 'late', resourceGroup: RG, connectionString });

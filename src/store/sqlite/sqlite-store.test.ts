@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -9,7 +9,11 @@ import { migrateToLatest, migrations } from '../migrations/index.js';
 import type { StoreDatabase } from '../migrations/index.js';
 import { describeStoreConformance } from '../store-conformance.js';
 import type { SessionRecord } from '../store.js';
+import { generateSecretsKey, SecretBox, SecretsKeyError } from '../secret-box.js';
 import { createSqliteStore } from './sqlite-store.js';
+
+const secretsKey = generateSecretsKey();
+const secrets = new SecretBox(secretsKey);
 
 let dir: string;
 
@@ -34,8 +38,10 @@ function inspect<T>(path: string, read: (db: Database.Database) => T): T {
   }
 }
 
-describeStoreConformance('SQLite in memory', () => createSqliteStore({ path: ':memory:' }));
-describeStoreConformance('SQLite file', () => createSqliteStore({ path: newPath() }));
+describeStoreConformance('SQLite in memory', () =>
+  createSqliteStore({ path: ':memory:', secrets }),
+);
+describeStoreConformance('SQLite file', () => createSqliteStore({ path: newPath(), secrets }));
 
 describe('SQLite store file', () => {
   const subscriptionId = randomUUID();
@@ -66,7 +72,7 @@ describe('SQLite store file', () => {
 
   it('keeps what was written across close and reopen', async () => {
     const path = newPath();
-    const first = await createSqliteStore({ path });
+    const first = await createSqliteStore({ path, secrets });
     await first.createSubscription({
       id: subscriptionId,
       displayName: 'Contoso',
@@ -85,7 +91,7 @@ describe('SQLite store file', () => {
     });
     await first.close();
 
-    const second = await createSqliteStore({ path });
+    const second = await createSqliteStore({ path, secrets });
     try {
       expect(await second.getSubscription(subscriptionId)).toMatchObject({
         displayName: 'Contoso',
@@ -99,7 +105,7 @@ describe('SQLite store file', () => {
 
   it('runs each migration once, however often the file is opened', async () => {
     const path = newPath();
-    for (let i = 0; i < 3; i++) await (await createSqliteStore({ path })).close();
+    for (let i = 0; i < 3; i++) await (await createSqliteStore({ path, secrets })).close();
 
     const applied = inspect(path, (db) =>
       db.prepare('select name from kysely_migration order by name').pluck().all(),
@@ -118,7 +124,7 @@ describe('SQLite store file', () => {
 
   it('uses WAL and enforces foreign keys', async () => {
     const path = newPath();
-    const store = await createSqliteStore({ path });
+    const store = await createSqliteStore({ path, secrets });
     try {
       expect(inspect(path, (db) => db.pragma('journal_mode', { simple: true }))).toBe('wal');
       // No such subscription.
@@ -135,7 +141,7 @@ describe('SQLite store file', () => {
     db.exec('create table audit (x integer)');
     db.close();
 
-    await expect(createSqliteStore({ path })).rejects.toThrow(/0001_initial/);
+    await expect(createSqliteStore({ path, secrets })).rejects.toThrow(/0001_initial/);
     const tables = inspect(path, (raw) =>
       raw
         .prepare("select name from sqlite_master where type = 'table' order by name")
@@ -144,5 +150,139 @@ describe('SQLite store file', () => {
     );
     expect(tables).not.toContain('subscriptions');
     expect(tables).toContain('audit');
+  });
+});
+
+describe('SQLite store secrets and file modes', () => {
+  const subscriptionId = randomUUID();
+  const accountKey = Buffer.from(randomUUID() + randomUUID()).toString('base64');
+  const connectionString = `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${accountKey};`;
+  const account = {
+    subscriptionId,
+    resourceGroup: 'RG',
+    name: 'capstore',
+    accountName: 'acct',
+    blobEndpoint: 'https://acct.blob.core.windows.net',
+    connectionString,
+    createdAt: new Date('2020-02-02T02:02:02.222Z'),
+  };
+
+  /** Every byte of the database's files (db, -wal, -shm) as latin1 text. */
+  async function rawBytes(path: string): Promise<string> {
+    let all = '';
+    for (const suffix of ['', '-wal', '-shm']) {
+      try {
+        all += (await readFile(`${path}${suffix}`)).toString('latin1');
+      } catch {
+        // -wal and -shm come and go
+      }
+    }
+    return all;
+  }
+
+  async function storeWithAccount(path: string, box: SecretBox) {
+    const store = await createSqliteStore({ path, secrets: box });
+    await store.createSubscription({ id: subscriptionId, displayName: 's', createdAt: new Date() });
+    await store.putStorageAccount(account);
+    return store;
+  }
+
+  it('never writes the account key to the database files, and reads it back', async () => {
+    const path = newPath();
+    const store = await storeWithAccount(path, secrets);
+    try {
+      expect(
+        (await store.getStorageAccount(subscriptionId, 'rg', 'capstore'))?.connectionString,
+      ).toBe(connectionString);
+      const raw = await rawBytes(path);
+      expect(raw).toContain('acct.blob.core.windows.net');
+      expect(raw).not.toContain(accountKey);
+      expect(raw).not.toContain('AccountKey');
+    } finally {
+      await store.close();
+    }
+    expect(await rawBytes(path)).not.toContain(accountKey);
+  });
+
+  it('creates the database files 0600 and narrows existing ones', async () => {
+    const path = newPath();
+    await (await createSqliteStore({ path, secrets })).close();
+    await chmod(path, 0o644);
+    const store = await createSqliteStore({ path, secrets });
+    try {
+      for (const suffix of ['', '-wal', '-shm']) {
+        expect(((await stat(`${path}${suffix}`)).mode & 0o777).toString(8)).toBe('600');
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('re-seals plaintext rows from before sealing, leaving no copy in the files', async () => {
+    const path = newPath();
+    await (await storeWithAccount(path, secrets)).close();
+    // As an older version wrote it: the connection string in plain text.
+    const db = new Database(path);
+    db.prepare('update storage_accounts set connection_string = ?').run(connectionString);
+    db.close();
+    expect(await rawBytes(path)).toContain(accountKey);
+
+    const store = await createSqliteStore({ path, secrets });
+    try {
+      expect(await store.resealSecrets()).toBe(1);
+      expect(await store.resealSecrets()).toBe(0);
+      expect(
+        (await store.getStorageAccount(subscriptionId, 'rg', 'capstore'))?.connectionString,
+      ).toBe(connectionString);
+      expect(await rawBytes(path)).not.toContain(accountKey);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a wrong key fails with SecretsKeyError naming both keys and writes nothing', async () => {
+    const path = newPath();
+    await (await storeWithAccount(path, secrets)).close();
+    const before = inspect(path, (db) =>
+      db.prepare('select connection_string from storage_accounts').pluck().get(),
+    );
+    const wrong = new SecretBox(generateSecretsKey());
+    const store = await createSqliteStore({ path, secrets: wrong });
+    try {
+      const error = await store.resealSecrets().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(SecretsKeyError);
+      expect((error as SecretsKeyError).keyId).toBe(secrets.keyId);
+      expect((error as Error).message).toContain(secrets.keyId);
+      expect((error as Error).message).toContain(wrong.keyId);
+      await expect(store.getStorageAccount(subscriptionId, 'rg', 'capstore')).rejects.toThrow(
+        SecretsKeyError,
+      );
+    } finally {
+      await store.close();
+    }
+    expect(
+      inspect(path, (db) =>
+        db.prepare('select connection_string from storage_accounts').pluck().get(),
+      ),
+    ).toBe(before);
+  });
+
+  it('a rotation opens with the old key and re-seals with the new one', async () => {
+    const path = newPath();
+    await (await storeWithAccount(path, secrets)).close();
+    const rotated = new SecretBox(generateSecretsKey(), [secretsKey]);
+    const store = await createSqliteStore({ path, secrets: rotated });
+    try {
+      expect(await store.resealSecrets()).toBe(1);
+    } finally {
+      await store.close();
+    }
+    const value = inspect(path, (db) =>
+      db.prepare('select connection_string from storage_accounts').pluck().get(),
+    ) as string;
+    expect(value.startsWith(`wwsec1:${rotated.keyId}:`)).toBe(true);
   });
 });

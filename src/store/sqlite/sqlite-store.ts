@@ -5,10 +5,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { CompiledQuery, Kysely, SqliteAdapter, SqliteDialect, SqliteDriver } from 'kysely';
+import { chmod, open } from 'node:fs/promises';
+import { CompiledQuery, Kysely, SqliteAdapter, SqliteDialect, SqliteDriver, sql } from 'kysely';
 import type { DatabaseConnection, DialectAdapter, Driver, SqliteDatabase } from 'kysely';
 import { WirewatchError } from '../../model/errors.js';
 import { foldName, migrateToLatest } from '../migrations/index.js';
+import { isSealed, type SecretBox } from '../secret-box.js';
 import type {
   AuditTable,
   EnrollmentTokensTable,
@@ -48,7 +50,19 @@ import type {
  * `':memory:'`, and brings its schema up to date. Throws when a migration fails; the pending
  * migrations run in one transaction, so a failure leaves the schema as it was.
  */
-export async function createSqliteStore(options: { path: string }): Promise<Store> {
+export interface SqliteStoreOptions {
+  /** The database file, or `':memory:'`. */
+  readonly path: string;
+  /** Seals the secrets the store keeps (connection strings) and opens them again. */
+  readonly secrets: SecretBox;
+}
+
+export async function createSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  const onDisk = options.path !== ':memory:';
+  // The database holds tokens' hashes, audit logs and sealed secrets: the owner's only. SQLite
+  // creates -wal and -shm with the database file's mode; existing files (0644 from an older
+  // version) are narrowed too.
+  if (onDisk) await createPrivateFile(options.path);
   const database = new Database(options.path);
   let db: Kysely<StoreDatabase> | undefined;
   try {
@@ -56,7 +70,10 @@ export async function createSqliteStore(options: { path: string }): Promise<Stor
     database.pragma('busy_timeout = 5000');
     // WAL lets readers in other processes (backups, an admin CLI) run while this one writes; an
     // in-memory database has no file to share.
-    if (options.path !== ':memory:') database.pragma('journal_mode = WAL');
+    if (onDisk) {
+      database.pragma('journal_mode = WAL');
+      for (const suffix of ['-wal', '-shm']) await narrowIfExists(`${options.path}${suffix}`);
+    }
     // In WAL mode NORMAL is still crash-safe; it only risks the last commits on power loss.
     database.pragma('synchronous = NORMAL');
     database.pragma('foreign_keys = ON');
@@ -67,7 +84,25 @@ export async function createSqliteStore(options: { path: string }): Promise<Stor
     if (database.open) database.close();
     throw error;
   }
-  return new SqliteStore(db);
+  return new SqliteStore(db, options.secrets);
+}
+
+/** Creates `path` with mode 0600 if missing, and narrows an existing file to 0600. */
+async function createPrivateFile(path: string): Promise<void> {
+  const handle = await open(path, 'a', 0o600);
+  try {
+    await handle.chmod(0o600);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function narrowIfExists(path: string): Promise<void> {
+  try {
+    await chmod(path, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
 }
 
 // Kysely's SQLite dialect, with two changes.
@@ -338,28 +373,48 @@ function byName(subscriptionId: string, resourceGroupKey: string, nameKey: strin
   };
 }
 
-function storageAccountToRow(record: StorageAccountRecord): StorageAccountsTable {
-  return {
+/**
+ * What a storage account's sealed connection string is bound to: its row, so that a sealed
+ * value copied into another row does not open.
+ */
+function storageAccountContext(
+  row: Pick<StorageAccountsTable, 'subscription_id' | 'resource_group_key' | 'name_key'>,
+): string {
+  return `storageAccount/${row.subscription_id}/${row.resource_group_key}/${row.name_key}`;
+}
+
+/** The row, its connection string sealed with the box's current key. */
+function storageAccountToRow(record: StorageAccountRecord, box: SecretBox): StorageAccountsTable {
+  const keys = {
     subscription_id: record.subscriptionId,
-    resource_group: record.resourceGroup,
     resource_group_key: foldName(record.resourceGroup),
-    name: record.name,
     name_key: foldName(record.name),
+  };
+  return {
+    ...keys,
+    resource_group: record.resourceGroup,
+    name: record.name,
     account_name: record.accountName,
     blob_endpoint: record.blobEndpoint,
-    connection_string: record.connectionString,
+    connection_string: box.seal(record.connectionString, storageAccountContext(keys)),
     created_at: iso(record.createdAt),
   };
 }
 
-function toStorageAccount(row: StorageAccountsTable): StorageAccountRecord {
+/**
+ * The record, its connection string opened. A plaintext value (a row from before sealing, until
+ * resealSecrets runs at the server's start) is returned as it is.
+ */
+function toStorageAccount(row: StorageAccountsTable, box: SecretBox): StorageAccountRecord {
   return {
     subscriptionId: row.subscription_id,
     resourceGroup: row.resource_group,
     name: row.name,
     accountName: row.account_name,
     blobEndpoint: row.blob_endpoint,
-    connectionString: row.connection_string,
+    connectionString: isSealed(row.connection_string)
+      ? box.open(row.connection_string, storageAccountContext(row))
+      : row.connection_string,
     createdAt: new Date(row.created_at),
   };
 }
@@ -452,10 +507,12 @@ const activeStatuses: readonly SessionStatus[] = ['NotStarted', 'Running'];
 
 class SqliteStore implements Store {
   readonly #db: Kysely<StoreDatabase>;
+  readonly #box: SecretBox;
   #closing: Promise<void> | undefined;
 
-  constructor(db: Kysely<StoreDatabase>) {
+  constructor(db: Kysely<StoreDatabase>, box: SecretBox) {
     this.#db = db;
+    this.#box = box;
   }
 
   // Subscriptions
@@ -933,7 +990,8 @@ class SqliteStore implements Store {
   async putStorageAccount(
     record: StorageAccountRecord,
   ): Promise<{ record: StorageAccountRecord; created: boolean }> {
-    const row = storageAccountToRow(record);
+    const row = storageAccountToRow(record, this.#box);
+    const box = this.#box;
     return this.#db.transaction().execute(async (trx) => {
       const updated = await trx
         .updateTable('storage_accounts')
@@ -945,13 +1003,13 @@ class SqliteStore implements Store {
         .where((eb) => eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)))
         .returningAll()
         .executeTakeFirst();
-      if (updated !== undefined) return { record: toStorageAccount(updated), created: false };
+      if (updated !== undefined) return { record: toStorageAccount(updated, box), created: false };
       const inserted = await trx
         .insertInto('storage_accounts')
         .values(row)
         .returningAll()
         .executeTakeFirstOrThrow();
-      return { record: toStorageAccount(inserted), created: true };
+      return { record: toStorageAccount(inserted, box), created: true };
     });
   }
 
@@ -965,7 +1023,7 @@ class SqliteStore implements Store {
       .selectAll()
       .where((eb) => eb.and(byName(subscriptionId, foldName(resourceGroup), foldName(name))))
       .executeTakeFirst();
-    return row === undefined ? undefined : toStorageAccount(row);
+    return row === undefined ? undefined : toStorageAccount(row, this.#box);
   }
 
   async listStorageAccounts(subscriptionId: string): Promise<StorageAccountRecord[]> {
@@ -976,7 +1034,7 @@ class SqliteStore implements Store {
       .orderBy('resource_group_key')
       .orderBy('name_key')
       .execute();
-    return rows.map(toStorageAccount);
+    return rows.map((row) => toStorageAccount(row, this.#box));
   }
 
   async deleteStorageAccount(
@@ -989,6 +1047,35 @@ class SqliteStore implements Store {
       .where((eb) => eb.and(byName(subscriptionId, foldName(resourceGroup), foldName(name))))
       .executeTakeFirst();
     return Number(result.numDeletedRows) > 0;
+  }
+
+  /**
+   * Opens every connection string first (so a key that does not fit fails before anything is
+   * written), then re-seals those not sealed with the current key, in one transaction. When it
+   * changed any, VACUUM and a truncating WAL checkpoint leave no copy of the old values (the
+   * plaintext of rows from before sealing) in the database's free pages or its WAL.
+   */
+  async resealSecrets(): Promise<number> {
+    const box = this.#box;
+    const changed = await this.#db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('storage_accounts').selectAll().execute();
+      const stale = rows
+        .map((row) => ({ row, plaintext: toStorageAccount(row, box).connectionString }))
+        .filter(({ row }) => !box.isCurrent(row.connection_string));
+      for (const { row, plaintext } of stale) {
+        await trx
+          .updateTable('storage_accounts')
+          .set({ connection_string: box.seal(plaintext, storageAccountContext(row)) })
+          .where((eb) => eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)))
+          .execute();
+      }
+      return stale.length;
+    });
+    if (changed > 0) {
+      await sql`vacuum`.execute(this.#db);
+      await sql`pragma wal_checkpoint(TRUNCATE)`.execute(this.#db);
+    }
+    return changed;
   }
 
   async createOperation(record: OperationRecord): Promise<void> {
