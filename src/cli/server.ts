@@ -12,6 +12,7 @@ interface ServerCommandOptions {
   logLevel: string;
   rotateAdminToken?: boolean;
   secretsKey?: string;
+  tlsSan: string[];
   rotateSecretsKey?: boolean;
 }
 
@@ -40,6 +41,12 @@ export function serverCommand(): Command {
         'make and use a local CA and server certificate in DIR/tls',
       ).choices(['self-signed']),
     )
+    .option(
+      '--tls-san <name>',
+      'with --tls self-signed: another DNS name or IP address for the certificate (repeatable)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .option('--tls-cert <file>', 'server certificate (PEM), with --tls-key')
     .option('--tls-key <file>', 'server private key (PEM), with --tls-cert')
     .option('--db <url>', 'store: sqlite:PATH (default sqlite:DIR/wirewatch.db)')
@@ -64,7 +71,7 @@ export function serverCommand(): Command {
     )
     .addHelpText(
       'after',
-      '\nExample:\n  wirewatch server --data-dir /var/lib/wirewatch/server --listen 0.0.0.0:7443 --tls self-signed\n\nThe admin token is WIREWATCH_ADMIN_TOKEN, else DIR/admin.token (mode 0600); every other admin\ntoken is revoked at start, so changing the variable or --rotate-admin-token retires the old one.\n',
+      '\nExample:\n  wirewatch server --data-dir /var/lib/wirewatch/server --listen 0.0.0.0:7443 --tls self-signed --tls-san wirewatch.example.com\n\nThe admin token is WIREWATCH_ADMIN_TOKEN, else DIR/admin.token (mode 0600); every other admin\ntoken is revoked at start, so changing the variable or --rotate-admin-token retires the old one.\n',
     )
     .action(async (options: ServerCommandOptions) => {
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
@@ -79,6 +86,7 @@ export function serverCommand(): Command {
         dataDir: options.dataDir,
         listen: options.listen,
         ...(options.tls === 'self-signed' ? { tls: 'self-signed' as const } : {}),
+        ...(options.tlsSan.length > 0 ? { tlsSans: options.tlsSan } : {}),
         ...(options.tlsCert && options.tlsKey
           ? { tls: { certPath: options.tlsCert, keyPath: options.tlsKey } }
           : {}),
@@ -96,6 +104,7 @@ export function serverCommand(): Command {
       process.stderr.write(
         `wirewatch server listening on ${server.url}\n` +
           (server.caPath ? `  CA certificate: ${server.caPath}\n` : '') +
+          (server.tlsNames.length > 0 ? `  certificate for: ${server.tlsNames.join(', ')}\n` : '') +
           `  secrets key:    ${server.secretsKeyPath}` +
           (server.secrets.rotated
             ? ` (new; ${server.secrets.resealed} secrets re-sealed with it)\n`

@@ -10,6 +10,7 @@ import type { SecretBox } from '../store/secret-box.js';
 import type { Store } from '../store/store.js';
 import { buildServer, type WirewatchServer } from './app.js';
 import { openSecretsKeys } from './secrets-key.js';
+import { serverNames } from './tls-names.js';
 import { ensureSelfSignedTls, loadTlsFiles } from './tls.js';
 
 export interface StartServerOptions {
@@ -17,6 +18,8 @@ export interface StartServerOptions {
   /** `HOST:PORT`, `[v6]:PORT`; port 0 picks a free one. */
   readonly listen: string;
   readonly tls?: 'self-signed' | { readonly certPath: string; readonly keyPath: string };
+  /** More names for the self-signed certificate (`--tls-san`): DNS names or IP addresses. */
+  readonly tlsSans?: readonly string[];
   /** `sqlite:PATH`; default `sqlite:<dataDir>/wirewatch.db`. */
   readonly db?: string;
   readonly allowInsecureHttp?: boolean;
@@ -43,6 +46,8 @@ export interface RunningServer extends WirewatchServer {
   readonly url: string;
   /** DIR/tls/ca.crt with `--tls self-signed`. */
   readonly caPath: string | undefined;
+  /** The names the self-signed server certificate is for (`DNS:x`, `IP:y`); empty otherwise. */
+  readonly tlsNames: readonly string[];
   readonly adminTokenPath: string;
   /** The admin token when this start made it (first start without one, or a rotation). */
   readonly newAdminToken: string | undefined;
@@ -94,10 +99,20 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
 
   let https: { key: Buffer; cert: Buffer } | undefined;
   let caPath: string | undefined;
+  let tlsNames: readonly string[] = [];
+  if (options.tlsSans?.length && options.tls !== 'self-signed') {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      '--tls-san names the self-signed certificate: use it with --tls self-signed (a certificate of your own, --tls-cert, carries its own names)',
+      { target: 'tls-san' },
+    );
+  }
   if (options.tls === 'self-signed') {
-    const material = await ensureSelfSignedTls(dataDir);
+    const names = serverNames({ listenHost: host, extra: options.tlsSans ?? [] });
+    const material = await ensureSelfSignedTls(dataDir, { names });
     https = { key: material.key, cert: material.cert };
     caPath = material.caPath;
+    tlsNames = material.names.map((n) => `${n.type}:${n.value}`);
   } else if (options.tls) {
     https = await loadTlsFiles(options.tls.certPath, options.tls.keyPath);
   }
@@ -152,6 +167,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     ...inner,
     url,
     caPath,
+    tlsNames,
     adminTokenPath,
     newAdminToken,
     secretsKeyPath,

@@ -1,7 +1,8 @@
 /**
  * TLS material for the control plane's HTTPS listener. Without `--tls-cert/--tls-key` the server
  * makes its own small PKI under `<dataDir>/tls/`: a local CA that operators and agents can pin
- * (`ca.crt`), and a short-lived server certificate for localhost signed by it. The CA is made
+ * (`ca.crt`), and a short-lived server certificate signed by it for the names it is given
+ * (`wirewatch server`: loopback, this host's names and addresses, `--tls-san`). The CA is made
  * once; the server certificate is re-issued from it when missing or near expiry, so clients that
  * trust the CA keep working across renewals.
  *
@@ -14,6 +15,13 @@ import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  LOOPBACK_NAMES,
+  opensslSubjectAltName,
+  parseSubjectAltName,
+  sortSans,
+  type SanEntry,
+} from './tls-names.js';
 
 /** What the HTTPS server needs, plus the CA that clients should trust. */
 export interface TlsMaterial {
@@ -25,12 +33,19 @@ export interface TlsMaterial {
   ca: Buffer;
   /** Where `ca` lives on disk, to show to the operator. */
   caPath: string;
+  /** The names the server certificate is for. */
+  names: readonly SanEntry[];
 }
 
 /** Test hooks and overrides for {@link ensureSelfSignedTls}. */
 export interface SelfSignedTlsOptions {
   /** The openssl binary; `openssl` from PATH by default. */
   opensslPath?: string;
+  /**
+   * The names the server certificate is for (its subjectAltName); default localhost, 127.0.0.1
+   * and ::1. `wirewatch server` passes this host's names and addresses (tls-names.ts).
+   */
+  names?: readonly SanEntry[];
 }
 
 const CA_DAYS = 3650;
@@ -60,9 +75,10 @@ interface LoadedCa {
 
 /**
  * Returns the TLS material in `dataDir/tls/`, creating it on first use: a local CA (10 years,
- * ECDSA P-256) and a server certificate for `localhost`, `127.0.0.1` and `::1` (2 years) signed
- * by it. Later calls reuse the files; only the server certificate is re-issued, from the same CA,
- * when it is missing, does not match its key or CA, or expires within 30 days.
+ * ECDSA P-256) and a server certificate for `options.names` (default `localhost`, `127.0.0.1`
+ * and `::1`; 2 years) signed by it. Later calls reuse the files; only the server certificate is
+ * re-issued, from the same CA, when it is missing, does not match its key or CA, is for another
+ * set of names, or expires within 30 days.
  *
  * Files are replaced atomically, and on load every file is checked against the others, so a
  * crash part-way through leaves at worst an incomplete set that the next call redoes.
@@ -87,8 +103,10 @@ export async function ensureSelfSignedTls(
   // mkdir's mode is filtered by the umask and ignored for an existing directory.
   await chmod(dir, 0o700);
 
+  const names = sortSans(options.names ?? LOOPBACK_NAMES);
+  if (names.length === 0) throw new Error('a server certificate needs at least one name');
   let ca = await loadCa(paths);
-  let server = ca === undefined ? undefined : await loadServer(paths, ca.x509);
+  let server = ca === undefined ? undefined : await loadServer(paths, ca.x509, names);
   if (ca === undefined) {
     ca = await createCa(openssl, paths);
   }
@@ -100,9 +118,9 @@ export async function ensureSelfSignedTls(
           'trust the new one)',
       );
     }
-    server = await issueServerCert(openssl, paths);
+    server = await issueServerCert(openssl, paths, names);
   }
-  return { key: server.key, cert: server.cert, ca: ca.cert, caPath: paths.caCert };
+  return { key: server.key, cert: server.cert, ca: ca.cert, caPath: paths.caCert, names };
 }
 
 /**
@@ -141,6 +159,13 @@ export async function loadTlsFiles(
   if (!x509.checkPrivateKey(privateKey)) {
     throw new Error(`the key in ${keyPath} does not belong to the certificate in ${certPath}`);
   }
+  const now = Date.now();
+  if (Date.parse(x509.validTo) <= now) {
+    throw new Error(`the TLS certificate in ${certPath} expired on ${x509.validTo}`);
+  }
+  if (Date.parse(x509.validFrom) > now) {
+    throw new Error(`the TLS certificate in ${certPath} is not valid before ${x509.validFrom}`);
+  }
   return { key, cert };
 }
 
@@ -162,10 +187,14 @@ async function loadCa(paths: TlsPaths): Promise<LoadedCa | undefined> {
   return { cert, x509, hasKey: true };
 }
 
-/** The server key and certificate, if both exist, match, chain to `ca` and are not near expiry. */
+/**
+ * The server key and certificate, if both exist, match, chain to `ca`, are not near expiry and
+ * are for exactly `names` (a changed set, say a new address or --tls-san, re-issues it).
+ */
 async function loadServer(
   paths: TlsPaths,
   ca: X509Certificate,
+  names: readonly SanEntry[],
 ): Promise<{ key: Buffer; cert: Buffer } | undefined> {
   const [key, cert] = await Promise.all([
     readIfExists(paths.serverKey),
@@ -177,6 +206,8 @@ async function loadServer(
   if (x509 === undefined || privateKey === undefined) return undefined;
   if (x509.ca || !x509.checkPrivateKey(privateKey)) return undefined;
   if (!x509.checkIssued(ca) || !x509.verify(ca.publicKey)) return undefined;
+  const has = parseSubjectAltName(x509.subjectAltName);
+  if (opensslSubjectAltName(has) !== opensslSubjectAltName(names)) return undefined;
   const notAfter = Date.parse(x509.validTo);
   // An unparseable date is treated as expired: re-issuing is always safe.
   if (!(notAfter - Date.now() > RENEW_BEFORE_MS)) return undefined;
@@ -232,19 +263,22 @@ async function createCa(openssl: string, paths: TlsPaths): Promise<LoadedCa> {
 async function issueServerCert(
   openssl: string,
   paths: TlsPaths,
+  names: readonly SanEntry[],
 ): Promise<{ key: Buffer; cert: Buffer }> {
+  // Clients check the subjectAltName only; the CN is for people reading the certificate.
+  const commonName = names.find((n) => n.type === 'DNS' && n.value !== 'localhost')?.value;
   const config = [
     '[req]',
     'prompt = no',
     'distinguished_name = server_dn',
     '[server_dn]',
-    'CN = localhost',
+    `CN = ${commonName ?? 'localhost'}`,
     '[v3_server]',
     'basicConstraints = critical,CA:FALSE',
     // ECDSA keys sign the handshake; they never encrypt, so digitalSignature alone.
     'keyUsage = critical,digitalSignature',
     'extendedKeyUsage = serverAuth',
-    'subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1',
+    `subjectAltName = ${opensslSubjectAltName(names)}`,
     'subjectKeyIdentifier = hash',
     'authorityKeyIdentifier = keyid,issuer',
   ];
