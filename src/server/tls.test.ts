@@ -343,4 +343,23 @@ describe('loadTlsFiles', () => {
       /does not belong to the certificate/,
     );
   });
+
+  it('says so when the key is encrypted (the server cannot ask for a passphrase)', async () => {
+    const dataDir = await tempDir();
+    await ensureSelfSignedTls(dataDir);
+    const encrypted = join(dataDir, 'encrypted.key');
+    await openssl(
+      'pkey',
+      '-in',
+      join(dataDir, 'tls', 'server.key'),
+      '-aes256',
+      '-passout',
+      'pass:secret-passphrase',
+      '-out',
+      encrypted,
+    );
+    await expect(loadTlsFiles(join(dataDir, 'tls', 'server.crt'), encrypted)).rejects.toThrow(
+      `${encrypted} does not hold an unencrypted PEM private key`,
+    );
+  });
 });
