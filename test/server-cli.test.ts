@@ -101,6 +101,36 @@ describe('wirewatch server', () => {
     expect(refused.output()).toContain('WIREWATCH_ADMIN_TOKEN is set');
   });
 
+  it('refuses a --tls-san that is no name or address, and --tls-san without --tls self-signed', async () => {
+    const dir = path.join(root, 'san');
+    const bad = launch([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--tls',
+      'self-signed',
+      '--tls-san',
+      'not a name',
+    ]);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain(
+      '--tls-san: "not a name" is neither an IP address nor a DNS name',
+    );
+    const alone = launch([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--tls-san',
+      'x.example',
+    ]);
+    expect(await alone.exited).toBe(2);
+    expect(alone.output()).toContain('--tls self-signed');
+  });
+
   it('refuses plain HTTP on a non-loopback address unless --allow-insecure-http', async () => {
     const proc = launch(['server', '--data-dir', path.join(root, 'open'), '--listen', '0.0.0.0:0']);
     expect(await proc.exited).not.toBe(0);
