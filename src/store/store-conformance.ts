@@ -231,6 +231,15 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.deleteStorageAccount(subA, 'Storage-RG', 'CaptureStore')).toBe(false);
         expect((await store.listStorageAccounts(subB)).length).toBe(1);
       });
+
+      it('keeps connection strings sealed with the current key: nothing to re-seal, all readable', async () => {
+        await store.putStorageAccount(account(subA));
+        await store.putStorageAccount(account(subB, { name: 'other' }));
+        expect(await store.resealSecrets()).toBe(0);
+        expect((await store.getStorageAccount(subB, 'storage-rg', 'other'))?.connectionString).toBe(
+          account(subB).connectionString,
+        );
+      });
     });
 
     describe('API tokens', () => {
