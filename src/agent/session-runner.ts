@@ -9,6 +9,7 @@ import { prepareCapturePath } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
 import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from '../capture/limits.js';
 import { existingRingFiles } from '../capture/ring-buffer.js';
+import { KERNEL_BLOCK_TIMEOUT_MS } from '../capture/tcpdump.js';
 import {
   startCapture,
   type CaptureProgress,
@@ -392,6 +393,9 @@ async function stopLeftoverWriter(file: string, log: AgentLog): Promise<void> {
         return false;
       }
     };
+    // The kernel hands tcpdump its packets a block at a time: a SIGINT now would lose those of
+    // the last second, captured before the crash. (Its guard may be stopping it meanwhile.)
+    await new Promise((resolve) => setTimeout(resolve, KERNEL_BLOCK_TIMEOUT_MS));
     try {
       process.kill(Number(pid), 'SIGINT');
     } catch {

@@ -22,6 +22,7 @@ import {
 import type { CaptureLimits, RingSettings } from './limits.js';
 import { captureLimitBounds } from './limits.js';
 import { existingRingFiles, RingBuffer } from './ring-buffer.js';
+import { startTcpdumpGuard, type TcpdumpGuard } from './tcpdump-guard.js';
 import { TcpdumpLog } from './tcpdump-log.js';
 import {
   explainTcpdumpFailure,
@@ -131,6 +132,8 @@ export class CaptureSession {
   readonly #clock: Clock;
   readonly #limits: CaptureLimits;
   #child: ChildProcess | undefined;
+  /** Single-file mode: stops tcpdump, after the kernel's last block, if this process dies. */
+  #guard: TcpdumpGuard | undefined;
   #log: TcpdumpLog | undefined;
   #workDir: string | undefined;
   #stats: TcpdumpStats | undefined;
@@ -263,9 +266,13 @@ export class CaptureSession {
       bufferKiB: o.bufferKiB ?? 8192,
       bpf,
     });
-    // setpriv --pdeathsig: if this process dies, tcpdump gets SIGINT, flushes and exits
-    // instead of capturing on with nobody to stop it.
-    const setpriv = await findExecutable('setpriv');
+    // If this process dies, tcpdump must flush and exit instead of capturing on with nobody to
+    // stop it. A single file's tcpdump gets a guard that stops it once the kernel has handed
+    // over the packets captured before the death (tcpdump-guard.ts); a ring's tcpdump writes
+    // through this process, so `setpriv --pdeathsig INT` stops it at once (as it does a single
+    // file's when there is no shell for the guard).
+    const shell = o.ring === undefined ? await findExecutable('/bin/sh') : undefined;
+    const setpriv = shell === undefined ? await findExecutable('setpriv') : undefined;
     const capture = [
       ...(setpriv === undefined ? [] : [setpriv, '--pdeathsig', 'INT']),
       tcpdump!,
@@ -302,6 +309,10 @@ export class CaptureSession {
         detached: true,
       });
       this.#child = child;
+      if (shell !== undefined && child.pid !== undefined) {
+        // `ip netns exec` execs tcpdump: the child's pid is tcpdump's.
+        this.#guard = startTcpdumpGuard(child.pid, o.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS, shell);
+      }
       await this.#waitUntilListening(child, o.startTimeoutMs ?? 15_000);
     } catch (err) {
       await this.#cleanUp();
@@ -454,6 +465,7 @@ export class CaptureSession {
     }
     const { code, signal } = await exited;
     this.#done = true;
+    this.#guard?.release();
     for (const timer of this.#timers) this.#clock.clearTimeout(timer);
     this.#clock.clearTimeout(this.#tickTimer);
     this.#removeAbortListener();
@@ -551,6 +563,7 @@ export class CaptureSession {
   }
 
   async #cleanUp(): Promise<void> {
+    this.#guard?.release();
     await this.#log?.close().catch(() => undefined);
     await this.#file?.close().catch(() => undefined);
     if (this.#workDir !== undefined) await rm(this.#workDir, { recursive: true, force: true });

@@ -1,0 +1,425 @@
+/**
+ * The fault tests' lab: the `wirewatch server` binary on loopback, a `wirewatch agent` binary per
+ * lab host (its interface in the host's namespace, --netns), numbered UDP traffic between the
+ * hosts (seq-traffic.mjs), and tshark reading which numbered datagrams a capture file holds.
+ * Everything it starts is stopped by close(), also when a test failed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch, stopProcess, freePort, type CliProcess } from '../lab/cli-process.js';
+import {
+  API,
+  apiClient,
+  capturePath,
+  createTenant,
+  vmId,
+  waitFor,
+  type ApiClient,
+  type Tenant,
+} from '../lab/control-plane.js';
+import { run } from '../lab/exec.js';
+import { createLab, type Lab, type LabHost } from '../lab/lab.js';
+import { serve, type Server } from '../lab/traffic.js';
+
+const seqScript = fileURLToPath(new URL('./seq-traffic.mjs', import.meta.url));
+
+/** The queryStatus fields the fault tests read. */
+export interface CaptureStatus {
+  packetCaptureStatus: string;
+  stopReason?: string;
+  packetCaptureError: string[];
+  packetCaptureErrorDetails: { code: string; message: string }[];
+  packetsCaptured: number;
+  bytesCaptured: number;
+  uploadState?: string;
+  blobs?: { url: string; size: number }[];
+  agentConnectionState: string;
+  files: string[];
+}
+
+/** Numbered datagrams on their way; see seq-traffic.mjs. */
+export interface SeqStream {
+  readonly sport: number;
+  readonly dport: number;
+  /** Datagrams sent so far. */
+  sent(): number;
+  /** Waits until at least `n` datagrams have been sent. */
+  reach(n: number): Promise<void>;
+  /** Stops sending; resolves with the totals. */
+  stop(): Promise<{ sent: number; echoed: number }>;
+}
+
+export interface FaultLabOptions {
+  /** Agents to run: name → lab host (a or b). */
+  readonly agents: Record<string, 'a' | 'b'>;
+  /** Extra agent arguments per agent (e.g. --capture-root on a tmpfs). */
+  readonly agentArgs?: Record<string, string[]>;
+}
+
+export class FaultLab {
+  readonly lab: Lab;
+  readonly root: string;
+  readonly port: number;
+  readonly adminToken = `wwadmin_faults_${Math.random().toString(36).slice(2)}`;
+  readonly api: ApiClient;
+  tenant!: Tenant;
+  server: CliProcess | undefined;
+  readonly agents = new Map<string, CliProcess>();
+  readonly #options: FaultLabOptions;
+  readonly #echo: Server[] = [];
+  readonly #streams = new Set<ChildProcess>();
+  #nextPort = 30000 + Math.floor(Math.random() * 5000);
+
+  private constructor(lab: Lab, root: string, port: number, options: FaultLabOptions) {
+    this.lab = lab;
+    this.root = root;
+    this.port = port;
+    this.#options = options;
+    this.api = apiClient(`http://127.0.0.1:${port}`, this.adminToken);
+  }
+
+  /** Namespaces, echo servers (UDP 5300 on b, 5400 on a), the server, a tenant and the agents. */
+  static async create(options: FaultLabOptions): Promise<FaultLab> {
+    const lab = await createLab();
+    let root: string | undefined;
+    let faults: FaultLab | undefined;
+    try {
+      root = await mkdtemp(path.join(tmpdir(), 'ww-faults-'));
+      faults = new FaultLab(lab, root, await freePort(), options);
+      faults.#echo.push(
+        await serve(lab, lab.b, [{ proto: 'udp', host: lab.b.ipv4, port: 5300 }]),
+        await serve(lab, lab.a, [{ proto: 'udp', host: lab.a.ipv4, port: 5400 }]),
+      );
+      await faults.startServer();
+      faults.tenant = await createTenant(faults.api, 'faults');
+      for (const name of Object.keys(options.agents)) faults.startAgent(name);
+      for (const name of Object.keys(options.agents)) await faults.connected(name);
+      return faults;
+    } catch (err) {
+      if (faults !== undefined) await faults.close();
+      else {
+        await lab.close();
+        if (root !== undefined) await rm(root, { recursive: true, force: true });
+      }
+      throw err;
+    }
+  }
+
+  host(name: string): LabHost {
+    return this.#options.agents[name] === 'a' ? this.lab.a : this.lab.b;
+  }
+
+  captures(): string {
+    return path.join(this.root, 'captures');
+  }
+
+  async startServer(): Promise<void> {
+    const proc = launch(
+      [
+        'server',
+        '--data-dir',
+        path.join(this.root, 'server'),
+        '--listen',
+        `127.0.0.1:${this.port}`,
+      ],
+      { WIREWATCH_ADMIN_TOKEN: this.adminToken },
+    );
+    this.server = proc;
+    await waitFor(
+      () => Promise.resolve(proc.output()),
+      (o) => o.includes('listening on') || proc.child.exitCode !== null,
+      30_000,
+    );
+    if (!proc.output().includes('listening on')) {
+      throw new Error(`server did not start: ${proc.output()}`);
+    }
+  }
+
+  startAgent(name: string): CliProcess {
+    const host = this.host(name);
+    const proc = launch(
+      [
+        'agent',
+        '--server',
+        `http://127.0.0.1:${this.port}`,
+        '--subscription',
+        this.tenant.subscriptionId,
+        '--resource-group',
+        'lab',
+        '--name',
+        name,
+        '--location',
+        'westeurope',
+        '--interface',
+        host.iface,
+        '--netns',
+        host.netns,
+        '--data-dir',
+        path.join(this.root, `agent-${name}`),
+        '--capture-root',
+        this.captures(),
+        ...(this.#options.agentArgs?.[name] ?? []),
+      ],
+      // TMPDIR keeps tcpdump's scratch folder inside the test's folder even after a kill -9.
+      { WIREWATCH_ENROLL_TOKEN: this.tenant.enrollToken, TMPDIR: this.root },
+    );
+    this.agents.set(name, proc);
+    return proc;
+  }
+
+  async connected(name: string, state = 'Connected'): Promise<void> {
+    await waitFor(
+      () =>
+        this.api.call('GET', `/api/v1/subscriptions/${this.tenant.subscriptionId}/agents`, {
+          token: this.tenant.reader,
+        }),
+      (r) =>
+        ((r.body?.value ?? []) as { name: string; connectionState: string }[]).some(
+          (a) => a.name === name && a.connectionState === state,
+        ),
+      30_000,
+      200,
+    );
+  }
+
+  url(name: string, suffix = ''): string {
+    return `${capturePath(this.tenant.subscriptionId, 'NetworkWatcherRG', 'NetworkWatcher_westeurope', name)}${suffix}?api-version=${API}`;
+  }
+
+  /** Creates a capture on `vm`; with no storageLocation given, a file under the capture root. */
+  async create(
+    name: string,
+    vm: string,
+    properties: Record<string, unknown> = {},
+  ): Promise<{ file: string; body: { properties: Record<string, unknown> } }> {
+    const file = path.join(this.captures(), `${name}.cap`);
+    const r = await this.api.call('PUT', this.url(name), {
+      token: this.tenant.contributor,
+      body: {
+        properties: {
+          target: vmId(this.tenant.subscriptionId, 'lab', vm),
+          storageLocation: { filePath: file },
+          ...properties,
+        },
+      },
+    });
+    if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${r.text}`);
+    return { file, body: r.body };
+  }
+
+  async stop(name: string): Promise<void> {
+    const r = await this.api.call('POST', this.url(name, '/stop'), {
+      token: this.tenant.contributor,
+    });
+    if (r.status !== 202 && r.status !== 200) throw new Error(`stop ${name}: ${r.status}`);
+  }
+
+  async status(name: string): Promise<CaptureStatus> {
+    const r = await this.api.call('POST', this.url(name, '/queryStatus'), {
+      token: this.tenant.reader,
+    });
+    if (r.status !== 200) throw new Error(`queryStatus ${name}: ${r.status} ${r.text}`);
+    return r.body as CaptureStatus;
+  }
+
+  until(
+    name: string,
+    predicate: (s: CaptureStatus) => boolean,
+    ms = 30_000,
+  ): Promise<CaptureStatus> {
+    return waitFor(() => this.status(name), predicate, ms, 250);
+  }
+
+  /**
+   * Numbered datagrams from `from` to the echo server on the other host (UDP 5300 on b, 5400 on
+   * a), one every `gapMs` or so.
+   */
+  async stream(
+    from: 'a' | 'b',
+    options: { size?: number; gapMs?: number } = {},
+  ): Promise<SeqStream> {
+    const src = from === 'a' ? this.lab.a : this.lab.b;
+    const dst = from === 'a' ? this.lab.b : this.lab.a;
+    const dport = from === 'a' ? 5300 : 5400;
+    const sport = this.#nextPort++;
+    const child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        src.netns,
+        process.execPath,
+        seqScript,
+        JSON.stringify({
+          src: src.ipv4,
+          sport,
+          dst: dst.ipv4,
+          dport,
+          size: options.size ?? 100,
+          gapMs: options.gapMs ?? 20,
+        }),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    this.#streams.add(child);
+    let sent = 0;
+    let last = '';
+    let buffered = '';
+    const waiters = new Set<() => void>();
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buffered += d;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        if (/^\d+$/.test(line)) sent = Number(line);
+        else if (line !== '') last = line;
+      }
+      for (const w of waiters) w();
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    return {
+      sport,
+      dport,
+      sent: () => sent,
+      reach: (n) =>
+        new Promise<void>((resolve, reject) => {
+          const check = () => {
+            if (sent >= n) {
+              waiters.delete(check);
+              resolve();
+            } else if (child.exitCode !== null) {
+              waiters.delete(check);
+              reject(new Error(`traffic ended after ${sent} datagrams`));
+            }
+          };
+          waiters.add(check);
+          check();
+        }),
+      stop: async () => {
+        child.stdin!.end();
+        await exited;
+        this.#streams.delete(child);
+        return JSON.parse(last) as { sent: number; echoed: number };
+      },
+    };
+  }
+
+  /** Process ids of the tcpdumps running in a host's namespace. */
+  async tcpdumps(host: LabHost): Promise<number[]> {
+    const { stdout } = await run('ip', ['netns', 'pids', host.netns], { check: false });
+    const found: number[] = [];
+    for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+      const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+      if (comm.trim() === 'tcpdump') found.push(Number(pid));
+    }
+    return found;
+  }
+
+  /** Every process this lab started is stopped, the namespaces and temp dir removed. */
+  async close(): Promise<void> {
+    const failures: unknown[] = [];
+    const step = async (fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (err) {
+        failures.push(err);
+      }
+    };
+    for (const child of this.#streams) {
+      await step(async () => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      });
+    }
+    for (const proc of this.agents.values()) await step(() => stopProcess(proc));
+    await step(() => stopProcess(this.server));
+    for (const e of this.#echo) await step(() => e.close());
+    await step(() => this.lab.close());
+    await step(() => rm(this.root, { recursive: true, force: true }));
+    if (failures.length > 0) throw failures[0];
+  }
+}
+
+/** One numbered datagram in a capture file, as tshark decodes it. */
+export interface SeqPacket {
+  readonly sport: number;
+  readonly dport: number;
+  readonly seq: number;
+}
+
+/**
+ * The numbered datagrams in a capture file, in file order; throws when tshark reports any
+ * problem with the file (a cut record, a bad header).
+ */
+export async function seqPackets(file: string): Promise<SeqPacket[]> {
+  const result = await run(
+    'tshark',
+    [
+      '-n',
+      '-r',
+      file,
+      '-T',
+      'fields',
+      '-e',
+      'udp.srcport',
+      '-e',
+      'udp.dstport',
+      '-e',
+      'udp.payload',
+    ],
+    { check: false },
+  );
+  const problems = result.stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.includes('Running as user'));
+  if (result.code !== 0 || problems.length > 0) {
+    throw new Error(`tshark could not read ${file}: ${problems.join(' | ')}`);
+  }
+  const packets: SeqPacket[] = [];
+  for (const line of result.stdout.split('\n')) {
+    const [sport, dport, payload] = line.split('\t');
+    // "WWSQ" in hex, then the number.
+    if (payload === undefined || !payload.replace(/:/g, '').startsWith('57575351')) continue;
+    const hex = payload.replace(/:/g, '');
+    packets.push({
+      sport: Number(sport),
+      dport: Number(dport),
+      seq: parseInt(hex.slice(8, 16), 16),
+    });
+  }
+  return packets;
+}
+
+/** What a file holds of one stream's datagrams (its requests, not their echoes). */
+export interface StreamInFile {
+  /** Distinct numbers found. */
+  readonly count: number;
+  /** Numbers found more than once. */
+  readonly duplicates: number[];
+  /** Numbers below `upTo` that are missing. */
+  readonly missing: number[];
+  /** The highest number found, -1 if none. */
+  readonly highest: number;
+}
+
+export function streamInFile(
+  packets: readonly SeqPacket[],
+  stream: Pick<SeqStream, 'sport'>,
+  upTo = 0,
+): StreamInFile {
+  const seen = new Map<number, number>();
+  for (const p of packets) {
+    if (p.sport !== stream.sport) continue;
+    seen.set(p.seq, (seen.get(p.seq) ?? 0) + 1);
+  }
+  const missing: number[] = [];
+  for (let n = 0; n < upTo; n++) if (!seen.has(n)) missing.push(n);
+  return {
+    count: seen.size,
+    duplicates: [...seen].filter(([, c]) => c > 1).map(([n]) => n),
+    missing,
+    highest: seen.size === 0 ? -1 : Math.max(...seen.keys()),
+  };
+}
