@@ -53,7 +53,7 @@ export function startTcpdumpGuard(
     return undefined;
   }
   guard.on('error', () => undefined);
-  guard.stdin!.on('error', () => undefined);
+  guard.stdin.on('error', () => undefined);
   // Neither the guard nor its pipe keeps this process alive.
   guard.unref();
   (guard.stdin as unknown as { unref?: () => void }).unref?.();
@@ -62,7 +62,7 @@ export function startTcpdumpGuard(
     release() {
       if (released) return;
       released = true;
-      guard.stdin!.end('release\n');
+      guard.stdin.end('release\n');
     },
   };
 }

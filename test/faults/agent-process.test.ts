@@ -22,7 +22,7 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     faults = await FaultLab.create({ agents: { 'host-a': 'a', 'host-b': 'b' } });
     otherFile = (await faults.create('other-b', 'host-b', { filters: UDP_5400 })).file;
     await faults.until('other-b', (s) => s.packetCaptureStatus === 'Running');
-    other = await faults.stream('b', { gapMs: 50 });
+    other = faults.stream('b', { gapMs: 50 });
   });
 
   afterAll(async () => {
@@ -32,7 +32,7 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
   it('kill -9 of the agent: Unknown while it is gone, then Stopped AgentRestarted with every datagram sent before the kill', async () => {
     const { file } = await faults.create('agent-killed', 'host-a', { filters: UDP_5300 });
     await faults.until('agent-killed', (s) => s.packetCaptureStatus === 'Running');
-    const traffic = await faults.stream('a');
+    const traffic = faults.stream('a');
     await traffic.reach(100);
     // No pause before the kill: the datagrams of the last moment are in the kernel's capture
     // block, not yet handed to tcpdump.
@@ -65,7 +65,7 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
   it('kill -9 of tcpdump: Error CaptureFailed, the file whole up to what tcpdump had written; the agent runs on', async () => {
     const { file } = await faults.create('tcpdump-killed', 'host-a', { filters: UDP_5300 });
     await faults.until('tcpdump-killed', (s) => s.packetCaptureStatus === 'Running');
-    const traffic = await faults.stream('a', { size: 300 });
+    const traffic = faults.stream('a', { size: 300 });
     await traffic.reach(150);
     const pids = await faults.tcpdumps(faults.lab.a);
     expect(pids).toHaveLength(1);
@@ -96,7 +96,7 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     // The agent is still there and captures again on the same interface.
     const again = await faults.create('after-tcpdump', 'host-a', { filters: UDP_5300 });
     await faults.until('after-tcpdump', (x) => x.packetCaptureStatus === 'Running');
-    const more = await faults.stream('a');
+    const more = faults.stream('a');
     await more.reach(20);
     const { sent } = await more.stop();
     await faults.stop('after-tcpdump');

@@ -56,7 +56,9 @@ export interface FaultLabOptions {
   /** Agents to run: name → lab host (a or b). */
   readonly agents: Record<string, 'a' | 'b'>;
   /** Extra agent arguments per agent (e.g. --capture-root on a tmpfs). */
-  readonly agentArgs?: Record<string, string[]>;
+  readonly agentArgs?: (root: string) => Record<string, string[]>;
+  /** Runs before the agents start (mounts, say); returns its clean-up, run by close(). */
+  readonly prepare?: (root: string) => Promise<() => Promise<void>>;
 }
 
 export class FaultLab {
@@ -71,6 +73,7 @@ export class FaultLab {
   readonly #options: FaultLabOptions;
   readonly #echo: Server[] = [];
   readonly #streams = new Set<ChildProcess>();
+  readonly #cleanups: (() => Promise<void>)[] = [];
   #nextPort = 30000 + Math.floor(Math.random() * 5000);
 
   private constructor(lab: Lab, root: string, port: number, options: FaultLabOptions) {
@@ -93,6 +96,7 @@ export class FaultLab {
         await serve(lab, lab.b, [{ proto: 'udp', host: lab.b.ipv4, port: 5300 }]),
         await serve(lab, lab.a, [{ proto: 'udp', host: lab.a.ipv4, port: 5400 }]),
       );
+      if (options.prepare !== undefined) faults.#cleanups.push(await options.prepare(root));
       await faults.startServer();
       faults.tenant = await createTenant(faults.api, 'faults');
       for (const name of Object.keys(options.agents)) faults.startAgent(name);
@@ -161,7 +165,7 @@ export class FaultLab {
         path.join(this.root, `agent-${name}`),
         '--capture-root',
         this.captures(),
-        ...(this.#options.agentArgs?.[name] ?? []),
+        ...(this.#options.agentArgs?.(this.root)[name] ?? []),
       ],
       // TMPDIR keeps tcpdump's scratch folder inside the test's folder even after a kill -9.
       { WIREWATCH_ENROLL_TOKEN: this.tenant.enrollToken, TMPDIR: this.root },
@@ -177,9 +181,10 @@ export class FaultLab {
           token: this.tenant.reader,
         }),
       (r) =>
-        ((r.body?.value ?? []) as { name: string; connectionState: string }[]).some(
-          (a) => a.name === name && a.connectionState === state,
-        ),
+        (
+          (r.body as { value?: { name: string; connectionState: string }[] } | undefined)?.value ??
+          []
+        ).some((a) => a.name === name && a.connectionState === state),
       30_000,
       200,
     );
@@ -207,7 +212,7 @@ export class FaultLab {
       },
     });
     if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${r.text}`);
-    return { file, body: r.body };
+    return { file, body: r.body as { properties: Record<string, unknown> } };
   }
 
   async stop(name: string): Promise<void> {
@@ -237,10 +242,7 @@ export class FaultLab {
    * Numbered datagrams from `from` to the echo server on the other host (UDP 5300 on b, 5400 on
    * a), one every `gapMs` or so.
    */
-  async stream(
-    from: 'a' | 'b',
-    options: { size?: number; gapMs?: number } = {},
-  ): Promise<SeqStream> {
+  stream(from: 'a' | 'b', options: { size?: number; gapMs?: number } = {}): SeqStream {
     const src = from === 'a' ? this.lab.a : this.lab.b;
     const dst = from === 'a' ? this.lab.b : this.lab.a;
     const dport = from === 'a' ? 5300 : 5400;
@@ -269,7 +271,7 @@ export class FaultLab {
     let last = '';
     let buffered = '';
     const waiters = new Set<() => void>();
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
       buffered += d;
       const lines = buffered.split('\n');
       buffered = lines.pop() ?? '';
@@ -299,7 +301,7 @@ export class FaultLab {
           check();
         }),
       stop: async () => {
-        child.stdin!.end();
+        child.stdin.end();
         await exited;
         this.#streams.delete(child);
         return JSON.parse(last) as { sent: number; echoed: number };
@@ -329,14 +331,13 @@ export class FaultLab {
       }
     };
     for (const child of this.#streams) {
-      await step(async () => {
-        if (child.exitCode === null) child.kill('SIGKILL');
-      });
+      if (child.exitCode === null) child.kill('SIGKILL');
     }
     for (const proc of this.agents.values()) await step(() => stopProcess(proc));
     await step(() => stopProcess(this.server));
     for (const e of this.#echo) await step(() => e.close());
     await step(() => this.lab.close());
+    for (const cleanup of this.#cleanups.splice(0)) await step(cleanup);
     await step(() => rm(this.root, { recursive: true, force: true }));
     if (failures.length > 0) throw failures[0];
   }
