@@ -39,6 +39,8 @@ export interface StartServerOptions {
   readonly logger?: FastifyServerOptions['logger'];
   readonly sweepIntervalMs?: number;
   readonly deadlineGraceMs?: number;
+  /** How often connected agents are pinged (default 15 s); two unanswered pings drop one. */
+  readonly pingIntervalMs?: number;
 }
 
 export interface RunningServer extends WirewatchServer {
@@ -150,6 +152,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...(options.deadlineGraceMs === undefined
         ? {}
         : { deadlineGraceMs: options.deadlineGraceMs }),
+      ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
     });
     await server.app.listen({ host, port });
   } catch (err) {

@@ -22,7 +22,7 @@ describe.skipIf(!isRoot)('a full disk on the agent mid-capture (root)', () => {
   beforeAll(async () => {
     faults = await FaultLab.create({
       agents: { 'host-a': 'a', 'host-b': 'b' },
-      prepare: async (root) => {
+      prepare: async ({ root }) => {
         small = path.join(root, 'small');
         await mkdir(small);
         await run('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0700', 'tmpfs', small]);

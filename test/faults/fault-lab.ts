@@ -9,7 +9,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch, stopProcess, freePort, type CliProcess } from '../lab/cli-process.js';
+import {
+  startServer,
+  type RunningServer,
+  type StartServerOptions,
+} from '../../src/server/start-server.js';
+import { cli, launch, stopProcess, freePort, type CliProcess } from '../lab/cli-process.js';
 import {
   API,
   apiClient,
@@ -57,8 +62,13 @@ export interface FaultLabOptions {
   readonly agents: Record<string, 'a' | 'b'>;
   /** Extra agent arguments per agent (e.g. --capture-root on a tmpfs). */
   readonly agentArgs?: (root: string) => Record<string, string[]>;
-  /** Runs before the agents start (mounts, say); returns its clean-up, run by close(). */
-  readonly prepare?: (root: string) => Promise<() => Promise<void>>;
+  /**
+   * Runs before the server and the agents start (mounts, more namespaces, say); returns its
+   * clean-up, run by close().
+   */
+  readonly prepare?: (faults: FaultLab) => Promise<() => Promise<void>>;
+  /** Runs the server in this process (real code, options a binary has no flag for). */
+  readonly inProcessServer?: Partial<StartServerOptions>;
 }
 
 export class FaultLab {
@@ -70,6 +80,12 @@ export class FaultLab {
   tenant!: Tenant;
   server: CliProcess | undefined;
   readonly agents = new Map<string, CliProcess>();
+  /**
+   * Agents that run inside their host's namespace (not just their tcpdump), and the server URL
+   * they reach from there; set by `prepare`.
+   */
+  readonly agentServerUrls = new Map<string, string>();
+  #inProcess: RunningServer | undefined;
   readonly #options: FaultLabOptions;
   readonly #echo: Server[] = [];
   readonly #streams = new Set<ChildProcess>();
@@ -96,7 +112,7 @@ export class FaultLab {
         await serve(lab, lab.b, [{ proto: 'udp', host: lab.b.ipv4, port: 5300 }]),
         await serve(lab, lab.a, [{ proto: 'udp', host: lab.a.ipv4, port: 5400 }]),
       );
-      if (options.prepare !== undefined) faults.#cleanups.push(await options.prepare(root));
+      if (options.prepare !== undefined) faults.#cleanups.push(await options.prepare(faults));
       await faults.startServer();
       faults.tenant = await createTenant(faults.api, 'faults');
       for (const name of Object.keys(options.agents)) faults.startAgent(name);
@@ -121,6 +137,16 @@ export class FaultLab {
   }
 
   async startServer(): Promise<void> {
+    if (this.#options.inProcessServer !== undefined) {
+      this.#inProcess = await startServer({
+        dataDir: path.join(this.root, 'server'),
+        listen: `127.0.0.1:${this.port}`,
+        logger: false,
+        ...this.#options.inProcessServer,
+        adminToken: this.adminToken,
+      });
+      return;
+    }
     const proc = launch(
       [
         'server',
@@ -144,32 +170,31 @@ export class FaultLab {
 
   startAgent(name: string): CliProcess {
     const host = this.host(name);
-    const proc = launch(
-      [
-        'agent',
-        '--server',
-        `http://127.0.0.1:${this.port}`,
-        '--subscription',
-        this.tenant.subscriptionId,
-        '--resource-group',
-        'lab',
-        '--name',
-        name,
-        '--location',
-        'westeurope',
-        '--interface',
-        host.iface,
-        '--netns',
-        host.netns,
-        '--data-dir',
-        path.join(this.root, `agent-${name}`),
-        '--capture-root',
-        this.captures(),
-        ...(this.#options.agentArgs?.(this.root)[name] ?? []),
-      ],
-      // TMPDIR keeps tcpdump's scratch folder inside the test's folder even after a kill -9.
-      { WIREWATCH_ENROLL_TOKEN: this.tenant.enrollToken, TMPDIR: this.root },
-    );
+    const inside = this.agentServerUrls.get(name);
+    const args = [
+      'agent',
+      '--server',
+      inside ?? `http://127.0.0.1:${this.port}`,
+      '--subscription',
+      this.tenant.subscriptionId,
+      '--resource-group',
+      'lab',
+      '--name',
+      name,
+      '--location',
+      'westeurope',
+      '--interface',
+      host.iface,
+      ...(inside === undefined ? ['--netns', host.netns] : []),
+      '--data-dir',
+      path.join(this.root, `agent-${name}`),
+      '--capture-root',
+      this.captures(),
+      ...(this.#options.agentArgs?.(this.root)[name] ?? []),
+    ];
+    // TMPDIR keeps tcpdump's scratch folder inside the test's folder even after a kill -9.
+    const env = { WIREWATCH_ENROLL_TOKEN: this.tenant.enrollToken, TMPDIR: this.root };
+    const proc = inside === undefined ? launch(args, env) : launchInNetns(host.netns, args, env);
     this.agents.set(name, proc);
     return proc;
   }
@@ -335,6 +360,7 @@ export class FaultLab {
     }
     for (const proc of this.agents.values()) await step(() => stopProcess(proc));
     await step(() => stopProcess(this.server));
+    await step(async () => this.#inProcess?.close());
     for (const e of this.#echo) await step(() => e.close());
     await step(() => this.lab.close());
     for (const cleanup of this.#cleanups.splice(0)) await step(cleanup);
@@ -423,4 +449,24 @@ export function streamInFile(
     missing,
     highest: seen.size === 0 ? -1 : Math.max(...seen.keys()),
   };
+}
+
+/** `wirewatch ARGS` run inside a network namespace, in its own process group (as launch()). */
+function launchInNetns(
+  netns: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): CliProcess {
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, cli, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, ...env },
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  return { child, output: () => output, exited };
 }
