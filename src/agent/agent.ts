@@ -85,6 +85,8 @@ export interface AgentOptions {
   readonly uploadBackoffMaxMs?: number;
   /** Aborts enrollment (which retries until it reaches the server). */
   readonly signal?: AbortSignal;
+  /** The wall clock blob uploads read their SAS expiry against (default Date.now; tests jump it). */
+  readonly now?: () => number;
 }
 
 /** How the agent's run ended. */
@@ -444,6 +446,7 @@ class AgentImpl implements Agent {
       log: this.#log,
       ...(o.uploadBackoffMinMs === undefined ? {} : { backoffMinMs: o.uploadBackoffMinMs }),
       ...(o.uploadBackoffMaxMs === undefined ? {} : { backoffMaxMs: o.uploadBackoffMaxMs }),
+      ...(o.now === undefined ? {} : { now: o.now }),
     };
   }
 

@@ -35,6 +35,11 @@ export interface BlobUploadOptions {
   readonly log?: AgentLog;
   /** Log fields added to every line (the session id). */
   readonly logFields?: Readonly<Record<string, unknown>>;
+  /**
+   * The wall clock (default Date.now), read once at the start to place `expiresAt` on the
+   * monotonic clock: a later jump of the host's clock neither gives up on a SAS storage still
+   * takes, nor holds staging back.
+   */
   readonly now?: () => number;
 }
 
@@ -82,7 +87,10 @@ export class BlobUpload {
   readonly #abort = new AbortController();
   readonly #blockSize: number;
   readonly #concurrency: number;
+  /** Monotonic milliseconds: intervals and the deadline, immune to clock jumps. */
   readonly #now: () => number;
+  /** When the SAS expires, on #now's clock. */
+  readonly #deadline: number;
   readonly #canRead: boolean;
   #final: boolean;
   #wake: (() => void) | undefined;
@@ -100,7 +108,8 @@ export class BlobUpload {
     this.url = options.url;
     this.#blockSize = Math.max(1, options.blockSize ?? DEFAULT_BLOCK_SIZE);
     this.#concurrency = Math.max(1, Math.floor(options.stageConcurrency ?? STAGE_CONCURRENCY));
-    this.#now = options.now ?? Date.now;
+    this.#now = () => performance.now();
+    this.#deadline = this.#now() + (options.expiresAt.getTime() - (options.now ?? Date.now)());
     this.#final = !(options.growing ?? false);
     this.#canRead = sasPermissions(options.sas).includes('r');
     // The SDK's own retries are off: this class retries with its own backoff and deadline, and
@@ -285,7 +294,7 @@ export class BlobUpload {
   /** Runs `step` until it succeeds, waiting out what storage outages and network errors. */
   async #retrying<T>(step: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const left = this.#o.expiresAt.getTime() - this.#now();
+      const left = this.#deadline - this.#now();
       if (left <= 0) {
         throw new GiveUp(
           `the upload SAS expired at ${this.#o.expiresAt.toISOString()} before ${this.url} was committed`,

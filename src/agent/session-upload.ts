@@ -37,6 +37,8 @@ export interface SessionUploadOptions {
   readonly backoffMaxMs?: number;
   /** How long to wait for a `blobGrant` before asking again (default 5 s). */
   readonly grantRetryMs?: number;
+  /** The wall clock (default Date.now); read once per upload, see BlobUploadOptions.now. */
+  readonly now?: () => number;
 }
 
 /** One finished ring file waiting for its upload. */
@@ -202,6 +204,7 @@ export class SessionUpload {
       ...(o.backoffMaxMs === undefined ? {} : { backoffMaxMs: o.backoffMaxMs }),
       log: o.log,
       logFields: { sessionId: this.sessionId },
+      ...(o.now === undefined ? {} : { now: o.now }),
     });
   }
 
@@ -336,17 +339,22 @@ export class SessionUpload {
 
   /** The SAS of ring file `index`: asked for, and asked again while no answer comes. */
   async #grantFor(index: number): Promise<BlobGrant | undefined> {
-    const deadline = Date.parse(this.#target.expiresAt);
+    // On the monotonic clock, so that a jump of the host's clock changes nothing.
+    const deadline =
+      performance.now() + Date.parse(this.#target.expiresAt) - (this.#o.now ?? Date.now)();
     for (;;) {
       const grant = this.#grants.get(index);
       if (grant !== undefined) {
         this.#grants.delete(index);
         return grant;
       }
-      if (this.#abort.signal.aborted || Date.now() >= deadline) return undefined;
+      if (this.#abort.signal.aborted || performance.now() >= deadline) return undefined;
       // Not queued while the channel is down, hence the asking again.
       this.#o.report({ type: 'blobGrantRequest', sessionId: this.sessionId, fileIndex: index });
-      const wait = Math.min(this.#o.grantRetryMs ?? 5000, Math.max(0, deadline - Date.now()));
+      const wait = Math.min(
+        this.#o.grantRetryMs ?? 5000,
+        Math.max(0, deadline - performance.now()),
+      );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, wait);
         function done() {
