@@ -4,10 +4,12 @@
  * traffic running through the fault, tshark as the judge. Host b's capture runs through every
  * fault on host a and must end normally with every datagram once.
  */
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stopProcess } from '../lab/cli-process.js';
+import { waitFor } from '../lab/control-plane.js';
 import { isRoot } from '../lab/exec.js';
-import { FaultLab, seqPackets, streamInFile, type SeqStream } from './fault-lab.js';
+import { FaultLab, seqPackets, streamInFile, type SeqPacket, type SeqStream } from './fault-lab.js';
 
 const UDP_5300 = [{ protocol: 'UDP', remotePort: '5300' }];
 const UDP_5400 = [{ protocol: 'UDP', remotePort: '5400' }];
@@ -36,6 +38,8 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     await traffic.reach(100);
     // No pause before the kill: the datagrams of the last moment are in the kernel's capture
     // block, not yet handed to tcpdump.
+    const [tcpdump] = await faults.tcpdumps(faults.lab.a);
+    expect(await faults.guardsOf(tcpdump!)).toHaveLength(1);
     const beforeKill = traffic.sent();
     await stopProcess(faults.agents.get('host-a'), 'SIGKILL');
     const away = await faults.until('agent-killed', (s) => s.packetCaptureStatus === 'Unknown');
@@ -49,6 +53,12 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     expect(s.stopReason).toBe('AgentRestarted');
     expect(s.packetCaptureError).toEqual([]);
     expect(await faults.tcpdumps(faults.lab.a)).toEqual([]);
+    // The guard that stopped tcpdump is gone too.
+    await waitFor(
+      () => faults.guardsOf(tcpdump!),
+      (g) => g.length === 0,
+      10_000,
+    );
 
     const packets = await seqPackets(file);
     const found = streamInFile(packets, traffic, beforeKill);
@@ -92,6 +102,12 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     expect(found.count).toBeGreaterThan(0);
     expect(found.count).toBeLessThanOrEqual(beforeKill);
     expect(s.packetsCaptured).toBe(packets.length);
+    // Its guard was released, not left behind.
+    await waitFor(
+      () => faults.guardsOf(pids[0]!),
+      (g) => g.length === 0,
+      10_000,
+    );
 
     // The agent is still there and captures again on the same interface.
     const again = await faults.create('after-tcpdump', 'host-a', { filters: UDP_5300 });
@@ -106,7 +122,44 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     expect(afterFound).toMatchObject({ count: sent, missing: [], duplicates: [] });
   });
 
-  it("host b's capture ran through both faults and ends normally with every datagram once", async () => {
+  it('kill -9 of the agent during a continuous capture: every ring file whole, each datagram at most once, none skipped', async () => {
+    const file = path.join(faults.captures(), 'ring-killed.cap');
+    await faults.create('ring-killed', 'host-a', {
+      filters: UDP_5300,
+      storageLocation: { localPath: file },
+      continuousCapture: true,
+      captureSettings: { fileCount: 10, fileSizeInBytes: 20_000, sessionTimeLimitInSeconds: 600 },
+    });
+    await faults.until('ring-killed', (s) => s.packetCaptureStatus === 'Running');
+    const traffic = faults.stream('a');
+    await traffic.reach(150);
+    const beforeKill = traffic.sent();
+    await stopProcess(faults.agents.get('host-a'), 'SIGKILL');
+    faults.startAgent('host-a');
+    const s = await faults.until('ring-killed', (x) => x.packetCaptureStatus === 'Stopped');
+    await traffic.stop();
+    expect(s.stopReason).toBe('AgentRestarted');
+    expect(s.packetCaptureError).toEqual([]);
+    expect(s.files.length).toBeGreaterThan(1);
+    // The ring's files in order, read as one: tshark reads each; the datagrams run on from the
+    // first without a hole or a repeat. A ring's packets pass through the agent, so those on
+    // their way through it when it was killed are not in any file.
+    const packets: SeqPacket[] = [];
+    for (const ringFile of s.files) packets.push(...(await seqPackets(ringFile)));
+    const found = streamInFile(packets, traffic, 0);
+    console.info(
+      `ring, agent kill -9: ${beforeKill} datagrams sent before the kill, ${found.count} in ${s.files.length} files`,
+    );
+    expect(found.duplicates).toEqual([]);
+    expect(streamInFile(packets, traffic, found.highest + 1).missing).toEqual([]);
+    expect(packets.map((p) => p.seq).filter((_, i) => packets[i]!.sport === traffic.sport)).toEqual(
+      [...Array(found.count).keys()],
+    );
+    expect(s.packetsCaptured).toBe(packets.length);
+    await faults.connected('host-a');
+  });
+
+  it("host b's capture ran through every fault and ends normally with every datagram once", async () => {
     const { sent } = await other.stop();
     await faults.stop('other-b');
     const s = await faults.until('other-b', (x) => x.packetCaptureStatus === 'Stopped');

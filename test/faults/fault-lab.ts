@@ -5,7 +5,7 @@
  * Everything it starts is stopped by close(), also when a test failed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -341,6 +341,18 @@ export class FaultLab {
     for (const pid of stdout.split(/\s+/).filter(Boolean)) {
       const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
       if (comm.trim() === 'tcpdump') found.push(Number(pid));
+    }
+    return found;
+  }
+
+  /** Process ids of the guards (src/capture/tcpdump-guard.ts) still watching tcpdump `pid`. */
+  async guardsOf(pid: number): Promise<number[]> {
+    const found: number[] = [];
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      const at = args.indexOf('wirewatch-tcpdump-guard');
+      if (at > 0 && args[at + 1] === String(pid)) found.push(Number(entry));
     }
     return found;
   }
