@@ -33,13 +33,17 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
 
   it('kill -9 of the agent: Unknown while it is gone, then Stopped AgentRestarted with every datagram sent before the kill', async () => {
     const { file } = await faults.create('agent-killed', 'host-a', { filters: UDP_5300 });
+    // A second capture of the same traffic on the same host: each tcpdump has its own guard.
+    const second = await faults.create('agent-killed-too', 'host-a', { filters: UDP_5300 });
     await faults.until('agent-killed', (s) => s.packetCaptureStatus === 'Running');
+    await faults.until('agent-killed-too', (s) => s.packetCaptureStatus === 'Running');
     const traffic = faults.stream('a');
     await traffic.reach(100);
     // No pause before the kill: the datagrams of the last moment are in the kernel's capture
     // block, not yet handed to tcpdump.
-    const [tcpdump] = await faults.tcpdumps(faults.lab.a);
-    expect(await faults.guardsOf(tcpdump!)).toHaveLength(1);
+    const tcpdumps = await faults.tcpdumps(faults.lab.a);
+    expect(tcpdumps).toHaveLength(2);
+    for (const pid of tcpdumps) expect(await faults.guardsOf(pid)).toHaveLength(1);
     const beforeKill = traffic.sent();
     await stopProcess(faults.agents.get('host-a'), 'SIGKILL');
     const away = await faults.until('agent-killed', (s) => s.packetCaptureStatus === 'Unknown');
@@ -49,16 +53,19 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     // must still get the kernel's last block before anything stops it.
     faults.startAgent('host-a');
     const s = await faults.until('agent-killed', (x) => x.packetCaptureStatus === 'Stopped');
+    const s2 = await faults.until('agent-killed-too', (x) => x.packetCaptureStatus === 'Stopped');
     const { sent } = await traffic.stop();
     expect(s.stopReason).toBe('AgentRestarted');
     expect(s.packetCaptureError).toEqual([]);
     expect(await faults.tcpdumps(faults.lab.a)).toEqual([]);
-    // The guard that stopped tcpdump is gone too.
-    await waitFor(
-      () => faults.guardsOf(tcpdump!),
-      (g) => g.length === 0,
-      10_000,
-    );
+    // The guards that stopped them are gone too.
+    for (const pid of tcpdumps) {
+      await waitFor(
+        () => faults.guardsOf(pid),
+        (g) => g.length === 0,
+        10_000,
+      );
+    }
 
     const packets = await seqPackets(file);
     const found = streamInFile(packets, traffic, beforeKill);
@@ -70,6 +77,13 @@ describe.skipIf(!isRoot)('faults of the agent and tcpdump mid-capture (root)', (
     expect(found.missing).toEqual([]);
     // The file's count is what the user is told (requests and their echoes).
     expect(s.packetsCaptured).toBe(packets.length);
+
+    expect(s2).toMatchObject({ stopReason: 'AgentRestarted', packetCaptureError: [] });
+    const packets2 = await seqPackets(second.file);
+    const found2 = streamInFile(packets2, traffic, beforeKill);
+    expect(found2.duplicates).toEqual([]);
+    expect(found2.missing).toEqual([]);
+    expect(s2.packetsCaptured).toBe(packets2.length);
   });
 
   it('kill -9 of tcpdump: Error CaptureFailed, the file whole up to what tcpdump had written; the agent runs on', async () => {
