@@ -69,7 +69,7 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
 } {
   const p = body.properties;
   const target = parseVmResourceId(p.target);
-  const targetType = p.targetType ?? 'AzureVM';
+  const targetType = parseTargetType(p.targetType);
   if (targetType === 'AzureVMSS') {
     throw new WirewatchError(
       'InvalidTarget',
@@ -92,9 +92,11 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     );
   }
 
+  // Echoed as sent, but with the protocol in Azure's spelling (PcProtocol: TCP, UDP, Any)
+  // whatever case it came in, and Any when absent or empty.
   const filters = prefixed(() => {
-    parseFilters(p.filters);
-    return (p.filters ?? []).map((f) => ({ ...f, protocol: f.protocol ?? 'Any' }));
+    const specs = parseFilters(p.filters);
+    return (p.filters ?? []).map((f, i) => ({ ...f, protocol: specs[i]!.protocol }));
   });
   const bytesToCapturePerPacket = prefixed(() =>
     resolveLimit('bytesToCapturePerPacket', p.bytesToCapturePerPacket),
@@ -145,7 +147,7 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
 
   const properties: Record<string, unknown> = {
     target: p.target,
-    ...(p.targetType === undefined ? {} : { targetType: p.targetType }),
+    ...(p.targetType === undefined ? {} : { targetType }),
     ...(p.scope === undefined ? {} : { scope: p.scope }),
     bytesToCapturePerPacket: p.bytesToCapturePerPacket ?? bytesToCapturePerPacket,
     totalBytesPerSession: p.totalBytesPerSession ?? 1073741824,
@@ -172,6 +174,54 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     requestedPath: path === undefined ? undefined : { path, field: `${P}storageLocation.${field}` },
     storageAccount,
   };
+}
+
+/** Azure's PacketCaptureTargetType and PcProtocol values, accepted in any letter case. */
+const TARGET_TYPES = ['AzureVM', 'AzureVMSS'] as const;
+const PROTOCOLS = ['TCP', 'UDP', 'Any'] as const;
+
+/** `value` spelt as the enum spells it; undefined when it is none of the values. */
+function spelled<T extends string>(values: readonly T[], value: string): T | undefined {
+  return values.find((v) => v.toLowerCase() === value.toLowerCase());
+}
+
+function parseTargetType(value: string | undefined): (typeof TARGET_TYPES)[number] {
+  if (value === undefined) return 'AzureVM';
+  const found = spelled(TARGET_TYPES, value);
+  if (found === undefined) {
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `${P}targetType: "${clip(value)}" is not a target type (expected ${TARGET_TYPES.join(' or ')})`,
+      { target: `${P}targetType` },
+    );
+  }
+  return found;
+}
+
+/**
+ * Stored properties as the API echoes them: enum values in Azure's spelling. Rows stored before
+ * the create normalised them (a filter's protocol as sent, `"tcp"`) read like new ones and
+ * compare equal to a re-PUT of the same body.
+ */
+export function echoedProperties(
+  properties: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...properties };
+  const filters = properties['filters'];
+  if (Array.isArray(filters)) {
+    out['filters'] = filters.map((f: unknown) => {
+      if (typeof f !== 'object' || f === null) return f;
+      const protocol = (f as { protocol?: unknown }).protocol;
+      if (protocol !== undefined && typeof protocol !== 'string') return f;
+      const given = protocol ?? '';
+      return { ...f, protocol: given === '' ? 'Any' : (spelled(PROTOCOLS, given) ?? given) };
+    });
+  }
+  const targetType = properties['targetType'];
+  if (typeof targetType === 'string') {
+    out['targetType'] = spelled(TARGET_TYPES, targetType) ?? targetType;
+  }
+  return out;
 }
 
 export interface StorageAccountRef {
@@ -207,7 +257,7 @@ export function withoutStoragePath(
 ): Record<string, unknown> {
   const location = properties['storageLocation'] as
     PacketCaptureBody['properties']['storageLocation'] | undefined;
-  return { ...properties, storageLocation: omitStoragePath(location ?? {}) };
+  return { ...echoedProperties(properties), storageLocation: omitStoragePath(location ?? {}) };
 }
 
 /** The capture file path against the target VM's capture root. */

@@ -34,7 +34,9 @@ export const PacketCaptureParametersSchema = Type.Object({
       exclude: Type.Optional(Type.Array(Text(1024), { maxItems: 1000 })),
     }),
   ),
-  targetType: Type.Optional(Type.Enum(['AzureVM', 'AzureVMSS'])),
+  // AzureVM or AzureVMSS in any letter case (checked, and echoed in Azure's spelling, by
+  // src/control/capture-parameters.ts).
+  targetType: Type.Optional(Text(16)),
   bytesToCapturePerPacket: Type.Optional(Type.Number()),
   totalBytesPerSession: Type.Optional(Type.Number()),
   timeLimitInSeconds: Type.Optional(Type.Number()),

@@ -1,4 +1,6 @@
+import { echoedProperties } from '../control/capture-parameters.js';
 import { captureResourceId, vmResourceId, watcherResourceId } from '../control/resource-ids.js';
+import { toPcError } from '../model/pc-error.js';
 import type {
   EnrollmentTokenRecord,
   NetworkWatcherRecord,
@@ -37,7 +39,10 @@ export function packetCaptureView(session: SessionRecord): Record<string, unknow
     id: captureIdOf(session),
     etag: `W/"${session.etag}"`,
     type: 'Microsoft.Network/networkWatchers/packetCaptures',
-    properties: { ...session.properties, provisioningState: provisioningState(session) },
+    properties: {
+      ...echoedProperties(session.properties),
+      provisioningState: provisioningState(session),
+    },
   };
 }
 
@@ -52,10 +57,13 @@ export function captureStatusView(
 ): Record<string, unknown> {
   const active = session.status === 'NotStarted' || session.status === 'Running';
   const unreachable = active && !agentConnected;
-  const errors = session.errors.map((e) => e.code);
-  if (unreachable) errors.push('AgentStopped');
+  // Azure's PcError values only (an agent's InvalidFilter reads CaptureFailed); the detailed
+  // codes are in packetCaptureErrorDetails.
+  const codes = session.errors.map((e) => e.code);
+  if (unreachable) codes.push('AgentStopped');
   const uploadError = session.upload?.state === 'Failed' ? session.upload.error : null;
-  if (session.upload?.state === 'Failed') errors.push('StorageFailed');
+  if (session.upload?.state === 'Failed') codes.push('StorageFailed');
+  const errors = [...new Set(codes.map(toPcError))];
   return {
     name: session.name,
     id: captureIdOf(session),

@@ -212,6 +212,79 @@ describe('packet capture lifecycle', () => {
     }
   });
 
+  it("reports an agent's code outside Azure's PcError as its PcError, keeping the code in the details", async () => {
+    const picky = new SyntheticAgent({
+      ...agent.options,
+      name: 'vm-picky',
+      failStarts: { code: 'InvalidFilter', message: 'filters[0].localPort: "80-" is not a port' },
+    });
+    await picky.connect();
+    try {
+      const r = await t.call('PUT', url('picky'), {
+        token: tenant.contributor,
+        body: body({ target: vmId(tenant.subscriptionId, rg, 'vm-picky') }),
+      });
+      expect(r.status).toBe(201);
+      const s = await waitFor(
+        () => status('picky'),
+        (x) => x.packetCaptureStatus === 'Error',
+      );
+      expect(s.packetCaptureError).toEqual(['CaptureFailed']);
+      expect(s.packetCaptureErrorDetails).toEqual([
+        { code: 'InvalidFilter', message: 'filters[0].localPort: "80-" is not a port' },
+      ]);
+    } finally {
+      await picky.close();
+    }
+  });
+
+  it("echoes filter protocols and targetType in Azure's spelling in PUT, GET and list answers", async () => {
+    const sent = body({
+      targetType: 'azurevm',
+      filters: [
+        { protocol: 'tcp', localPort: '80' },
+        { protocol: 'uDp' },
+        { protocol: 'ANY' },
+        { protocol: '' },
+        { remotePort: '443' },
+      ],
+    });
+    const expected = {
+      targetType: 'AzureVM',
+      filters: [
+        { protocol: 'TCP', localPort: '80' },
+        { protocol: 'UDP' },
+        { protocol: 'Any' },
+        { protocol: 'Any' },
+        { protocol: 'Any', remotePort: '443' },
+      ],
+    };
+    const put = await t.call('PUT', url('spelling'), { token: tenant.contributor, body: sent });
+    expect(put.status).toBe(201);
+    expect(put.body.properties).toMatchObject(expected);
+    const get = await t.call('GET', url('spelling'), { token: tenant.reader });
+    expect(get.body.properties).toMatchObject(expected);
+    const list = await t.call(
+      'GET',
+      `${watcherPath(tenant.subscriptionId, nwRg, nw)}/packetCaptures?api-version=${API}`,
+      { token: tenant.reader },
+    );
+    const listed = list.body.value.find((v: { name: string }) => v.name === 'spelling');
+    expect(listed.properties).toMatchObject(expected);
+    // The same body again is the same capture, however it was spelt.
+    const again = await t.call('PUT', url('spelling'), { token: tenant.contributor, body: sent });
+    expect(again.status).toBe(200);
+    const bad = await t.call('PUT', url('spelling-bad'), {
+      token: tenant.contributor,
+      body: body({ targetType: 'AzureVMs' }),
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({
+      code: 'InvalidRequestContent',
+      target: 'properties.targetType',
+    });
+  });
+
   it('re-PUT with the same body is idempotent; with another body it is a 409', async () => {
     const b = body();
     expect((await t.call('PUT', url('again'), { token: tenant.contributor, body: b })).status).toBe(
