@@ -9,6 +9,7 @@ interface ServerCommandOptions {
   db?: string;
   allowInsecureHttp?: boolean;
   quota?: number;
+  operationTimeout?: number;
   logLevel: string;
   rotateAdminToken?: boolean;
   secretsKey?: string;
@@ -64,6 +65,11 @@ export function serverCommand(): Command {
       're-seal every stored secret with a new secrets key, then replace the key file',
     )
     .option('--quota <n>', 'sessions NotStarted or Running per subscription and location', positive)
+    .option(
+      '--operation-timeout <seconds>',
+      'how long an agent has to acknowledge a create, stop or delete (default 60)',
+      positive,
+    )
     .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
@@ -96,6 +102,9 @@ export function serverCommand(): Command {
         ...(options.rotateAdminToken ? { rotateAdminToken: true } : {}),
         ...(options.secretsKey === undefined ? {} : { secretsKeyPath: options.secretsKey }),
         ...(options.rotateSecretsKey ? { rotateSecretsKey: true } : {}),
+        ...(options.operationTimeout === undefined
+          ? {}
+          : { operationTimeoutMs: options.operationTimeout * 1000 }),
         ...(process.env['WIREWATCH_ADMIN_TOKEN']
           ? { adminToken: process.env['WIREWATCH_ADMIN_TOKEN'] }
           : {}),

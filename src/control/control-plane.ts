@@ -72,6 +72,11 @@ export interface ControlPlaneOptions {
   readonly deadlineGraceMs?: number;
   /** How often live progress is written to the store (it is always served from memory). */
   readonly progressPersistMs?: number;
+  /**
+   * How long an agent has to acknowledge a create, stop or delete (default 60 s); after it,
+   * {@link ControlPlane.sweepOperations} fails the start or forces the stop.
+   */
+  readonly operationTimeoutMs?: number;
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: object) => void;
 }
 
@@ -104,6 +109,13 @@ export class ControlPlane {
   readonly #log: NonNullable<ControlPlaneOptions['log']>;
   readonly #openStorageAccount: ControlPlaneOptions['openStorageAccount'];
   readonly #uploadGraceMs: number;
+  readonly #operationTimeoutMs: number;
+  /**
+   * When each open operation is due, by operation id: filled as operations open (and once from
+   * the store, for those a previous server process opened), emptied as they complete.
+   */
+  readonly #operationsDue = new Map<string, { sessionId: string; dueMs: number }>();
+  #operationsLoaded: Promise<void> | undefined;
   /**
    * Deadlines of the sessions agents report running, for the backstop: it looks only at these
    * instead of loading every running session. An agent reports what it runs on every connect,
@@ -129,6 +141,7 @@ export class ControlPlane {
     this.#log = options.log ?? (() => undefined);
     this.#openStorageAccount = options.openStorageAccount;
     this.#uploadGraceMs = options.uploadGraceMs ?? 3_600_000;
+    this.#operationTimeoutMs = options.operationTimeoutMs ?? 60_000;
   }
 
   get quota(): number {
@@ -625,11 +638,12 @@ export class ControlPlane {
           });
           this.#noteDeadline(session, new Date(message.startTime));
         }
-        if (session.stopRequested) {
+        if (session.stopRequested || !isActive(session.status)) {
+          // Asked to stop meanwhile, or ended by the server (a start acknowledged too late).
           this.#agents.send(vm.id, {
             type: 'stop',
             sessionId: session.id,
-            reason: toRequestReason(session.stopRequested),
+            reason: toRequestReason(session.stopRequested ?? session.stopReason),
           });
         }
         break;
@@ -757,7 +771,121 @@ export class ControlPlane {
       updatedAt: now,
     };
     await this.store.createOperation(operation);
+    this.#operationsDue.set(operation.id, {
+      sessionId: session.id,
+      dueMs: now.getTime() + this.#operationTimeoutMs,
+    });
     return operation;
+  }
+
+  /** Completes an operation. */
+  async #closeOperation(
+    id: string,
+    patch: { status: 'Succeeded' | 'Failed'; error?: SessionError },
+  ): Promise<void> {
+    await this.store.updateOperation(id, patch);
+    this.#operationsDue.delete(id);
+  }
+
+  /**
+   * Holds every open operation to its deadline (operationTimeoutMs after it was asked for), so
+   * that no client polls forever for an agent that never answers: a start not acknowledged by
+   * then fails (the capture reads Error with AgentStopped); a stop or delete not acknowledged is
+   * forced (the capture is recorded Stopped, with an AgentStopped detail saying so, and the
+   * operation succeeds; the agent is told to stop whenever it speaks again). Returns how many
+   * captures it ended.
+   */
+  async sweepOperations(): Promise<number> {
+    this.#operationsLoaded ??= this.#loadOpenOperations().catch((err: unknown) => {
+      this.#operationsLoaded = undefined;
+      throw err;
+    });
+    await this.#operationsLoaded;
+    const now = this.#now().getTime();
+    const overdue = new Set<string>();
+    for (const entry of this.#operationsDue.values()) {
+      if (entry.dueMs <= now) overdue.add(entry.sessionId);
+    }
+    let ended = 0;
+    for (const sessionId of overdue) {
+      if (await this.#endOverdue(sessionId, now)) ended += 1;
+    }
+    return ended;
+  }
+
+  /** Operations a previous server process opened and did not complete. */
+  async #loadOpenOperations(): Promise<void> {
+    for (const op of await this.store.listInProgressOperations()) {
+      if (this.#operationsDue.has(op.id) || op.sessionId === '') continue;
+      this.#operationsDue.set(op.id, {
+        sessionId: op.sessionId,
+        dueMs: op.createdAt.getTime() + this.#operationTimeoutMs,
+      });
+    }
+  }
+
+  async #endOverdue(sessionId: string, now: number): Promise<boolean> {
+    const open = await this.store.listOpenOperations(sessionId);
+    const openIds = new Set(open.map((op) => op.id));
+    for (const [id, entry] of this.#operationsDue) {
+      if (entry.sessionId === sessionId && !openIds.has(id)) this.#operationsDue.delete(id);
+    }
+    const due = open.filter((op) => (this.#operationsDue.get(op.id)?.dueMs ?? Infinity) <= now);
+    if (due.length === 0) return false;
+    const session = await this.store.getSessionById(sessionId);
+    let ended = false;
+    if (session && isActive(session.status)) {
+      const connected = this.#agents.isConnected(session.vmId);
+      const seconds = Math.round(this.#operationTimeoutMs / 1000);
+      const stopping = session.stopRequested !== null || due.some((op) => op.kind !== 'create');
+      if (stopping) {
+        const reason = session.stopRequested ?? 'ManualIntervention';
+        await this.#finish(session, {
+          status: 'Stopped',
+          stopReason: reason,
+          errors: [
+            {
+              code: 'AgentStopped',
+              message: `Stop forced: the agent ${connected ? 'did not acknowledge the stop' : 'was not connected'} within ${seconds} s; it is told to stop whenever it reconnects`,
+            },
+          ],
+        });
+        this.#agents.send(session.vmId, {
+          type: 'stop',
+          sessionId,
+          reason: toRequestReason(reason),
+        });
+      } else if (session.status === 'NotStarted') {
+        await this.#finish(session, {
+          status: 'Error',
+          stopReason: 'Error',
+          errors: [
+            {
+              code: 'AgentStopped',
+              message: connected
+                ? `The agent did not acknowledge the start within ${seconds} s`
+                : `The agent of the target VM was not connected within ${seconds} s`,
+            },
+          ],
+        });
+        // Should the start still arrive, it is undone.
+        this.#agents.send(session.vmId, {
+          type: 'stop',
+          sessionId,
+          reason: 'ManualIntervention',
+        });
+      }
+      ended = !isActive((await this.store.getSessionById(sessionId))?.status ?? 'Stopped');
+      this.#log('warn', 'an operation was not acknowledged in time', {
+        sessionId,
+        operations: due.map((op) => op.kind),
+        connected,
+      });
+    }
+    await this.#settle(sessionId);
+    // Whatever settling could not complete (nothing should remain) is not looked at again.
+    for (const op of due) this.#operationsDue.delete(op.id);
+    return ended;
   }
 
   /** An operation that is complete as soon as it exists (watcher delete). */
@@ -796,7 +924,7 @@ export class ControlPlane {
     let deleted = false;
     for (const op of operations) {
       if (!session) {
-        await this.store.updateOperation(op.id, { status: 'Succeeded' });
+        await this.#closeOperation(op.id, { status: 'Succeeded' });
         continue;
       }
       const ended = !isActive(session.status);
@@ -806,22 +934,22 @@ export class ControlPlane {
             session.status === 'Error' ||
             (ended && session.errors.length > 0 && !session.captureStartTime)
           ) {
-            await this.store.updateOperation(op.id, {
+            await this.#closeOperation(op.id, {
               status: 'Failed',
               error: session.errors[0] ?? { code: 'CaptureFailed', message: 'The capture failed' },
             });
           } else if (session.status !== 'NotStarted') {
-            await this.store.updateOperation(op.id, { status: 'Succeeded' });
+            await this.#closeOperation(op.id, { status: 'Succeeded' });
           }
           break;
         case 'stop':
-          if (ended) await this.store.updateOperation(op.id, { status: 'Succeeded' });
+          if (ended) await this.#closeOperation(op.id, { status: 'Succeeded' });
           break;
         case 'delete':
           if (ended) {
             if (!deleted) await this.#forget(session.id);
             deleted = true;
-            await this.store.updateOperation(op.id, { status: 'Succeeded' });
+            await this.#closeOperation(op.id, { status: 'Succeeded' });
           }
           break;
       }

@@ -42,10 +42,14 @@ export interface BuildServerOptions {
   readonly logger?: FastifyServerOptions['logger'] | FastifyBaseLogger;
   /** TLS material: the server speaks HTTPS when given. */
   readonly https?: { key: Buffer; cert: Buffer };
-  /** How often the deadline backstop runs; default 10 s. */
+  /** How often the deadline backstop and the operation timeouts are checked; default 10 s. */
   readonly sweepIntervalMs?: number;
   readonly pingIntervalMs?: number;
   readonly deadlineGraceMs?: number;
+  /** How long an agent has to acknowledge a create, stop or delete; default 60 s. */
+  readonly operationTimeoutMs?: number;
+  /** The control plane's clock (deadlines, operation timeouts); tests move it. */
+  readonly now?: () => Date;
 }
 
 export interface WirewatchServer {
@@ -89,6 +93,10 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     agents: hub,
     ...(options.quota === undefined ? {} : { quota: options.quota }),
     ...(options.deadlineGraceMs === undefined ? {} : { deadlineGraceMs: options.deadlineGraceMs }),
+    ...(options.operationTimeoutMs === undefined
+      ? {}
+      : { operationTimeoutMs: options.operationTimeoutMs }),
+    ...(options.now === undefined ? {} : { now: options.now }),
     log: (level, msg, fields) => app.log[level](fields ?? {}, msg),
     openStorageAccount: (record) => storageClients.open(record.connectionString),
   });
@@ -160,6 +168,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     control
       .sweepDeadlines()
       .catch((err: unknown) => app.log.error({ err }, 'deadline sweep failed'));
+    control
+      .sweepOperations()
+      .catch((err: unknown) => app.log.error({ err }, 'operation sweep failed'));
   }, options.sweepIntervalMs ?? 10_000);
   sweeper.unref();
 

@@ -41,6 +41,10 @@ export interface StartServerOptions {
   readonly deadlineGraceMs?: number;
   /** How often connected agents are pinged (default 15 s); two unanswered pings drop one. */
   readonly pingIntervalMs?: number;
+  /** How long an agent has to acknowledge a create, stop or delete; default 60 s. */
+  readonly operationTimeoutMs?: number;
+  /** The control plane's clock; tests move it. */
+  readonly now?: () => Date;
 }
 
 export interface RunningServer extends WirewatchServer {
@@ -153,6 +157,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ? {}
         : { deadlineGraceMs: options.deadlineGraceMs }),
       ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
+      ...(options.operationTimeoutMs === undefined
+        ? {}
+        : { operationTimeoutMs: options.operationTimeoutMs }),
+      ...(options.now === undefined ? {} : { now: options.now }),
     });
     await server.app.listen({ host, port });
   } catch (err) {

@@ -877,6 +877,19 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.listOpenOperations('s3')).toEqual([]);
       });
 
+      it('lists every operation still in progress, oldest first', async () => {
+        const newer = operation(subB, 's8', { createdAt: at(7), updatedAt: at(7) });
+        const older = operation(subA, 's9', { kind: 'delete', createdAt: at(6), updatedAt: at(6) });
+        const done = operation(subA, 's9', { status: 'Failed' });
+        for (const record of [newer, older, done]) await store.createOperation(record);
+        const open = await store.listInProgressOperations();
+        const ids = open.map((o) => o.id);
+        expect(ids).toEqual(expect.arrayContaining([newer.id, older.id]));
+        expect(ids).not.toContain(done.id);
+        expect(ids.indexOf(older.id)).toBeLessThan(ids.indexOf(newer.id));
+        expect(open.find((o) => o.id === older.id)).toEqual(older);
+      });
+
       it('updates status and error, renewing updatedAt', async () => {
         const record = operation(subA, 's1');
         await store.createOperation(record);

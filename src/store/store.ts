@@ -360,6 +360,11 @@ export interface Store {
   getOperation(subscriptionId: string, id: string): Promise<OperationRecord | undefined>;
   /** Operations of a session still InProgress. */
   listOpenOperations(sessionId: string): Promise<OperationRecord[]>;
+  /**
+   * Every operation still InProgress, oldest first: the control plane reads them once at start
+   * to hold them to their deadlines (it tracks the ones it opens itself in memory).
+   */
+  listInProgressOperations(): Promise<OperationRecord[]>;
   updateOperation(
     id: string,
     patch: { status: OperationStatus; error?: SessionError | null },

@@ -37,6 +37,8 @@ export interface SyntheticAgentOptions {
   readonly failStarts?: { code: string; message: string };
   /** Don't answer start messages (a hung agent). */
   readonly ignoreStarts?: boolean;
+  /** Don't act on stop messages: the session runs on (a hung agent). */
+  readonly ignoreStops?: boolean;
 }
 
 interface SyntheticSession {
@@ -185,7 +187,7 @@ export class SyntheticAgent {
         this.#start(message.assignment);
         break;
       case 'stop':
-        this.finish(message.sessionId, message.reason);
+        if (!this.options.ignoreStops) this.finish(message.sessionId, message.reason);
         break;
       case 'ack':
         if (this.sessions.get(message.sessionId)?.state === 'Stopped') {

@@ -1118,6 +1118,17 @@ class SqliteStore implements Store {
     return rows.map(toOperation);
   }
 
+  async listInProgressOperations(): Promise<OperationRecord[]> {
+    const rows = await this.#db
+      .selectFrom('operations')
+      .selectAll()
+      .where('status', '=', 'InProgress')
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(toOperation);
+  }
+
   /** `error` undefined leaves the stored error; null clears it. updatedAt is renewed. */
   async updateOperation(
     id: string,
