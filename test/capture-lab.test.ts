@@ -416,6 +416,17 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     await tsharkRead(result.files[0]!);
   });
 
+  it('ring sessions end at an explicit timeLimitInSeconds when it comes before sessionTimeLimitInSeconds', async () => {
+    const session = await capture('ring-explicit', {
+      ring: { fileCount: 2, fileSizeInBytes: 100_000, sessionTimeLimitInSeconds: 600 },
+      limits: { timeLimitInSeconds: 1 },
+    });
+    const result = await session.result;
+    expect(result.stopReason).toBe('TimeExceeded');
+    expect(result.files).toHaveLength(1);
+    await tsharkRead(result.files[0]!);
+  });
+
   it('reports progress with packets, bytes and kernel drops', async () => {
     const seen: { packets: number; bytes: number; kernelDrops: number }[] = [];
     const session = await capture('progress', { onProgress: (p) => seen.push(p) });

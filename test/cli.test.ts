@@ -132,6 +132,39 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
     expect(await tsharkRead(file)).toHaveLength(10);
   });
 
+  it('a continuous capture with an explicit --time-limit ends at that limit (the earliest limit wins)', async () => {
+    const file = path.join(root, 'ring-limited.cap');
+    // The ring's own session limit (default 86400 s) is far away; --time-limit 2 ends it.
+    const c = start([
+      '--continuous',
+      '--file-count',
+      '3',
+      '--file-size',
+      '20000',
+      '--time-limit',
+      '2',
+      '--file',
+      file,
+      '--json',
+      '--filters',
+      '[{"protocol":"UDP","remotePort":"5300"}]',
+    ]);
+    await c.started;
+    await send(lab, lab.a, [udp(40005, 5)]);
+    const { code, stdout } = await c.exited;
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout) as {
+      stopReason: string;
+      packets: number;
+      files: string[];
+      elapsedMs: number;
+    };
+    expect(result.stopReason).toBe('TimeExceeded');
+    expect(result.files).toEqual([path.join(root, 'ring-limited_1.cap')]);
+    expect(result.packets).toBe(10);
+    expect((await tsharkRead(result.files[0]!)).filter((p) => p.proto === 'udp')).toHaveLength(10);
+  });
+
   it('stops cleanly on Ctrl-C with every packet written, even a packet sent just before', async () => {
     const file = path.join(root, 'sigint.cap');
     const c = start(['--file', file]);

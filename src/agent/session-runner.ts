@@ -109,8 +109,12 @@ export class SessionRunner {
     try {
       // Everything that can be refused is checked before anything touches the disk.
       const filters = parseFilters(a.filters);
-      const limits = resolveCaptureLimits(a);
       const ring = a.continuousCapture ? resolveRingSettings(a.captureSettings ?? {}) : undefined;
+      // A ring's time is its session limit alone: the server has already folded an explicit
+      // timeLimitInSeconds into it (the earlier limit wins), and the assignment's
+      // timeLimitInSeconds is then only the default.
+      const { timeLimitInSeconds, ...ringLimits } = resolveCaptureLimits(a);
+      const limits = ring === undefined ? { ...ringLimits, timeLimitInSeconds } : ringLimits;
       const capturePath = await prepareCapturePath(a.filePath, o.captureRoot);
       if (!o.claimPath(capturePath)) {
         throw new WirewatchError(

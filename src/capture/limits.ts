@@ -69,6 +69,19 @@ export function resolveCaptureLimits(input: {
   };
 }
 
+/**
+ * How long a continuous capture runs: its session limit, or an explicit `timeLimitInSeconds` when
+ * that is earlier — the earliest limit ends a capture. Without an explicit time limit only the
+ * session limit applies (timeLimitInSeconds' default, 5 h, would otherwise cut a ring's default
+ * day short).
+ */
+export function ringDurationSeconds(
+  ring: Pick<RingSettings, 'sessionTimeLimitInSeconds'>,
+  explicitTimeLimitInSeconds: number | undefined,
+): number {
+  return Math.min(ring.sessionTimeLimitInSeconds, explicitTimeLimitInSeconds ?? Infinity);
+}
+
 export function resolveRingSettings(
   input: {
     readonly fileCount?: unknown;

@@ -20,7 +20,7 @@ import {
   isValidNetnsName,
 } from './interface-addresses.js';
 import type { CaptureLimits, RingSettings } from './limits.js';
-import { captureLimitBounds } from './limits.js';
+import { captureLimitBounds, ringDurationSeconds } from './limits.js';
 import { existingRingFiles, RingBuffer } from './ring-buffer.js';
 import { startTcpdumpGuard, type TcpdumpGuard } from './tcpdump-guard.js';
 import { TcpdumpLog } from './tcpdump-log.js';
@@ -80,7 +80,11 @@ export interface CaptureOptions {
   readonly netns?: string;
   readonly filters?: readonly FilterSpec[];
   readonly limits?: Partial<CaptureLimits>;
-  /** Continuous capture: a ring of files instead of one; replaces totalBytesPerSession and timeLimitInSeconds. */
+  /**
+   * Continuous capture: a ring of files instead of one; replaces totalBytesPerSession. Its
+   * session limit bounds the time, and so does `limits.timeLimitInSeconds` when given: the
+   * earlier one ends the capture.
+   */
   readonly ring?: RingSettings;
   /** The capture file (for a ring, the name its files are derived from). Must lie under captureRoot. */
   readonly filePath: string;
@@ -324,7 +328,10 @@ export class CaptureSession {
     this.#listening = true;
     this.#result = this.#run(filePath);
 
-    const seconds = o.ring?.sessionTimeLimitInSeconds ?? this.#limits.timeLimitInSeconds;
+    const seconds =
+      o.ring === undefined
+        ? this.#limits.timeLimitInSeconds
+        : ringDurationSeconds(o.ring, o.limits?.timeLimitInSeconds);
     this.#timers.push(
       this.#clock.setTimeout(() => this.#requestStop('TimeExceeded'), seconds * 1000),
     );

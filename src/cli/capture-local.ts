@@ -92,11 +92,17 @@ Example:
         );
       }
       const filters = parseFilters(opts.filters);
-      const limits = resolveCaptureLimits({
+      const { timeLimitInSeconds, ...otherLimits } = resolveCaptureLimits({
         bytesToCapturePerPacket: opts.bytesPerPacket,
         totalBytesPerSession: opts.bytesPerSession,
         timeLimitInSeconds: opts.timeLimit,
       });
+      // A ring runs for its session limit; an explicit --time-limit bounds it too (the earlier
+      // limit ends the capture), its default does not.
+      const limits =
+        opts.continuous && opts.timeLimit === undefined
+          ? otherLimits
+          : { ...otherLimits, timeLimitInSeconds };
       const ring = opts.continuous
         ? resolveRingSettings(
             {

@@ -1,6 +1,6 @@
 import { checkCapturePath } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
-import { resolveLimit, resolveRingSettings } from '../capture/limits.js';
+import { resolveLimit, resolveRingSettings, ringDurationSeconds } from '../capture/limits.js';
 import type { PacketCaptureFilter } from '../capture/filter-spec.js';
 import type { CaptureAssignment } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
@@ -108,9 +108,21 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     resolveLimit('timeLimitInSeconds', p.timeLimitInSeconds),
   );
   const continuous = p.continuousCapture === true;
-  const ring = continuous
+  const settings = continuous
     ? prefixed(() => resolveRingSettings(p.captureSettings ?? {}, 'captureSettings.'))
     : undefined;
+  // A continuous capture ends at the earlier of its session limit and an explicit
+  // timeLimitInSeconds; the agent is given that as the session limit.
+  const ring =
+    settings === undefined
+      ? undefined
+      : {
+          ...settings,
+          sessionTimeLimitInSeconds: ringDurationSeconds(
+            settings,
+            p.timeLimitInSeconds === undefined ? undefined : timeLimitInSeconds,
+          ),
+        };
 
   const storage = p.storageLocation;
   let storageAccount: StorageAccountRef | undefined;
@@ -151,7 +163,11 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     ...(p.scope === undefined ? {} : { scope: p.scope }),
     bytesToCapturePerPacket: p.bytesToCapturePerPacket ?? bytesToCapturePerPacket,
     totalBytesPerSession: p.totalBytesPerSession ?? 1073741824,
-    timeLimitInSeconds: p.timeLimitInSeconds ?? 18000,
+    // A continuous capture echoes timeLimitInSeconds only when it was given: its default does
+    // not apply to a ring, so echoing it would promise a limit that does not hold.
+    ...(continuous && p.timeLimitInSeconds === undefined
+      ? {}
+      : { timeLimitInSeconds: p.timeLimitInSeconds ?? 18000 }),
     // storagePath is the server's to set (the blob URL); what a client sent there is replaced.
     storageLocation: omitStoragePath(storage),
     filters,

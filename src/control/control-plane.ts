@@ -1113,7 +1113,8 @@ function timeLimitOf(session: SessionRecord): number {
   };
   if (p.continuousCapture === true) {
     const s = p.captureSettings?.sessionTimeLimitInSeconds ?? 86400;
-    return s === 0 ? 604800 : s;
+    const t = p.timeLimitInSeconds;
+    return Math.min(s === 0 ? 604800 : s, t === undefined ? Infinity : t === 0 ? 18000 : t);
   }
   const t = p.timeLimitInSeconds ?? 18000;
   return t === 0 ? 18000 : t;
