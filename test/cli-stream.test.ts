@@ -259,6 +259,29 @@ describe.skipIf(!isRoot)('wirewatch capture stream on the lab (root)', () => {
     expect(streamed.map(key)).toEqual(stored.map(key));
   });
 
+  it('a quiet capture (40 packets over 2 s): the viewer gets every packet while the capture still runs', async () => {
+    // 40 small packets are ~3 KiB, less than tcpdump's 4 KiB output buffer: unflushed, they
+    // would reach the file (and the viewer) only when the capture ends.
+    await startCapture('quiet');
+    const s = streamInto('quiet', 'tcpdump -U -n -r - -w "$OUT"');
+    await streaming(++streamsStarted);
+    for (let i = 0; i < 20; i++) {
+      await udp(1, 20);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const seen = await waitFor(
+      () => tsharkRead(s.out).catch(() => [] as TsharkPacket[]),
+      (packets) => packets.length >= 40,
+    );
+    // Every packet arrived before the capture ended: it is still running now.
+    expect((await status('quiet')).packetCaptureStatus).toBe('Running');
+    expect(seen).toHaveLength(40);
+    await stopCapture('quiet');
+    const done = await s.done;
+    expect(done.code, done.stderr).toBe(0);
+    expect(summary(await s.stderr())).toEqual({ packets: 40, dropped: 0 });
+  });
+
   it('a slow reader: dropped for it and said on stderr; the stored capture keeps every packet', async () => {
     const file = await startCapture('slow');
     // The reader starts reading only after 10 s: the CLI's stdout fills, it stops reading the

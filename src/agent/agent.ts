@@ -384,7 +384,11 @@ class AgentImpl implements Agent {
           session: (sessionId) => {
             const runner = this.#runners.get(sessionId);
             if (runner === undefined || runner.stopped) return undefined;
-            return { entry: () => this.#journal.get(sessionId), finished: runner.finished };
+            return {
+              entry: () => this.#journal.get(sessionId),
+              finished: runner.finished,
+              watch: () => runner.watch(),
+            };
           },
           captureRoot: this.captureRoot,
           send: (reply) => this.#send(reply),

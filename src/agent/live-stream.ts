@@ -533,6 +533,11 @@ export interface StreamedSession {
   readonly entry: () => JournalEntry | undefined;
   /** Settles once the capture has ended and its files are final. */
   readonly finished: Promise<unknown>;
+  /**
+   * Holds the capture's output flushed for a live viewer (packets reach the file as they are
+   * captured, not 4 KiB at a time) until the returned function is called.
+   */
+  readonly watch?: () => () => void;
 }
 
 export interface StreamRequestOptions {
@@ -590,6 +595,7 @@ export function handleStreamRequest(
   }
   const root = path.resolve(options.captureRoot);
   const own = streams;
+  const unwatch = session.watch?.();
   own.set(
     streamId,
     startLiveStream({
@@ -599,7 +605,10 @@ export function handleStreamRequest(
       send: options.send,
       sendBinary: options.sendBinary,
       log: options.log,
-      onClosed: () => own.delete(streamId),
+      onClosed: () => {
+        own.delete(streamId);
+        unwatch?.();
+      },
     }),
   );
   options.log('info', 'live stream started', { streamId, sessionId });

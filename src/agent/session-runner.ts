@@ -67,6 +67,9 @@ export class SessionRunner {
   #capture: CaptureSession | undefined;
   #stopped = false;
   #entry: JournalEntry;
+  /** Live viewers of this session, and the capture's watch they hold together. */
+  #watchers = 0;
+  #releaseWatch: (() => void) | undefined;
 
   constructor(options: SessionRunnerOptions) {
     this.#options = options;
@@ -87,6 +90,27 @@ export class SessionRunner {
   /** True once the final state has been recorded. */
   get stopped(): boolean {
     return this.#stopped;
+  }
+
+  /**
+   * A live viewer watches this session: the capture flushes its output for it (see
+   * CaptureSession.watch) from now, or from the moment it starts, until released.
+   */
+  watch(): () => void {
+    this.#watchers += 1;
+    if (this.#watchers === 1 && this.#capture !== undefined) {
+      this.#releaseWatch = this.#capture.watch();
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#watchers -= 1;
+      if (this.#watchers === 0) {
+        this.#releaseWatch?.();
+        this.#releaseWatch = undefined;
+      }
+    };
   }
 
   /**
@@ -157,6 +181,7 @@ export class SessionRunner {
           : { onRingFileClosed: (file, index) => o.upload!.ringFileClosed(file, index) }),
         signal: this.#abort.signal,
       });
+      if (this.#watchers > 0) this.#releaseWatch = this.#capture.watch();
       startTime = new Date();
       o.report({ type: 'started', sessionId: a.sessionId, startTime: startTime.toISOString() });
       log('info', 'capture started', { file: capturePath });

@@ -25,9 +25,11 @@ import { existingRingFiles, RingBuffer } from './ring-buffer.js';
 import { startTcpdumpGuard, type TcpdumpGuard } from './tcpdump-guard.js';
 import { TcpdumpLog } from './tcpdump-log.js';
 import {
+  catchesSignal,
   explainTcpdumpFailure,
   findExecutable,
   KERNEL_BLOCK_TIMEOUT_MS,
+  LIVE_FLUSH_MS,
   MAX_SNAPLEN,
   parseTcpdumpStats,
   tcpdumpArgs,
@@ -164,6 +166,11 @@ export class CaptureSession {
   #interrupted = false;
   /** tcpdump has exited: no timer may re-arm. */
   #done = false;
+  /** Live viewers holding {@link watch}; while there are any, tcpdump's output is flushed. */
+  #watchers = 0;
+  #flushTimer: unknown;
+  /** Whether this tcpdump flushes on SIGUSR2 (asked once, at the first watch). */
+  #flushes: Promise<boolean> | undefined;
 
   constructor(options: CaptureOptions) {
     this.#options = options;
@@ -198,6 +205,39 @@ export class CaptureSession {
       receivedByFilter: this.#stats?.receivedByFilter ?? 0,
       elapsedMs: this.#startedMs === 0 ? 0 : this.#clock.now() - this.#startedMs,
     };
+  }
+
+  /**
+   * A live viewer is watching: until the returned function is called, tcpdump's buffered output
+   * is flushed every LIVE_FLUSH_MS (SIGUSR2), so each packet reaches the file (or the ring's
+   * pipe) soon after the kernel hands it over, however quiet the capture. Without viewers
+   * nothing of this runs: the capture costs what it always did.
+   */
+  watch(): () => void {
+    this.#watchers += 1;
+    if (this.#watchers === 1) this.#scheduleFlush(0);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#watchers -= 1;
+      if (this.#watchers === 0) this.#clock.clearTimeout(this.#flushTimer);
+    };
+  }
+
+  #scheduleFlush(ms: number): void {
+    this.#flushTimer = this.#clock.setTimeout(() => {
+      void this.#flush().then(() => {
+        if (this.#watchers > 0 && !this.#done) this.#scheduleFlush(LIVE_FLUSH_MS);
+      });
+    }, ms);
+  }
+
+  async #flush(): Promise<void> {
+    const child = this.#child;
+    if (!this.#listening || this.#done || child?.pid === undefined) return;
+    this.#flushes ??= catchesSignal(child.pid, 'SIGUSR2');
+    if ((await this.#flushes) && !this.#done) child.kill('SIGUSR2');
   }
 
   /** Stops the capture (ManualIntervention) and resolves with the result once every packet is written. */
@@ -473,6 +513,7 @@ export class CaptureSession {
     const { code, signal } = await exited;
     this.#done = true;
     this.#guard?.release();
+    this.#clock.clearTimeout(this.#flushTimer);
     for (const timer of this.#timers) this.#clock.clearTimeout(timer);
     this.#clock.clearTimeout(this.#tickTimer);
     this.#removeAbortListener();

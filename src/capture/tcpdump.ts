@@ -2,7 +2,8 @@
  * Everything wirewatch knows about the tcpdump process: where it is, how it is spawned (an
  * argument array, never a shell), what its stderr means.
  */
-import { access, constants } from 'node:fs/promises';
+import { access, constants, readFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 
 /**
@@ -16,6 +17,28 @@ export const KERNEL_BLOCK_TIMEOUT_MS = 1200;
 
 /** tcpdump's own ceiling for the snapshot length (MAXIMUM_SNAPLEN); `-s 0` means the same. */
 export const MAX_SNAPLEN = 262144;
+
+/**
+ * How often tcpdump's buffered output is flushed (SIGUSR2) while someone watches the capture
+ * live: its stdio buffer otherwise holds a quiet capture's packets until 4 KiB have gathered.
+ */
+export const LIVE_FLUSH_MS = 200;
+
+/**
+ * Whether a process handles a signal (its bit in /proc/PID/status SigCgt). tcpdump 4.99 flushes
+ * its output on SIGUSR2; an older one would be killed by it, so it is only sent to a tcpdump
+ * that catches it.
+ */
+export async function catchesSignal(pid: number, signal: NodeJS.Signals): Promise<boolean> {
+  const number = osConstants.signals[signal];
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    return mask !== undefined && ((BigInt(`0x${mask}`) >> BigInt(number - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
 
 /** Counters tcpdump prints on SIGUSR1 and at exit. */
 export interface TcpdumpStats {
