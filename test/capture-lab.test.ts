@@ -126,6 +126,14 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     } satisfies Record<string, LabFlow>;
   }
 
+  /** Polls a condition every 100 ms; fails after 15 s. */
+  async function waitUntil(ok: () => boolean | Promise<boolean>): Promise<void> {
+    for (let waited = 0; !(await ok()); waited += 100) {
+      if (waited > 15_000) throw new Error('condition not met in 15 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   async function sendAll(all: Partial<Record<string, LabFlow>>): Promise<void> {
     for (const flow of Object.values(all)) {
       if (flow === undefined) continue;
@@ -425,6 +433,33 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     expect(result.stopReason).toBe('TimeExceeded');
     expect(result.files).toHaveLength(1);
     await tsharkRead(result.files[0]!);
+  });
+
+  it('flushes its output while watched (a live viewer), and only then', async () => {
+    const quiet = (sport: number) => ({
+      outUdp4: { ...flows().outUdp4, sport, count: 3, size: 20 },
+    });
+    const records = async (file: string) => {
+      const size = (await stat(file)).size;
+      return size < 24 ? 0 : (await tsharkRead(file).catch(() => [])).length;
+    };
+    // Unwatched: tcpdump has the 6 packets (its counters say so) and the file still holds none
+    // of them — they wait in tcpdump's 4 KiB buffer, as they always did.
+    const plain = await capture('unwatched', { filters: parseFilters([{ protocol: 'UDP' }]) });
+    await sendAll(quiet(47001));
+    await waitUntil(() => plain.progress().packets >= 6);
+    expect(await records(path.join(root, 'unwatched.cap'))).toBe(0);
+    expect((await plain.stop()).packets).toBe(6);
+
+    // Watched: the same packets reach the file while the capture still runs.
+    const watched = await capture('watched', { filters: parseFilters([{ protocol: 'UDP' }]) });
+    const release = watched.watch();
+    await sendAll(quiet(47002));
+    await waitUntil(async () => (await records(path.join(root, 'watched.cap'))) >= 6);
+    release();
+    const result = await watched.stop();
+    expect(result.stopReason).toBe('ManualIntervention');
+    expect(result.packets).toBe(6);
   });
 
   it('reports progress with packets, bytes and kernel drops', async () => {
