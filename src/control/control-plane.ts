@@ -855,6 +855,7 @@ export class ControlPlane {
           sessionId,
           reason: toRequestReason(reason),
         });
+        ended = true;
       } else if (session.status === 'NotStarted') {
         await this.#finish(session, {
           status: 'Error',
@@ -874,8 +875,8 @@ export class ControlPlane {
           sessionId,
           reason: 'ManualIntervention',
         });
+        ended = true;
       }
-      ended = !isActive((await this.store.getSessionById(sessionId))?.status ?? 'Stopped');
       this.#log('warn', 'an operation was not acknowledged in time', {
         sessionId,
         operations: due.map((op) => op.kind),
