@@ -35,6 +35,7 @@ interface CaptureStatus {
   packetCaptureError: string[];
   packetsCaptured: number;
   bytesCaptured: number;
+  files: string[];
 }
 
 describe.skipIf(!isRoot)('control plane end to end on the lab (root)', () => {
@@ -217,6 +218,35 @@ describe.skipIf(!isRoot)('control plane end to end on the lab (root)', () => {
     expect(s.stopReason).toBe('TimeExceeded');
     expect(
       (await tsharkRead(file)).filter((p) => p.sport === 44000 || p.dport === 44000),
+    ).toHaveLength(10);
+  });
+
+  it('a continuous capture with timeLimitInSeconds stops at that limit, long before its session limit', async () => {
+    const stem = path.join(root, 'captures', 'ring-timed.cap');
+    const r = await api.call('PUT', url('ring-timed'), {
+      token: tenant.contributor,
+      body: {
+        properties: {
+          target: vmId(tenant.subscriptionId, 'lab', 'host-a'),
+          storageLocation: { localPath: stem },
+          continuousCapture: true,
+          captureSettings: { fileCount: 3, fileSizeInBytes: 20000 },
+          timeLimitInSeconds: 3,
+        },
+      },
+    });
+    expect(r.status, r.text).toBe(201);
+    expect(r.body.properties).toMatchObject({
+      timeLimitInSeconds: 3,
+      captureSettings: { sessionTimeLimitInSeconds: 86400 },
+    });
+    await until('ring-timed', (s) => s.packetCaptureStatus === 'Running');
+    await send(lab, lab.a, [udp(lab.a, lab.b, 44100, 5)]);
+    const s = await until('ring-timed', (x) => x.packetCaptureStatus === 'Stopped', 30_000);
+    expect(s.stopReason).toBe('TimeExceeded');
+    expect(s.files).toHaveLength(1);
+    expect(
+      (await tsharkRead(s.files[0]!)).filter((p) => p.sport === 44100 || p.dport === 44100),
     ).toHaveLength(10);
   });
 
