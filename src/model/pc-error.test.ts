@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { errorCodes } from './errors.js';
 import { pcErrors, toPcError } from './pc-error.js';
@@ -41,5 +42,19 @@ describe('toPcError', () => {
     for (const code of ['', 'SomethingNew', 'invalidfilter', 'toString', '__proto__']) {
       expect(toPcError(code)).toBe('InternalError');
     }
+  });
+
+  it('agrees with the table in docs/errors.md "Capture errors"', () => {
+    const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Capture errors'));
+    let codes = 0;
+    for (const m of section.matchAll(/^\| (.+?)\s*\| `(\w+)`\s*\|$/gm)) {
+      const pcError = m[2]!;
+      for (const code of m[1]!.matchAll(/`(\w+)`/g)) {
+        expect(toPcError(code[1]!), code[1]).toBe(pcError);
+        codes++;
+      }
+    }
+    expect(codes).toBeGreaterThan(15);
   });
 });
