@@ -365,11 +365,17 @@ describe('stream requests', () => {
     let disconnect: () => void = () => undefined;
     let endCapture!: () => void;
     const finished = new Promise<void>((resolve) => (endCapture = resolve));
+    /** Streams holding the capture watched (flushed) right now. */
+    let watchers = 0;
+    const watch = () => {
+      watchers++;
+      return () => void watchers--;
+    };
     const request = (message: Parameters<typeof handleStreamRequest>[1]) =>
       handleStreamRequest(channel, message, {
         session: (id) => {
           const e = sessions.get(id);
-          return e === undefined ? undefined : { entry: () => e, finished };
+          return e === undefined ? undefined : { entry: () => e, finished, watch };
         },
         captureRoot: dir,
         send: (m) => messages.push(m),
@@ -383,7 +389,14 @@ describe('stream requests', () => {
         },
         log: () => undefined,
       });
-    return { request, messages, frames, disconnect: () => disconnect(), endCapture };
+    return {
+      request,
+      messages,
+      frames,
+      disconnect: () => disconnect(),
+      endCapture,
+      watchers: () => watchers,
+    };
   }
 
   it('an unknown session ends at once with CaptureNotRunning', () => {
@@ -424,6 +437,29 @@ describe('stream requests', () => {
     h.disconnect();
     await new Promise((r) => setTimeout(r, 100));
     expect(h.messages.filter((m) => m.type === 'streamEnd')).toHaveLength(1);
+  });
+
+  it('each stream holds the capture watched (flushed) until it ends, however it ends', async () => {
+    const file = path.join(dir, 'w.cap');
+    await writeFile(file, HEADER);
+    const e = entry(file);
+    const h = harness(new Map([[e.assignment.sessionId, e]]));
+    const [one, two, three] = [randomUUID(), randomUUID(), randomUUID()];
+    for (const streamId of [one, two, three]) {
+      h.request({ type: 'streamStart', streamId, sessionId: e.assignment.sessionId });
+    }
+    expect(h.watchers()).toBe(3);
+    h.request({ type: 'streamStop', streamId: one });
+    await until(() => h.watchers() === 2);
+    h.disconnect();
+    await until(() => h.watchers() === 0);
+    // A stream that ends with its capture lets go too.
+    const four = randomUUID();
+    h.request({ type: 'streamStart', streamId: four, sessionId: e.assignment.sessionId });
+    expect(h.watchers()).toBe(1);
+    h.endCapture();
+    await until(() => h.messages.some((m) => m.type === 'streamEnd' && m.streamId === four));
+    expect(h.watchers()).toBe(0);
   });
 
   it('a capture path outside the capture root is not streamed', async () => {
