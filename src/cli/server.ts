@@ -10,6 +10,9 @@ interface ServerCommandOptions {
   allowInsecureHttp?: boolean;
   quota?: number;
   operationTimeout?: number;
+  publicUrl?: string;
+  rateLimit?: number;
+  anonymousRateLimit?: number;
   logLevel: string;
   rotateAdminToken?: boolean;
   secretsKey?: string;
@@ -21,6 +24,12 @@ function positive(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) < 1) {
     throw new InvalidArgumentError('expected a whole number of at least 1');
   }
+  return Number(value);
+}
+
+function wholeNumber(value: string): number {
+  if (!/^\d+$/.test(value))
+    throw new InvalidArgumentError('expected a whole number (0 = no limit)');
   return Number(value);
 }
 
@@ -69,6 +78,18 @@ export function serverCommand(): Command {
       '--operation-timeout <seconds>',
       'how long an agent has to acknowledge a create, stop or delete (default 60)',
       positive,
+      '--public-url <url>',
+      'base of the URLs the server hands out (polling headers, nextLink); default from --listen and TLS',
+    )
+    .option(
+      '--rate-limit <n>',
+      'requests per second per API token, in bursts of 10 s worth; 0 = no limit (default 100)',
+      wholeNumber,
+    )
+    .option(
+      '--anonymous-rate-limit <n>',
+      'requests per second per remote address without a valid token (health, agents, failed logins); 0 = no limit (default 50)',
+      wholeNumber,
     )
     .addOption(
       new Option('--log-level <level>', 'log level')
@@ -105,6 +126,11 @@ export function serverCommand(): Command {
         ...(options.operationTimeout === undefined
           ? {}
           : { operationTimeoutMs: options.operationTimeout * 1000 }),
+        ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
+        ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+        ...(options.anonymousRateLimit === undefined
+          ? {}
+          : { anonymousRateLimit: options.anonymousRateLimit }),
         ...(process.env['WIREWATCH_ADMIN_TOKEN']
           ? { adminToken: process.env['WIREWATCH_ADMIN_TOKEN'] }
           : {}),

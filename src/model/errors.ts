@@ -20,6 +20,7 @@ export const errorCodes = {
   UnsupportedMediaType: { status: 415, area: 'request' },
   RequestBodyTooLarge: { status: 413, area: 'request' },
   NotFound: { status: 404, area: 'request' },
+  TooManyRequests: { status: 429, area: 'request' },
   // Credentials and tenancy
   AuthenticationFailed: { status: 401, area: 'auth' },
   AuthorizationFailed: { status: 403, area: 'auth' },

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyServerOptions,
 } from 'fastify';
-import websocket from '@fastify/websocket';
 import {
   computeApiVersions,
   networkApiVersions,
@@ -20,6 +20,8 @@ import { Authenticator, requireAdmin } from './auth.js';
 import type { ServerContext } from './context.js';
 import { sendError, toWirewatchError } from './error-handler.js';
 import { ServerMetrics } from './metrics.js';
+import { derivePublicUrl, parsePublicUrl } from './public-url.js';
+import { RateLimiter, type RateLimit } from './rate-limit.js';
 import { agentRoutes } from './routes/agents.js';
 import { captureContentRoutes } from './routes/capture-content.js';
 import { captureStreamRoutes } from './routes/capture-stream.js';
@@ -29,6 +31,7 @@ import { operationRoutes } from './routes/operations.js';
 import { packetCaptureRoutes } from './routes/packet-captures.js';
 import { storageAccountRoutes } from './routes/storage-accounts.js';
 import { virtualMachineRoutes } from './routes/virtual-machines.js';
+import { WebSocketGate, type WebSocketGateOptions } from './websocket-gate.js';
 
 export interface BuildServerOptions {
   readonly store: Store;
@@ -50,14 +53,45 @@ export interface BuildServerOptions {
   readonly operationTimeoutMs?: number;
   /** The control plane's clock (deadlines, operation timeouts); tests move it. */
   readonly now?: () => Date;
+  /**
+   * The base of the absolute URLs the server hands out (polling headers, nextLink), e.g.
+   * `https://wirewatch.example.com:7443`; default the address it listens on (a wildcard
+   * address becomes the host name). Never taken from a request's Host header.
+   */
+  readonly publicUrl?: string;
+  /** Requests per API token (429 beyond); false: none. Default 100/s, bursts of 1000. */
+  readonly rateLimit?: RateLimit | false;
+  /**
+   * Requests without a valid API token (health, agent enrollment and channel, failed
+   * authentication) per remote address; false: none. Default 50/s, bursts of 500.
+   */
+  readonly anonymousRateLimit?: RateLimit | false;
+  /** The rate limiters' clock (ms, monotonic), for tests; default performance.now. */
+  readonly limiterClock?: () => number;
+  /** Caps on WebSocket upgrades in flight and open sockets per token and VM. */
+  readonly webSockets?: WebSocketGateOptions;
 }
+
+/** Default requests per API token: far above what the CLI, the SDK or a script polling sends. */
+export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 100, burst: 1000 };
+/** Default requests without a valid token, per remote address. */
+export const DEFAULT_ANONYMOUS_RATE_LIMIT: RateLimit = { perSecond: 50, burst: 500 };
 
 export interface WirewatchServer {
   readonly app: FastifyInstance;
   readonly control: ControlPlane;
   readonly hub: AgentHub;
+  /** Open WebSockets (agent channels, live streams) and the upgrades in flight. */
+  readonly sockets: WebSocketGate;
   /** Stops the sweeper, closes agent channels and the HTTP server. Safe to call twice. */
   close(): Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The base of absolute URLs handed out (see BuildServerOptions.publicUrl). */
+    readonly publicUrl: string;
+  }
 }
 
 /** Paths that carry no API token: their own credentials (agents) or none (health). */
@@ -103,7 +137,61 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   hub.bind(control);
   const auth = new Authenticator(store);
   const metrics = new ServerMetrics(store, hub);
-  const ctx: ServerContext = { store, control, hub, auth, pageSize: options.pageSize ?? 1000 };
+  const sockets = new WebSocketGate(options.webSockets);
+  const ctx: ServerContext = {
+    store,
+    control,
+    hub,
+    auth,
+    sockets,
+    pageSize: options.pageSize ?? 1000,
+  };
+  const givenPublicUrl =
+    options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl);
+  app.decorate('publicUrl', {
+    getter(): string {
+      if (givenPublicUrl !== undefined) return givenPublicUrl;
+      const address = app.server.address();
+      if (address === null || typeof address === 'string') {
+        throw new Error('the server is not listening on a TCP port; give publicUrl');
+      }
+      return derivePublicUrl(address, options.https !== undefined);
+    },
+  });
+  const limiter = (limit: RateLimit | false | undefined, fallback: RateLimit) =>
+    limit === false
+      ? undefined
+      : new RateLimiter({ ...(limit ?? fallback), ...(options.limiterClock ? { now: options.limiterClock } : {}) });
+  const perToken = limiter(options.rateLimit, DEFAULT_RATE_LIMIT);
+  const perAddress = limiter(options.anonymousRateLimit, DEFAULT_ANONYMOUS_RATE_LIMIT);
+  /** Takes a request from a bucket; an empty one is a 429 with Retry-After. */
+  const charge = (
+    reply: FastifyReply,
+    limiter: RateLimiter | undefined,
+    key: string,
+    who: string,
+  ) => {
+    const result = limiter?.take(key);
+    if (result === undefined || result.ok) return;
+    reply.header('Retry-After', String(result.retryAfterSeconds));
+    throw new WirewatchError(
+      'TooManyRequests',
+      `Too many requests ${who}; retry after ${result.retryAfterSeconds} s`,
+    );
+  };
+
+  // An empty body is no body: Azure accepts `POST …/stop` with Content-Type: application/json
+  // and nothing after it. A route whose schema needs a body still answers 400.
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    json(request, text, done);
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const error = toWirewatchError(err, request);
@@ -117,11 +205,23 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     ),
   );
 
+  // Before authentication: an upgrade of a route that cannot upgrade is refused unlooked-at.
+  sockets.install(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-ms-request-id', request.id);
     const path = (request.url.split('?')[0] ?? '').toLowerCase().replace(/\/+$/, '');
-    if (OPEN_PATHS.has(path)) return;
-    request.principal = await auth.authenticate(request);
+    if (OPEN_PATHS.has(path)) {
+      charge(reply, perAddress, request.ip, 'from this address');
+      return;
+    }
+    try {
+      request.principal = await auth.authenticate(request);
+    } catch (err) {
+      // Guessing tokens costs a lookup each: the address pays for every failed one.
+      charge(reply, perAddress, request.ip, 'from this address');
+      throw err;
+    }
+    charge(reply, perToken, request.principal.tokenId, 'for this token');
     if (path.startsWith('/subscriptions/') || path === '/subscriptions') {
       checkApiVersion(
         (request.query as Record<string, unknown>)['api-version'],
@@ -144,7 +244,6 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     );
   });
 
-  await app.register(websocket, { options: { maxPayload: 16 * 1024 * 1024 } });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (request, reply) => {
     requireAdmin(request.principal!);
@@ -179,10 +278,12 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     app,
     control,
     hub,
+    sockets,
     close() {
       closed ??= (async () => {
         clearInterval(sweeper);
         hub.close();
+        sockets.close();
         await app.close();
       })();
       return closed;

@@ -30,12 +30,15 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 
 /**
  * Resolves bearer tokens to principals. Lookups are cached for a few seconds (the hot path of
- * every request); a revocation in this process clears the cache at once.
+ * every request); a revocation in this process takes effect at once: the token's id is
+ * remembered as revoked, so neither a cached record nor a lookup that raced the revocation
+ * lets it through.
  */
 export class Authenticator {
   readonly #store: Store;
   readonly #cache = new Map<string, { record: TokenRecord | undefined; at: number }>();
   readonly #ttlMs: number;
+  readonly #revoked = new Set<string>();
 
   constructor(store: Store, ttlMs = 5000) {
     this.#store = store;
@@ -59,7 +62,7 @@ export class Authenticator {
       this.#cache.set(hash, entry);
     }
     const record = entry.record;
-    if (!record || record.revokedAt) {
+    if (!record || record.revokedAt || this.#revoked.has(record.id)) {
       throw new WirewatchError('AuthenticationFailed', 'The token is not valid or was revoked');
     }
     if (record.role === 'Admin') return { kind: 'admin', tokenId: record.id };
@@ -74,7 +77,9 @@ export class Authenticator {
     };
   }
 
-  forget(): void {
+  /** The token was revoked: it fails from now on, whatever the cache holds. */
+  revoke(tokenId: string): void {
+    this.#revoked.add(tokenId);
     this.#cache.clear();
   }
 }

@@ -5,6 +5,7 @@ import { DEFAULT_NETWORK_API_VERSION } from '../control/api-versions.js';
 import type { Store } from '../store/store.js';
 import type { AgentHub } from './agent-hub.js';
 import { actorOf, type Authenticator, type Principal } from './auth.js';
+import type { WebSocketGate } from './websocket-gate.js';
 
 /** What every route plugin gets: the store, the control plane, the agent hub. */
 export interface ServerContext {
@@ -12,6 +13,8 @@ export interface ServerContext {
   readonly control: ControlPlane;
   readonly hub: AgentHub;
   readonly auth: Authenticator;
+  /** WebSocket upgrades and the open sockets, by token and VM. */
+  readonly sockets: WebSocketGate;
   /** Largest page of an ARM list asked for with $top; also the store's batch for full lists. */
   readonly pageSize: number;
 }
@@ -62,9 +65,12 @@ export async function auditRequest(
   });
 }
 
-/** An absolute URL on this server (Azure's polling URLs are absolute). */
+/**
+ * An absolute URL on this server (Azure's polling URLs are absolute), on its configured public
+ * URL: never the request's Host header, which the client that follows the URL did not choose.
+ */
 export function absoluteUrl(request: FastifyRequest, path: string): string {
-  return `${request.protocol}://${request.host}${path}`;
+  return `${request.server.publicUrl}${path}`;
 }
 
 /** Azure's async-operation headers for an operation in a location. */

@@ -11,6 +11,8 @@ import type { Store } from '../store/store.js';
 import { buildServer, type WirewatchServer } from './app.js';
 import { openSecretsKeys } from './secrets-key.js';
 import { serverNames } from './tls-names.js';
+import { parsePublicUrl } from './public-url.js';
+import type { RateLimit } from './rate-limit.js';
 import { ensureSelfSignedTls, loadTlsFiles } from './tls.js';
 
 export interface StartServerOptions {
@@ -45,6 +47,12 @@ export interface StartServerOptions {
   readonly operationTimeoutMs?: number;
   /** The control plane's clock; tests move it. */
   readonly now?: () => Date;
+  /** Base of the absolute URLs handed out; default derived from the bound address and TLS. */
+  readonly publicUrl?: string;
+  /** Requests per second per API token (bursts of 10 s worth); 0 turns the limit off. */
+  readonly rateLimit?: number;
+  /** Requests per second per remote address without a valid token; 0 turns it off. */
+  readonly anonymousRateLimit?: number;
 }
 
 export interface RunningServer extends WirewatchServer {
@@ -78,6 +86,13 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** `--rate-limit N`: N requests per second in bursts of 10 s worth; 0 is no limit. */
+export function rateLimitOf(perSecond: number | undefined): RateLimit | false | undefined {
+  if (perSecond === undefined) return undefined;
+  if (perSecond === 0) return false;
+  return { perSecond, burst: perSecond * 10 };
+}
+
 export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
   if (isIP(host) === 4) return host.startsWith('127.');
@@ -98,6 +113,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       { target: 'listen' },
     );
   }
+  // Checked before anything is created, like --listen.
+  if (options.publicUrl !== undefined) parsePublicUrl(options.publicUrl);
   const dataDir = path.resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   // mkdir's mode is filtered by the umask and ignored for an existing directory.
@@ -161,6 +178,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ? {}
         : { operationTimeoutMs: options.operationTimeoutMs }),
       ...(options.now === undefined ? {} : { now: options.now }),
+      ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
+      ...optional('rateLimit', rateLimitOf(options.rateLimit)),
+      ...optional('anonymousRateLimit', rateLimitOf(options.anonymousRateLimit)),
     });
     await server.app.listen({ host, port });
   } catch (err) {
@@ -193,6 +213,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       return closed;
     },
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 async function openStore(db: string, secrets: SecretBox): Promise<Store> {

@@ -9,6 +9,12 @@ import type { VmRecord } from '../../store/store.js';
 import { bearerToken } from '../auth.js';
 import type { ServerContext } from '../context.js';
 
+/**
+ * The largest message an agent may send on its channel: a `hello` listing every session it
+ * holds, or a binary frame of a file read or live stream (256 KiB of data each).
+ */
+export const AGENT_CHANNEL_MAX_PAYLOAD = 16 * 1024 * 1024;
+
 declare module 'fastify' {
   interface FastifyRequest {
     agentVm?: VmRecord;
@@ -30,7 +36,7 @@ function alreadyEnrolled(vm: VmRecord): WirewatchError {
 
 export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control, hub } = ctx;
+  const { store, control, hub, sockets } = ctx;
 
   api.post(ENROLL_PATH, { schema: { body: EnrollRequestSchema } }, async (request, reply) => {
     const token = bearerToken(request);
@@ -134,16 +140,23 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
   app.route({
     method: 'GET',
     url: CHANNEL_PATH,
+    config: { webSocket: true },
     preValidation: authenticateAgent,
-    // A plain GET (no upgrade) gets Azure's error body, like every other route.
-    handler: () => {
-      throw new WirewatchError(
-        'InvalidRequestContent',
-        'The agent channel is a WebSocket: send an upgrade request',
+    handler: (request, reply) => {
+      // A plain GET (no upgrade) gets Azure's error body, like every other route.
+      if (!sockets.isUpgrade(request)) {
+        throw new WirewatchError(
+          'InvalidRequestContent',
+          'The agent channel is a WebSocket: send an upgrade request',
+        );
+      }
+      const vm = request.agentVm!;
+      sockets.accept(
+        request,
+        reply,
+        { owner: { kind: 'vm', vmId: vm.id }, maxPayload: AGENT_CHANNEL_MAX_PAYLOAD },
+        (socket) => hub.attach(vm, socket),
       );
-    },
-    wsHandler: (socket, request) => {
-      hub.attach(request.agentVm!, socket);
     },
   });
 };

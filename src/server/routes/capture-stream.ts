@@ -18,13 +18,19 @@ import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../..
 import type { ByteOrder } from '../../pcap/types.js';
 import type { SessionRecord } from '../../store/store.js';
 import type { AgentHub } from '../agent-hub.js';
-import { auditRequest, type ServerContext } from '../context.js';
+import { auditRequest, principalOf, type ServerContext } from '../context.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
 
 const STREAM = `${CAPTURE_ROUTE}/stream`;
 
 /** Bytes waiting for a viewer above which its frames are dropped. */
 export const MAX_VIEWER_BUFFERED = 4 * 1024 * 1024;
+
+/**
+ * The largest frame a viewer may send: it sends nothing but control frames (close, pong; at
+ * most 125 bytes), so anything larger closes the stream with 1009 before it is buffered.
+ */
+export const VIEWER_MAX_PAYLOAD = 1024;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -37,7 +43,7 @@ type StreamStats = Extract<AgentMessage, { type: 'streamStats' }>;
 type StreamEnd = Extract<AgentMessage, { type: 'streamEnd' }>;
 
 export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { control, store, hub } = ctx;
+  const { control, store, hub, sockets } = ctx;
 
   /** Everything that can refuse a stream is checked here, so it is refused before the upgrade. */
   const check = async (request: FastifyRequest) => {
@@ -65,29 +71,33 @@ export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app
   app.route({
     method: 'GET',
     url: STREAM,
+    config: { webSocket: true },
     preHandler: check,
-    // A plain GET (no upgrade) gets Azure's error body, like every other route.
-    handler: () => {
-      throw new WirewatchError(
-        'InvalidRequestContent',
-        'The live stream is a WebSocket: send an upgrade request (wirewatch capture stream does)',
-      );
-    },
-    wsHandler: async (socket, request) => {
+    handler: (request, reply) => {
+      // A plain GET (no upgrade) gets Azure's error body, like every other route.
+      if (!sockets.isUpgrade(request)) {
+        throw new WirewatchError(
+          'InvalidRequestContent',
+          'The live stream is a WebSocket: send an upgrade request (wirewatch capture stream does)',
+        );
+      }
       const session = request.streamedCapture!;
-      const viewer = relayStream(socket, session, hub, request.log);
-      if (viewer === undefined) return;
-      await auditRequest(store, request, {
-        subscriptionId: session.subscriptionId,
-        action: 'packetCapture.stream',
-        resourceId: captureResourceId(
-          session.subscriptionId,
-          session.resourceGroup,
-          session.watcherName,
-          session.name,
-        ),
-        detail: { streamId: viewer },
-      }).catch((err: unknown) => request.log.error({ err }, 'audit of a stream failed'));
+      const owner = { kind: 'token', tokenId: principalOf(request).tokenId } as const;
+      sockets.accept(request, reply, { owner, maxPayload: VIEWER_MAX_PAYLOAD }, (socket) => {
+        const viewer = relayStream(socket, session, hub, request.log);
+        if (viewer === undefined) return;
+        auditRequest(store, request, {
+          subscriptionId: session.subscriptionId,
+          action: 'packetCapture.stream',
+          resourceId: captureResourceId(
+            session.subscriptionId,
+            session.resourceGroup,
+            session.watcherName,
+            session.name,
+          ),
+          detail: { streamId: viewer },
+        }).catch((err: unknown) => request.log.error({ err }, 'audit of a stream failed'));
+      });
     },
   });
 };

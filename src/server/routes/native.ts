@@ -25,7 +25,7 @@ interface SubParams {
 /** wirewatch's own API (docs/api.md "Native API"): tenants, tokens, agents, audit. */
 export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control, auth } = ctx;
+  const { store, control, auth, sockets } = ctx;
 
   const audit = (
     request: FastifyRequest,
@@ -114,7 +114,9 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
           },
         );
       }
-      auth.forget();
+      // At once in this process: cached lookups and open live streams of the token go now.
+      auth.revoke(request.params.tokenId);
+      sockets.closeOwner({ kind: 'token', tokenId: request.params.tokenId }, 'token revoked');
       await audit(
         request,
         subscriptionId,

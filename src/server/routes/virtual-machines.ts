@@ -47,6 +47,9 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
     );
     if (!vm) return reply.code(204).send();
     await control.deleteVm(vm, callerOf(request));
+    // Its credential no longer works; the channel it opened with it closes now, not at the
+    // agent's next reconnect (which the 401 then tells to forget its enrollment).
+    ctx.sockets.closeOwner({ kind: 'vm', vmId: vm.id }, 'VM deleted');
     return reply.code(200).send();
   });
 
