@@ -190,7 +190,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
       done(null, undefined);
       return;
     }
-    json(request, text, done);
+    void json(request, text, done);
   });
 
   app.setErrorHandler((err, request, reply) => {

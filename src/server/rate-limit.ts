@@ -22,7 +22,10 @@ export interface RateLimiterOptions extends RateLimit {
 
 export type TakeResult =
   | { readonly ok: true }
-  | { readonly ok: false; /** Whole seconds until a request would pass (≥ 1). */ readonly retryAfterSeconds: number };
+  | {
+      readonly ok: false;
+      /** Whole seconds until a request would pass (≥ 1). */ readonly retryAfterSeconds: number;
+    };
 
 interface Bucket {
   tokens: number;

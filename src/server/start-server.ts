@@ -13,6 +13,7 @@ import { openSecretsKeys } from './secrets-key.js';
 import { serverNames } from './tls-names.js';
 import { parsePublicUrl } from './public-url.js';
 import type { RateLimit } from './rate-limit.js';
+import type { WebSocketGateOptions } from './websocket-gate.js';
 import { ensureSelfSignedTls, loadTlsFiles } from './tls.js';
 
 export interface StartServerOptions {
@@ -53,6 +54,10 @@ export interface StartServerOptions {
   readonly rateLimit?: number;
   /** Requests per second per remote address without a valid token; 0 turns it off. */
   readonly anonymousRateLimit?: number;
+  /** Caps on WebSocket upgrades and open sockets (no flag; defaults suit every deployment). */
+  readonly webSockets?: WebSocketGateOptions;
+  /** The rate limiters' clock, for tests. */
+  readonly now?: () => number;
 }
 
 export interface RunningServer extends WirewatchServer {
@@ -181,6 +186,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
       ...optional('rateLimit', rateLimitOf(options.rateLimit)),
       ...optional('anonymousRateLimit', rateLimitOf(options.anonymousRateLimit)),
+      ...optional('webSockets', options.webSockets),
+      ...optional('now', options.now),
     });
     await server.app.listen({ host, port });
   } catch (err) {

@@ -14,7 +14,7 @@
  * - tracks each open socket by its owner (an API token, or an agent's VM), caps them per
  *   owner, and closes an owner's sockets at once when the token is revoked or the VM deleted.
  */
-import { ServerResponse, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import { ServerResponse, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -85,7 +85,6 @@ export class WebSocketGate {
   readonly #byOwner = new Map<string, Set<OpenSocket>>();
   /** Owners closed in this process (revoked tokens, deleted VMs): never admitted again. */
   readonly #closedOwners = new Set<string>();
-  #server: Server | undefined;
   #closed = false;
 
   constructor(options: WebSocketGateOptions = {}) {
@@ -101,9 +100,7 @@ export class WebSocketGate {
    * upgrades of routes that cannot upgrade are refused before anything is looked up.
    */
   install(app: FastifyInstance): void {
-    const server = app.server as Server;
-    this.#server = server;
-    server.on('upgrade', (raw: IncomingMessage, socket: Duplex, head: Buffer) =>
+    app.server.on('upgrade', (raw: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.#onUpgrade(app, raw, socket, head),
     );
     app.addHook('onRequest', async (request) => {
@@ -171,16 +168,11 @@ export class WebSocketGate {
     };
     // A handshake ws refuses (a bad Sec-WebSocket-Key, say) destroys the socket: forget it then.
     pending.socket.once('close', forget);
-    this.#serverFor(options.maxPayload).handleUpgrade(
-      raw,
-      pending.socket,
-      pending.head,
-      (ws) => {
-        entry.ws = ws;
-        ws.once('close', forget);
-        onSocket(ws);
-      },
-    );
+    this.#serverFor(options.maxPayload).handleUpgrade(raw, pending.socket, pending.head, (ws) => {
+      entry.ws = ws;
+      ws.once('close', forget);
+      onSocket(ws);
+    });
   }
 
   /**

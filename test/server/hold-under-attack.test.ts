@@ -411,7 +411,7 @@ describe('WebSocket upgrades', () => {
     first.ws.close();
     await first.closed;
     await waitFor(
-      async () => t.server.sockets.openCount({ kind: 'token', tokenId: id }),
+      () => Promise.resolve(t.server.sockets.openCount({ kind: 'token', tokenId: id })),
       (n) => n === 1,
     );
     // Closing one frees its place.
@@ -454,7 +454,7 @@ describe('revocation and deletion close what they opened', () => {
     expect(reason).toBe('token revoked');
     // The agent is told to stop reading for the viewer.
     await waitFor(
-      async () => agent.stopped.size,
+      () => Promise.resolve(agent.stopped.size),
       (n) => n > streamsBefore,
     );
     const again = await t.call('GET', `${path}?api-version=${API}`, { token: reader.token });
