@@ -138,6 +138,9 @@ export function serverCommand(): Command {
       });
       process.stderr.write(
         `wirewatch server listening on ${server.url}\n` +
+          (server.app.publicUrl === server.url
+            ? ''
+            : `  public URL:     ${server.app.publicUrl}\n`) +
           (server.caPath ? `  CA certificate: ${server.caPath}\n` : '') +
           (server.tlsNames.length > 0 ? `  certificate for: ${server.tlsNames.join(', ')}\n` : '') +
           `  secrets key:    ${server.secretsKeyPath}` +
