@@ -154,6 +154,48 @@ describe('wirewatch server', () => {
     expect(db.output()).toContain('--db');
   });
 
+  it('--public-url is what polling URLs carry and is printed; a malformed one or a bad --rate-limit is refused', async () => {
+    const dir = path.join(root, 'public-url');
+    const port = await freePort();
+    const proc = launch([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--public-url',
+      'https://wirewatch.example.net:9443/',
+      '--rate-limit',
+      '500',
+    ]);
+    const url = await listening(proc);
+    expect(proc.output()).toContain('public URL:     https://wirewatch.example.net:9443');
+    const admin = (await readFile(path.join(dir, 'admin.token'), 'utf8')).trim();
+    const api = apiClient(url, admin);
+    const sub = (await createTenant(api, 'public-url')).subscriptionId;
+    const audit = await api.call('GET', `/api/v1/subscriptions/${sub}/audit?$top=1`, {
+      headers: { host: 'evil.example' },
+    });
+    expect(audit.body.nextLink).toMatch(/^https:\/\/wirewatch\.example\.net:9443\/api\/v1\//);
+    await stopProcess(proc);
+
+    for (const args of [
+      ['--public-url', 'ftp://x.example'],
+      ['--rate-limit', 'lots'],
+    ]) {
+      const bad = launch([
+        'server',
+        '--data-dir',
+        path.join(root, 'bad'),
+        '--listen',
+        '127.0.0.1:0',
+        ...args,
+      ]);
+      expect(await bad.exited).toBe(2);
+      expect(bad.output()).toContain(args[0]);
+    }
+  });
+
   it.skipIf(!isRoot)(
     'with --tls self-signed, serves HTTPS with DIR/tls/ca.crt, and an agent with --ca enrolls and connects',
     async () => {
