@@ -70,6 +70,9 @@ interface OpenSocket {
 
 const kUpgrade = Symbol('wirewatch.upgrade');
 
+/** How long a socket closed by the server may take to answer the close frame. */
+const CLOSE_GRACE_MS = 2000;
+
 type UpgradeRequest = IncomingMessage & { [kUpgrade]?: PendingUpgrade };
 
 export class WebSocketGate {
@@ -137,7 +140,13 @@ export class WebSocketGate {
   ): void {
     const raw = request.raw as UpgradeRequest;
     const pending = raw[kUpgrade];
-    if (!pending || pending.settled) throw new Error('accept() needs a pending upgrade request');
+    if (!pending) throw new Error('accept() needs an upgrade request (check isUpgrade first)');
+    if (pending.settled) {
+      // The peer left, or took longer than the deadline, while the route checked it.
+      reply.hijack();
+      pending.socket.destroy();
+      return;
+    }
     const key = ownerKey(options.owner);
     if (this.#closedOwners.has(key) || this.#closed) {
       throw new WirewatchError(
@@ -270,9 +279,13 @@ function closeSocket(entry: OpenSocket, code: number, reason: string): void {
     entry.socket.destroy();
     return;
   }
-  if (entry.ws.readyState === entry.ws.OPEN || entry.ws.readyState === entry.ws.CONNECTING) {
-    entry.ws.close(code, reason);
-  }
+  const ws = entry.ws;
+  if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+  // A peer that does not answer the close frame is not given ws's 30 s: what its socket
+  // carried (a stream's packets) must stop now.
+  const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+  timer.unref();
+  ws.once('close', () => clearTimeout(timer));
 }
 
 /** An HTTP answer written straight to a socket Fastify never saw, then the socket goes. */
