@@ -36,5 +36,8 @@ describe('derivePublicUrl', () => {
     expect(derivePublicUrl({ address: '0.0.0.0', family: 'IPv4', port: 1 }, true)).toBe(
       `https://${hostname()}:1`,
     );
+    expect(derivePublicUrl({ address: '::', family: 'IPv6', port: 7443 }, true, 'localhost')).toBe(
+      'https://localhost:7443',
+    );
   });
 });

@@ -30,12 +30,17 @@ export function parsePublicUrl(text: string): string {
 
 /**
  * The URL a server bound at `address` is reached at when no public URL was given: the bound
- * address, except that a wildcard (0.0.0.0, ::) becomes this machine's host name.
+ * address, except that a wildcard (0.0.0.0, ::) becomes `wildcardHost` (default this
+ * machine's host name).
  */
-export function derivePublicUrl(address: AddressInfo, tls: boolean): string {
+export function derivePublicUrl(
+  address: AddressInfo,
+  tls: boolean,
+  wildcardHost: string = hostname(),
+): string {
   const wildcard = address.address === '0.0.0.0' || address.address === '::';
   const host = wildcard
-    ? hostname()
+    ? wildcardHost
     : address.family === 'IPv6' || address.address.includes(':')
       ? `[${address.address}]`
       : address.address;
