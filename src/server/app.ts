@@ -21,7 +21,7 @@ import type { ServerContext } from './context.js';
 import { sendError, toWirewatchError } from './error-handler.js';
 import { ServerMetrics } from './metrics.js';
 import { derivePublicUrl, parsePublicUrl } from './public-url.js';
-import { RateLimiter, type RateLimit } from './rate-limit.js';
+import { addressKey, RateLimiter, type RateLimit } from './rate-limit.js';
 import { agentRoutes } from './routes/agents.js';
 import { captureContentRoutes } from './routes/capture-content.js';
 import { captureStreamRoutes } from './routes/capture-stream.js';
@@ -211,14 +211,14 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     reply.header('x-ms-request-id', request.id);
     const path = (request.url.split('?')[0] ?? '').toLowerCase().replace(/\/+$/, '');
     if (OPEN_PATHS.has(path)) {
-      charge(reply, perAddress, request.ip, 'from this address');
+      charge(reply, perAddress, addressKey(request.ip), 'from this address');
       return;
     }
     try {
       request.principal = await auth.authenticate(request);
     } catch (err) {
       // Guessing tokens costs a lookup each: the address pays for every failed one.
-      charge(reply, perAddress, request.ip, 'from this address');
+      charge(reply, perAddress, addressKey(request.ip), 'from this address');
       throw err;
     }
     charge(reply, perToken, request.principal.tokenId, 'for this token');

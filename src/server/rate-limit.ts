@@ -85,3 +85,27 @@ export class RateLimiter {
     }
   }
 }
+
+/**
+ * The key an address is limited by: an IPv4 address itself (also when IPv4-mapped), an IPv6
+ * address by its /64, since one host usually holds a whole /64 and could otherwise step
+ * around a per-address limit by changing its interface id.
+ */
+export function addressKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail] = ip.split('%')[0]!.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? left
+      : [
+          ...left,
+          ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'),
+          ...right,
+        ];
+  const prefix = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
+  return `${prefix.join(':')}::/64`;
+}

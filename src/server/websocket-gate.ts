@@ -20,6 +20,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { WirewatchError } from '../model/errors.js';
+import { addressKey } from './rate-limit.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -210,7 +211,7 @@ export class WebSocketGate {
   #onUpgrade(app: FastifyInstance, raw: UpgradeRequest, socket: Duplex, head: Buffer): void {
     // Node removes its own error listener before the upgrade event; a reset must not crash us.
     socket.on('error', () => socket.destroy());
-    const address = (socket as Socket).remoteAddress ?? 'unknown';
+    const address = addressKey((socket as Socket).remoteAddress ?? 'unknown');
     const fromAddress = this.#pendingByAddress.get(address) ?? 0;
     if (this.#closed) {
       refuseRaw(socket, new WirewatchError('NotFound', 'The server is shutting down'));
