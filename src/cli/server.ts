@@ -78,6 +78,8 @@ export function serverCommand(): Command {
       '--operation-timeout <seconds>',
       'how long an agent has to acknowledge a create, stop or delete (default 60)',
       positive,
+    )
+    .option(
       '--public-url <url>',
       'base of the URLs the server hands out (polling headers, nextLink); default from --listen and TLS',
     )

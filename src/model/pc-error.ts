@@ -47,6 +47,7 @@ const fromRegistry: Readonly<Record<ErrorCode, PcError>> = {
   InvalidRequestContent: 'InternalError',
   UnsupportedMediaType: 'InternalError',
   RequestBodyTooLarge: 'InternalError',
+  TooManyRequests: 'InternalError',
   NotFound: 'InternalError',
   VmAlreadyEnrolled: 'InternalError',
   AuthenticationFailed: 'InternalError',

@@ -161,7 +161,10 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   const limiter = (limit: RateLimit | false | undefined, fallback: RateLimit) =>
     limit === false
       ? undefined
-      : new RateLimiter({ ...(limit ?? fallback), ...(options.limiterClock ? { now: options.limiterClock } : {}) });
+      : new RateLimiter({
+          ...(limit ?? fallback),
+          ...(options.limiterClock ? { now: options.limiterClock } : {}),
+        });
   const perToken = limiter(options.rateLimit, DEFAULT_RATE_LIMIT);
   const perAddress = limiter(options.anonymousRateLimit, DEFAULT_ANONYMOUS_RATE_LIMIT);
   /** Takes a request from a bucket; an empty one is a 429 with Retry-After. */

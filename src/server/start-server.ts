@@ -56,8 +56,8 @@ export interface StartServerOptions {
   readonly anonymousRateLimit?: number;
   /** Caps on WebSocket upgrades and open sockets (no flag; defaults suit every deployment). */
   readonly webSockets?: WebSocketGateOptions;
-  /** The rate limiters' clock, for tests. */
-  readonly now?: () => number;
+  /** The rate limiters' clock (ms, monotonic), for tests. */
+  readonly limiterClock?: () => number;
 }
 
 export interface RunningServer extends WirewatchServer {
@@ -187,7 +187,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...optional('rateLimit', rateLimitOf(options.rateLimit)),
       ...optional('anonymousRateLimit', rateLimitOf(options.anonymousRateLimit)),
       ...optional('webSockets', options.webSockets),
-      ...optional('now', options.now),
+      ...optional('limiterClock', options.limiterClock),
     });
     await server.app.listen({ host, port });
   } catch (err) {

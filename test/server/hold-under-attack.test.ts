@@ -551,7 +551,7 @@ describe('absolute URLs', () => {
 describe('rate limits', () => {
   it('per token: a burst, then 429 TooManyRequests with Retry-After; other tokens unaffected; time refills', async () => {
     let now = 0;
-    const limited = await startTestServer({ rateLimit: 1, now: () => now });
+    const limited = await startTestServer({ rateLimit: 1, limiterClock: () => now });
     try {
       const sub = await limited.call('POST', '/api/v1/subscriptions', {
         body: { displayName: 'x' },
@@ -586,7 +586,11 @@ describe('rate limits', () => {
 
   it('per address without a valid token: health checks and failed logins share a bucket', async () => {
     let now = 0;
-    const limited = await startTestServer({ anonymousRateLimit: 1, rateLimit: 0, now: () => now });
+    const limited = await startTestServer({
+      anonymousRateLimit: 1,
+      rateLimit: 0,
+      limiterClock: () => now,
+    });
     try {
       for (let i = 0; i < 5; i++) {
         expect((await limited.call('GET', '/healthz', { token: '' })).status).toBe(200);
