@@ -41,7 +41,9 @@ const CLOCK_SKEW_MS = 5 * 60_000;
 
 /**
  * The blob name inside CAPTURE_CONTAINER of a blob URL of the account at `blobEndpoint`
- * (query and fragment ignored, path segments decoded); undefined when the URL is not one.
+ * (query and fragment ignored, path segments decoded); undefined when the URL is not one, or
+ * when a decoded segment is empty, `.` or `..` or holds a `/` or `\` (`%2e%2e`, `..%2F`): the
+ * storage client would resolve such a name to another blob, or another container.
  */
 export function blobNameOfUrl(blobEndpoint: string, url: string): string | undefined {
   let target: URL;
@@ -57,11 +59,25 @@ export function blobNameOfUrl(blobEndpoint: string, url: string): string | undef
   if (!target.pathname.startsWith(prefix)) return undefined;
   const rest = target.pathname.slice(prefix.length);
   if (rest === '') return undefined;
+  let segments: string[];
   try {
-    return rest.split('/').map(decodeURIComponent).join('/');
+    segments = rest.split('/').map(decodeURIComponent);
   } catch {
     return undefined;
   }
+  return segments.every(isPlainSegment) ? segments.join('/') : undefined;
+}
+
+/** A blob name segment that no URL resolution can turn into a step elsewhere. */
+function isPlainSegment(segment: string): boolean {
+  return (
+    segment !== '' &&
+    segment !== '.' &&
+    segment !== '..' &&
+    !segment.includes('/') &&
+    !segment.includes('\\') &&
+    !segment.includes('\0')
+  );
 }
 
 export class StorageAccountClient {
@@ -249,8 +265,10 @@ function beyondEnd(offset: number, blobName: string): WirewatchError {
 }
 
 function checkBlobName(blobName: string): string {
-  if (typeof blobName !== 'string' || blobName === '' || blobName.startsWith('/')) {
-    throw new RangeError('a blob name must be a non-empty path without a leading /');
+  if (typeof blobName !== 'string' || !blobName.split('/').every(isPlainSegment)) {
+    throw new RangeError(
+      'a blob name must be a non-empty path without a leading /, empty, . or .. segments',
+    );
   }
   return blobName;
 }

@@ -34,6 +34,12 @@ import {
 import { captureResourceId, vmResourceId, watcherResourceId } from './resource-ids.js';
 import { captureBlobName, ringFileBlobUrl } from '../blob/blob-names.js';
 import { blobNameOfUrl } from '../blob/storage-account.js';
+import {
+  acceptReportedFiles,
+  matchReportedBlobs,
+  plannedCapturePath,
+  type SessionBlob,
+} from './session-files.js';
 
 /** How the control plane reaches agents; the server's agent hub implements it. */
 export interface AgentLink {
@@ -123,6 +129,8 @@ export class ControlPlane {
    * captures are not stopped by the backstop anyway).
    */
   readonly #deadlines = new Map<string, { vmId: string; deadlineMs: number }>();
+  /** Completed uploads storage could not confirm yet, by session id (see #recordUpload). */
+  readonly #uploadChecks = new Map<string, { vmId: string; report: UploadReport }>();
   /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
   readonly #lastBlobTime = new Map<string, number>();
   /** Live progress by session id; the store gets it every progressPersistMs and at the end. */
@@ -232,7 +240,9 @@ export class ControlPlane {
       captureStartTime: null,
       stopTime: null,
       progress: null,
-      files: [filePath],
+      // Only files the agent reports having written for this session are ever recorded: the
+      // path asked for may name a file that is not the capture's (another's, or a secret).
+      files: [],
       stopRequested: null,
       deleteRequested: false,
       upload,
@@ -266,7 +276,7 @@ export class ControlPlane {
           target: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
           filePath,
         });
-        await this.#sendStart(result.session);
+        await this.#sendStart(result.session, vm);
         await this.#settle(result.session.id);
         return { kind: 'created', session: result.session, operation };
       }
@@ -364,9 +374,9 @@ export class ControlPlane {
     return new Date(start + timeLimitOf(session) * 1000 + this.#uploadGraceMs);
   }
 
-  async #sendStart(session: SessionRecord): Promise<void> {
+  async #sendStart(session: SessionRecord, vm: VmRecord): Promise<void> {
     if (!this.#agents.isConnected(session.vmId)) return;
-    let assignment = assignmentOf(session);
+    let assignment = assignmentOf(session, vm.captureRoot);
     try {
       const blob = await this.#blobTarget(session);
       if (blob) assignment = { ...assignment, blob };
@@ -395,51 +405,126 @@ export class ControlPlane {
   }
 
   /**
-   * The agent's SAS cannot read, so the server checks a Completed upload itself: every blob the
-   * agent names must be this session's (its blob, or one of its ring files) and exist with the
-   * reported length. A mismatch turns the upload into Failed/StorageFailed.
+   * Records an agent's upload report. Nothing of it is taken on the agent's word: a Pending
+   * report keeps no blobs; a Failed one keeps the agent's error and no blobs; a Completed one
+   * becomes Completed only once every blob it names is one the server minted for this session
+   * (see matchReportedBlobs) and storage, read with the server's key, holds it with the length
+   * the agent reported — the URLs and lengths stored are the server's. Anything else is
+   * Failed/StorageFailed. When storage cannot be asked right now the report waits (the session
+   * stays Pending) and 'deferred' tells the caller not to acknowledge it: the check is retried by
+   * retryUploadChecks, and the agent, unacknowledged, offers the report again when it reconnects.
    */
-  async #verifyUpload(
+  async #recordUpload(
+    vm: VmRecord,
     session: SessionRecord,
-    upload: NonNullable<SessionRecord['upload']>,
-  ): Promise<SessionRecord['upload']> {
-    if (upload.state !== 'Completed' || upload.blobs.length === 0) return upload;
-    const { location, account } = await this.#storageOf(session);
+    report: UploadReport,
+  ): Promise<'recorded' | 'deferred'> {
+    if (!session.upload) return 'recorded';
+    if (report.state === 'Pending') {
+      // A final outcome is never taken back by a late Pending (an old hello crossing `uploaded`).
+      if (session.upload.state === 'Pending') {
+        await this.store.updateSession(session.id, {
+          upload: { state: 'Pending', blobs: [], error: null },
+        });
+      }
+      return 'recorded';
+    }
+    if (report.state === 'Failed') {
+      await this.store.updateSession(session.id, {
+        upload: {
+          state: 'Failed',
+          blobs: [],
+          error: report.error
+            ? { code: report.error.code, message: report.error.message }
+            : { code: 'StorageFailed', message: 'The upload to the storage account failed' },
+        },
+      });
+      return 'recorded';
+    }
+    const checked = await this.#checkCompletedUpload(session, report);
+    if (checked === 'unreachable') {
+      this.#uploadChecks.set(session.id, { vmId: vm.id, report });
+      return 'deferred';
+    }
+    this.#uploadChecks.delete(session.id);
+    await this.store.updateSession(session.id, { upload: checked });
+    return 'recorded';
+  }
+
+  /** A Completed report checked against the session's own blob names and storage. */
+  async #checkCompletedUpload(
+    session: SessionRecord,
+    report: UploadReport,
+  ): Promise<NonNullable<SessionRecord['upload']> | 'unreachable'> {
     const fail = (message: string) => ({
       state: 'Failed' as const,
-      blobs: upload.blobs,
+      blobs: [],
       error: { code: 'StorageFailed', message },
     });
-    if (!account || !location.storagePath)
+    const { location, account } = await this.#storageOf(session);
+    if (!account || !location.storagePath) {
       return fail('the storage account is no longer registered');
-    const base = location.storagePath.replace(/\.[^./]*$/, '');
+    }
+    const blobName = blobNameOfUrl(account.blobEndpoint, location.storagePath);
+    if (blobName === undefined) return fail('the capture has no blob of this storage account');
+    const matched = matchReportedBlobs(report.blobs, {
+      storagePath: location.storagePath,
+      blobName,
+      continuous:
+        (session.properties as { continuousCapture?: boolean }).continuousCapture === true,
+    });
+    if (matched.kind === 'foreign') {
+      this.#log('warn', "agent reported a blob that is not its session's; upload refused", {
+        sessionId: session.id,
+        url: matched.url.slice(0, 256),
+      });
+      return fail("the agent reported a blob that is not this capture's");
+    }
     const writer = this.#blobWriter(account);
-    for (const blob of upload.blobs) {
-      const name = blobNameOfUrl(account.blobEndpoint, blob.url);
-      if (
-        name === undefined ||
-        !(blob.url === location.storagePath || blob.url.startsWith(`${base}_`))
-      ) {
-        return fail(`the agent reported a blob that is not this capture's: ${blob.url}`);
-      }
-      let size: number | undefined;
+    const blobs: { url: string; size: number }[] = [];
+    const sizes = await mapLimited(matched.blobs, 8, async (blob: SessionBlob) => {
       try {
-        size = await writer.blobSize(name);
+        return { blob, size: await writer.blobSize(blob.name) };
       } catch (err) {
-        // Storage unreachable right now: trust the agent's MD5-checked commit rather than fail.
-        this.#log('warn', 'could not check an uploaded blob', {
+        this.#log('warn', 'could not check an uploaded blob; the check is retried', {
           sessionId: session.id,
           err: err instanceof Error ? err.message : String(err),
         });
-        continue;
+        return undefined;
       }
-      if (size !== blob.size) {
+    });
+    for (const checked of sizes) {
+      if (checked === undefined) return 'unreachable';
+      const { blob, size } = checked;
+      if (size !== blob.reportedSize) {
         return fail(
-          `blob ${name} holds ${size ?? 'nothing'} bytes, the agent uploaded ${blob.size}`,
+          `blob ${blob.name} holds ${size ?? 'nothing'} bytes, the agent uploaded ${blob.reportedSize}`,
         );
       }
+      blobs.push({ url: blob.url, size });
     }
-    return upload;
+    return { state: 'Completed', blobs, error: null };
+  }
+
+  /**
+   * Checks again the Completed uploads that storage could not confirm when they were reported;
+   * each checked one is recorded and acknowledged to its agent. Returns how many were settled.
+   */
+  async retryUploadChecks(): Promise<number> {
+    let settled = 0;
+    for (const [sessionId, { vmId, report }] of [...this.#uploadChecks]) {
+      const session = await this.store.getSessionById(sessionId);
+      const vm = session ? await this.store.getVmById(session.vmId) : undefined;
+      if (!session || !vm || vm.id !== vmId) {
+        this.#uploadChecks.delete(sessionId);
+        continue;
+      }
+      if ((await this.#recordUpload(vm, session, report)) === 'deferred') continue;
+      settled += 1;
+      this.#agents.send(vmId, { type: 'ack', sessionId });
+      await this.#settle(sessionId);
+    }
+    return settled;
   }
 
   async getCapture(ref: CaptureRef): Promise<SessionRecord> {
@@ -512,68 +597,28 @@ export class ControlPlane {
 
   // ---- agents -------------------------------------------------------------------------------
 
-  /** Reconciles an agent's report with the desired state (kubelet-style) after it (re)connects. */
+  /**
+   * Reconciles an agent's report with the desired state (kubelet-style) after it (re)connects.
+   * A large report is worked through in slices that yield to the event loop, so one agent's
+   * `hello` never holds up the server (other agents, the API) for long.
+   */
   async agentHello(vm: VmRecord, observed: readonly ObservedSession[]): Promise<void> {
     await this.store.touchVm(vm.id, this.#now());
     const seen = new Set<string>();
+    let sliceStart = performance.now();
     for (const o of observed) {
+      if (performance.now() - sliceStart > HELLO_SLICE_MS) {
+        await yieldToEventLoop();
+        sliceStart = performance.now();
+      }
       seen.add(o.sessionId);
-      const session = await this.store.getSessionById(o.sessionId);
-      if (!session || session.vmId !== vm.id) {
-        // Not ours or long gone: make sure it stops, and let the agent forget it.
-        if (o.state === 'Running') {
-          this.#agents.send(vm.id, {
-            type: 'stop',
-            sessionId: o.sessionId,
-            reason: 'ManualIntervention',
-          });
-        } else {
-          this.#agents.send(vm.id, { type: 'ack', sessionId: o.sessionId });
-        }
-        continue;
-      }
-      if (o.upload && session.upload) {
-        await this.store.updateSession(session.id, { upload: toUpload(o.upload) });
-      }
-      if (o.state === 'Stopped') {
-        await this.agentMessage(vm, {
-          type: 'stopped',
-          sessionId: o.sessionId,
-          stopReason: o.stopReason ?? 'Error',
-          ...(o.startTime === undefined ? {} : { startTime: o.startTime }),
-          stopTime: o.stopTime ?? this.#now().toISOString(),
-          progress: o.progress ?? {
-            packets: 0,
-            bytes: 0,
-            kernelDrops: 0,
-            at: this.#now().toISOString(),
-          },
-          ...(o.error === undefined ? {} : { error: o.error }),
-          files: o.files ?? [],
-        });
-        continue;
-      }
-      // Running on the agent.
-      if (!isActive(session.status) || session.stopRequested) {
-        this.#agents.send(vm.id, {
-          type: 'stop',
-          sessionId: o.sessionId,
-          reason: toRequestReason(session.stopRequested ?? session.stopReason),
-        });
-      }
-      let startTime = session.captureStartTime;
-      if (session.status === 'NotStarted') {
-        startTime = o.startTime ? new Date(o.startTime) : this.#now();
-        await this.store.updateSession(session.id, {
-          status: 'Running',
-          captureStartTime: startTime,
-        });
-      }
-      if (isActive(session.status) && startTime) this.#noteDeadline(session, startTime);
-      if (o.progress) this.#noteProgress(session.id, vm.id, o.progress);
-      await this.#settle(session.id);
+      await this.#reconcileObserved(vm, o);
     }
     for (const session of await this.store.listSessionsByVm(vm.id, ACTIVE)) {
+      if (performance.now() - sliceStart > HELLO_SLICE_MS) {
+        await yieldToEventLoop();
+        sliceStart = performance.now();
+      }
       if (seen.has(session.id)) continue;
       if (session.status === 'Running') {
         // The agent lost it (its data dir went away): what it captured is not reachable.
@@ -590,9 +635,134 @@ export class ControlPlane {
       } else if (session.stopRequested) {
         await this.#finish(session, { status: 'Stopped', stopReason: session.stopRequested });
       } else {
-        await this.#sendStart(session);
+        await this.#sendStart(session, vm);
       }
       await this.#settle(session.id);
+    }
+  }
+
+  /** One session of a `hello`. */
+  async #reconcileObserved(vm: VmRecord, o: ObservedSession): Promise<void> {
+    const session = await this.store.getSessionById(o.sessionId);
+    if (!session || session.vmId !== vm.id) {
+      if (session) {
+        this.#log('warn', 'agent reported a session of another VM; ignored', {
+          agentId: vm.id,
+          sessionId: o.sessionId,
+        });
+      }
+      // Not ours or long gone: make sure it stops, and let the agent forget it. Another VM's
+      // session is left alone on the server; the agent only learns it has nothing to do.
+      if (o.state === 'Running') {
+        this.#agents.send(vm.id, {
+          type: 'stop',
+          sessionId: o.sessionId,
+          reason: 'ManualIntervention',
+        });
+      } else {
+        this.#agents.send(vm.id, { type: 'ack', sessionId: o.sessionId });
+      }
+      return;
+    }
+    if (o.state === 'Stopped') {
+      await this.#recordStopped(vm, session, {
+        stopReason: o.stopReason ?? 'Error',
+        ...(o.startTime === undefined ? {} : { startTime: o.startTime }),
+        stopTime: o.stopTime ?? this.#now().toISOString(),
+        progress: o.progress ?? {
+          packets: 0,
+          bytes: 0,
+          kernelDrops: 0,
+          at: this.#now().toISOString(),
+        },
+        ...(o.error === undefined ? {} : { error: o.error }),
+        files: o.files ?? [],
+      });
+      const upload = o.upload ? await this.#recordUpload(vm, session, o.upload) : 'recorded';
+      // Unacknowledged, the agent keeps the session and reports it again.
+      if (upload === 'recorded') this.#agents.send(vm.id, { type: 'ack', sessionId: session.id });
+      await this.#settle(session.id);
+      return;
+    }
+    if (o.upload) await this.#recordUpload(vm, session, o.upload);
+    // Running on the agent.
+    if (!isActive(session.status) || session.stopRequested) {
+      this.#agents.send(vm.id, {
+        type: 'stop',
+        sessionId: o.sessionId,
+        reason: toRequestReason(session.stopRequested ?? session.stopReason),
+      });
+    }
+    let startTime = session.captureStartTime;
+    if (session.status === 'NotStarted') {
+      startTime = o.startTime ? new Date(o.startTime) : this.#now();
+      await this.store.updateSession(session.id, {
+        status: 'Running',
+        captureStartTime: startTime,
+      });
+    }
+    if (isActive(session.status) && startTime) this.#noteDeadline(session, startTime);
+    if (o.progress) this.#noteProgress(session.id, vm.id, o.progress);
+    await this.#settle(session.id);
+  }
+
+  /**
+   * A session's end as its agent reports it (`stopped`, or Stopped in `hello`). Of the files,
+   * only those named as the session's plan names them are kept (acceptReportedFiles).
+   */
+  async #recordStopped(
+    vm: VmRecord,
+    session: SessionRecord,
+    message: Omit<Extract<AgentMessage, { type: 'stopped' }>, 'type' | 'sessionId'>,
+  ): Promise<void> {
+    const progress = toProgress(message.progress);
+    this.#progress.delete(session.id);
+    this.#deadlines.delete(session.id);
+    const continuous =
+      (session.properties as { continuousCapture?: boolean }).continuousCapture === true;
+    let files: string[] = [];
+    try {
+      const accepted = acceptReportedFiles(
+        message.files,
+        plannedCapturePath(session, vm.captureRoot),
+        vm.captureRoot,
+        continuous,
+      );
+      files = accepted.files;
+      if (accepted.refused.length > 0) {
+        this.#log('warn', "agent reported files that are not its session's; ignored", {
+          agentId: vm.id,
+          sessionId: session.id,
+          refused: accepted.refused.slice(0, 5).map((f) => f.slice(0, 256)),
+        });
+      }
+    } catch (err) {
+      // The VM's capture root changed since the capture was created: keep no file.
+      this.#log('warn', 'cannot match the files an agent reported', {
+        sessionId: session.id,
+        err: err instanceof Error ? err.message : String(err),
+      });
+    }
+    const patch: SessionPatch = {
+      progress,
+      ...(files.length > 0 || session.files.length === 0 ? { files } : {}),
+      stopTime: new Date(message.stopTime),
+      ...(message.startTime && !session.captureStartTime
+        ? { captureStartTime: new Date(message.startTime) }
+        : {}),
+    };
+    if (isActive(session.status)) {
+      const failed = message.stopReason === 'Error';
+      await this.store.updateSession(session.id, {
+        ...patch,
+        status: failed ? 'Error' : 'Stopped',
+        stopReason: message.stopReason,
+        errors: message.error ? [{ code: message.error.code, message: message.error.message }] : [],
+        stopRequested: null,
+      });
+    } else {
+      // Already ended by the server (VM deleted, never started): keep its verdict, take the figures.
+      await this.store.updateSession(session.id, patch);
     }
   }
 
@@ -653,44 +823,17 @@ export class ControlPlane {
         }
         return;
       case 'uploaded':
-        await this.store.updateSession(session.id, {
-          upload: await this.#verifyUpload(session, toUpload(message.upload)),
-        });
-        this.#agents.send(vm.id, { type: 'ack', sessionId: session.id });
+        if ((await this.#recordUpload(vm, session, message.upload)) === 'recorded') {
+          this.#agents.send(vm.id, { type: 'ack', sessionId: session.id });
+        }
         break;
       case 'blobGrantRequest':
         await this.#grantRingFile(vm, session, message.fileIndex);
         break;
-      case 'stopped': {
-        const progress = toProgress(message.progress);
-        this.#progress.delete(session.id);
-        this.#deadlines.delete(session.id);
-        const patch: SessionPatch = {
-          progress,
-          files: message.files.length > 0 ? message.files : session.files,
-          stopTime: new Date(message.stopTime),
-          ...(message.startTime && !session.captureStartTime
-            ? { captureStartTime: new Date(message.startTime) }
-            : {}),
-        };
-        if (isActive(session.status)) {
-          const failed = message.stopReason === 'Error';
-          await this.store.updateSession(session.id, {
-            ...patch,
-            status: failed ? 'Error' : 'Stopped',
-            stopReason: message.stopReason,
-            errors: message.error
-              ? [{ code: message.error.code, message: message.error.message }]
-              : [],
-            stopRequested: null,
-          });
-        } else {
-          // Already ended by the server (VM deleted, never started): keep its verdict, take the figures.
-          await this.store.updateSession(session.id, patch);
-        }
+      case 'stopped':
+        await this.#recordStopped(vm, session, message);
         this.#agents.send(vm.id, { type: 'ack', sessionId: session.id });
         break;
-      }
     }
     await this.#settle(session.id);
   }
@@ -1057,6 +1200,31 @@ export class ControlPlane {
   }
 }
 
+/** How long one slice of a `hello` reconciliation may run before it yields to the event loop. */
+const HELLO_SLICE_MS = 10;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Maps with at most `limit` calls in flight; results in input order. */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 function notFound(ref: CaptureRef): WirewatchError {
   return new WirewatchError(
     'ResourceNotFound',
@@ -1072,14 +1240,6 @@ function toProgress(p: {
   at: string;
 }): SessionProgress {
   return { packets: p.packets, bytes: p.bytes, kernelDrops: p.kernelDrops, at: new Date(p.at) };
-}
-
-function toUpload(report: UploadReport): NonNullable<SessionRecord['upload']> {
-  return {
-    state: report.state,
-    blobs: report.blobs.map((b) => ({ url: b.url, size: b.size })),
-    error: report.error ? { code: report.error.code, message: report.error.message } : null,
-  };
 }
 
 interface StorageLocation {
@@ -1121,8 +1281,11 @@ function timeLimitOf(session: SessionRecord): number {
   return t === 0 ? 18000 : t;
 }
 
-/** What the agent is told to run; limits resolved from the stored properties. */
-export function assignmentOf(session: SessionRecord): CaptureAssignment {
+/**
+ * What the agent is told to run; limits resolved from the stored properties, the file where the
+ * plan puts it under the VM's capture root.
+ */
+export function assignmentOf(session: SessionRecord, captureRoot: string): CaptureAssignment {
   const p = session.properties as unknown as PacketCaptureBody['properties'];
   const parsed = parseCaptureBody({ properties: p });
   return {
@@ -1133,7 +1296,7 @@ export function assignmentOf(session: SessionRecord): CaptureAssignment {
       session.watcherName,
       session.name,
     ),
-    filePath: session.files[0] ?? parsed.requestedPath?.path ?? '',
+    filePath: plannedCapturePath(session, captureRoot),
     filters: parsed.filters,
     ...parsed.limits,
     createdAt: session.createdAt.toISOString(),

@@ -24,9 +24,56 @@ export const CHANNEL_PROTOCOL_VERSION = 1;
  */
 export const BINARY_FRAME_ID_LENGTH = 36;
 
+/**
+ * The largest data part of a binary frame: a file read sends at most 256 KiB per frame, a live
+ * stream at most 256 KiB of records or one record alone (a 16-byte record header and at most
+ * tcpdump's largest snaplen, 262,144 bytes).
+ */
+export const MAX_BINARY_FRAME_DATA = 16 + 262_144;
+
+/**
+ * The largest message either side may send on the agent channel, in bytes (the WebSocket's
+ * maxPayload on both ends). The largest legitimate message is a `hello` of an agent with many
+ * sessions: about 600 bytes per session with one file and a blob, so the most sessions one VM
+ * can run (the quota, 10,000) fit in about 6 MiB. An agent whose `hello` would not fit leaves
+ * Stopped sessions out of it and offers them after `welcome`, one `stopped` at a time. Binary
+ * frames are far smaller (BINARY_FRAME_ID_LENGTH + MAX_BINARY_FRAME_DATA).
+ */
+export const CHANNEL_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024;
+
+/** At most this many sessions in one `hello` (the quota of active sessions per location). */
+export const MAX_HELLO_SESSIONS = 10_000;
+
+/** At most this many files per session (a ring keeps at most 10,000). */
+export const MAX_SESSION_FILES = 10_000;
+
+/** At most this many blobs in one upload report (a ring's files uploaded over its lifetime). */
+export const MAX_UPLOAD_BLOBS = 100_000;
+
+/**
+ * Times an agent may report: no earlier than this (capture times of this millennium), and no
+ * later than this.
+ */
+export const EARLIEST_CHANNEL_TIME = Date.UTC(2000, 0, 1);
+export const LATEST_CHANNEL_TIME = Date.UTC(2200, 0, 1);
+
+/**
+ * True when `value` is an RFC 3339 date-time that is a real instant (`Date` reads it: no
+ * leap second `23:59:60`, no 30 February) between EARLIEST_CHANNEL_TIME and LATEST_CHANNEL_TIME.
+ */
+export function isChannelTime(value: string): boolean {
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) && ms >= EARLIEST_CHANNEL_TIME && ms <= LATEST_CHANNEL_TIME;
+}
+
 const Uuid = Type.String({ format: 'uuid', maxLength: BINARY_FRAME_ID_LENGTH });
-const Count = Type.Integer({ minimum: 0 });
-const Time = Type.String({ format: 'date-time', maxLength: 40 });
+/** Counts and sizes: whole numbers that stay exact in a double. */
+const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Time = Type.Refine(
+  Type.String({ format: 'date-time', maxLength: 40 }),
+  isChannelTime,
+  () => 'must be a real date-time between 2000 and 2200',
+);
 
 /** Why a capture ended, as the API reports it (docs/errors.md "Stop reasons"). */
 export const StopReasonSchema = Type.Union([
@@ -83,7 +130,7 @@ export const UploadReportSchema = Type.Object({
   state: Type.Union([Type.Literal('Pending'), Type.Literal('Completed'), Type.Literal('Failed')]),
   /** The committed blobs (URL without SAS) and their lengths. */
   blobs: Type.Array(Type.Object({ url: Type.String({ maxLength: 4096 }), size: Count }), {
-    maxItems: 100000,
+    maxItems: MAX_UPLOAD_BLOBS,
   }),
   error: Type.Optional(
     Type.Object({
@@ -144,7 +191,9 @@ export const ObservedSessionSchema = Type.Object({
   stopReason: Type.Optional(StopReasonSchema),
   stopTime: Type.Optional(Time),
   error: Type.Optional(ChannelErrorSchema),
-  files: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 10000 })),
+  files: Type.Optional(
+    Type.Array(Type.String({ maxLength: 4096 }), { maxItems: MAX_SESSION_FILES }),
+  ),
   /** Sessions with a blob target: how the upload stands. */
   upload: Type.Optional(UploadReportSchema),
 });
@@ -157,7 +206,7 @@ export const AgentMessageSchema = Type.Union([
     agentVersion: Type.String({ maxLength: 64 }),
     hostname: Type.String({ maxLength: 255 }),
     captureRoot: Type.String({ maxLength: 4096 }),
-    sessions: Type.Array(ObservedSessionSchema, { maxItems: 100000 }),
+    sessions: Type.Array(ObservedSessionSchema, { maxItems: MAX_HELLO_SESSIONS }),
   }),
   Type.Object({ type: Type.Literal('started'), sessionId: Uuid, startTime: Time }),
   Type.Object({ type: Type.Literal('progress'), sessionId: Uuid, progress: ProgressSchema }),
@@ -169,7 +218,7 @@ export const AgentMessageSchema = Type.Union([
     stopTime: Time,
     progress: ProgressSchema,
     error: Type.Optional(ChannelErrorSchema),
-    files: Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 10000 }),
+    files: Type.Array(Type.String({ maxLength: 4096 }), { maxItems: MAX_SESSION_FILES }),
   }),
   /** The upload of a session's capture ended (Completed or Failed); the server acks it. */
   Type.Object({ type: Type.Literal('uploaded'), sessionId: Uuid, upload: UploadReportSchema }),
@@ -177,7 +226,7 @@ export const AgentMessageSchema = Type.Union([
   Type.Object({
     type: Type.Literal('blobGrantRequest'),
     sessionId: Uuid,
-    fileIndex: Type.Integer({ minimum: 1 }),
+    fileIndex: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   }),
   /**
    * The end of a `readFile` answer; the bytes came before it in binary frames, each the 36

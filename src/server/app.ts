@@ -273,6 +273,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     control
       .sweepOperations()
       .catch((err: unknown) => app.log.error({ err }, 'operation sweep failed'));
+    control
+      .retryUploadChecks()
+      .catch((err: unknown) => app.log.error({ err }, 'upload check retry failed'));
   }, options.sweepIntervalMs ?? 10_000);
   sweeper.unref();
 
