@@ -19,9 +19,10 @@ import {
 import { silentLog, type AgentLog } from './agent-log.js';
 import { createChannelClient, type ChannelClient } from './channel-client.js';
 import { deleteIdentity, loadOrEnroll } from './enroll.js';
-import { handleFileRequest } from './file-reader.js';
+import { handleFileRequest, sessionFiles } from './file-reader.js';
 import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
 import { handleStreamRequest } from './live-stream.js';
+import { openWrittenFiles, type WrittenFiles } from './written-files.js';
 import {
   recoverSession,
   runSession,
@@ -154,6 +155,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
     for (const entry of journal.entries()) {
       if (entry.state === 'Running') await journal.save(await recoverSession(entry, log));
     }
+    const written = await openWrittenFiles({ dataDir: options.dataDir, log });
     const spoolDir = path.join(options.dataDir, 'spool');
     await mkdir(spoolDir, { recursive: true, mode: 0o700 });
     for (const entry of journal.entries()) {
@@ -170,6 +172,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       captureRoot,
       hostname,
       journal,
+      written,
       agentId: identity.agentId,
       vmId: identity.vmId,
       credential: identity.credential,
@@ -187,6 +190,7 @@ interface AgentParts {
   readonly captureRoot: string;
   readonly hostname: string;
   readonly journal: Journal;
+  readonly written: WrittenFiles;
   readonly agentId: string;
   readonly vmId: string;
   readonly credential: string;
@@ -371,7 +375,10 @@ class AgentImpl implements Agent {
         // A download of a capture whose only copy is here (src/agent/file-reader.ts).
         handleFileRequest(this.#channel, message, {
           roots: [this.captureRoot, path.join(this.#parts.options.dataDir, 'spool')],
-          session: (sessionId) => this.#journal.get(sessionId),
+          files: async (sessionId) => {
+            const entry = this.#journal.get(sessionId);
+            return entry === undefined ? this.#parts.written.get(sessionId) : sessionFiles(entry);
+          },
           send: (reply) => this.#send(reply),
           sendBinary: (frame) => this.#channel.sendBinary(frame),
           log: this.#log,
@@ -474,6 +481,13 @@ class AgentImpl implements Agent {
     else this.#unacked.delete(sessionId);
     // The upload's outcome is still to be reported (and acknowledged) before it is forgotten.
     if (unacked > 0 || entry.upload?.state === 'Pending') return;
+    // Its files stay downloadable (and only they): the record takes over from the journal (in
+    // memory at once; on disk, should a crash come between, the capture is only not served).
+    this.#parts.written
+      .record(sessionId, entry.files ?? [])
+      .catch((err: unknown) =>
+        this.#log('error', 'cannot record the files of a session', { sessionId, error: err }),
+      );
     this.#journal
       .remove(sessionId)
       .catch((err: unknown) => this.#log('error', 'journal removal failed', { error: err }))

@@ -1,7 +1,8 @@
 /**
  * The agent's file reads on real files in a temp dir: what is served (byte ranges, in frames of
  * at most 256 KiB, one at a time) and what is refused (outside the capture folders, through a
- * symbolic link, not a regular file, not the session's, gone). The channel is a recorder.
+ * symbolic link, not a regular file, not the session's — also when the agent no longer knows the
+ * session, or never ran it —, gone). The channel is a recorder.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -10,8 +11,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentMessage, CaptureAssignment } from '../model/channel.js';
-import { handleFileRequest, MAX_CHUNK_BYTES, type FileReaderOptions } from './file-reader.js';
+import {
+  handleFileRequest,
+  MAX_CHUNK_BYTES,
+  sessionFiles,
+  type FileReaderOptions,
+} from './file-reader.js';
 import type { JournalEntry } from './journal.js';
+import { openWrittenFiles } from './written-files.js';
 
 type ReadFileEnd = Extract<AgentMessage, { type: 'readFileEnd' }>;
 
@@ -59,7 +66,8 @@ function read(
       },
       {
         roots: [root, spool],
-        session: () => undefined,
+        // Unless a test says otherwise, the session wrote the file asked for.
+        files: () => Promise.resolve([request.path]),
         log: () => undefined,
         send: (message) => {
           if (message.type === 'readFileEnd') resolve({ frames, end: message, maxInFlight });
@@ -122,7 +130,7 @@ describe('serving a capture file', () => {
     let frames = 0;
     const options: FileReaderOptions = {
       roots: [root],
-      session: () => undefined,
+      files: () => Promise.resolve([file]),
       log: () => undefined,
       send: (m) => sent.push(m),
       sendBinary: () => {
@@ -184,7 +192,7 @@ describe('refusing', () => {
     expect(await refusal({ path: fifo })).toBe('InvalidCapturePath');
   });
 
-  it('a file the session the agent still knows did not write', async () => {
+  it('a file the session did not write, whether the agent knows the session or not', async () => {
     const mine = path.join(root, 'mine.cap');
     const other = path.join(root, 'other.cap');
     await writeFile(mine, 'mine');
@@ -195,9 +203,46 @@ describe('refusing', () => {
       state: 'Stopped',
       files: [mine],
     };
-    const session = (id: string) => (id === sessionId ? entry : undefined);
-    expect(await refusal({ path: other, sessionId }, { session })).toBe('InvalidCapturePath');
-    expect(bytesOf(await read({ path: mine, sessionId }, { session })).toString()).toBe('mine');
+    const files = async (id: string) => (id === sessionId ? sessionFiles(entry) : []);
+    expect(await refusal({ path: other, sessionId }, { files })).toBe('InvalidCapturePath');
+    expect(bytesOf(await read({ path: mine, sessionId }, { files })).toString()).toBe('mine');
+    // A session the agent has forgotten without a record, or never ran: nothing is its file,
+    // and the refusal reads the same whether the path exists or not.
+    const other1 = await read({ path: mine, sessionId: randomUUID() }, { files });
+    const other2 = await read(
+      { path: path.join(root, 'none.cap') },
+      { files: () => Promise.resolve([]) },
+    );
+    expect(other1.frames).toEqual([]);
+    expect(other1.end.error?.code).toBe('InvalidCapturePath');
+    expect(other2.end.error?.code).toBe('InvalidCapturePath');
+  });
+
+  it('after the journal forgot a session: only the files recorded as written for it', async () => {
+    const mine = path.join(root, 'kept.cap');
+    const secret = path.join(root, 'secret.cap');
+    await writeFile(mine, 'kept');
+    await writeFile(secret, 'secret', { mode: 0o600 });
+    const written = await openWrittenFiles({
+      dataDir: path.join(dir, 'data'),
+      log: () => undefined,
+    });
+    const sessionId = randomUUID();
+    await written.record(sessionId, [mine]);
+    // Read back from disk by a new instance, as after a restart.
+    const reopened = await openWrittenFiles({
+      dataDir: path.join(dir, 'data'),
+      log: () => undefined,
+    });
+    const files = (id: string) => reopened.get(id);
+    expect(bytesOf(await read({ path: mine, sessionId }, { files })).toString()).toBe('kept');
+    expect(await refusal({ path: secret, sessionId }, { files })).toBe('InvalidCapturePath');
+    expect(await reopened.get('../../etc/passwd')).toEqual([]);
+    // Once the file is gone the record goes at the next start.
+    await rm(mine);
+    await openWrittenFiles({ dataDir: path.join(dir, 'data'), log: () => undefined });
+    const fresh = await openWrittenFiles({ dataDir: path.join(dir, 'data'), log: () => undefined });
+    expect(await fresh.get(sessionId)).toEqual([]);
   });
 
   it('a file that is gone: CaptureFileGone', async () => {

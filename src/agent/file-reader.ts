@@ -2,9 +2,12 @@
  * The agent's answers to the server's `readFile` (src/model/channel.ts): bytes of a capture file
  * sent back over the channel, for downloads of captures whose only copy is on this host.
  *
- * Only capture files are served: a path must lie under the capture root or the spool folder
- * (checked on the file actually opened, so no symbolic link leads elsewhere), be a regular
- * file, and, while the agent still knows the session, be one of that session's files. Data goes
+ * Only capture files are served: a path must be one of the files this agent wrote for that very
+ * session (its journal while it knows the session, src/agent/written-files.ts afterwards; a
+ * session it never ran has none), lie under the capture root or the spool folder (checked on the
+ * file actually opened, so no symbolic link leads elsewhere) and be a regular file. Whether a
+ * path is the session's is decided before anything is opened, so a refusal tells nothing of
+ * what else lies under the capture root. Data goes
  * in binary frames of at most 256 KiB, each sent only once the previous one has been handed to
  * the operating system, so a download never floods the channel that also carries the captures'
  * control messages.
@@ -26,8 +29,12 @@ type FileRequest = Extract<ServerMessage, { type: 'readFile' | 'readFileCancel' 
 export interface FileReaderOptions {
   /** Folders whose files may be served: the capture root and the spool folder. */
   readonly roots: readonly string[];
-  /** The session's journal entry; undefined once the agent has forgotten the session. */
-  readonly session: (sessionId: string) => JournalEntry | undefined;
+  /**
+   * The files this agent wrote for a session: from its journal entry ({@link sessionFiles})
+   * while it knows the session, from its record of written files after; [] for a session it
+   * never ran.
+   */
+  readonly files: (sessionId: string) => Promise<readonly string[]>;
   readonly send: (message: AgentMessage) => void;
   /** Sends one binary frame; resolves once it is written out, false when the channel is down. */
   readonly sendBinary: (frame: Buffer) => Promise<boolean>;
@@ -137,9 +144,12 @@ async function openCaptureFile(
   if (!roots.some((root) => isInside(root, resolved))) {
     throw new ReadRefused('InvalidCapturePath', `${asked} is not under a capture folder`);
   }
-  const entry = o.session(request.sessionId);
-  if (entry !== undefined && !(await filesOf(entry)).includes(resolved)) {
-    throw new ReadRefused('InvalidCapturePath', `${asked} is not a file of this session`);
+  const own = (await o.files(request.sessionId)).map((f) => path.resolve(f));
+  if (!own.includes(resolved)) {
+    throw new ReadRefused(
+      'InvalidCapturePath',
+      `${asked} is not a file this agent wrote for session ${request.sessionId}`,
+    );
   }
   // O_NOFOLLOW: the file itself is no symbolic link; O_NONBLOCK: a FIFO does not hang the open.
   const file = await open(
@@ -164,7 +174,7 @@ async function openCaptureFile(
 }
 
 /** The files a session may be read from: its final files, or what it writes while running. */
-async function filesOf(entry: JournalEntry): Promise<string[]> {
+export async function sessionFiles(entry: JournalEntry): Promise<string[]> {
   if (entry.state === 'Stopped') return (entry.files ?? []).map((f) => path.resolve(f));
   const capturePath = entry.capturePath;
   if (capturePath === undefined) return [];

@@ -190,8 +190,12 @@ export class SessionRunner {
         log('error', 'journal write failed', { error: err });
       });
     } catch (err) {
-      const error = toChannelError(err);
-      log('warn', 'capture could not start', { error });
+      const detail = toChannelError(err);
+      log('warn', 'capture could not start', { error: detail });
+      // The session's errors are for every Reader of the capture: a refused path reads the same
+      // whatever the reason (a file is there, another capture writes it, a link, a permission),
+      // so a create cannot be used to learn what lies under the capture root. The log keeps why.
+      const error = isPathRefusal(err) ? pathRefused(a.filePath) : detail;
       await this.#finish({ reason: 'Error', error });
       if (claimed !== undefined) o.releasePath(claimed);
       return;
@@ -291,6 +295,24 @@ export function stoppedMessage(entry: JournalEntry): AgentMessage {
     progress: entry.progress ?? { packets: 0, bytes: 0, kernelDrops: 0, at: stopTime },
     ...(entry.error === undefined ? {} : { error: entry.error }),
     files: entry.files ?? [],
+  };
+}
+
+/** A failure to take the capture's path (anything the runner names `filePath` as the cause of). */
+function isPathRefusal(err: unknown): boolean {
+  return (
+    err instanceof WirewatchError &&
+    (err.target === 'filePath' ||
+      err.code === 'InvalidCapturePath' ||
+      (err.code === 'LocalFileFailed' && /\bcannot create\b/.test(err.message)))
+  );
+}
+
+/** The one refusal a session reports for a path it cannot take, whatever the reason. */
+export function pathRefused(filePath: string): ChannelError {
+  return {
+    code: 'LocalFileFailed',
+    message: `filePath: cannot create a new capture file at ${filePath.slice(0, 1024)}; choose a file name that no file or capture on the VM uses`,
   };
 }
 

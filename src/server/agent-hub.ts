@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { AgentLink, ControlPlane } from '../control/control-plane.js';
 import {
+  CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
   parseAgentMessage,
   type ServerMessage,
@@ -9,17 +10,77 @@ import {
 import type { VmRecord } from '../store/store.js';
 import { FileRelay } from './file-relay.js';
 
+/**
+ * What one agent may send. An agent past its budget is throttled: its socket is not read until
+ * the budget has refilled, so what it sends waits in its own TCP buffers, never in the server's
+ * memory, and every other agent goes on as before. An agent that sends many invalid messages, or
+ * keeps too many messages waiting for the control plane, is disconnected.
+ */
+export interface AgentChannelLimits {
+  /**
+   * Messages (text and binary frames) per second, sustained. The most a legitimate agent sends
+   * is a progress message per running session every 2 s: 5,000/s for the 10,000 sessions one VM
+   * may run.
+   */
+  readonly messagesPerSecond: number;
+  /** Messages that may come at once after a quiet spell. */
+  readonly messageBurst: number;
+  /** Bytes per second, sustained (downloads through the channel included). */
+  readonly bytesPerSecond: number;
+  /** Bytes that may come at once: two of the largest messages. */
+  readonly byteBurst: number;
+  /** Messages read but not yet handled by the control plane; beyond it the socket is not read. */
+  readonly maxQueuedMessages: number;
+  /** Invalid messages one connection may send before it is closed. */
+  readonly maxInvalidMessages: number;
+}
+
+export const DEFAULT_AGENT_CHANNEL_LIMITS: AgentChannelLimits = {
+  messagesPerSecond: 10_000,
+  messageBurst: 20_000,
+  bytesPerSecond: 64 * 1024 * 1024,
+  byteBurst: 2 * CHANNEL_MAX_PAYLOAD_BYTES,
+  maxQueuedMessages: 1000,
+  maxInvalidMessages: 100,
+};
+
+/** WebSocket close code for a policy violation (RFC 6455). */
+const POLICY_VIOLATION = 1008;
+
 interface Connection {
   readonly vm: VmRecord;
   readonly socket: WebSocket;
   /** Messages of one agent are handled one after another, in order. */
   queue: Promise<void>;
   alive: boolean;
+  /** Messages handed to the control plane and not yet handled. */
+  queued: number;
+  messageTokens: number;
+  byteTokens: number;
+  refilledAt: number;
+  invalid: number;
+  /** Why the socket is not read right now; undefined while it is. */
+  paused: 'budget' | 'queue' | undefined;
+  resumeTimer: NodeJS.Timeout | undefined;
+  lastThrottleLogAt: number;
 }
 
 export interface AgentHubOptions {
   readonly pingIntervalMs?: number;
   readonly log: FastifyBaseLogger;
+  readonly limits?: Partial<AgentChannelLimits>;
+}
+
+/** How often each agent has been held back, for metrics and tests. */
+export interface AgentChannelCounters {
+  /** Times an agent's socket was paused because it was over its budget. */
+  throttled: number;
+  /** Times an agent's socket was paused because the control plane was behind with its messages. */
+  queueFull: number;
+  /** Connections closed for misbehaviour (invalid messages). */
+  closedForPolicy: number;
+  /** Invalid messages received (not JSON, unknown, or breaking the schema). */
+  invalidMessages: number;
 }
 
 /**
@@ -34,10 +95,18 @@ export class AgentHub implements AgentLink {
   readonly #connections = new Map<string, Connection>();
   readonly #log: FastifyBaseLogger;
   readonly #ping: NodeJS.Timeout;
+  readonly #limits: AgentChannelLimits;
+  readonly counters: AgentChannelCounters = {
+    throttled: 0,
+    queueFull: 0,
+    closedForPolicy: 0,
+    invalidMessages: 0,
+  };
   #control: ControlPlane | undefined;
 
   constructor(options: AgentHubOptions) {
     this.#log = options.log;
+    this.#limits = { ...DEFAULT_AGENT_CHANNEL_LIMITS, ...options.limits };
     // A peer that answers no ping for two rounds is gone (NAT timeouts, pulled cables).
     this.#ping = setInterval(() => this.#pingAll(), options.pingIntervalMs ?? 15_000);
     this.#ping.unref();
@@ -70,7 +139,20 @@ export class AgentHub implements AgentLink {
       // Reads asked on the old socket will not be answered on the new one.
       this.files.disconnected(vm.id);
     }
-    const connection: Connection = { vm, socket, queue: Promise.resolve(), alive: true };
+    const connection: Connection = {
+      vm,
+      socket,
+      queue: Promise.resolve(),
+      alive: true,
+      queued: 0,
+      messageTokens: this.#limits.messageBurst,
+      byteTokens: this.#limits.byteBurst,
+      refilledAt: performance.now(),
+      invalid: 0,
+      paused: undefined,
+      resumeTimer: undefined,
+      lastThrottleLogAt: -Infinity,
+    };
     this.#connections.set(vm.id, connection);
     const log = this.#log.child({ agentId: vm.id, vm: vm.name });
     log.info('agent connected');
@@ -85,6 +167,7 @@ export class AgentHub implements AgentLink {
         : Array.isArray(data)
           ? Buffer.concat(data)
           : Buffer.from(data);
+      this.#spend(connection, bytes.length, log);
       if (isBinary) {
         this.files.data(vm.id, bytes);
         return;
@@ -92,7 +175,19 @@ export class AgentHub implements AgentLink {
       const text = bytes.toString('utf8');
       const message = parseAgentMessage(text);
       if (!message) {
-        log.warn({ size: text.length }, 'invalid message from agent ignored');
+        this.counters.invalidMessages += 1;
+        connection.invalid += 1;
+        if (connection.invalid <= 10) {
+          log.warn({ size: text.length }, 'invalid message from agent ignored');
+        }
+        if (connection.invalid > this.#limits.maxInvalidMessages) {
+          this.counters.closedForPolicy += 1;
+          log.warn(
+            { invalid: connection.invalid },
+            'agent disconnected: too many invalid messages',
+          );
+          socket.close(POLICY_VIOLATION, 'too many invalid messages');
+        }
         return;
       }
       if (message.type === 'readFileEnd') {
@@ -107,6 +202,11 @@ export class AgentHub implements AgentLink {
         log.warn({ protocolVersion: message.protocolVersion }, 'agent speaks another protocol');
         socket.close(4001, `protocol version ${CHANNEL_PROTOCOL_VERSION} required`);
         return;
+      }
+      connection.queued += 1;
+      if (connection.queued >= this.#limits.maxQueuedMessages && connection.paused === undefined) {
+        this.counters.queueFull += 1;
+        this.#pause(connection, 'queue');
       }
       connection.queue = connection.queue
         .then(async () => {
@@ -123,9 +223,20 @@ export class AgentHub implements AgentLink {
         })
         .catch((err: unknown) => {
           log.error({ err, type: message.type }, 'agent message failed');
+        })
+        .finally(() => {
+          connection.queued -= 1;
+          // Read again once the backlog is down to a tenth.
+          if (
+            connection.paused === 'queue' &&
+            connection.queued <= this.#limits.maxQueuedMessages / 10
+          ) {
+            this.#resume(connection);
+          }
         });
     });
     socket.on('close', () => {
+      clearTimeout(connection.resumeTimer);
       if (this.#connections.get(vm.id) === connection) {
         this.#connections.delete(vm.id);
         this.files.disconnected(vm.id);
@@ -141,8 +252,72 @@ export class AgentHub implements AgentLink {
     await Promise.all([...this.#connections.values()].map((c) => c.queue));
   }
 
+  /**
+   * Takes one message of `bytes` from the connection's budget (token buckets refilled at the
+   * sustained rates). Over budget, the socket is paused for as long as the refill takes.
+   */
+  #spend(connection: Connection, bytes: number, log: FastifyBaseLogger): void {
+    const limits = this.#limits;
+    const now = performance.now();
+    const elapsed = (now - connection.refilledAt) / 1000;
+    connection.refilledAt = now;
+    connection.messageTokens = Math.min(
+      limits.messageBurst,
+      connection.messageTokens + elapsed * limits.messagesPerSecond,
+    );
+    connection.byteTokens = Math.min(
+      limits.byteBurst,
+      connection.byteTokens + elapsed * limits.bytesPerSecond,
+    );
+    connection.messageTokens -= 1;
+    connection.byteTokens -= bytes;
+    if (connection.messageTokens >= 0 && connection.byteTokens >= 0) return;
+    const waitMs = Math.ceil(
+      1000 *
+        Math.max(
+          -connection.messageTokens / limits.messagesPerSecond,
+          -connection.byteTokens / limits.bytesPerSecond,
+        ),
+    );
+    if (connection.paused === 'budget') return;
+    this.counters.throttled += 1;
+    if (now - connection.lastThrottleLogAt > 10_000) {
+      connection.lastThrottleLogAt = now;
+      log.warn(
+        {
+          waitMs,
+          messagesPerSecond: limits.messagesPerSecond,
+          bytesPerSecond: limits.bytesPerSecond,
+        },
+        'agent throttled: it sends more than its budget',
+      );
+    }
+    this.#pause(connection, 'budget');
+    clearTimeout(connection.resumeTimer);
+    connection.resumeTimer = setTimeout(() => {
+      connection.resumeTimer = undefined;
+      if (connection.paused !== 'budget') return;
+      this.#resume(connection);
+      // Still a backlog for the control plane: keep it paused for that reason instead.
+      if (connection.queued >= this.#limits.maxQueuedMessages) this.#pause(connection, 'queue');
+    }, waitMs);
+    connection.resumeTimer.unref();
+  }
+
+  #pause(connection: Connection, why: 'budget' | 'queue'): void {
+    connection.paused = why;
+    connection.socket.pause();
+  }
+
+  #resume(connection: Connection): void {
+    connection.paused = undefined;
+    connection.socket.resume();
+  }
+
   #pingAll(): void {
     for (const connection of this.#connections.values()) {
+      // A socket the hub is not reading cannot show its pongs; it is held back, not dead.
+      if (connection.paused !== undefined) continue;
       if (!connection.alive) {
         connection.socket.terminate();
         continue;
@@ -155,6 +330,7 @@ export class AgentHub implements AgentLink {
   close(): void {
     clearInterval(this.#ping);
     for (const connection of this.#connections.values()) {
+      clearTimeout(connection.resumeTimer);
       connection.socket.close(1001, 'server shutting down');
     }
     this.#connections.clear();

@@ -15,7 +15,7 @@ import { StorageAccountClient } from '../blob/storage-account.js';
 import { CHANNEL_PATH, ENROLL_PATH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import type { Store } from '../store/store.js';
-import { AgentHub } from './agent-hub.js';
+import { AgentHub, type AgentChannelLimits } from './agent-hub.js';
 import { Authenticator, requireAdmin } from './auth.js';
 import type { ServerContext } from './context.js';
 import { sendError, toWirewatchError } from './error-handler.js';
@@ -70,6 +70,8 @@ export interface BuildServerOptions {
   readonly limiterClock?: () => number;
   /** Caps on WebSocket upgrades in flight and open sockets per token and VM. */
   readonly webSockets?: WebSocketGateOptions;
+  /** What one agent may send on its channel (src/server/agent-hub.ts); defaults there. */
+  readonly agentChannelLimits?: Partial<AgentChannelLimits>;
 }
 
 /** Default requests per API token: far above what the CLI, the SDK or a script polling sends. */
@@ -121,6 +123,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   const hub = new AgentHub({
     log: app.log,
     ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
+    ...(options.agentChannelLimits === undefined ? {} : { limits: options.agentChannelLimits }),
   });
   const control = new ControlPlane({
     store,

@@ -8,7 +8,7 @@ import { WirewatchError } from '../model/errors.js';
 import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { SecretBox } from '../store/secret-box.js';
 import type { Store } from '../store/store.js';
-import { buildServer, type WirewatchServer } from './app.js';
+import { buildServer, type BuildServerOptions, type WirewatchServer } from './app.js';
 import { openSecretsKeys } from './secrets-key.js';
 import { serverNames } from './tls-names.js';
 import { parsePublicUrl } from './public-url.js';
@@ -58,6 +58,7 @@ export interface StartServerOptions {
   readonly webSockets?: WebSocketGateOptions;
   /** The rate limiters' clock (ms, monotonic), for tests. */
   readonly limiterClock?: () => number;
+  readonly agentChannelLimits?: BuildServerOptions['agentChannelLimits'];
 }
 
 export interface RunningServer extends WirewatchServer {
@@ -188,6 +189,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...optional('anonymousRateLimit', rateLimitOf(options.anonymousRateLimit)),
       ...optional('webSockets', options.webSockets),
       ...optional('limiterClock', options.limiterClock),
+      ...(options.agentChannelLimits === undefined
+        ? {}
+        : { agentChannelLimits: options.agentChannelLimits }),
     });
     await server.app.listen({ host, port });
   } catch (err) {
