@@ -9,7 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import {
+  CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
+  MAX_HELLO_SESSIONS,
   type AgentMessage,
   type CaptureAssignment,
   type ObservedSession,
@@ -217,6 +219,8 @@ class AgentImpl implements Agent {
    */
   readonly #unacked = new Map<string, number>();
   readonly #paths = new Set<string>();
+  /** Stopped sessions left out of the last hello (it would not fit), offered after welcome. */
+  #heldBack: string[] = [];
   readonly #listeners = new Set<(event: AgentEvent) => void>();
   /** Waiters for acks, while close() gives the server a moment to take the final states. */
   readonly #ackWaiters = new Set<() => void>();
@@ -311,7 +315,14 @@ class AgentImpl implements Agent {
 
   #sendHello(): void {
     this.#unacked.clear();
-    const sessions = this.sessions();
+    const { sessions, heldBack } = fitHello(this.sessions());
+    if (heldBack.length > 0) {
+      this.#log('warn', 'hello too large; stopped sessions follow it one by one', {
+        inHello: sessions.length,
+        heldBack: heldBack.length,
+      });
+    }
+    this.#heldBack = heldBack;
     for (const s of sessions) if (s.state === 'Stopped') this.#unacked.set(s.sessionId, 1);
     this.#send({
       type: 'hello',
@@ -323,11 +334,26 @@ class AgentImpl implements Agent {
     });
   }
 
+  /** After welcome: the stopped sessions that did not fit in the hello, one message each. */
+  #offerHeldBack(): void {
+    const ids = this.#heldBack;
+    this.#heldBack = [];
+    for (const id of ids) {
+      const entry = this.#journal.get(id);
+      if (entry?.state !== 'Stopped') continue;
+      this.#send(stoppedMessage(entry));
+      if (entry.upload !== undefined && entry.upload.state !== 'Pending') {
+        this.#send({ type: 'uploaded', sessionId: id, upload: uploadReport(entry.upload) });
+      }
+    }
+  }
+
   #onMessage(message: ServerMessage): void {
     this.#emit({ type: 'received', message });
     switch (message.type) {
       case 'welcome':
         this.#log('info', 'in sync with the server', { serverTime: message.serverTime });
+        this.#offerHeldBack();
         return;
       case 'start':
         this.#start(message.assignment);
@@ -575,6 +601,34 @@ class AgentImpl implements Agent {
       this.#ackWaiters.add(check);
     });
   }
+}
+
+/** Room kept in a hello for everything but its sessions. */
+const HELLO_ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * The sessions a hello can carry within CHANNEL_MAX_PAYLOAD_BYTES and MAX_HELLO_SESSIONS: every
+ * running one (the server would otherwise take a running session it does not hear of as lost),
+ * then stopped ones while they fit. The others are held back, to be offered after welcome.
+ */
+export function fitHello(all: readonly ObservedSession[]): {
+  sessions: ObservedSession[];
+  heldBack: string[];
+} {
+  const running = all.filter((s) => s.state === 'Running');
+  const stopped = all.filter((s) => s.state !== 'Running');
+  const sessions: ObservedSession[] = [];
+  const heldBack: string[] = [];
+  let bytes = HELLO_ENVELOPE_BYTES;
+  for (const s of [...running, ...stopped]) {
+    const size = Buffer.byteLength(JSON.stringify(s)) + 1;
+    const fits = sessions.length < MAX_HELLO_SESSIONS && bytes + size <= CHANNEL_MAX_PAYLOAD_BYTES;
+    if (fits || s.state === 'Running') {
+      sessions.push(s);
+      bytes += size;
+    } else heldBack.push(s.sessionId);
+  }
+  return { sessions, heldBack };
 }
 
 /** Data dirs locked by agents of this process. */

@@ -5,6 +5,7 @@
  */
 import WebSocket, { type RawData } from 'ws';
 import {
+  CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PATH,
   parseServerMessage,
   type AgentMessage,
@@ -56,8 +57,8 @@ export interface ChannelClient {
 
 const DEFAULT_DEAD_AFTER_MS = 45_000;
 const HANDSHAKE_TIMEOUT_MS = 15_000;
-/** A frame larger than any valid server message (a `start` with 256 filters is ~1 MiB at most). */
-const MAX_PAYLOAD = 4 * 1024 * 1024;
+/** The channel's limit on one message (a `start` with 256 filters is ~1 MiB at most). */
+const MAX_PAYLOAD = CHANNEL_MAX_PAYLOAD_BYTES;
 
 export function createChannelClient(options: ChannelClientOptions): ChannelClient {
   return new Channel(options);
