@@ -50,6 +50,8 @@ interface SyntheticSession {
   stopTime?: string;
   timer?: NodeJS.Timeout;
   deadline?: NodeJS.Timeout;
+  /** The start failed: no file to report. */
+  wroteNothing?: boolean;
 }
 
 export class SyntheticAgent {
@@ -58,6 +60,8 @@ export class SyntheticAgent {
   agentId: string | undefined;
   readonly received: ServerMessage[] = [];
   readonly sessions = new Map<string, SyntheticSession>();
+  /** Settles with the close code and reason when the current connection closes. */
+  closed: Promise<{ code: number; reason: string }> = new Promise(() => undefined);
   #socket: WebSocket | undefined;
   #welcomed: (() => void) | undefined;
   #listeners = new Set<(m: ServerMessage) => void>();
@@ -88,8 +92,11 @@ export class SyntheticAgent {
     return response;
   }
 
-  /** Opens the channel, sends hello, resolves on welcome. */
-  async connect(): Promise<void> {
+  /**
+   * Opens the channel, sends hello, resolves on welcome. `sessions` replaces what the hello
+   * reports (a lying agent's report); by default it is what this agent runs and has finished.
+   */
+  async connect(options: { readonly sessions?: ObservedSession[] } = {}): Promise<void> {
     if (!this.credential) await this.enroll();
     const url = new URL(CHANNEL_PATH, this.options.serverUrl);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -107,13 +114,19 @@ export class SyntheticAgent {
       );
     });
     socket.on('message', (data: Buffer) => this.#onMessage(data.toString('utf8')));
+    this.closed = new Promise((resolve) =>
+      socket.once('close', (code: number, reason: Buffer) =>
+        resolve({ code, reason: reason.toString('utf8') }),
+      ),
+    );
     this.#send({
       type: 'hello',
       protocolVersion: CHANNEL_PROTOCOL_VERSION,
       agentVersion: 'synthetic',
       hostname: `synthetic-${this.options.name}`,
       captureRoot: this.options.captureRoot ?? '/var/captures',
-      sessions: [...this.sessions.entries()].map(([id, s]) => this.#observed(id, s)),
+      sessions:
+        options.sessions ?? [...this.sessions.entries()].map(([id, s]) => this.#observed(id, s)),
     });
     await welcomed;
   }
@@ -163,7 +176,7 @@ export class SyntheticAgent {
       stopTime: s.stopTime,
       progress: this.#progress(s),
       ...(error ? { error } : {}),
-      files: [s.assignment.filePath],
+      files: s.wroteNothing ? [] : [s.assignment.filePath],
     });
   }
 
@@ -233,6 +246,8 @@ export class SyntheticAgent {
     };
     this.sessions.set(assignment.sessionId, s);
     if (this.options.failStarts) {
+      // As the real agent: a capture that never started wrote no file.
+      s.wroteNothing = true;
       this.finish(assignment.sessionId, 'Error', this.options.failStarts);
       return;
     }
@@ -270,13 +285,30 @@ export class SyntheticAgent {
       progress: this.#progress(s),
       ...(s.stopReason ? { stopReason: s.stopReason } : {}),
       ...(s.stopTime ? { stopTime: s.stopTime } : {}),
-      files: [s.assignment.filePath],
+      files: s.wroteNothing ? [] : [s.assignment.filePath],
     };
   }
 
   /** Sends any message, as a (possibly misbehaving) agent would. */
   send(message: AgentMessage): void {
     this.#send(message);
+  }
+
+  /**
+   * Sends any frame at all — not JSON, breaking the schema, oversized, binary — as a malicious
+   * agent would. Resolves once it is written out (false when the channel is down).
+   */
+  sendRaw(data: string | Buffer): Promise<boolean> {
+    const socket = this.#socket;
+    if (socket?.readyState !== WebSocket.OPEN) return Promise.resolve(false);
+    return new Promise((resolve) =>
+      socket.send(data, { binary: typeof data !== 'string' }, (err) => resolve(!err)),
+    );
+  }
+
+  /** Bytes the channel has accepted but not yet written to the network. */
+  get bufferedAmount(): number {
+    return this.#socket?.bufferedAmount ?? 0;
   }
 
   #send(message: AgentMessage): void {

@@ -1,0 +1,663 @@
+/**
+ * An agent that lies, against a real server (real SQLite) and a real Azurite: it claims blobs
+ * that are another tenant's, another container's or no blob at all (`..`, `%2e%2e`, encoded
+ * slashes), lengths that are not the blob's, files that are not its capture's, sessions of other
+ * VMs and tenants, times that are no time and counts that are no count; it sends oversized
+ * messages and floods the channel. Nothing it says may reach another tenant's capture or another
+ * file, nor take the server down: other agents' captures go on, /healthz answers, queryStatus
+ * and /content never answer 5xx.
+ *
+ * The lying agent is the synthetic one (test/lab/synthetic-agent.ts) driven message by message;
+ * the honest side uploads with the SAS the server gave it, as the real agent does.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import {
+  BlobServiceClient,
+  BlockBlobClient,
+  StorageSharedKeyCredential,
+} from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAzurite, type Azurite } from '../../src/blob/azurite.js';
+import { blobNameOfUrl } from '../../src/blob/storage-account.js';
+import { parseConnectionString } from '../../src/blob/connection-string.js';
+import {
+  CHANNEL_MAX_PAYLOAD_BYTES,
+  CHANNEL_PROTOCOL_VERSION,
+  type CaptureAssignment,
+  type ObservedSession,
+  type ServerMessage,
+} from '../../src/model/channel.js';
+import {
+  API,
+  capturePath,
+  createTenant,
+  startTestServer,
+  vmId,
+  waitFor,
+  type Tenant,
+  type TestServer,
+} from '../lab/control-plane.js';
+import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import { LYING_COUNTS, LYING_TIMES, lyingBlobUrls } from '../support/malicious-agent.js';
+
+const NW = 'NetworkWatcher_westeurope';
+const NW_RG = 'NetworkWatcherRG';
+const SECRET = Buffer.from('VICTIM-CAPTURE-BYTES '.repeat(200));
+
+let azurite: Azurite;
+let azuriteDir: string;
+
+beforeAll(async () => {
+  azuriteDir = await mkdtemp(path.join(tmpdir(), 'ww-malicious-'));
+  azurite = await startAzurite({ dataDir: azuriteDir });
+});
+
+afterAll(async () => {
+  await azurite?.close();
+  if (azuriteDir) await rm(azuriteDir, { recursive: true, force: true });
+});
+
+/** A subscription with the storage account registered and one synthetic agent per VM name. */
+interface Side {
+  readonly tenant: Tenant;
+  readonly agents: Map<string, SyntheticAgent>;
+}
+
+async function side(t: TestServer, vms: Record<string, Partial<SyntheticAgent['options']>>) {
+  const tenant = await createTenant(t, randomUUID());
+  const registered = await t.call(
+    'POST',
+    `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
+    {
+      token: tenant.contributor,
+      body: {
+        name: 'captures',
+        resourceGroup: 'storage',
+        connectionString: azurite.connectionString,
+      },
+    },
+  );
+  expect(registered.status, registered.text).toBe(201);
+  const agents = new Map<string, SyntheticAgent>();
+  for (const [name, options] of Object.entries(vms)) {
+    const agent = new SyntheticAgent({
+      serverUrl: t.url,
+      enrollToken: tenant.enrollToken,
+      subscriptionId: tenant.subscriptionId,
+      resourceGroup: 'Web-RG',
+      name,
+      location: 'westeurope',
+      progressIntervalMs: 200,
+      ...options,
+    });
+    await agent.connect();
+    agents.set(name, agent);
+  }
+  return { tenant, agents } satisfies Side;
+}
+
+function captureUrl(s: Side, name: string, suffix = ''): string {
+  return `${capturePath(s.tenant.subscriptionId, NW_RG, NW, name)}${suffix}?api-version=${API}`;
+}
+
+/** Creates a capture on `vm` and resolves with the assignment its agent got. */
+async function create(
+  t: TestServer,
+  s: Side,
+  vm: string,
+  name: string,
+  properties: Record<string, unknown> = {},
+): Promise<CaptureAssignment> {
+  const agent = s.agents.get(vm)!;
+  const started = agent.next(
+    (m) => m.type === 'start' && m.assignment.resourceId.endsWith(`/${name}`),
+  );
+  const r = await t.call('PUT', captureUrl(s, name), {
+    token: s.tenant.contributor,
+    body: {
+      properties: {
+        target: vmId(s.tenant.subscriptionId, 'Web-RG', vm),
+        storageLocation: {
+          storageId: `/subscriptions/${s.tenant.subscriptionId}/resourceGroups/storage/providers/Microsoft.Storage/storageAccounts/captures`,
+        },
+        ...properties,
+      },
+    },
+  });
+  expect(r.status, r.text).toBe(201);
+  return ((await started) as Extract<ServerMessage, { type: 'start' }>).assignment;
+}
+
+async function status(t: TestServer, s: Side, name: string) {
+  const r = await t.call('POST', captureUrl(s, name, '/queryStatus'), { token: s.tenant.reader });
+  expect(r.status, `queryStatus ${name}: ${r.text}`).toBe(200);
+  return r.body;
+}
+
+async function content(t: TestServer, s: Side, name: string) {
+  const res = await fetch(`${t.url}${captureUrl(s, name, '/content')}`, {
+    headers: { authorization: `Bearer ${s.tenant.reader}` },
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  expect(res.status, `content ${name}: ${body.toString('utf8', 0, 300)}`).toBeLessThan(500);
+  return { status: res.status, body };
+}
+
+async function healthy(t: TestServer): Promise<number> {
+  const started = performance.now();
+  const r = await t.call('GET', '/healthz', { token: '' });
+  expect(r.status).toBe(200);
+  return performance.now() - started;
+}
+
+/** A Stopped session as an agent reports it in hello. */
+function stoppedObserved(sessionId: string, extra: Partial<ObservedSession> = {}): ObservedSession {
+  const now = new Date().toISOString();
+  return {
+    sessionId,
+    state: 'Stopped',
+    startTime: now,
+    stopTime: now,
+    stopReason: 'ManualIntervention',
+    progress: { packets: 1, bytes: 100, kernelDrops: 0, at: now },
+    ...extra,
+  };
+}
+
+describe('an agent that lies', () => {
+  let t: TestServer;
+  let victim: Side;
+  let attacker: Side;
+  let victimBlob: { url: string; name: string };
+  let otherContainer: { container: string; blob: string };
+
+  beforeAll(async () => {
+    t = await startTestServer({ sweepIntervalMs: 200 });
+    victim = await side(t, { 'Victim-01': {} });
+    attacker = await side(t, {
+      'Liar-01': {},
+      'Liar-02': {},
+      'Refuser-01': {
+        failStarts: {
+          code: 'LocalFileFailed',
+          message: 'filePath: cannot create a new capture file',
+        },
+      },
+    });
+    // The victim's finished, uploaded capture: the prize.
+    const a = await create(t, victim, 'Victim-01', 'victim-stored');
+    await new BlockBlobClient(`${a.blob!.url}?${a.blob!.sas}`).upload(SECRET, SECRET.length);
+    victim.agents.get('Victim-01')!.finish(a.sessionId, 'ManualIntervention');
+    victim.agents.get('Victim-01')!.send({
+      type: 'uploaded',
+      sessionId: a.sessionId,
+      upload: { state: 'Completed', blobs: [{ url: a.blob!.url, size: SECRET.length }] },
+    });
+    await waitFor(
+      () => status(t, victim, 'victim-stored'),
+      (s) => s.uploadState === 'Completed',
+    );
+    victimBlob = { url: a.blob!.url, name: blobNameOfUrl(azurite.blobEndpoint, a.blob!.url)! };
+    // A blob in another container of the same account.
+    const account = parseConnectionString(azurite.connectionString);
+    const service = new BlobServiceClient(
+      account.blobEndpoint,
+      new StorageSharedKeyCredential(account.accountName, account.accountKey),
+    );
+    otherContainer = { container: `secrets${Date.now()}`, blob: 'key.txt' };
+    const container = service.getContainerClient(otherContainer.container);
+    await container.create();
+    await container.getBlockBlobClient(otherContainer.blob).upload(SECRET, SECRET.length);
+  });
+
+  afterAll(async () => {
+    for (const s of [victim, attacker]) {
+      for (const agent of s?.agents.values() ?? []) await agent.close();
+    }
+    await t?.close();
+  });
+
+  const liar = () => attacker.agents.get('Liar-01')!;
+
+  /** The lying URLs for a capture of the attacker's whose blob is `own`. */
+  const lies = (own: string) =>
+    lyingBlobUrls({
+      own,
+      endpoint: azurite.blobEndpoint,
+      victimName: victimBlob.name,
+      otherContainer: otherContainer.container,
+      otherBlob: otherContainer.blob,
+    });
+
+  it("claims another tenant's or another container's blob in `uploaded`: the upload fails, nothing of it is served", async () => {
+    const probe = await create(t, attacker, 'Liar-01', 'probe');
+    const variants = lies(probe.blob!.url);
+    for (const [i, lie] of variants.entries()) {
+      const name = `lie-uploaded-${i}`;
+      const a = await create(t, attacker, 'Liar-01', name);
+      liar().finish(a.sessionId, 'ManualIntervention');
+      liar().send({
+        type: 'uploaded',
+        sessionId: a.sessionId,
+        upload: { state: 'Completed', blobs: [{ url: lie.url, size: SECRET.length }] },
+      });
+      const s = await waitFor(
+        () => status(t, attacker, name),
+        (x) => x.uploadState !== 'Pending',
+      );
+      expect(s.uploadState, lie.label).toBe('Failed');
+      expect(s.blobs, lie.label).toEqual([]);
+      const got = await content(t, attacker, name);
+      expect(got.body.includes(SECRET.subarray(0, 40)), lie.label).toBe(false);
+    }
+  });
+
+  it('claims them in `hello` (the path without a check before): Failed too, for single files and rings', async () => {
+    for (const continuous of [false, true]) {
+      const probe = await create(t, attacker, 'Liar-01', `probe-hello-${continuous}`, {
+        ...(continuous
+          ? {
+              continuousCapture: true,
+              captureSettings: {
+                fileCount: 2,
+                fileSizeInBytes: 100000,
+                sessionTimeLimitInSeconds: 60,
+              },
+            }
+          : {}),
+      });
+      liar().finish(probe.sessionId, 'ManualIntervention');
+      const variants = lies(probe.blob!.url);
+      const sessions: ObservedSession[] = [];
+      const names: string[] = [];
+      for (const [i, lie] of variants.entries()) {
+        const name = `lie-hello-${continuous}-${i}`;
+        const a = await create(t, attacker, 'Liar-01', name, {
+          ...(continuous
+            ? {
+                continuousCapture: true,
+                captureSettings: {
+                  fileCount: 2,
+                  fileSizeInBytes: 100000,
+                  sessionTimeLimitInSeconds: 60,
+                },
+              }
+            : {}),
+        });
+        // Each lie made for this capture's own URL.
+        const own = lies(a.blob!.url)[i]!;
+        expect(own.label).toBe(lie.label);
+        names.push(name);
+        sessions.push(
+          stoppedObserved(a.sessionId, {
+            upload: { state: 'Completed', blobs: [{ url: own.url, size: SECRET.length }] },
+          }),
+        );
+      }
+      await liar().disconnect();
+      await liar().connect({ sessions });
+      for (const [i, name] of names.entries()) {
+        const s = await waitFor(
+          () => status(t, attacker, name),
+          (x) => x.uploadState !== 'Pending',
+        );
+        expect(
+          [s.uploadState, s.blobs],
+          `${continuous ? 'ring' : 'single'}: ${variants[i]!.label}`,
+        ).toEqual(['Failed', []]);
+        const got = await content(t, attacker, name);
+        expect(got.body.includes(SECRET.subarray(0, 40))).toBe(false);
+      }
+    }
+    // The victim's capture is as it was.
+    const v = await status(t, victim, 'victim-stored');
+    expect(v).toMatchObject({
+      uploadState: 'Completed',
+      blobs: [{ url: victimBlob.url, size: SECRET.length }],
+    });
+  });
+
+  it('lies about lengths: short or huge is Failed; the truth is Completed with the length storage holds', async () => {
+    const cases = [
+      { name: 'short', size: 500, state: 'Failed' },
+      { name: 'huge', size: 2 ** 40, state: 'Failed' },
+      { name: 'true-length', size: 1000, state: 'Completed' },
+    ];
+    const sessions: ObservedSession[] = [];
+    for (const c of cases) {
+      const a = await create(t, attacker, 'Liar-01', `len-${c.name}`);
+      await new BlockBlobClient(`${a.blob!.url}?${a.blob!.sas}`).upload(
+        Buffer.alloc(1000, 1),
+        1000,
+      );
+      sessions.push(
+        stoppedObserved(a.sessionId, {
+          upload: { state: 'Completed', blobs: [{ url: a.blob!.url, size: c.size }] },
+        }),
+      );
+    }
+    await liar().disconnect();
+    await liar().connect({ sessions });
+    for (const c of cases) {
+      const s = await waitFor(
+        () => status(t, attacker, `len-${c.name}`),
+        (x) => x.uploadState !== 'Pending',
+      );
+      expect(s.uploadState, c.name).toBe(c.state);
+      if (c.state === 'Completed') {
+        expect(s.blobs).toEqual([{ url: expect.stringMatching(/\.cap$/), size: 1000 }]);
+        const got = await content(t, attacker, `len-${c.name}`);
+        expect([got.status, got.body.length]).toEqual([200, 1000]);
+      } else {
+        expect(s.packetCaptureErrorDetails).toContainEqual({
+          code: 'StorageFailed',
+          message: expect.stringContaining('holds 1000 bytes'),
+        });
+      }
+    }
+  });
+
+  it('speaks of sessions of another VM and another tenant: nothing of theirs changes', async () => {
+    const honest = victim.agents.get('Victim-01')!;
+    const v = await create(t, victim, 'Victim-01', 'victim-running');
+    await waitFor(
+      () => status(t, victim, 'victim-running'),
+      (s) => s.packetCaptureStatus === 'Running',
+    );
+    const own = await create(t, attacker, 'Liar-02', 'neighbour-running');
+    const at = new Date().toISOString();
+    const progress = { packets: 999_999, bytes: 999_999, kernelDrops: 0, at };
+    for (const sessionId of [v.sessionId, own.sessionId]) {
+      liar().send({ type: 'started', sessionId, startTime: at });
+      liar().send({ type: 'progress', sessionId, progress });
+      liar().send({ type: 'blobGrantRequest', sessionId, fileIndex: 1 });
+      liar().send({
+        type: 'uploaded',
+        sessionId,
+        upload: { state: 'Completed', blobs: [{ url: victimBlob.url, size: SECRET.length }] },
+      });
+      liar().send({
+        type: 'stopped',
+        sessionId,
+        stopReason: 'Error',
+        stopTime: at,
+        progress,
+        files: ['/etc/shadow'],
+        error: { code: 'CaptureFailed', message: 'lies' },
+      });
+    }
+    // And in a hello, as finished and uploaded.
+    await liar().disconnect();
+    await liar().connect({
+      sessions: [v.sessionId, own.sessionId].map((id) =>
+        stoppedObserved(id, {
+          files: ['/etc/shadow'],
+          upload: { state: 'Completed', blobs: [{ url: victimBlob.url, size: SECRET.length }] },
+        }),
+      ),
+    });
+    await t.server.hub.drain();
+    await new Promise((r) => setTimeout(r, 500));
+    for (const [s, name] of [
+      [victim, 'victim-running'],
+      [attacker, 'neighbour-running'],
+    ] as const) {
+      const x = await status(t, s, name);
+      expect(x.packetCaptureStatus, name).toBe('Running');
+      expect(x.packetsCaptured, name).toBeLessThan(999_999);
+      expect(x.uploadState, name).toBe('Pending');
+      expect(x.blobs, name).toEqual([]);
+    }
+    expect(liar().received.some((m) => m.type === 'blobGrant')).toBe(false);
+    // The honest agents' captures go on.
+    honest.finish(v.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => status(t, victim, 'victim-running'),
+      (s) => s.packetCaptureStatus === 'Stopped',
+    );
+  });
+
+  it("a create naming another capture's file records no file; /content never asks the agent for it", async () => {
+    const refuser = attacker.agents.get('Refuser-01')!;
+    const target = '/var/captures/victims-capture.cap';
+    await create(t, attacker, 'Refuser-01', 'names-a-file', {
+      storageLocation: { filePath: target },
+    });
+    const s = await waitFor(
+      () => status(t, attacker, 'names-a-file'),
+      (x) => x.packetCaptureStatus === 'Error',
+    );
+    expect(s.files).toEqual([]);
+    expect(s.packetCaptureError).toEqual(['LocalFileFailed']);
+    const got = await content(t, attacker, 'names-a-file');
+    expect(got.status).toBe(410);
+    expect(refuser.received.some((m) => m.type === 'readFile')).toBe(false);
+
+    // A lying agent's files: only those named as the capture's plan names them are kept.
+    const mine = '/var/captures/lies/mine.cap';
+    const a = await create(t, attacker, 'Liar-01', 'lying-files', {
+      storageLocation: { filePath: mine },
+    });
+    liar().send({
+      type: 'stopped',
+      sessionId: a.sessionId,
+      stopReason: 'ManualIntervention',
+      stopTime: new Date().toISOString(),
+      progress: { packets: 1, bytes: 1, kernelDrops: 0, at: new Date().toISOString() },
+      files: [
+        '/etc/shadow',
+        '/var/captures/lies/../other.cap',
+        '/var/captures/other/mine.cap',
+        target,
+        '/var/captures/lies/mine_1.cap',
+        mine,
+      ],
+    });
+    const stopped = await waitFor(
+      () => status(t, attacker, 'lying-files'),
+      (x) => x.packetCaptureStatus === 'Stopped',
+    );
+    expect(stopped.files).toEqual([mine]);
+  });
+
+  it('reports times that are no time and counts that are no count: refused; queryStatus keeps answering', async () => {
+    const a = await create(t, attacker, 'Liar-02', 'bad-times');
+    const liar2 = attacker.agents.get('Liar-02')!;
+    await waitFor(
+      () => status(t, attacker, 'bad-times'),
+      (s) => s.packetCaptureStatus === 'Running',
+    );
+    const invalidBefore = t.server.hub.counters.invalidMessages;
+    const good = new Date().toISOString();
+    const frames: unknown[] = [];
+    for (const time of LYING_TIMES) {
+      frames.push({ type: 'started', sessionId: a.sessionId, startTime: time });
+      frames.push({
+        type: 'progress',
+        sessionId: a.sessionId,
+        progress: { packets: 1, bytes: 1, kernelDrops: 0, at: time },
+      });
+      frames.push({
+        type: 'stopped',
+        sessionId: a.sessionId,
+        stopReason: 'ManualIntervention',
+        stopTime: time,
+        progress: { packets: 1, bytes: 1, kernelDrops: 0, at: good },
+        files: [],
+      });
+      frames.push({
+        type: 'hello',
+        protocolVersion: CHANNEL_PROTOCOL_VERSION,
+        agentVersion: 'liar',
+        hostname: 'liar',
+        captureRoot: '/var/captures',
+        sessions: [stoppedObserved(a.sessionId, { stopTime: time })],
+      });
+    }
+    for (const count of LYING_COUNTS) {
+      frames.push({
+        type: 'progress',
+        sessionId: a.sessionId,
+        progress: { packets: count, bytes: 1, kernelDrops: 0, at: good },
+      });
+      frames.push({ type: 'blobGrantRequest', sessionId: a.sessionId, fileIndex: count });
+    }
+    for (const frame of frames) await liar2.sendRaw(JSON.stringify(frame));
+    await liar2.sendRaw('{"type":"progress",'); // not JSON
+    await liar2.sendRaw(Buffer.from('binary frame for no read at all, longer than an id'));
+    await waitFor(
+      () => Promise.resolve(t.server.hub.counters.invalidMessages - invalidBefore),
+      (n) => n >= frames.length + 1,
+    );
+    const s = await status(t, attacker, 'bad-times');
+    expect(s.packetCaptureStatus).toBe('Running');
+    expect(Number.isNaN(Date.parse(s.captureStartTime))).toBe(false);
+    const list = await t.call(
+      'GET',
+      `${capturePath(attacker.tenant.subscriptionId, NW_RG, NW, '').replace(/\/$/, '')}?api-version=${API}`,
+      { token: attacker.tenant.reader },
+    );
+    expect(list.status).toBe(200);
+    // Still connected and heard: a real stop ends it.
+    liar2.finish(a.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => status(t, attacker, 'bad-times'),
+      (x) => x.packetCaptureStatus === 'Stopped',
+    );
+  });
+
+  it('sends a message larger than the channel allows: disconnected; the server and other agents go on', async () => {
+    const big = new SyntheticAgent({ ...liar().options, name: 'Big-01' });
+    await big.connect();
+    try {
+      const closed = big.closed;
+      await big.sendRaw(Buffer.alloc(CHANNEL_MAX_PAYLOAD_BYTES + 1, 0x20).toString('latin1'));
+      expect((await closed).code).toBe(1009);
+      expect(await healthy(t)).toBeLessThan(2000);
+      // Another agent still works: a capture starts on it.
+      await create(t, victim, 'Victim-01', 'after-big');
+      // And the big one may come back (its credential is not revoked for this).
+      await big.connect();
+    } finally {
+      await big.close();
+    }
+  });
+});
+
+describe('an agent that floods', () => {
+  let t: TestServer;
+  let victim: Side;
+  let flooder: Side;
+
+  beforeAll(async () => {
+    t = await startTestServer({
+      agentChannelLimits: {
+        messagesPerSecond: 1000,
+        messageBurst: 1000,
+        maxInvalidMessages: 50,
+      },
+    });
+    victim = await side(t, { 'Victim-01': {} });
+    flooder = await side(t, { 'Flood-01': {}, 'Flood-02': {} });
+  });
+
+  afterAll(async () => {
+    for (const s of [victim, flooder]) {
+      for (const agent of s?.agents.values() ?? []) await agent.close();
+    }
+    await t?.close();
+  });
+
+  it('is throttled past its budget, while another tenant creates and starts captures as usual', async () => {
+    const agent = flooder.agents.get('Flood-01')!;
+    const a = await create(t, flooder, 'Flood-01', 'flooding');
+    const progress = (n: number) =>
+      JSON.stringify({
+        type: 'progress',
+        sessionId: a.sessionId,
+        progress: { packets: n, bytes: n, kernelDrops: 0, at: new Date().toISOString() },
+      });
+    const throttledBefore = t.server.hub.counters.throttled;
+    const floodStart = performance.now();
+    const sent = (async () => {
+      for (let i = 0; i < 30_000; i++) {
+        void agent.sendRaw(progress(i));
+        if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
+      }
+    })();
+    const started = performance.now();
+    await create(t, victim, 'Victim-01', 'during-flood');
+    const createMs = performance.now() - started;
+    const healthMs = await healthy(t);
+    await sent;
+    await waitFor(
+      () => Promise.resolve(t.server.hub.counters.throttled - throttledBefore),
+      (n) => n >= 1,
+    );
+    // 30,000 messages at 1,000/s: what the server has handled so far is within the budget (a
+    // burst of 1,000, then 1,000/s, plus what one read of the socket held when it was paused).
+    const handled = (await status(t, flooder, 'flooding')).packetsCaptured as number;
+    const elapsedS = (performance.now() - floodStart) / 1000;
+    expect(handled).toBeLessThan(1000 + 1000 * elapsedS + 2000);
+    expect(handled).toBeLessThan(29_999);
+    console.log(
+      `flood: victim's create→start ${createMs.toFixed(0)} ms, /healthz ${healthMs.toFixed(0)} ms, throttled ${t.server.hub.counters.throttled - throttledBefore}×`,
+    );
+    expect(createMs).toBeLessThan(3000);
+    expect(healthMs).toBeLessThan(1000);
+  });
+
+  it('sending invalid messages over and over is disconnected with a reason', async () => {
+    const agent = flooder.agents.get('Flood-02')!;
+    const closed = agent.closed;
+    for (let i = 0; i < 60; i++) await agent.sendRaw(`{"type":"nothing-${i}"}`);
+    expect(await closed).toEqual({ code: 1008, reason: 'too many invalid messages' });
+    expect(t.server.hub.counters.closedForPolicy).toBeGreaterThanOrEqual(1);
+    expect(await healthy(t)).toBeLessThan(1000);
+  });
+
+  it('a big but legal hello (10,000 sessions) does not hold up the event loop', async () => {
+    const agent = new SyntheticAgent({
+      ...flooder.agents.get('Flood-01')!.options,
+      name: 'Big-Hello',
+    });
+    await agent.enroll();
+    const at = new Date().toISOString();
+    const sessions: ObservedSession[] = Array.from({ length: 10_000 }, () => ({
+      sessionId: randomUUID(),
+      state: 'Running',
+      startTime: at,
+      progress: { packets: 123456, bytes: 12345678, kernelDrops: 0, at },
+      files: [`/var/captures/some/folder/packetcapture_${randomUUID()}.cap`],
+    }));
+    const size = Buffer.byteLength(JSON.stringify(sessions));
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    const health: number[] = [];
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        health.push(await healthy(t));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    delay.enable();
+    const started = performance.now();
+    await agent.connect({ sessions });
+    const helloMs = performance.now() - started;
+    delay.disable();
+    polling = false;
+    await poll;
+    await agent.close();
+    const maxDelayMs = delay.max / 1e6;
+    console.log(
+      `big hello: ${sessions.length} sessions, ${(size / 1024 / 1024).toFixed(1)} MiB, welcomed after ${helloMs.toFixed(0)} ms; event-loop delay max ${maxDelayMs.toFixed(0)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(0)} ms; /healthz max ${Math.max(...health).toFixed(0)} ms over ${health.length} requests`,
+    );
+    expect(size).toBeLessThan(CHANNEL_MAX_PAYLOAD_BYTES);
+    // One JSON.parse and schema check of the whole message is the longest step left.
+    expect(maxDelayMs).toBeLessThan(750);
+  });
+});
