@@ -367,6 +367,43 @@ describe('the channel', () => {
     expect(stopped.error?.code).toBe('InvalidCapturePath');
   });
 
+  it('refuses a path that holds a file as it refuses any unusable path, and never serves that file', async () => {
+    const agent = await start();
+    await server.waitFor('hello');
+    const root = path.join(dir, 'captures');
+    await mkdir(root, { recursive: true });
+    const secret = path.join(root, 'someone-elses.cap');
+    await writeFile(secret, 'not yours', { mode: 0o600 });
+    const taken = assignment({ filePath: secret });
+    // A folder on the way is a file: mkdir fails with ENOTDIR rather than EEXIST.
+    const blocked = assignment({ filePath: path.join(secret, 'x.cap') });
+    const refusals = [];
+    for (const a of [taken, blocked]) {
+      server.send({ type: 'start', assignment: a });
+      const stopped = await server.waitFor('stopped', (m) => m.sessionId === a.sessionId);
+      expect(stopped.files).toEqual([]);
+      refusals.push({ ...stopped.error, message: stopped.error?.message.replace(a.filePath, 'P') });
+    }
+    // The same refusal, which says nothing of what lies there.
+    expect(refusals[0]).toEqual(refusals[1]);
+    expect(refusals[0]?.code).toBe('LocalFileFailed');
+    expect(refusals[0]?.message).not.toMatch(/exist|ENOTDIR|EEXIST|not a directory/i);
+
+    const read = async (sessionId: string) => {
+      const requestId = randomUUID();
+      server.send({ type: 'readFile', requestId, sessionId, path: secret, offset: 0 });
+      return server.waitFor('readFileEnd', (m) => m.requestId === requestId);
+    };
+    // Not while the agent knows the session, not once it has forgotten it, not for a session
+    // it never ran.
+    expect((await read(taken.sessionId)).error?.code).toBe('InvalidCapturePath');
+    server.send({ type: 'ack', sessionId: taken.sessionId });
+    await until(() => !agent.sessions().some((s) => s.sessionId === taken.sessionId));
+    expect((await read(taken.sessionId)).error?.code).toBe('InvalidCapturePath');
+    expect((await read(randomUUID())).error?.code).toBe('InvalidCapturePath');
+    expect(server.invalid.some((frame) => frame.includes('not yours'))).toBe(false);
+  });
+
   it('ignores invalid messages and stays connected', async () => {
     const agent = await start();
     await server.waitFor('hello');

@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { prepareCapturePath } from '../capture/capture-path.js';
+import { checkCapturePath, prepareCapturePath } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
 import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from '../capture/limits.js';
 import { existingRingFiles } from '../capture/ring-buffer.js';
@@ -195,7 +195,9 @@ export class SessionRunner {
       // The session's errors are for every Reader of the capture: a refused path reads the same
       // whatever the reason (a file is there, another capture writes it, a link, a permission),
       // so a create cannot be used to learn what lies under the capture root. The log keeps why.
-      const error = isPathRefusal(err) ? pathRefused(a.filePath) : detail;
+      const error = isPathRefusal(err, a.filePath, o.captureRoot)
+        ? pathRefused(a.filePath)
+        : detail;
       await this.#finish({ reason: 'Error', error });
       if (claimed !== undefined) o.releasePath(claimed);
       return;
@@ -298,13 +300,25 @@ export function stoppedMessage(entry: JournalEntry): AgentMessage {
   };
 }
 
-/** A failure to take the capture's path (anything the runner names `filePath` as the cause of). */
-function isPathRefusal(err: unknown): boolean {
+/**
+ * A failure to take the capture's path that depends on what is on the disk (a file is there,
+ * another capture writes it, a symbolic link, a permission). A path that breaks a rule on its
+ * own (not absolute, outside the capture root, not .cap) says nothing of the disk and keeps its
+ * precise message.
+ */
+function isPathRefusal(err: unknown, filePath: string, captureRoot: string): boolean {
+  if (!(err instanceof WirewatchError)) return false;
+  if (err.code === 'InvalidCapturePath') {
+    try {
+      checkCapturePath(filePath, captureRoot);
+    } catch {
+      return false;
+    }
+    return true;
+  }
   return (
-    err instanceof WirewatchError &&
-    (err.target === 'filePath' ||
-      err.code === 'InvalidCapturePath' ||
-      (err.code === 'LocalFileFailed' && /\bcannot create\b/.test(err.message)))
+    err.code === 'LocalFileFailed' &&
+    (err.target === 'filePath' || /\bcannot create\b/.test(err.message))
   );
 }
 
