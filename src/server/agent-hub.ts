@@ -2,8 +2,10 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { AgentLink, ControlPlane } from '../control/control-plane.js';
 import {
+  BINARY_FRAME_ID_LENGTH,
   CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
+  MAX_BINARY_FRAME_DATA,
   parseAgentMessage,
   type ServerMessage,
 } from '../model/channel.js';
@@ -169,25 +171,18 @@ export class AgentHub implements AgentLink {
           : Buffer.from(data);
       this.#spend(connection, bytes.length, log);
       if (isBinary) {
+        // No agent sends a larger frame (src/model/channel.ts); one that does is not heard.
+        if (bytes.length > BINARY_FRAME_ID_LENGTH + MAX_BINARY_FRAME_DATA) {
+          this.#invalid(connection, bytes.length, log);
+          return;
+        }
         this.files.data(vm.id, bytes);
         return;
       }
       const text = bytes.toString('utf8');
       const message = parseAgentMessage(text);
       if (!message) {
-        this.counters.invalidMessages += 1;
-        connection.invalid += 1;
-        if (connection.invalid <= 10) {
-          log.warn({ size: text.length }, 'invalid message from agent ignored');
-        }
-        if (connection.invalid > this.#limits.maxInvalidMessages) {
-          this.counters.closedForPolicy += 1;
-          log.warn(
-            { invalid: connection.invalid },
-            'agent disconnected: too many invalid messages',
-          );
-          socket.close(POLICY_VIOLATION, 'too many invalid messages');
-        }
+        this.#invalid(connection, text.length, log);
         return;
       }
       if (message.type === 'readFileEnd') {
@@ -302,6 +297,18 @@ export class AgentHub implements AgentLink {
       if (connection.queued >= this.#limits.maxQueuedMessages) this.#pause(connection, 'queue');
     }, waitMs);
     connection.resumeTimer.unref();
+  }
+
+  /** Counts an invalid message; past the limit the connection is closed. */
+  #invalid(connection: Connection, size: number, log: FastifyBaseLogger): void {
+    this.counters.invalidMessages += 1;
+    connection.invalid += 1;
+    if (connection.invalid <= 10) log.warn({ size }, 'invalid message from agent ignored');
+    if (connection.invalid === this.#limits.maxInvalidMessages + 1) {
+      this.counters.closedForPolicy += 1;
+      log.warn({ invalid: connection.invalid }, 'agent disconnected: too many invalid messages');
+      connection.socket.close(POLICY_VIOLATION, 'too many invalid messages');
+    }
   }
 
   #pause(connection: Connection, why: 'budget' | 'queue'): void {

@@ -25,8 +25,10 @@ import { startAzurite, type Azurite } from '../../src/blob/azurite.js';
 import { blobNameOfUrl } from '../../src/blob/storage-account.js';
 import { parseConnectionString } from '../../src/blob/connection-string.js';
 import {
+  BINARY_FRAME_ID_LENGTH,
   CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
+  MAX_BINARY_FRAME_DATA,
   type CaptureAssignment,
   type ObservedSession,
   type ServerMessage,
@@ -509,9 +511,11 @@ describe('an agent that lies', () => {
     for (const frame of frames) await liar2.sendRaw(JSON.stringify(frame));
     await liar2.sendRaw('{"type":"progress",'); // not JSON
     await liar2.sendRaw(Buffer.from('binary frame for no read at all, longer than an id'));
+    // A binary frame larger than any the agent sends (a file read's or a stream's).
+    await liar2.sendRaw(Buffer.alloc(BINARY_FRAME_ID_LENGTH + MAX_BINARY_FRAME_DATA + 1, 0x41));
     await waitFor(
       () => Promise.resolve(t.server.hub.counters.invalidMessages - invalidBefore),
-      (n) => n >= frames.length + 1,
+      (n) => n >= frames.length + 2,
     );
     const s = await status(t, attacker, 'bad-times');
     expect(s.packetCaptureStatus).toBe('Running');
@@ -527,6 +531,46 @@ describe('an agent that lies', () => {
     await waitFor(
       () => status(t, attacker, 'bad-times'),
       (x) => x.packetCaptureStatus === 'Stopped',
+    );
+  });
+
+  it('a Completed upload that storage cannot confirm now stays Pending, unacknowledged, until storage answers', async () => {
+    const honest = victim.agents.get('Victim-01')!;
+    const a = await create(t, victim, 'Victim-01', 'storage-down');
+    await new BlockBlobClient(`${a.blob!.url}?${a.blob!.sas}`).upload(Buffer.alloc(1000, 2), 1000);
+    const acks = () =>
+      honest.received.filter((m) => m.type === 'ack' && m.sessionId === a.sessionId).length;
+    honest.finish(a.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => Promise.resolve(acks()),
+      (n) => n === 1,
+    );
+    await azurite.stop();
+    try {
+      honest.send({
+        type: 'uploaded',
+        sessionId: a.sessionId,
+        upload: { state: 'Completed', blobs: [{ url: a.blob!.url, size: 1000 }] },
+      });
+      // Several sweeps find storage still down.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect((await status(t, victim, 'storage-down')).uploadState).toBe('Pending');
+      expect(acks()).toBe(1);
+    } finally {
+      await azurite.start();
+    }
+    const s = await waitFor(
+      () => status(t, victim, 'storage-down'),
+      (x) => x.uploadState !== 'Pending',
+      30_000,
+    );
+    expect(s).toMatchObject({
+      uploadState: 'Completed',
+      blobs: [{ url: a.blob!.url, size: 1000 }],
+    });
+    await waitFor(
+      () => Promise.resolve(acks()),
+      (n) => n === 2,
     );
   });
 
