@@ -166,6 +166,28 @@ describe('blob URLs', () => {
       'a b/c.cap',
     );
   });
+
+  it('blobNameOfUrl refuses names that storage would resolve elsewhere; so do reads and SAS', async () => {
+    const prefix = `${azurite.blobEndpoint}/${CAPTURE_CONTAINER}`;
+    // Dot segments the URL parser resolves itself leave a plain name, or leave the container.
+    expect(client.blobNameOfUrl(`${prefix}/a/.%2E/x.cap`)).toBe('x.cap');
+    for (const rest of [
+      'a/%2e%2e/%2e%2e/other/x.cap',
+      'a/..%2F..%2Fother%2Fx.cap',
+      'a%2F..%2F..%2Fx.cap',
+      'a//x.cap',
+      'a/b%5C..%5Cx.cap',
+    ]) {
+      expect(client.blobNameOfUrl(`${prefix}/${rest}`), rest).toBeUndefined();
+    }
+    for (const name of ['a/../x.cap', './x.cap', 'a//x.cap', '/x.cap', '..']) {
+      expect(() => client.blobUrl(name), name).toThrow(RangeError);
+      expect(() => client.mintWriteSas(name, new Date(Date.now() + 60_000)), name).toThrow(
+        RangeError,
+      );
+      await expect(client.blobSize(name), name).rejects.toThrow(RangeError);
+    }
+  });
 });
 
 describe('the write SAS', () => {

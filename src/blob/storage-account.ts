@@ -159,10 +159,9 @@ export class StorageAccountClient {
 
   /** The committed blob's length; undefined when there is no such blob. */
   async blobSize(blobName: string): Promise<number | undefined> {
+    const blob = this.#container.getBlockBlobClient(checkBlobName(blobName));
     try {
-      const props = await this.#container
-        .getBlockBlobClient(checkBlobName(blobName))
-        .getProperties({ abortSignal: AbortSignal.timeout(this.#timeoutMs) });
+      const props = await blob.getProperties({ abortSignal: AbortSignal.timeout(this.#timeoutMs) });
       return props.contentLength ?? 0;
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 404) return undefined;
@@ -187,11 +186,10 @@ export class StorageAccountClient {
     if (count !== undefined && (!Number.isSafeInteger(count) || count <= 0)) {
       throw new RangeError('download: range.count must be a whole number > 0');
     }
+    const blob = this.#container.getBlockBlobClient(checkBlobName(blobName));
     let response;
     try {
-      response = await this.#container
-        .getBlockBlobClient(checkBlobName(blobName))
-        .download(offset, count);
+      response = await blob.download(offset, count);
     } catch (err) {
       if (err instanceof RestError && err.statusCode === 404) {
         throw new WirewatchError(
