@@ -131,6 +131,7 @@ export class ControlPlane {
   readonly #deadlines = new Map<string, { vmId: string; deadlineMs: number }>();
   /** Completed uploads storage could not confirm yet, by session id (see #recordUpload). */
   readonly #uploadChecks = new Map<string, { vmId: string; report: UploadReport }>();
+  #retryingUploads = false;
   /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
   readonly #lastBlobTime = new Map<string, number>();
   /** Live progress by session id; the store gets it every progressPersistMs and at the end. */
@@ -511,6 +512,17 @@ export class ControlPlane {
    * each checked one is recorded and acknowledged to its agent. Returns how many were settled.
    */
   async retryUploadChecks(): Promise<number> {
+    // One pass at a time: with storage down a pass can outlast the sweep interval.
+    if (this.#retryingUploads) return 0;
+    this.#retryingUploads = true;
+    try {
+      return await this.#retryUploadChecks();
+    } finally {
+      this.#retryingUploads = false;
+    }
+  }
+
+  async #retryUploadChecks(): Promise<number> {
     let settled = 0;
     for (const [sessionId, { vmId, report }] of [...this.#uploadChecks]) {
       const session = await this.store.getSessionById(sessionId);
