@@ -610,12 +610,14 @@ const HELLO_ENVELOPE_BYTES = 64 * 1024;
  * The sessions a hello can carry within CHANNEL_MAX_PAYLOAD_BYTES and MAX_HELLO_SESSIONS: every
  * running one (the server would otherwise take a running session it does not hear of as lost),
  * then stopped ones while they fit. The others are held back, to be offered after welcome.
+ * Running sessions go without their files and the blobs of their pending upload, which the
+ * server reads only from a session's end, so that all of them fit: 10,000 take about 3 MiB.
  */
 export function fitHello(all: readonly ObservedSession[]): {
   sessions: ObservedSession[];
   heldBack: string[];
 } {
-  const running = all.filter((s) => s.state === 'Running');
+  const running = all.filter((s) => s.state === 'Running').map(withoutBulk);
   const stopped = all.filter((s) => s.state !== 'Running');
   const sessions: ObservedSession[] = [];
   const heldBack: string[] = [];
@@ -629,6 +631,11 @@ export function fitHello(all: readonly ObservedSession[]): {
     } else heldBack.push(s.sessionId);
   }
   return { sessions, heldBack };
+}
+
+function withoutBulk(s: ObservedSession): ObservedSession {
+  const { files: _files, ...rest } = s;
+  return s.upload?.state === 'Pending' ? { ...rest, upload: { ...s.upload, blobs: [] } } : rest;
 }
 
 /** Data dirs locked by agents of this process. */
