@@ -30,6 +30,26 @@ export class ServerMetrics {
         this.set(hub.connectedCount);
       },
     });
+    const counted: Record<string, number> = {};
+    new Counter({
+      name: 'wirewatch_agent_channel_limits_total',
+      help: 'Agents held back on their channel, by reason: throttled (over budget), queueFull (control plane behind), invalidMessage, closedForPolicy',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        const now: Record<string, number> = {
+          throttled: hub.counters.throttled,
+          queueFull: hub.counters.queueFull,
+          invalidMessage: hub.counters.invalidMessages,
+          closedForPolicy: hub.counters.closedForPolicy,
+        };
+        for (const [reason, n] of Object.entries(now)) {
+          const delta = n - (counted[reason] ?? 0);
+          this.inc({ reason }, delta);
+          counted[reason] = n;
+        }
+      },
+    });
     new Gauge({
       name: 'wirewatch_sessions',
       help: 'Packet capture sessions by status',

@@ -662,6 +662,13 @@ describe('an agent that floods', () => {
     expect(await closed).toEqual({ code: 1008, reason: 'too many invalid messages' });
     expect(t.server.hub.counters.closedForPolicy).toBeGreaterThanOrEqual(1);
     expect(await healthy(t)).toBeLessThan(1000);
+    const metrics = await t.call('GET', '/metrics');
+    expect(metrics.text).toMatch(
+      /^wirewatch_agent_channel_limits_total\{reason="closedForPolicy"\} [1-9]/m,
+    );
+    expect(metrics.text).toMatch(
+      /^wirewatch_agent_channel_limits_total\{reason="throttled"\} [1-9]/m,
+    );
   });
 
   it('a big but legal hello (10,000 sessions) does not hold up the event loop', async () => {
