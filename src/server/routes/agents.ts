@@ -3,17 +3,22 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { generateToken, hashToken } from '../../control/tokens.js';
 import { vmResourceId } from '../../control/resource-ids.js';
-import { CHANNEL_PATH, ENROLL_PATH, EnrollRequestSchema } from '../../model/channel.js';
+import {
+  CHANNEL_MAX_PAYLOAD_BYTES,
+  CHANNEL_PATH,
+  ENROLL_PATH,
+  EnrollRequestSchema,
+} from '../../model/channel.js';
 import { WirewatchError } from '../../model/errors.js';
 import type { VmRecord } from '../../store/store.js';
 import { bearerToken } from '../auth.js';
 import type { ServerContext } from '../context.js';
 
 /**
- * The largest message an agent may send on its channel: a `hello` listing every session it
- * holds, or a binary frame of a file read or live stream (256 KiB of data each).
+ * The largest message an agent may send on its channel: the protocol's limit
+ * (CHANNEL_MAX_PAYLOAD_BYTES in src/model/channel.ts, where the sizes are worked out).
  */
-export const AGENT_CHANNEL_MAX_PAYLOAD = 16 * 1024 * 1024;
+export const AGENT_CHANNEL_MAX_PAYLOAD = CHANNEL_MAX_PAYLOAD_BYTES;
 
 declare module 'fastify' {
   interface FastifyRequest {
