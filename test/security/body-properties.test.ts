@@ -319,7 +319,7 @@ const captureBodies = fc.oneof(
   { weight: 1, arbitrary: junk.map((j) => ({ properties: j })) },
 );
 
-const scale = Number(process.env["WW_PROPERTY_SCALE"] ?? 1);
+const scale = Number(process.env['WW_PROPERTY_SCALE'] ?? 1);
 const settings = { numRuns: 150 * scale, endOnFailure: true } as const;
 
 // ---- packet captures ----------------------------------------------------------------------
