@@ -349,7 +349,7 @@ function pathArbitrary(routes: readonly { method: string; url: string }[]) {
           case 'drop':
             segs = segs.slice(0, -1);
             break;
-          default:
+          case 'none':
             break;
         }
         return { route, path: segs.join('/') || '/' };
