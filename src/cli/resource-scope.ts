@@ -56,6 +56,11 @@ export function onServer(link: string): { path: string; query: Record<string, st
   } catch {
     throw new UsageError(`the server sent an invalid link: ${link.slice(0, 200)}`);
   }
+  // An opaque link (`x:@evil.example/p`) has a path without a leading '/': appended to the
+  // server URL it would turn the server into userinfo and send the token to another host.
+  if (!url.pathname.startsWith('/')) {
+    throw new UsageError(`the server sent an invalid link: ${link.slice(0, 200)}`);
+  }
   return { path: url.pathname, query: Object.fromEntries(url.searchParams) };
 }
 
