@@ -114,15 +114,16 @@ Example:
 
 /** az's notation: `key[=value]` words; a single "" means no tags. */
 export function parseTags(words: readonly string[]): Record<string, string> {
-  const tags: Record<string, string> = {};
+  // A Map, not an object literal: a tag named __proto__ must be a tag, not a prototype.
+  const tags = new Map<string, string>();
   for (const word of words) {
     if (word === '' && words.length === 1) break;
     const eq = word.indexOf('=');
     const key = eq < 0 ? word : word.slice(0, eq);
     if (key === '') throw new UsageError(`--tags: ${JSON.stringify(word)} has no key`);
-    tags[key] = eq < 0 ? '' : word.slice(eq + 1);
+    tags.set(key, eq < 0 ? '' : word.slice(eq + 1));
   }
-  return tags;
+  return Object.fromEntries(tags);
 }
 
 interface DeleteOptions {

@@ -271,26 +271,33 @@ describe('CLI parsers, called directly', () => {
 
   it('parseTags: every key=value word becomes a tag, a word without a key is a usage error', () => {
     fc.assert(
-      fc.property(fc.array(text, { maxLength: 6 }), (words) => {
-        let tags: Record<string, string> | undefined;
-        const err = thrown(() => (tags = parseTags(words)));
-        if (err !== undefined) {
-          expect(err).toBeInstanceOf(UsageError);
-          expect((err as Error).message).toContain('--tags');
-          return;
-        }
-        if (words.length === 1 && words[0] === '') {
-          expect(tags).toEqual({});
-          return;
-        }
-        // The last word of each key wins; every key is in the body that goes to the server.
-        const expected = new Map<string, string>();
-        for (const w of words) {
-          const eq = w.indexOf('=');
-          expected.set(eq < 0 ? w : w.slice(0, eq), eq < 0 ? '' : w.slice(eq + 1));
-        }
-        expect(JSON.parse(JSON.stringify(tags))).toEqual(Object.fromEntries(expected));
-      }),
+      fc.property(
+        fc.array(
+          fc.oneof(text, fc.constantFrom('__proto__=x', '__proto__', 'constructor=y', 'toString=')),
+          { maxLength: 6 },
+        ),
+        (words) => {
+          let tags: Record<string, string> | undefined;
+          const err = thrown(() => (tags = parseTags(words)));
+          if (err !== undefined) {
+            expect(err).toBeInstanceOf(UsageError);
+            expect((err as Error).message).toContain('--tags');
+            return;
+          }
+          if (words.length === 1 && words[0] === '') {
+            expect(tags).toEqual({});
+            return;
+          }
+          // The last word of each key wins; every key is in the body that goes to the server.
+          const expected = new Map<string, string>();
+          for (const w of words) {
+            const eq = w.indexOf('=');
+            expected.set(eq < 0 ? w : w.slice(0, eq), eq < 0 ? '' : w.slice(eq + 1));
+          }
+          expect(Object.keys(tags!).sort()).toEqual([...expected.keys()].sort());
+          expect(JSON.stringify(tags)).toBe(JSON.stringify(Object.fromEntries(expected)));
+        },
+      ),
       runs,
     );
   });
