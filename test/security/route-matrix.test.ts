@@ -948,6 +948,21 @@ describe('allowed: enough role → success, and nothing of the other tenant in t
   });
 });
 
+describe('allowed: subscription ids compare case-insensitively', () => {
+  for (const c of cases.filter((x) => x.scoped && x.method === 'GET')) {
+    it(`A's Owner: ${c.name} with the subscription id in capitals → the same answer`, async () => {
+      const a = side('A');
+      const owner = side('A').tenant.owner;
+      const upper = await send(owner, c, c.real(a, a.sub.toUpperCase()));
+      expect(upper.status, upper.text).toBe(c.ok[0]);
+      const lower = await send(owner, c, c.real(a, a.sub));
+      // A connected agent's lastSeen reads "now"; a nextLink repeats the path as asked.
+      const strip = (text: string) => text.replace(/"(lastSeen|nextLink)":"[^"]*"/g, '"$1":…');
+      expect(strip(upper.text)).toBe(strip(lower.text));
+    });
+  }
+});
+
 function channelUpgrade(token: string): Promise<number> {
   const url = new URL(CHANNEL_PATH, t.url);
   url.protocol = 'ws:';
