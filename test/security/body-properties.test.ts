@@ -505,7 +505,24 @@ describe('native API: generated bodies', () => {
       junk,
     );
     const enrollBodies = fc.oneof(
-      fc.record({ expiresInHours: hours, extra: junk }, { requiredKeys: [] }),
+      fc.record(
+        {
+          expiresInHours: hours,
+          takeover: fc.oneof(
+            fc.record(
+              {
+                resourceGroup: fc.oneof(fc.constantFrom(RG, 'rg.', ''), junk),
+                name: fc.oneof(fc.constantFrom(VM, 'vm-new', '-x', 'a'.repeat(81)), junk),
+                subscriptionId: fc.constant(b.sub),
+              },
+              { requiredKeys: [] },
+            ),
+            junk,
+          ),
+          extra: junk,
+        },
+        { requiredKeys: [] },
+      ),
       junk,
     );
     await fc.assert(
@@ -517,7 +534,8 @@ describe('native API: generated bodies', () => {
         });
         expectSoundAnswer(r, `POST enrollmentTokens ${JSON.stringify(body)}`);
         if (r.status === 201) {
-          const h = (body as { expiresInHours?: number }).expiresInHours ?? 24;
+          const given = body as { expiresInHours?: number; takeover?: unknown };
+          const h = given.expiresInHours ?? (given.takeover ? 1 : 24);
           expect(Number.isInteger(h) && h >= 1 && h <= 8760).toBe(true);
           const expires = Date.parse(r.body.expiresAt);
           expect(Math.abs(expires - (started + h * 3_600_000))).toBeLessThan(60_000);

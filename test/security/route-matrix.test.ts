@@ -92,8 +92,9 @@ let dir: string;
 const sides = new Map<SideName, Side>();
 const side = (name: SideName): Side => sides.get(name)!;
 const other = (name: SideName): SideName => (name === 'A' ? 'B' : 'A');
-/** An Owner token of each tenant that refused revocations aim at. */
+/** An Owner token and an enrollment token of each tenant that refused revocations aim at. */
 const spare = new Map<SideName, { id: string; token: string }>();
+const spareEnrollment = new Map<SideName, { id: string; token: string }>();
 /** Credentials that are not API tokens, or no longer are. */
 const invalid = new Map<string, string>();
 let serial = 0;
@@ -422,6 +423,29 @@ const routes: readonly Route[] = [
   },
   {
     method: 'GET',
+    route: `${NATIVE}/enrollmentTokens`,
+    audience: 'api',
+    need: 'Owner',
+    scoped: true,
+    real: (_s, sub) => ({ path: `/api/v1/subscriptions/${sub}/enrollmentTokens` }),
+    ok: [200],
+  },
+  {
+    method: 'DELETE',
+    route: `${NATIVE}/enrollmentTokens/:tokenId`,
+    audience: 'api',
+    need: 'Owner',
+    scoped: true,
+    real: (s, sub) => ({
+      path: `/api/v1/subscriptions/${sub}/enrollmentTokens/${spareEnrollmentOf(s).id}`,
+    }),
+    fresh: async (s) => ({
+      path: `/api/v1/subscriptions/${s.sub}/enrollmentTokens/${(await newEnrollmentToken(s)).id}`,
+    }),
+    ok: [204],
+  },
+  {
+    method: 'GET',
     route: `${NATIVE}/agents`,
     audience: 'api',
     need: 'Reader',
@@ -596,6 +620,8 @@ function expectNothingOf(victim: Side, r: Reply, request: Request): void {
     victim.agent.credential!,
     spareOf(victim).token,
     spareOf(victim).id,
+    spareEnrollmentOf(victim).token,
+    spareEnrollmentOf(victim).id,
   ];
   // Ids the request itself named may be echoed (e.g. "operation X was not found").
   const visible = [r.text, ...[...r.headers].map(([, v]) => v)].join('\n');
@@ -609,6 +635,16 @@ function expectNothingOf(victim: Side, r: Reply, request: Request): void {
 
 function spareOf(s: Side): { id: string; token: string } {
   return spare.get(s === side('A') ? 'A' : 'B')!;
+}
+
+function spareEnrollmentOf(s: Side): { id: string; token: string } {
+  return spareEnrollment.get(s === side('A') ? 'A' : 'B')!;
+}
+
+async function newEnrollmentToken(s: Side): Promise<{ id: string; token: string }> {
+  const r = await t.call('POST', `/api/v1/subscriptions/${s.sub}/enrollmentTokens`, { body: {} });
+  expect(r.status, r.text).toBe(201);
+  return { id: r.body.tokenId, token: r.body.token };
 }
 
 /** A storage account fresh() registers in the side asked last (set by the allowed loop). */
@@ -681,6 +717,7 @@ async function snapshot(s: Side) {
       ({ lastSeen: _lastSeen, ...rest }) => rest,
     ),
     audit: await read('GET', `/api/v1/subscriptions/${s.sub}/audit?$top=1000`),
+    enrollmentTokens: await read('GET', `/api/v1/subscriptions/${s.sub}/enrollmentTokens`),
     spareWorks: (await t.call('GET', '/api/v1/subscriptions', { token: spareOf(s).token })).status,
     stopsToAgent: s.agent.received.filter((m) => m.type === 'stop' || m.type === 'deregistered')
       .length,
@@ -698,6 +735,7 @@ beforeAll(async () => {
     const s = await createSide(t, name);
     sides.set(name, s);
     spare.set(name, await newToken(s, 'Owner'));
+    spareEnrollment.set(name, await newEnrollmentToken(s));
     await newAccount(s, ACCOUNT);
   }
   const a = side('A');
