@@ -14,7 +14,7 @@ import { Agent, request } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { networkApiVersions } from '../../src/control/api-versions.js';
-import { startTestServer, type TestServer } from '../lab/control-plane.js';
+import { startTestServer, waitFor, type TestServer } from '../lab/control-plane.js';
 import {
   COMPUTE_API,
   MAIN,
@@ -25,12 +25,16 @@ import {
   VM,
   captureBody,
   createSide,
+  net,
+  pcPath,
   registeredRoutes,
   type Side,
 } from './world.js';
 
 const REQUESTS = Number(process.env['WW_STORM_REQUESTS'] ?? 10_000);
 const CONCURRENCY = 16;
+/** A capture of A that has ended (downloadable, not streamable). */
+const STOPPED = 'pc-stopped';
 const SEED = Number(process.env['WW_STORM_SEED'] ?? Date.now() % 2 ** 31);
 
 let t: TestServer;
@@ -48,6 +52,20 @@ beforeAll(async () => {
   revoked = minted.body.token as string;
   const r = await t.call('DELETE', `/api/v1/subscriptions/${a.sub}/tokens/${minted.body.tokenId}`);
   expect(r.status).toBe(204);
+  // An ended capture too, so that downloads get past "still running" to their own checks.
+  const stopped = pcPath(a.sub, STOPPED);
+  expect((await t.call('PUT', net(stopped), { body: captureBody(a.sub, STOPPED) })).status).toBe(
+    201,
+  );
+  await waitFor(
+    () => t.call('POST', net(`${stopped}/queryStatus`)),
+    (x) => (x.body as { packetCaptureStatus?: string }).packetCaptureStatus === 'Running',
+  );
+  expect([200, 202]).toContain((await t.call('POST', net(`${stopped}/stop`))).status);
+  await waitFor(
+    () => t.call('POST', net(`${stopped}/queryStatus`)),
+    (x) => (x.body as { packetCaptureStatus?: string }).packetCaptureStatus === 'Stopped',
+  );
 });
 
 afterAll(async () => {
@@ -112,7 +130,7 @@ function paramArbitrary(name: string): fc.Arbitrary<string> {
       case 'networkWatcherName':
         return [NW, NW.toLowerCase()];
       case 'packetCaptureName':
-        return [MAIN, 'pc-storm'];
+        return [MAIN, STOPPED, 'pc-storm'];
       case 'vmName':
         return [VM];
       case 'location':
