@@ -4,7 +4,7 @@
  * mutated, odd headers (Content-Type, Authorization, request ids, encodings), empty, huge and
  * garbage bodies, odd query strings and api-version variants, valid and invalid tokens.
  *
- * Not one answer may be a 5xx; afterwards the server still answers /healthz, every stored
+ * Not one answer may be a 5xx, nor carry the other tenant's marker; afterwards the server still answers /healthz, every stored
  * record still reads, and the process's RSS is recorded (docs/reliability.md).
  *
  * The requests are a fast-check sample from one seed, printed with any failure so that the
@@ -77,6 +77,8 @@ afterAll(async () => {
 // ---- what a request is --------------------------------------------------------------------
 
 interface Storm {
+  /** Whose credential it carries. */
+  readonly who: TokenKind;
   readonly method: string;
   readonly path: string;
   readonly headers: Record<string, string>;
@@ -426,6 +428,7 @@ function stormArbitrary(routes: readonly { method: string; url: string }[]): fc.
       const q =
         fitting === '' ? query : query === '' ? `?${fitting}` : `?${fitting}&${query.slice(1)}`;
       return {
+        who: auth.kind,
         method: method === 'route' ? target.route.method : method,
         path: `${target.path}${q}`,
         headers,
@@ -476,10 +479,7 @@ function sendOnce(agent: Agent | false, url: URL, s: Storm): Promise<Answer> {
         });
         res.on('error', reject);
         res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            text: Buffer.concat(chunks).toString('utf8').slice(0, 500),
-          }),
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
         );
       },
     );
@@ -524,9 +524,21 @@ describe(`${REQUESTS} generated requests`, () => {
         try {
           const r = await send(agent, url, s);
           statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+          // One tenant's credential never gets the other tenant's data, whatever the path.
+          const victim =
+            s.who === 'foreign'
+              ? a
+              : ['owner', 'contributor', 'reader'].includes(s.who)
+                ? b
+                : undefined;
+          if (victim && r.text.includes(victim.marker)) {
+            failures.push(
+              `#${i} ${s.who} ${s.method} ${s.path.slice(0, 200)} → ${r.status} leaks ${r.text}`,
+            );
+          }
           if (r.status >= 500 || r.status < 100) {
             failures.push(
-              `#${i} ${s.method} ${s.path.slice(0, 200)} ${JSON.stringify(s.headers).slice(0, 300)} body=${s.body?.subarray(0, 100).toString() ?? '-'} → ${r.status} ${r.text}`,
+              `#${i} ${s.method} ${s.path.slice(0, 200)} ${JSON.stringify(s.headers).slice(0, 300)} body=${s.body?.subarray(0, 100).toString() ?? '-'} → ${r.status} ${r.text.slice(0, 500)}`,
             );
           }
         } catch (err) {
@@ -546,7 +558,7 @@ describe(`${REQUESTS} generated requests`, () => {
     const health = await t.call('GET', '/healthz', { token: '' });
     const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
     console.info(
-      `storm: seed ${SEED}, ${REQUESTS} requests in ${elapsedMs} ms, ${failures.length} 5xx, ` +
+      `storm: seed ${SEED}, ${REQUESTS} requests in ${elapsedMs} ms, ${failures.length} 5xx or leaks, ` +
         `${transport.length} closed without an answer, statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((x, y) => x[0] - y[0])))}, ` +
         `RSS ${mb(rssBefore)} MiB → ${mb(rssAfter)} MiB${transport.length > 0 ? `\n${transport.join('\n')}` : ''}`,
     );
