@@ -4,8 +4,8 @@
  * mutated, odd headers (Content-Type, Authorization, request ids, encodings), empty, huge and
  * garbage bodies, odd query strings and api-version variants, valid and invalid tokens.
  *
- * Not one answer may be a 5xx, nor carry the other tenant's marker; afterwards the server still answers /healthz, every stored
- * record still reads, and the process's RSS is recorded (docs/reliability.md).
+ * Not one answer may be a 5xx, nor carry the other tenant's marker; afterwards the server still
+ * answers /healthz, every stored record still reads, and the process's RSS is recorded.
  *
  * The requests are a fast-check sample from one seed, printed with any failure so that the
  * run can be repeated exactly (WW_STORM_SEED).
