@@ -986,6 +986,37 @@ describe('allowed: enough role → success, and nothing of the other tenant in t
   });
 });
 
+describe('between tenants: ids inside bodies', () => {
+  it("a capture stored in B's storage account reads as an account that does not exist", async () => {
+    const a = side('A');
+    const b = side('B');
+    const accountId = (sub: string) =>
+      `/subscriptions/${sub}/resourceGroups/${ACCOUNT_RG}/providers/Microsoft.Storage/storageAccounts/${ACCOUNT}`;
+    const put = (sub: string) =>
+      t.call('PUT', net(pcPath(a.sub, 'pc-foreign-account')), {
+        token: a.tenant.contributor,
+        body: {
+          properties: {
+            ...captureBody(a.sub, 'x').properties,
+            storageLocation: { storageId: accountId(sub) },
+          },
+        },
+      });
+    const madeUp = randomUUID();
+    const foreign = await put(b.sub);
+    const missing = await put(madeUp);
+    expect(foreign.status, foreign.text).toBe(400);
+    expect(foreign.body.error).toMatchObject({
+      code: 'StorageAccountNotFound',
+      target: 'properties.storageLocation.storageId',
+    });
+    expect(shape(foreign)).toEqual(shape(missing));
+    expect(normalized(foreign, b.sub)).toBe(normalized(missing, madeUp));
+    expectNothingOf(b, foreign, { path: '' });
+    expect((await t.call('GET', net(pcPath(a.sub, 'pc-foreign-account')))).status).toBe(404);
+  });
+});
+
 describe('allowed: subscription ids compare case-insensitively', () => {
   for (const c of cases.filter((x) => x.scoped && x.method === 'GET')) {
     it(`A's Owner: ${c.name} with the subscription id in capitals → the same answer`, async () => {
