@@ -43,7 +43,9 @@ let b: Side;
 let revoked: string;
 
 beforeAll(async () => {
-  t = await startTestServer();
+  // Without rate limits, so that the storm reaches the routes instead of a 429 (rate limits:
+  // test/server/hold-under-attack.test.ts).
+  t = await startTestServer({ rateLimit: 0, anonymousRateLimit: 0 });
   a = await createSide(t, 'A');
   b = await createSide(t, 'B');
   const minted = await t.call('POST', `/api/v1/subscriptions/${a.sub}/tokens`, {
@@ -400,6 +402,13 @@ function stormArbitrary(routes: readonly { method: string; url: string }[]): fc.
         { accept: 'application/xml' },
         { 'x-forwarded-for': '1.2.3.4, 5.6.7.8' },
         { 'x-forwarded-host': 'evil.example' },
+        { connection: 'upgrade', upgrade: 'websocket' },
+        {
+          connection: 'Upgrade',
+          upgrade: 'websocket',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'sec-websocket-version': '13',
+        },
         { host: 'evil.example' },
         { range: 'bytes=0-0' },
         { range: 'bytes=-0,1-2' },
@@ -646,13 +655,12 @@ const openConnections = () =>
   );
 
 describe('upgrade attempts', () => {
-  // SKIPPED until the WebSocket upgrade gate lands (WebSocket upgrade handling is another
-  // slice of issue 9): on this code an upgrade of a plain route (/healthz, /api/v1/subscriptions)
-  // answers 101, and an upgrade the server refuses (401 on an unknown path or the agent channel
-  // without a credential) leaves the server's side of the connection open for good — every
-  // such request holds a socket, and server.close() then never finishes (the storm above found
-  // it: ~110 of 140 upgrade attempts held a socket).
-  it.skip('only WebSocket routes upgrade, and a refused upgrade leaves no connection open', async () => {
+  // Before the WebSocket upgrade gate, an upgrade of a plain route (/healthz,
+  // /api/v1/subscriptions) answered 101, and an upgrade the server refused (401 on an unknown
+  // path or the agent channel without a credential) kept the server's side of the connection
+  // open for good: the storm above found ~110 of 140 upgrade attempts holding a socket, and
+  // server.close() never finished.
+  it('only WebSocket routes upgrade, and a refused upgrade leaves no connection open', async () => {
     const key = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' };
     const admin = { authorization: `Bearer ${t.adminToken}` };
     const baseline = await openConnections();
