@@ -42,6 +42,8 @@ interface CaptureView {
     readonly provisioningState?: string;
     readonly target?: string;
     readonly timeLimitInSeconds?: number;
+    readonly continuousCapture?: boolean;
+    readonly captureSettings?: { readonly sessionTimeLimitInSeconds?: number };
     readonly storageLocation?: {
       readonly storageId?: string;
       readonly filePath?: string;
@@ -56,13 +58,24 @@ const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
   { header: 'Name', get: (c) => c.name },
   { header: 'ProvisioningState', get: (c) => c.properties.provisioningState },
   { header: 'Target', get: (c) => lastSegment(c.properties.target) },
-  { header: 'TimeLimit', get: (c) => c.properties.timeLimitInSeconds },
+  { header: 'TimeLimit', get: (c) => timeLimitOf(c.properties) },
   {
     header: 'File',
     get: (c) => c.properties.storageLocation?.filePath ?? c.properties.storageLocation?.localPath,
   },
   { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
 ];
+
+/**
+ * The time limit that ends the capture: for a continuous one the earlier of its session limit and
+ * an explicit timeLimitInSeconds (the server echoes the latter only when it was given).
+ */
+function timeLimitOf(p: CaptureView['properties']): number | undefined {
+  const session =
+    p.continuousCapture === true ? p.captureSettings?.sessionTimeLimitInSeconds : undefined;
+  if (session === undefined) return p.timeLimitInSeconds;
+  return p.timeLimitInSeconds === undefined ? session : Math.min(session, p.timeLimitInSeconds);
+}
 
 /** An option's whole number (0 allowed: the server reads 0 as "the maximum" for most limits). */
 const count =
