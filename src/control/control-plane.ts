@@ -711,6 +711,7 @@ export class ControlPlane {
       await this.store.updateSession(session.id, {
         status: 'Running',
         captureStartTime: startTime,
+        ...startedFiles(session, vm.captureRoot),
       });
     }
     if (isActive(session.status) && startTime) this.#noteDeadline(session, startTime);
@@ -817,6 +818,7 @@ export class ControlPlane {
           await this.store.updateSession(session.id, {
             status: 'Running',
             captureStartTime: new Date(message.startTime),
+            ...startedFiles(session, vm.captureRoot),
           });
           this.#noteDeadline(session, new Date(message.startTime));
         }
@@ -1291,6 +1293,16 @@ function timeLimitOf(session: SessionRecord): number {
   }
   const t = p.timeLimitInSeconds ?? 18000;
   return t === 0 ? 18000 : t;
+}
+
+/**
+ * The file a single-file session has once its agent says it started: the agent starts only after
+ * it created the planned file itself (exclusively), so that file is the session's own. A ring's
+ * files are recorded as the agent reports them at its end.
+ */
+function startedFiles(session: SessionRecord, captureRoot: string): { files?: string[] } {
+  if (session.files.length > 0 || session.properties['continuousCapture'] === true) return {};
+  return { files: [plannedCapturePath(session, captureRoot)] };
 }
 
 /**
