@@ -33,6 +33,12 @@ export interface AgentChannelLimits {
   readonly byteBurst: number;
   /** Messages read but not yet handled by the control plane; beyond it the socket is not read. */
   readonly maxQueuedMessages: number;
+  /**
+   * Bytes of the messages read from one VM's agent but not yet handled by the control plane, over
+   * all its connections (a closed one's messages are still handled); beyond it the agent's socket
+   * is not read. Counting messages alone let 1000 parsed 8 MiB messages wait in memory.
+   */
+  readonly maxQueuedBytes: number;
   /** Invalid messages one connection may send before it is closed. */
   readonly maxInvalidMessages: number;
 }
@@ -43,6 +49,7 @@ export const DEFAULT_AGENT_CHANNEL_LIMITS: AgentChannelLimits = {
   bytesPerSecond: 64 * 1024 * 1024,
   byteBurst: 2 * CHANNEL_MAX_PAYLOAD_BYTES,
   maxQueuedMessages: 1000,
+  maxQueuedBytes: 2 * CHANNEL_MAX_PAYLOAD_BYTES,
   maxInvalidMessages: 100,
 };
 
@@ -95,6 +102,8 @@ export class AgentHub implements AgentLink {
   /** Reads of files that are only on an agent's host (downloads), and live streams. */
   readonly files = new FileRelay({ send: (vmId, message) => this.send(vmId, message) });
   readonly #connections = new Map<string, Connection>();
+  /** Bytes of each VM's messages waiting for the control plane, over all its connections. */
+  readonly #backlog = new Map<string, number>();
   readonly #log: FastifyBaseLogger;
   readonly #ping: NodeJS.Timeout;
   readonly #limits: AgentChannelLimits;
@@ -116,6 +125,11 @@ export class AgentHub implements AgentLink {
 
   bind(control: ControlPlane): void {
     this.#control = control;
+  }
+
+  /** Bytes of a VM's agent messages read and not yet handled (for tests and metrics). */
+  backlogBytes(vmId: string): number {
+    return this.#backlog.get(vmId) ?? 0;
   }
 
   get connectedCount(): number {
@@ -199,7 +213,9 @@ export class AgentHub implements AgentLink {
         return;
       }
       connection.queued += 1;
-      if (connection.queued >= this.#limits.maxQueuedMessages && connection.paused === undefined) {
+      const size = bytes.length;
+      this.#backlog.set(vm.id, this.backlogBytes(vm.id) + size);
+      if (this.#queueFull(connection) && connection.paused === undefined) {
         this.counters.queueFull += 1;
         this.#pause(connection, 'queue');
       }
@@ -221,13 +237,14 @@ export class AgentHub implements AgentLink {
         })
         .finally(() => {
           connection.queued -= 1;
-          // Read again once the backlog is down to a tenth.
-          if (
-            connection.paused === 'queue' &&
-            connection.queued <= this.#limits.maxQueuedMessages / 10
-          ) {
-            this.#resume(connection);
-          }
+          const left = this.backlogBytes(vm.id) - size;
+          if (left > 0) this.#backlog.set(vm.id, left);
+          else this.#backlog.delete(vm.id);
+          // Read again once the backlog is down to a tenth (in messages) and a half (in bytes);
+          // the VM's current connection too, which an older one's backlog may have held back.
+          this.#resumeIfDrained(connection);
+          const current = this.#connections.get(vm.id);
+          if (current !== undefined && current !== connection) this.#resumeIfDrained(current);
         });
     });
     socket.on('close', () => {
@@ -294,7 +311,7 @@ export class AgentHub implements AgentLink {
       if (connection.paused !== 'budget') return;
       this.#resume(connection);
       // Still a backlog for the control plane: keep it paused for that reason instead.
-      if (connection.queued >= this.#limits.maxQueuedMessages) this.#pause(connection, 'queue');
+      if (this.#queueFull(connection)) this.#pause(connection, 'queue');
     }, waitMs);
     connection.resumeTimer.unref();
   }
@@ -308,6 +325,24 @@ export class AgentHub implements AgentLink {
       this.counters.closedForPolicy += 1;
       log.warn({ invalid: connection.invalid }, 'agent disconnected: too many invalid messages');
       connection.socket.close(POLICY_VIOLATION, 'too many invalid messages');
+    }
+  }
+
+  /** The connection's messages, or its VM's bytes, waiting for the control plane are at the cap. */
+  #queueFull(connection: Connection): boolean {
+    return (
+      connection.queued >= this.#limits.maxQueuedMessages ||
+      this.backlogBytes(connection.vm.id) >= this.#limits.maxQueuedBytes
+    );
+  }
+
+  #resumeIfDrained(connection: Connection): void {
+    if (
+      connection.paused === 'queue' &&
+      connection.queued <= this.#limits.maxQueuedMessages / 10 &&
+      this.backlogBytes(connection.vm.id) <= this.#limits.maxQueuedBytes / 2
+    ) {
+      this.#resume(connection);
     }
   }
 
