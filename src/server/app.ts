@@ -68,6 +68,12 @@ export interface BuildServerOptions {
   readonly anonymousRateLimit?: RateLimit | false;
   /** The rate limiters' clock (ms, monotonic), for tests; default performance.now. */
   readonly limiterClock?: () => number;
+  /**
+   * How long a request may take to arrive whole (head and body); default 30 s. Nothing sends
+   * more than a small JSON body, and without a deadline a connection trickling a body is held
+   * for ever.
+   */
+  readonly requestTimeoutMs?: number;
   /** Caps on WebSocket upgrades in flight and open sockets per token and VM. */
   readonly webSockets?: WebSocketGateOptions;
   /** What one agent may send on its channel (src/server/agent-hub.ts); defaults there. */
@@ -109,6 +115,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger: withRedaction(logger) }),
     ...(options.https ? { https: options.https } : {}),
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
     routerOptions: { caseSensitive: false, ignoreTrailingSlash: true },
     genReqId: (req) => {
       const given = req.headers['x-ms-client-request-id'];

@@ -10,7 +10,7 @@ import {
   EnrollRequestSchema,
 } from '../../model/channel.js';
 import { WirewatchError } from '../../model/errors.js';
-import type { VmRecord } from '../../store/store.js';
+import type { EnrollmentTokenRecord, VmRecord } from '../../store/store.js';
 import { bearerToken } from '../auth.js';
 import type { ServerContext } from '../context.js';
 
@@ -20,9 +20,14 @@ import type { ServerContext } from '../context.js';
  */
 export const AGENT_CHANNEL_MAX_PAYLOAD = CHANNEL_MAX_PAYLOAD_BYTES;
 
+/** The largest enrollment body: EnrollRequestSchema's strings fit in well under 16 KiB. */
+export const ENROLL_BODY_LIMIT = 64 * 1024;
+
 declare module 'fastify' {
   interface FastifyRequest {
     agentVm?: VmRecord;
+    /** The enrollment token of an enrollment, checked before its body was read. */
+    enrollmentToken?: EnrollmentTokenRecord;
   }
 }
 
@@ -43,21 +48,38 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { store, control, hub, sockets } = ctx;
 
-  api.post(ENROLL_PATH, { schema: { body: EnrollRequestSchema } }, async (request, reply) => {
+  const invalidEnrollmentToken = () =>
+    new WirewatchError(
+      'InvalidEnrollmentToken',
+      'The enrollment token is not valid for this subscription, has expired, was revoked or was used',
+    );
+
+  /**
+   * The enrollment token is checked before the body is read: this route is open to anyone, and
+   * a body is held in memory while it arrives.
+   */
+  async function checkEnrollmentToken(request: FastifyRequest): Promise<void> {
     const token = bearerToken(request);
     const record = token ? await store.findEnrollmentTokenByHash(hashToken(token)) : undefined;
+    if (!record || record.revokedAt || record.usedAt || record.expiresAt.getTime() <= Date.now()) {
+      throw invalidEnrollmentToken();
+    }
+    request.enrollmentToken = record;
+  }
+
+  const enroll = {
+    schema: { body: EnrollRequestSchema },
+    onRequest: checkEnrollmentToken,
+    // An enrollment is a few names and a path (EnrollRequestSchema): far below the server's
+    // 1 MiB body limit, which anyone holding connections here could otherwise fill.
+    bodyLimit: ENROLL_BODY_LIMIT,
+  };
+
+  api.post(ENROLL_PATH, enroll, async (request, reply) => {
+    const record = request.enrollmentToken!;
     const body = request.body;
-    if (
-      !record ||
-      record.revokedAt ||
-      record.usedAt ||
-      record.expiresAt.getTime() <= Date.now() ||
-      record.subscriptionId !== body.subscriptionId.toLowerCase()
-    ) {
-      throw new WirewatchError(
-        'InvalidEnrollmentToken',
-        'The enrollment token is not valid for this subscription, has expired, was revoked or was used',
-      );
+    if (record.subscriptionId !== body.subscriptionId.toLowerCase()) {
+      throw invalidEnrollmentToken();
     }
     const takeover = record.takeover;
     if (
