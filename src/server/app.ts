@@ -3,6 +3,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
 import {
@@ -211,12 +212,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     if (error.status >= 500) request.log.error({ err }, 'request failed');
     return sendError(reply, error);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendError(
-      reply,
-      new WirewatchError('NotFound', `No route for ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+  const notFound = (request: FastifyRequest) =>
+    new WirewatchError('NotFound', `No route for ${request.method} ${request.url.split('?')[0]}`);
+  app.setNotFoundHandler((request, reply) => sendError(reply, notFound(request)));
 
   // Before authentication: an upgrade of a route that cannot upgrade is refused unlooked-at.
   sockets.install(app);
@@ -225,6 +223,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     const path = (request.url.split('?')[0] ?? '').toLowerCase().replace(/\/+$/, '');
     if (OPEN_PATHS.has(path)) {
       charge(reply, perAddress, addressKey(request.ip), 'from this address');
+      // An open path with a method it does not have (POST /healthz): answered now, before a
+      // body nobody authenticated is read.
+      if (request.is404) throw notFound(request);
       return;
     }
     try {

@@ -8,7 +8,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ENROLL_PATH } from '../../src/model/channel.js';
+import { CHANNEL_PATH, ENROLL_PATH } from '../../src/model/channel.js';
 import { createTenant, startTestServer, type TestServer } from '../lab/control-plane.js';
 
 let t: TestServer;
@@ -20,7 +20,13 @@ afterAll(async () => {
 });
 
 /** Sends the head and part of a body, never the rest; resolves with what the server answers. */
-function partialPost(token: string, contentLength: number, sent: number, waitMs = 3000) {
+function partialPost(
+  token: string,
+  contentLength: number,
+  sent: number,
+  waitMs = 3000,
+  request = `POST ${ENROLL_PATH}`,
+) {
   const { port } = new URL(t.url);
   return new Promise<{ status: string; closed: boolean }>((resolve) => {
     const socket = net.connect(Number(port), '127.0.0.1');
@@ -30,7 +36,7 @@ function partialPost(token: string, contentLength: number, sent: number, waitMs 
     socket.on('error', () => undefined);
     socket.on('close', () => (closed = true));
     socket.write(
-      `POST ${ENROLL_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `${request} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
         `Authorization: Bearer ${token}\r\nContent-Length: ${contentLength}\r\n\r\n`,
     );
     socket.write(Buffer.alloc(sent, 0x20));
@@ -50,6 +56,13 @@ it('refuses an enrollment body larger than an enrollment needs, even with a vali
   const tenant = await createTenant(t, 'slow-enroll');
   const answer = await partialPost(tenant.enrollToken, 1024 * 1024, 1024);
   expect(answer.status).toBe('HTTP/1.1 413 Payload Too Large');
+});
+
+it('answers a method no open path has (POST /healthz, POST on the agent channel) without reading its body', async () => {
+  for (const request of ['POST /healthz', 'PUT /healthz', `POST ${CHANNEL_PATH}`]) {
+    const answer = await partialPost('', 1024 * 1024, 512 * 1024, 2000, request);
+    expect(answer.status, request).toBe('HTTP/1.1 404 Not Found');
+  }
 });
 
 it('gives every request a deadline to arrive whole', () => {
