@@ -355,7 +355,10 @@ export class CaptureSession {
       this.#child = child;
       if (shell !== undefined && child.pid !== undefined) {
         // `ip netns exec` execs tcpdump: the child's pid is tcpdump's.
-        this.#guard = startTcpdumpGuard(child.pid, o.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS, shell);
+        this.#guard = startTcpdumpGuard(child.pid, {
+          delayMs: o.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS,
+          shell,
+        });
       }
       await this.#waitUntilListening(child, o.startTimeoutMs ?? 15_000);
     } catch (err) {
