@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 interface ServerCommandOptions {
@@ -13,6 +14,7 @@ interface ServerCommandOptions {
   publicUrl?: string;
   rateLimit?: number;
   anonymousRateLimit?: number;
+  trustProxy?: string[];
   logLevel: string;
   rotateAdminToken?: boolean;
   secretsKey?: string;
@@ -25,6 +27,17 @@ function positive(value: string): number {
     throw new InvalidArgumentError('expected a whole number of at least 1');
   }
   return Number(value);
+}
+
+/** `ADDR[,ADDR]`: IP addresses (a repeated flag adds to the list). */
+function addressList(value: string, previous: string[] = []): string[] {
+  const addresses = value.split(',').map((a) => a.trim());
+  for (const a of addresses) {
+    if (isIP(a) === 0) {
+      throw new InvalidArgumentError(`${JSON.stringify(a)} is not an IP address`);
+    }
+  }
+  return [...previous, ...addresses];
 }
 
 function wholeNumber(value: string): number {
@@ -93,6 +106,11 @@ export function serverCommand(): Command {
       'requests per second per remote address without a valid token (health, agents, failed logins); 0 = no limit (default 50)',
       wholeNumber,
     )
+    .option(
+      '--trust-proxy <addr[,addr]>',
+      'reverse proxies (IP addresses) whose X-Forwarded-For names the client for the per-address limits and the audit log',
+      addressList,
+    )
     .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
@@ -133,6 +151,7 @@ export function serverCommand(): Command {
         ...(options.anonymousRateLimit === undefined
           ? {}
           : { anonymousRateLimit: options.anonymousRateLimit }),
+        ...(options.trustProxy === undefined ? {} : { trustProxy: options.trustProxy }),
         ...(process.env['WIREWATCH_ADMIN_TOKEN']
           ? { adminToken: process.env['WIREWATCH_ADMIN_TOKEN'] }
           : {}),

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
-  type FastifyReply,
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
@@ -17,12 +16,13 @@ import { CHANNEL_PATH, ENROLL_PATH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import type { Store } from '../store/store.js';
 import { AgentHub, type AgentChannelLimits } from './agent-hub.js';
-import { Authenticator, requireAdmin } from './auth.js';
+import { Authenticator, authorizeRoute, requireAdmin } from './auth.js';
 import type { ServerContext } from './context.js';
 import { sendError, toWirewatchError } from './error-handler.js';
 import { ServerMetrics } from './metrics.js';
 import { derivePublicUrl, parsePublicUrl } from './public-url.js';
-import { addressKey, RateLimiter, type RateLimit } from './rate-limit.js';
+import type { RateLimit } from './rate-limit.js';
+import { RequestLimits } from './request-limits.js';
 import { agentRoutes } from './routes/agents.js';
 import { captureContentRoutes } from './routes/capture-content.js';
 import { captureStreamRoutes } from './routes/capture-stream.js';
@@ -63,10 +63,17 @@ export interface BuildServerOptions {
   /** Requests per API token (429 beyond); false: none. Default 100/s, bursts of 1000. */
   readonly rateLimit?: RateLimit | false;
   /**
-   * Requests without a valid API token (health, agent enrollment and channel, failed
-   * authentication) per remote address; false: none. Default 50/s, bursts of 500.
+   * Requests per remote address without an API token, in two buckets: failed authentications
+   * (API token, agent credential, enrollment token), and agents' enrollments and channel
+   * connects; false: none. Default 50/s, bursts of 500, each. /healthz is not limited.
    */
   readonly anonymousRateLimit?: RateLimit | false;
+  /**
+   * Addresses of reverse proxies whose X-Forwarded-For is believed: a request from one of them
+   * is taken to come from the last address in that header that is not one of them. Default
+   * none: the peer's address is the client's.
+   */
+  readonly trustProxy?: readonly string[];
   /** The rate limiters' clock (ms, monotonic), for tests; default performance.now. */
   readonly limiterClock?: () => number;
   /**
@@ -123,6 +130,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
       return typeof given === 'string' && /^[\w-]{1,64}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
+    ...(options.trustProxy && options.trustProxy.length > 0
+      ? { trustProxy: [...options.trustProxy] }
+      : {}),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
   });
 
@@ -149,12 +159,18 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
   const auth = new Authenticator(store);
   const metrics = new ServerMetrics(store, hub);
   const sockets = new WebSocketGate(options.webSockets);
+  const limits = new RequestLimits({
+    perToken: options.rateLimit ?? DEFAULT_RATE_LIMIT,
+    perAddress: options.anonymousRateLimit ?? DEFAULT_ANONYMOUS_RATE_LIMIT,
+    ...(options.limiterClock ? { now: options.limiterClock } : {}),
+  });
   const ctx: ServerContext = {
     store,
     control,
     hub,
     auth,
     sockets,
+    limits,
     pageSize: options.pageSize ?? 1000,
   };
   const givenPublicUrl =
@@ -169,31 +185,6 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
       return derivePublicUrl(address, options.https !== undefined);
     },
   });
-  const limiter = (limit: RateLimit | false | undefined, fallback: RateLimit) =>
-    limit === false
-      ? undefined
-      : new RateLimiter({
-          ...(limit ?? fallback),
-          ...(options.limiterClock ? { now: options.limiterClock } : {}),
-        });
-  const perToken = limiter(options.rateLimit, DEFAULT_RATE_LIMIT);
-  const perAddress = limiter(options.anonymousRateLimit, DEFAULT_ANONYMOUS_RATE_LIMIT);
-  /** Takes a request from a bucket; an empty one is a 429 with Retry-After. */
-  const charge = (
-    reply: FastifyReply,
-    limiter: RateLimiter | undefined,
-    key: string,
-    who: string,
-  ) => {
-    const result = limiter?.take(key);
-    if (result === undefined || result.ok) return;
-    reply.header('Retry-After', String(result.retryAfterSeconds));
-    throw new WirewatchError(
-      'TooManyRequests',
-      `Too many requests ${who}; retry after ${result.retryAfterSeconds} s`,
-    );
-  };
-
   // An empty body is no body: Azure accepts `POST …/stop` with Content-Type: application/json
   // and nothing after it. A route whose schema needs a body still answers 400.
   const json = app.getDefaultJsonParser('error', 'error');
@@ -209,6 +200,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
 
   app.setErrorHandler((err, request, reply) => {
     const error = toWirewatchError(err, request);
+    // Refused before its body arrived (credentials, role, subscription): the connection goes
+    // with the answer, instead of being held while the rest of the body trickles in.
+    if (!request.raw.complete) reply.header('Connection', 'close');
     if (error.status >= 500) request.log.error({ err }, 'request failed');
     return sendError(reply, error);
   });
@@ -216,26 +210,37 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     new WirewatchError('NotFound', `No route for ${request.method} ${request.url.split('?')[0]}`);
   app.setNotFoundHandler((request, reply) => sendError(reply, notFound(request)));
 
+  // Every route that may read a body says who may send it (config.need), so that the role and
+  // subscription are checked before the body is read; open paths check their own credentials
+  // first (routes/agents.ts).
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const readsBody = methods.some((m) => m !== 'GET' && m !== 'HEAD');
+    const open = OPEN_PATHS.has(route.url.toLowerCase());
+    if (readsBody && !open && route.config?.need === undefined) {
+      throw new Error(`${methods.join(',')} ${route.url} may read a body: give it config.need`);
+    }
+  });
+
   // Before authentication: an upgrade of a route that cannot upgrade is refused unlooked-at.
   sockets.install(app);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-ms-request-id', request.id);
     const path = (request.url.split('?')[0] ?? '').toLowerCase().replace(/\/+$/, '');
     if (OPEN_PATHS.has(path)) {
-      charge(reply, perAddress, addressKey(request.ip), 'from this address');
       // An open path with a method it does not have (POST /healthz): answered now, before a
-      // body nobody authenticated is read.
+      // body nobody authenticated is read. Agents' routes charge their own limits.
       if (request.is404) throw notFound(request);
       return;
     }
+    let principal;
     try {
-      request.principal = await auth.authenticate(request);
+      principal = await auth.authenticate(request);
     } catch (err) {
-      // Guessing tokens costs a lookup each: the address pays for every failed one.
-      charge(reply, perAddress, addressKey(request.ip), 'from this address');
-      throw err;
+      throw limits.failedLogin(request, reply, err);
     }
-    charge(reply, perToken, request.principal.tokenId, 'for this token');
+    request.principal = principal;
+    limits.token(reply, principal.tokenId);
     if (path.startsWith('/subscriptions/') || path === '/subscriptions') {
       checkApiVersion(
         (request.query as Record<string, unknown>)['api-version'],
@@ -246,6 +251,10 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
             : networkApiVersions,
       );
     }
+    // The route's role and subscription check, before its body is read (the handler checks
+    // again; this one only answers earlier).
+    const need = request.routeOptions.config.need;
+    if (need !== undefined) await authorizeRoute(store, principal, request.params, need);
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.requestDuration.observe(

@@ -114,6 +114,37 @@ export async function authorize(
   }
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The least a caller needs for this route: checked by the app's authentication hook, before
+     * the body is read, in the subscription the path names (the admin token where it names none).
+     */
+    need?: Role | 'Admin';
+  }
+}
+
+/**
+ * The route-level check of `config.need`: authorize() in the path's subscription, or the admin
+ * token for a route outside any subscription. Same answers as the handlers' own checks.
+ */
+export async function authorizeRoute(
+  store: Store,
+  principal: Principal,
+  params: unknown,
+  need: Role | 'Admin',
+): Promise<void> {
+  const subscriptionId =
+    typeof params === 'object' && params !== null
+      ? (params as Record<string, unknown>)['subscriptionId']
+      : undefined;
+  if (typeof subscriptionId === 'string') {
+    await authorize(store, principal, subscriptionId, need);
+  } else if (need === 'Admin') {
+    requireAdmin(principal);
+  }
+}
+
 export function requireAdmin(principal: Principal): void {
   if (principal.kind !== 'admin') {
     throw new WirewatchError('AuthorizationFailed', 'Only the admin token may do this');

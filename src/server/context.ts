@@ -5,6 +5,7 @@ import { DEFAULT_NETWORK_API_VERSION } from '../control/api-versions.js';
 import type { Store } from '../store/store.js';
 import type { AgentHub } from './agent-hub.js';
 import { actorOf, type Authenticator, type Principal } from './auth.js';
+import type { RequestLimits } from './request-limits.js';
 import type { WebSocketGate } from './websocket-gate.js';
 
 /** What every route plugin gets: the store, the control plane, the agent hub. */
@@ -15,6 +16,8 @@ export interface ServerContext {
   readonly auth: Authenticator;
   /** WebSocket upgrades and the open sockets, by token and VM. */
   readonly sockets: WebSocketGate;
+  /** Rate limits per token, and per address for failed logins and for agents. */
+  readonly limits: RequestLimits;
   /** Largest page of an ARM list asked for with $top; also the store's batch for full lists. */
   readonly pageSize: number;
 }

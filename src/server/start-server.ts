@@ -54,6 +54,8 @@ export interface StartServerOptions {
   readonly rateLimit?: number;
   /** Requests per second per remote address without a valid token; 0 turns it off. */
   readonly anonymousRateLimit?: number;
+  /** Reverse proxies whose X-Forwarded-For gives the client's address (`--trust-proxy`). */
+  readonly trustProxy?: readonly string[];
   /** Caps on WebSocket upgrades and open sockets (no flag; defaults suit every deployment). */
   readonly webSockets?: WebSocketGateOptions;
   /** The rate limiters' clock (ms, monotonic), for tests. */
@@ -187,6 +189,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ...(options.publicUrl === undefined ? {} : { publicUrl: options.publicUrl }),
       ...optional('rateLimit', rateLimitOf(options.rateLimit)),
       ...optional('anonymousRateLimit', rateLimitOf(options.anonymousRateLimit)),
+      ...optional('trustProxy', options.trustProxy),
       ...optional('webSockets', options.webSockets),
       ...optional('limiterClock', options.limiterClock),
       ...(options.agentChannelLimits === undefined

@@ -9,7 +9,13 @@
 import net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CHANNEL_PATH, ENROLL_PATH } from '../../src/model/channel.js';
-import { createTenant, startTestServer, type TestServer } from '../lab/control-plane.js';
+import {
+  API,
+  capturePath,
+  createTenant,
+  startTestServer,
+  type TestServer,
+} from '../lab/control-plane.js';
 
 let t: TestServer;
 beforeAll(async () => {
@@ -63,6 +69,32 @@ it('answers a method no open path has (POST /healthz, POST on the agent channel)
     const answer = await partialPost('', 1024 * 1024, 512 * 1024, 2000, request);
     expect(answer.status, request).toBe('HTTP/1.1 404 Not Found');
   }
+});
+
+it("answers a Reader's or another tenant's write before its body arrives, and hangs up", async () => {
+  const tenant = await createTenant(t, 'early-403');
+  const stranger = await createTenant(t, 'early-404');
+  const capture = `PUT ${capturePath(tenant.subscriptionId, 'NetworkWatcherRG', 'NetworkWatcher_westeurope', 'pc-early')}?api-version=${API}`;
+  const tokens = `POST /api/v1/subscriptions/${tenant.subscriptionId}/tokens`;
+  const cases: [string, string, string][] = [
+    [tenant.reader, capture, 'HTTP/1.1 403 Forbidden'],
+    [stranger.contributor, capture, 'HTTP/1.1 404 Not Found'],
+    [tenant.contributor, tokens, 'HTTP/1.1 403 Forbidden'],
+    [stranger.owner, tokens, 'HTTP/1.1 404 Not Found'],
+    [tenant.owner, 'POST /api/v1/subscriptions', 'HTTP/1.1 403 Forbidden'],
+  ];
+  const answers = await Promise.all(
+    cases.map(([token, request]) => partialPost(token, 1024 * 1024, 1024, 2000, request)),
+  );
+  answers.forEach((answer, i) => {
+    const [, request, status] = cases[i]!;
+    expect(answer.status, request).toBe(status);
+    expect(answer.closed, request).toBe(true);
+  });
+  // A caller the route admits waits for the body (nothing answered yet).
+  const allowed = await partialPost(tenant.contributor, 1024 * 1024, 1024, 1000, capture);
+  expect(allowed.status).toBe('');
+  expect(allowed.closed).toBe(false);
 });
 
 it('gives every request a deadline to arrive whole', () => {

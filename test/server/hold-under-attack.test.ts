@@ -584,7 +584,7 @@ describe('rate limits', () => {
     }
   });
 
-  it('per address without a valid token: health checks and failed logins share a bucket', async () => {
+  it("per address: failed logins have their own bucket; the address's agents and health checks are not refused for them", async () => {
     let now = 0;
     const limited = await startTestServer({
       anonymousRateLimit: 1,
@@ -592,26 +592,107 @@ describe('rate limits', () => {
       limiterClock: () => now,
     });
     try {
-      for (let i = 0; i < 5; i++) {
-        expect((await limited.call('GET', '/healthz', { token: '' })).status).toBe(200);
-      }
-      for (let i = 0; i < 5; i++) {
+      const owner = await createTenant(limited, 'failed-logins');
+      // --anonymous-rate-limit 1: bursts of 10 failed logins; API tokens, an agent's
+      // credential and an enrollment token all count.
+      for (let i = 0; i < 8; i++) {
         expect(
           (await limited.call('GET', '/api/v1/subscriptions', { token: 'wwt_guess' })).status,
         ).toBe(401);
       }
+      expect((await rawUpgrade(limited, CHANNEL_PATH, { token: 'wwa_guess' })).status).toBe(401);
+      expect(
+        (await limited.call('POST', ENROLL_PATH, { token: 'wwenroll_guess', body: {} })).status,
+      ).toBe(401);
       const refused = await limited.call('GET', '/api/v1/subscriptions', { token: 'wwt_guess' });
       expect(refused.status).toBe(429);
       expect(refused.headers.get('retry-after')).toBe('1');
-      expect((await limited.call('GET', '/healthz', { token: '' })).status).toBe(429);
-      // A valid token is not an anonymous request (and --rate-limit 0 turned its limit off).
+      expect(refused.body.error.code).toBe('TooManyRequests');
+      expect((await rawUpgrade(limited, CHANNEL_PATH, { token: 'wwa_guess' })).status).toBe(429);
+      // Health checks are not limited at all.
+      for (let i = 0; i < 30; i++) {
+        expect((await limited.call('GET', '/healthz', { token: '' })).status).toBe(200);
+      }
+      // A real agent from the same address enrolls and connects.
+      const real = await new HoldingAgent(limited, owner, 'vm-after-guessing').start();
+      expect(real.socket?.readyState).toBe(WebSocket.OPEN);
+      real.close();
+      await real.closed;
+      // And reconnects with its credential, as often as its own bucket allows.
+      for (let i = 0; i < 3; i++) (await openChannel(limited, real.credential)).terminate();
+      // A valid API token is not an anonymous request (and --rate-limit 0 turned its limit off).
       for (let i = 0; i < 30; i++) {
         expect((await limited.call('GET', '/api/v1/subscriptions')).status).toBe(200);
       }
+      expect(
+        (await limited.call('GET', '/api/v1/subscriptions', { token: 'wwt_guess' })).status,
+      ).toBe(429);
       now += 2000;
-      expect((await limited.call('GET', '/healthz', { token: '' })).status).toBe(200);
+      expect(
+        (await limited.call('GET', '/api/v1/subscriptions', { token: 'wwt_guess' })).status,
+      ).toBe(401);
     } finally {
       await limited.close();
+    }
+  });
+
+  it("per address: agents' enrollments and connects have a bucket of their own", async () => {
+    let now = 0;
+    const limited = await startTestServer({
+      anonymousRateLimit: 1,
+      rateLimit: 0,
+      limiterClock: () => now,
+    });
+    try {
+      const owner = await createTenant(limited, 'agent-bucket');
+      const agent = await new HoldingAgent(limited, owner, 'vm-flapping').start();
+      agent.close();
+      await agent.closed;
+      // The enrollment and the first connect took 2 of 10.
+      for (let i = 0; i < 8; i++) (await openChannel(limited, agent.credential)).terminate();
+      await expect(openChannel(limited, agent.credential)).rejects.toThrow(/429/);
+      // Failed logins from the address are still answered 401: another bucket.
+      expect(
+        (await limited.call('GET', '/api/v1/subscriptions', { token: 'wwt_guess' })).status,
+      ).toBe(401);
+      now += 1000;
+      (await openChannel(limited, agent.credential)).terminate();
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('--trust-proxy: behind a trusted proxy, X-Forwarded-For names the address; otherwise it is ignored', async () => {
+    // The limiters' clock stands still: no bucket refills during the test.
+    const guess = (server: TestServer, forwardedFor: string) =>
+      server.call('GET', '/api/v1/subscriptions', {
+        token: 'wwt_guess',
+        headers: { 'x-forwarded-for': forwardedFor },
+      });
+    const behind = await startTestServer({
+      anonymousRateLimit: 1,
+      rateLimit: 0,
+      limiterClock: () => 0,
+      trustProxy: ['127.0.0.1'],
+    });
+    const direct = await startTestServer({
+      anonymousRateLimit: 1,
+      rateLimit: 0,
+      limiterClock: () => 0,
+    });
+    try {
+      for (let i = 0; i < 10; i++) {
+        // A client may prepend what it likes; the proxy appends the address it saw.
+        expect((await guess(behind, `10.9.9.${i}, 203.0.113.7`)).status).toBe(401);
+        expect((await guess(direct, `203.0.113.${i}`)).status).toBe(401);
+      }
+      expect((await guess(behind, '203.0.113.7')).status).toBe(429);
+      expect((await guess(behind, '203.0.113.8')).status).toBe(401);
+      // Not behind a trusted proxy: the header changes nothing, the peer is the address.
+      expect((await guess(direct, '203.0.113.99')).status).toBe(429);
+    } finally {
+      await behind.close();
+      await direct.close();
     }
   });
 });

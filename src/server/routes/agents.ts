@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { generateToken, hashToken } from '../../control/tokens.js';
 import { vmResourceId } from '../../control/resource-ids.js';
@@ -46,7 +46,7 @@ function alreadyEnrolled(vm: VmRecord): WirewatchError {
 
 export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control, hub, sockets } = ctx;
+  const { store, control, hub, sockets, limits } = ctx;
 
   const invalidEnrollmentToken = () =>
     new WirewatchError(
@@ -58,12 +58,13 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
    * The enrollment token is checked before the body is read: this route is open to anyone, and
    * a body is held in memory while it arrives.
    */
-  async function checkEnrollmentToken(request: FastifyRequest): Promise<void> {
+  async function checkEnrollmentToken(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const token = bearerToken(request);
     const record = token ? await store.findEnrollmentTokenByHash(hashToken(token)) : undefined;
     if (!record || record.revokedAt || record.usedAt || record.expiresAt.getTime() <= Date.now()) {
-      throw invalidEnrollmentToken();
+      throw limits.failedLogin(request, reply, invalidEnrollmentToken());
     }
+    limits.agent(request, reply);
     request.enrollmentToken = record;
   }
 
@@ -152,15 +153,24 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
     return reply.code(201).send({ agentId: vm.id, vmId, credential });
   });
 
-  async function authenticateAgent(request: FastifyRequest): Promise<void> {
+  /**
+   * A failed credential counts as a failed login of the address; a valid one is charged to the
+   * address's agent bucket only, so guessing from an address never refuses its real agents.
+   */
+  async function authenticateAgent(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const token = bearerToken(request);
     const vm = token ? await store.getVmByCredentialHash(hashToken(token)) : undefined;
     if (!vm) {
-      throw new WirewatchError(
-        'AuthenticationFailed',
-        'The agent credential is not valid (the VM may have been deleted)',
+      throw limits.failedLogin(
+        request,
+        reply,
+        new WirewatchError(
+          'AuthenticationFailed',
+          'The agent credential is not valid (the VM may have been deleted)',
+        ),
       );
     }
+    limits.agent(request, reply);
     request.agentVm = vm;
   }
 

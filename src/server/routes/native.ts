@@ -37,7 +37,7 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
 
   api.post(
     '/api/v1/subscriptions',
-    { schema: { body: CreateSubscriptionSchema } },
+    { schema: { body: CreateSubscriptionSchema }, config: { need: 'Admin' } },
     async (request, reply) => {
       requireAdmin(principalOf(request));
       const id = randomUUID();
@@ -72,7 +72,7 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
 
   api.post<{ Params: SubParams; Body: CreateTokenInput }>(
     `${SUB}/tokens`,
-    { schema: { body: CreateTokenSchema } },
+    { schema: { body: CreateTokenSchema }, config: { need: 'Owner' } },
     async (request, reply) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Owner');
       const subscriptionId = request.params.subscriptionId.toLowerCase();
@@ -101,6 +101,7 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
 
   api.delete<{ Params: SubParams & { tokenId: string } }>(
     `${SUB}/tokens/:tokenId`,
+    { config: { need: 'Owner' } },
     async (request, reply) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Owner');
       const subscriptionId = request.params.subscriptionId.toLowerCase();
@@ -129,7 +130,7 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
 
   api.post<{ Params: SubParams; Body: CreateEnrollmentTokenInput }>(
     `${SUB}/enrollmentTokens`,
-    { schema: { body: CreateEnrollmentTokenSchema } },
+    { schema: { body: CreateEnrollmentTokenSchema }, config: { need: 'Owner' } },
     async (request, reply) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Owner');
       const subscriptionId = request.params.subscriptionId.toLowerCase();
@@ -169,6 +170,7 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
 
   api.delete<{ Params: SubParams & { tokenId: string } }>(
     `${SUB}/enrollmentTokens/:tokenId`,
+    { config: { need: 'Owner' } },
     async (request, reply) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Owner');
       const subscriptionId = request.params.subscriptionId.toLowerCase();

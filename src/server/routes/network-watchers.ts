@@ -32,7 +32,7 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
 
   api.put<{ Params: Params; Body: NetworkWatcherInput }>(
     WATCHER,
-    { schema: { body: NetworkWatcherSchema } },
+    { schema: { body: NetworkWatcherSchema }, config: { need: 'Contributor' } },
     async (request, reply) => {
       const p = request.params;
       await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
@@ -87,35 +87,39 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
     return networkWatcherView(w);
   });
 
-  api.delete<{ Params: Params }>(WATCHER, async (request, reply) => {
-    const p = request.params;
-    await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
-    const subscriptionId = p.subscriptionId.toLowerCase();
-    const w = await store.getWatcher(subscriptionId, p.resourceGroupName, p.networkWatcherName);
-    if (!w) return reply.code(204).send();
-    // Its captures go with it; running ones are told to stop first.
-    let page = await store.listSessions(subscriptionId, w.resourceGroup, w.name, { limit: 1000 });
-    for (;;) {
-      for (const s of page.items) {
-        if (isActive(s.status))
-          ctx.hub.send(s.vmId, { type: 'stop', sessionId: s.id, reason: 'ManualIntervention' });
+  api.delete<{ Params: Params }>(
+    WATCHER,
+    { config: { need: 'Contributor' } },
+    async (request, reply) => {
+      const p = request.params;
+      await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
+      const subscriptionId = p.subscriptionId.toLowerCase();
+      const w = await store.getWatcher(subscriptionId, p.resourceGroupName, p.networkWatcherName);
+      if (!w) return reply.code(204).send();
+      // Its captures go with it; running ones are told to stop first.
+      let page = await store.listSessions(subscriptionId, w.resourceGroup, w.name, { limit: 1000 });
+      for (;;) {
+        for (const s of page.items) {
+          if (isActive(s.status))
+            ctx.hub.send(s.vmId, { type: 'stop', sessionId: s.id, reason: 'ManualIntervention' });
+        }
+        if (!page.next) break;
+        page = await store.listSessions(subscriptionId, w.resourceGroup, w.name, {
+          limit: 1000,
+          after: page.next,
+        });
       }
-      if (!page.next) break;
-      page = await store.listSessions(subscriptionId, w.resourceGroup, w.name, {
-        limit: 1000,
-        after: page.next,
-      });
-    }
-    await store.deleteWatcher(subscriptionId, w.resourceGroup, w.name);
-    const op = await control.completedOperation(
-      'delete',
-      subscriptionId,
-      w.location,
-      watcherResourceId(subscriptionId, w.resourceGroup, w.name),
-    );
-    setOperationHeaders(request, reply, op, 'Location');
-    return reply.code(202).send();
-  });
+      await store.deleteWatcher(subscriptionId, w.resourceGroup, w.name);
+      const op = await control.completedOperation(
+        'delete',
+        subscriptionId,
+        w.location,
+        watcherResourceId(subscriptionId, w.resourceGroup, w.name),
+      );
+      setOperationHeaders(request, reply, op, 'Location');
+      return reply.code(202).send();
+    },
+  );
 
   api.get<{ Params: Omit<Params, 'networkWatcherName'> }>(WATCHERS, async (request) => {
     const p = request.params;

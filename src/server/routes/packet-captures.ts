@@ -29,7 +29,7 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
 
   api.put<{ Params: CaptureParams }>(
     CAPTURE,
-    { schema: { body: PacketCaptureSchema } },
+    { schema: { body: PacketCaptureSchema }, config: { need: 'Contributor' } },
     async (request, reply) => {
       const ref = await allowed(request, request.params, 'Contributor');
       const result = await control.createCapture(
@@ -95,27 +95,39 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
     };
   });
 
-  api.delete<{ Params: CaptureParams }>(CAPTURE, async (request, reply) => {
-    const ref = await allowed(request, request.params, 'Contributor');
-    const result = await control.deleteCapture(ref, callerOf(request));
-    if (result.kind !== 'pending') return reply.code(204).send();
-    setOperationHeaders(request, reply, result.operation, 'Location');
-    return reply.code(202).send();
-  });
+  api.delete<{ Params: CaptureParams }>(
+    CAPTURE,
+    { config: { need: 'Contributor' } },
+    async (request, reply) => {
+      const ref = await allowed(request, request.params, 'Contributor');
+      const result = await control.deleteCapture(ref, callerOf(request));
+      if (result.kind !== 'pending') return reply.code(204).send();
+      setOperationHeaders(request, reply, result.operation, 'Location');
+      return reply.code(202).send();
+    },
+  );
 
-  api.post<{ Params: CaptureParams }>(`${CAPTURE}/stop`, async (request, reply) => {
-    const ref = await allowed(request, request.params, 'Contributor');
-    const result = await control.stopCapture(ref, callerOf(request));
-    if (!result.operation) return reply.code(200).send();
-    setOperationHeaders(request, reply, result.operation, 'Location');
-    return reply.code(202).send();
-  });
+  api.post<{ Params: CaptureParams }>(
+    `${CAPTURE}/stop`,
+    { config: { need: 'Contributor' } },
+    async (request, reply) => {
+      const ref = await allowed(request, request.params, 'Contributor');
+      const result = await control.stopCapture(ref, callerOf(request));
+      if (!result.operation) return reply.code(200).send();
+      setOperationHeaders(request, reply, result.operation, 'Location');
+      return reply.code(202).send();
+    },
+  );
 
-  api.post<{ Params: CaptureParams }>(`${CAPTURE}/queryStatus`, async (request) => {
-    // Reading a status changes nothing, so Reader may do it (Azure asks for an action
-    // permission; wirewatch's roles are coarser).
-    const ref = await allowed(request, request.params, 'Reader');
-    const session = await control.getCapture(ref);
-    return captureStatusView(session, control.isAgentConnected(session.vmId));
-  });
+  api.post<{ Params: CaptureParams }>(
+    `${CAPTURE}/queryStatus`,
+    { config: { need: 'Reader' } },
+    async (request) => {
+      // Reading a status changes nothing, so Reader may do it (Azure asks for an action
+      // permission; wirewatch's roles are coarser).
+      const ref = await allowed(request, request.params, 'Reader');
+      const session = await control.getCapture(ref);
+      return captureStatusView(session, control.isAgentConnected(session.vmId));
+    },
+  );
 };

@@ -84,7 +84,7 @@ export const storageAccountRoutes: FastifyPluginAsync<ServerContext> = async (ap
 
   api.post<{ Params: SubParams; Body: CreateStorageAccountInput }>(
     NATIVE,
-    { schema: { body: CreateStorageAccountSchema } },
+    { schema: { body: CreateStorageAccountSchema }, config: { need: 'Contributor' } },
     async (request, reply) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Contributor');
       const subscriptionId = request.params.subscriptionId.toLowerCase();
@@ -128,6 +128,7 @@ export const storageAccountRoutes: FastifyPluginAsync<ServerContext> = async (ap
 
   api.delete<{ Params: SubParams & { resourceGroup: string; name: string } }>(
     `${NATIVE}/:resourceGroup/:name`,
+    { config: { need: 'Contributor' } },
     async (request, reply) => {
       const p = request.params;
       await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');

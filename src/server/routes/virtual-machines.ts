@@ -38,20 +38,24 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
     return virtualMachineView(vm, control.isAgentConnected(vm.id));
   });
 
-  app.delete<{ Params: Params }>(`${VMS}/:vmName`, async (request, reply) => {
-    await authorize(store, principalOf(request), request.params.subscriptionId, 'Contributor');
-    const vm = await store.getVm(
-      request.params.subscriptionId.toLowerCase(),
-      request.params.resourceGroupName,
-      request.params.vmName,
-    );
-    if (!vm) return reply.code(204).send();
-    await control.deleteVm(vm, callerOf(request));
-    // Its credential no longer works; the channel it opened with it closes now, not at the
-    // agent's next reconnect (which the 401 then tells to forget its enrollment).
-    ctx.sockets.closeOwner({ kind: 'vm', vmId: vm.id }, 'VM deleted');
-    return reply.code(200).send();
-  });
+  app.delete<{ Params: Params }>(
+    `${VMS}/:vmName`,
+    { config: { need: 'Contributor' } },
+    async (request, reply) => {
+      await authorize(store, principalOf(request), request.params.subscriptionId, 'Contributor');
+      const vm = await store.getVm(
+        request.params.subscriptionId.toLowerCase(),
+        request.params.resourceGroupName,
+        request.params.vmName,
+      );
+      if (!vm) return reply.code(204).send();
+      await control.deleteVm(vm, callerOf(request));
+      // Its credential no longer works; the channel it opened with it closes now, not at the
+      // agent's next reconnect (which the 401 then tells to forget its enrollment).
+      ctx.sockets.closeOwner({ kind: 'vm', vmId: vm.id }, 'VM deleted');
+      return reply.code(200).send();
+    },
+  );
 
   app.get<{ Params: Omit<Params, 'vmName'> }>(VMS, async (request) => {
     const p = request.params;
