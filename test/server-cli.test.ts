@@ -154,7 +154,7 @@ describe('wirewatch server', () => {
     expect(db.output()).toContain('--db');
   });
 
-  it('--public-url is what polling URLs carry and is printed; a malformed one or a bad --rate-limit is refused', async () => {
+  it('--public-url is what polling URLs carry and is printed; a malformed one, a bad --rate-limit or --trust-proxy is refused', async () => {
     const dir = path.join(root, 'public-url');
     const port = await freePort();
     const proc = launch([
@@ -167,6 +167,8 @@ describe('wirewatch server', () => {
       'https://wirewatch.example.net:9443/',
       '--rate-limit',
       '500',
+      '--trust-proxy',
+      '127.0.0.1,::1',
     ]);
     const url = await listening(proc);
     expect(proc.output()).toContain('public URL:     https://wirewatch.example.net:9443');
@@ -182,6 +184,7 @@ describe('wirewatch server', () => {
     for (const args of [
       ['--public-url', 'ftp://x.example'],
       ['--rate-limit', 'lots'],
+      ['--trust-proxy', 'proxy.example'],
     ]) {
       const bad = launch([
         'server',
