@@ -185,6 +185,7 @@ Example:
 
 interface EnrollTokenCreateOptions {
   expiresInHours?: string;
+  maxUses?: string;
   takeover?: boolean;
   resourceGroup?: string;
   name?: string;
@@ -200,14 +201,15 @@ function enrollTokenCommand(): Command {
           '--expires-in-hours <n>',
           'hours until it expires, 1-8760 (default 24; 1 with --takeover)',
         )
+        .option('--max-uses <n>', 'how many VMs it may enroll, 1-1000000 (default 1000)')
         .option('--takeover', 'a takeover token: it enrolls only the VM -g/-n, once, replacing it')
         .option('-g, --resource-group <name>', 'with --takeover: resource group of the VM')
         .option('-n, --name <vm>', 'with --takeover: name of the VM')
         .addHelpText(
           'after',
           `
-Any number of hosts may enroll with an ordinary token until it expires, each under a new VM
-name: a VM that is enrolled already is never replaced (VmAlreadyEnrolled). To move a VM to a
+Up to --max-uses hosts (default 1000) may enroll with an ordinary token until it expires, each
+under a new VM name; then it is refused (EnrollmentLimitReached). A VM that is enrolled already is never replaced (VmAlreadyEnrolled). To move a VM to a
 rebuilt host (its agent.json lost), create a takeover token for it: it enrolls that VM only,
 once, gives it a new credential (the old one stops working) and is audited as
 virtualMachine.takeover. It is refused while the VM's agent is connected. The token is shown
@@ -226,6 +228,13 @@ Examples:
               o.expiresInHours === undefined
                 ? undefined
                 : parseCount(o.expiresInHours, '--expires-in-hours', 1, 8760);
+            const maxUses =
+              o.maxUses === undefined
+                ? undefined
+                : parseCount(o.maxUses, '--max-uses', 1, 1_000_000);
+            if (o.takeover && maxUses !== undefined) {
+              throw new UsageError('a takeover token enrolls one VM: --max-uses goes without it');
+            }
             if (!o.takeover && (o.resourceGroup !== undefined || o.name !== undefined)) {
               throw new UsageError('-g/--resource-group and -n/--name go with --takeover');
             }
@@ -236,6 +245,7 @@ Examples:
             const reply = await client.request('POST', path, {
               body: {
                 ...(hours === undefined ? {} : { expiresInHours: hours }),
+                ...(maxUses === undefined ? {} : { maxUses }),
                 ...(o.takeover
                   ? { takeover: { resourceGroup: o.resourceGroup, name: o.name } }
                   : {}),
@@ -251,7 +261,8 @@ Examples:
         .addHelpText(
           'after',
           `
-State is Active, Expired, Revoked or Used (a takeover token, once used).
+State is Active, Expired, Revoked or Used (a takeover token once used, an ordinary one once it
+has enrolled maxUses VMs).
 
 Table columns: TokenId, State, Created, ExpiresAt, Takeover.
 

@@ -10,6 +10,7 @@ interface ServerCommandOptions {
   db?: string;
   allowInsecureHttp?: boolean;
   quota?: number;
+  maxVmsPerSubscription?: number;
   operationTimeout?: number;
   publicUrl?: string;
   rateLimit?: number;
@@ -88,6 +89,11 @@ export function serverCommand(): Command {
     )
     .option('--quota <n>', 'sessions NotStarted or Running per subscription and location', positive)
     .option(
+      '--max-vms-per-subscription <n>',
+      'VMs one subscription may enroll; more are refused with EnrollmentLimitReached (default 10000)',
+      positive,
+    )
+    .option(
       '--operation-timeout <seconds>',
       'how long an agent has to acknowledge a create, stop or delete (default 60)',
       positive,
@@ -140,6 +146,9 @@ export function serverCommand(): Command {
         ...(options.db === undefined ? {} : { db: options.db }),
         ...(options.allowInsecureHttp ? { allowInsecureHttp: true } : {}),
         ...(options.quota === undefined ? {} : { quota: options.quota }),
+        ...(options.maxVmsPerSubscription === undefined
+          ? {}
+          : { maxVmsPerSubscription: options.maxVmsPerSubscription }),
         ...(options.rotateAdminToken ? { rotateAdminToken: true } : {}),
         ...(options.secretsKey === undefined ? {} : { secretsKeyPath: options.secretsKey }),
         ...(options.rotateSecretsKey ? { rotateSecretsKey: true } : {}),

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { MAX_UPLOAD_BLOBS } from '../model/channel.js';
 import type {
   AgentMessage,
   CaptureAssignment,
@@ -83,6 +84,12 @@ export interface ControlPlaneOptions {
    * {@link ControlPlane.sweepOperations} fails the start or forces the stop.
    */
   readonly operationTimeoutMs?: number;
+  /**
+   * How long a Completed upload that storage could not confirm (it errored) waits before it is
+   * checked again: minMs after the first failure, doubling with each, at most maxMs. Default
+   * 10 s and 10 min.
+   */
+  readonly uploadCheckBackoff?: { readonly minMs: number; readonly maxMs: number };
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: object) => void;
 }
 
@@ -129,8 +136,17 @@ export class ControlPlane {
    * captures are not stopped by the backstop anyway).
    */
   readonly #deadlines = new Map<string, { vmId: string; deadlineMs: number }>();
-  /** Completed uploads storage could not confirm yet, by session id (see #recordUpload). */
-  readonly #uploadChecks = new Map<string, { vmId: string; report: UploadReport }>();
+  /**
+   * Completed uploads storage could not confirm yet, by session id (see #recordUpload): the
+   * latest report, how many checks failed, and when the next one is due (control plane clock).
+   */
+  readonly #uploadChecks = new Map<
+    string,
+    { vmId: string; report: UploadReport; failures: number; dueMs: number }
+  >();
+  /** Sessions whose upload is being checked against storage right now. */
+  readonly #checkingUploads = new Set<string>();
+  readonly #uploadCheckBackoff: { readonly minMs: number; readonly maxMs: number };
   #retryingUploads = false;
   /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
   readonly #lastBlobTime = new Map<string, number>();
@@ -151,6 +167,7 @@ export class ControlPlane {
     this.#openStorageAccount = options.openStorageAccount;
     this.#uploadGraceMs = options.uploadGraceMs ?? 3_600_000;
     this.#operationTimeoutMs = options.operationTimeoutMs ?? 60_000;
+    this.#uploadCheckBackoff = options.uploadCheckBackoff ?? { minMs: 10_000, maxMs: 600_000 };
   }
 
   get quota(): number {
@@ -390,9 +407,34 @@ export class ControlPlane {
     this.#agents.send(session.vmId, { type: 'start', assignment });
   }
 
+  /**
+   * Answers a ring's `blobGrantRequest` with a SAS for that one file, and records the number:
+   * an upload report is checked against storage only for numbers granted here. Refused (not
+   * answered; logged) for a session that is no ring, whose upload has ended, or beyond the
+   * bounds of ringGrantBounds.
+   */
   async #grantRingFile(vm: VmRecord, session: SessionRecord, fileIndex: number): Promise<void> {
+    if (!isContinuous(session) || session.upload?.state !== 'Pending') {
+      this.#log('warn', 'agent asked for a ring file SAS its session cannot have; refused', {
+        agentId: vm.id,
+        sessionId: session.id,
+        fileIndex,
+      });
+      return;
+    }
     const { location, account } = await this.#storageOf(session);
     if (!account || !location.storagePath) return;
+    const granted = await this.store.grantRingFile(session.id, fileIndex, ringGrantBounds(session));
+    if (granted.kind === 'refused') {
+      this.#log('warn', 'agent asked for a ring file SAS beyond what its ring can need; refused', {
+        agentId: vm.id,
+        sessionId: session.id,
+        fileIndex,
+        highestGranted: granted.highest,
+        granted: granted.count,
+      });
+      return;
+    }
     const url = ringFileBlobUrl(location.storagePath, fileIndex);
     const expiresAt = this.#sasExpiry(session);
     this.#agents.send(vm.id, {
@@ -419,18 +461,22 @@ export class ControlPlane {
     vm: VmRecord,
     session: SessionRecord,
     report: UploadReport,
+    retry = false,
   ): Promise<'recorded' | 'deferred'> {
     if (!session.upload) return 'recorded';
+    // A final outcome is never taken back: not by a late Pending (an old hello crossing
+    // `uploaded`), and not by another Completed or Failed report. An agent resends its report
+    // until it is acknowledged (every reconnect, every hello): once checked, it is only
+    // acknowledged, never checked against storage again.
+    if (session.upload.state !== 'Pending') return 'recorded';
     if (report.state === 'Pending') {
-      // A final outcome is never taken back by a late Pending (an old hello crossing `uploaded`).
-      if (session.upload.state === 'Pending') {
-        await this.store.updateSession(session.id, {
-          upload: { state: 'Pending', blobs: [], error: null },
-        });
-      }
+      await this.store.updateSession(session.id, {
+        upload: { state: 'Pending', blobs: [], error: null },
+      });
       return 'recorded';
     }
     if (report.state === 'Failed') {
+      this.#uploadChecks.delete(session.id);
       await this.store.updateSession(session.id, {
         upload: {
           state: 'Failed',
@@ -442,12 +488,41 @@ export class ControlPlane {
       });
       return 'recorded';
     }
-    const checked = await this.#checkCompletedUpload(session, report);
-    if (checked === 'unreachable') {
-      this.#uploadChecks.set(session.id, { vmId: vm.id, report });
+    const waiting = this.#uploadChecks.get(session.id);
+    if ((waiting && !retry) || this.#checkingUploads.has(session.id)) {
+      // A check of this session failed for storage and waits for its turn, or one is running:
+      // the report (the agent's latest word) waits with it instead of asking storage now.
+      this.#uploadChecks.set(session.id, {
+        vmId: vm.id,
+        report,
+        failures: waiting?.failures ?? 0,
+        dueMs: waiting?.dueMs ?? this.#now().getTime(),
+      });
       return 'deferred';
     }
-    this.#uploadChecks.delete(session.id);
+    this.#checkingUploads.add(session.id);
+    let checked: NonNullable<SessionRecord['upload']> | 'unreachable';
+    try {
+      checked = await this.#checkCompletedUpload(session, report);
+    } finally {
+      this.#checkingUploads.delete(session.id);
+    }
+    if (checked === 'unreachable') {
+      const failures = (waiting?.failures ?? 0) + 1;
+      const { minMs, maxMs } = this.#uploadCheckBackoff;
+      const delay = Math.min(maxMs, minMs * 2 ** Math.min(failures - 1, 30));
+      // A report that arrived while this one was checked is the one checked next.
+      const latest = this.#uploadChecks.get(session.id)?.report ?? report;
+      this.#uploadChecks.set(session.id, {
+        vmId: vm.id,
+        report: latest,
+        failures,
+        dueMs: this.#now().getTime() + delay,
+      });
+      return 'deferred';
+    }
+    // A report that came in during the check stays queued: the retry pass acknowledges it.
+    if (this.#uploadChecks.get(session.id) === waiting) this.#uploadChecks.delete(session.id);
     await this.store.updateSession(session.id, { upload: checked });
     return 'recorded';
   }
@@ -471,8 +546,7 @@ export class ControlPlane {
     const matched = matchReportedBlobs(report.blobs, {
       storagePath: location.storagePath,
       blobName,
-      continuous:
-        (session.properties as { continuousCapture?: boolean }).continuousCapture === true,
+      continuous: isContinuous(session),
     });
     if (matched.kind === 'foreign') {
       this.#log('warn', "agent reported a blob that is not its session's; upload refused", {
@@ -480,6 +554,24 @@ export class ControlPlane {
         url: matched.url.slice(0, 256),
       });
       return fail("the agent reported a blob that is not this capture's");
+    }
+    if (isContinuous(session)) {
+      // Only files the server granted a SAS for can have been written: a number it never
+      // granted fails the report before storage is asked anything.
+      const granted = new Set(await this.store.listRingGrants(session.id));
+      const stray = matched.blobs.find(
+        (b) => b.fileIndex === undefined || !granted.has(b.fileIndex),
+      );
+      if (stray) {
+        this.#log('warn', 'agent reported a ring file it was never granted; upload refused', {
+          sessionId: session.id,
+          fileIndex: stray.fileIndex,
+          reported: matched.blobs.length,
+        });
+        return fail(
+          `the agent reported ring file ${stray.fileIndex}, which it was never granted a SAS for`,
+        );
+      }
     }
     const writer = this.#blobWriter(account);
     const blobs: { url: string; size: number }[] = [];
@@ -524,14 +616,18 @@ export class ControlPlane {
 
   async #retryUploadChecks(): Promise<number> {
     let settled = 0;
-    for (const [sessionId, { vmId, report }] of [...this.#uploadChecks]) {
+    const now = this.#now().getTime();
+    for (const [sessionId, { vmId, report, dueMs }] of [...this.#uploadChecks]) {
+      // Backing off: storage errored on this one not long ago.
+      if (dueMs > now) continue;
       const session = await this.store.getSessionById(sessionId);
       const vm = session ? await this.store.getVmById(session.vmId) : undefined;
       if (!session || !vm || vm.id !== vmId) {
         this.#uploadChecks.delete(sessionId);
         continue;
       }
-      if ((await this.#recordUpload(vm, session, report)) === 'deferred') continue;
+      if ((await this.#recordUpload(vm, session, report, true)) === 'deferred') continue;
+      this.#uploadChecks.delete(sessionId);
       settled += 1;
       this.#agents.send(vmId, { type: 'ack', sessionId });
       await this.#settle(sessionId);
@@ -1278,6 +1374,30 @@ function blobNameOf(account: StorageAccountRecord, url: string): string {
 
 function toRequestReason(reason: SessionStopReason | null): StopRequestReason {
   return reason === 'TargetDeleted' || reason === 'TimeExceeded' ? reason : 'ManualIntervention';
+}
+
+function isContinuous(session: SessionRecord): boolean {
+  return (session.properties as { continuousCapture?: boolean }).continuousCapture === true;
+}
+
+/**
+ * How far a ring's SAS grants may go (see Store.grantRingFile). The agent asks for its files in
+ * order, one at a time, each when it is finished: the next number is the highest granted plus
+ * one (or one granted before, asked again). The window of the ring's fileCount leaves room for
+ * an agent that lost a few files before asking (a ring keeps at most fileCount files, and a
+ * restarted agent uploads those it still has); a number further ahead is no file of this ring
+ * yet. Numbers keep growing over a long capture, so they are bounded relative to the highest
+ * granted, not absolutely; how many may be granted at all is bounded by what one upload report
+ * can list (MAX_UPLOAD_BLOBS).
+ */
+function ringGrantBounds(session: SessionRecord): { window: number; maxGrants: number } {
+  const fileCount = (session.properties as { captureSettings?: { fileCount?: unknown } })
+    .captureSettings?.fileCount;
+  const window =
+    typeof fileCount === 'number' && Number.isSafeInteger(fileCount) && fileCount > 0
+      ? fileCount
+      : 10;
+  return { window, maxGrants: MAX_UPLOAD_BLOBS };
 }
 
 function timeLimitOf(session: SessionRecord): number {

@@ -82,8 +82,18 @@ describe('matchReportedBlobs', () => {
     expect(got).toEqual({
       kind: 'ok',
       blobs: [
-        { url: `${base}_3.cap`, name: NAME.replace(/\.cap$/, '_3.cap'), reportedSize: 1 },
-        { url: `${base}_10.cap`, name: NAME.replace(/\.cap$/, '_10.cap'), reportedSize: 2 },
+        {
+          url: `${base}_3.cap`,
+          name: NAME.replace(/\.cap$/, '_3.cap'),
+          reportedSize: 1,
+          fileIndex: 3,
+        },
+        {
+          url: `${base}_10.cap`,
+          name: NAME.replace(/\.cap$/, '_10.cap'),
+          reportedSize: 2,
+          fileIndex: 10,
+        },
       ],
     });
     for (const url of [

@@ -87,6 +87,8 @@ export interface SessionBlob {
   readonly name: string;
   /** What the agent says it committed; checked against storage before it is believed. */
   readonly reportedSize: number;
+  /** A ring's file number (the `n` of `_<n>`); undefined for a single capture's blob. */
+  readonly fileIndex?: number;
 }
 
 /**
@@ -108,6 +110,7 @@ export function matchReportedBlobs(
   for (const blob of reported) {
     let url: string;
     let name: string;
+    let fileIndex: number | undefined;
     if (!target.continuous) {
       if (blob.url !== target.storagePath) return { kind: 'foreign', url: blob.url };
       url = target.storagePath;
@@ -123,10 +126,16 @@ export function matchReportedBlobs(
       }
       url = ringFileBlobUrl(target.storagePath, n);
       name = ringFileBlobUrl(target.blobName, n);
+      fileIndex = n;
     }
     if (seen.has(url)) continue;
     seen.add(url);
-    blobs.push({ url, name, reportedSize: blob.size });
+    blobs.push({
+      url,
+      name,
+      reportedSize: blob.size,
+      ...(fileIndex === undefined ? {} : { fileIndex }),
+    });
   }
   return { kind: 'ok', blobs };
 }

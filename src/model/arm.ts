@@ -72,9 +72,17 @@ export const CreateSubscriptionSchema = Type.Object({
 
 export const CreateTokenSchema = Type.Object({ role: RoleSchema });
 
+/** How many VMs an enrollment token enrolls when its creator does not say (maxUses). */
+export const DEFAULT_ENROLLMENT_TOKEN_MAX_USES = 1000;
+
 export const CreateEnrollmentTokenSchema = Type.Object({
   /** Hours until the token expires; default 24, or 1 for a takeover token. */
   expiresInHours: Type.Optional(Type.Integer({ minimum: 1, maximum: 8760 })),
+  /**
+   * How many VMs the token may enroll; default DEFAULT_ENROLLMENT_TOKEN_MAX_USES. A takeover
+   * token enrolls one VM whatever this says.
+   */
+  maxUses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
   /**
    * A takeover token: it enrolls only this VM, once, replacing the credential of the VM if it
    * is enrolled already (a rebuilt host). Without it, enrolling an existing VM is refused.

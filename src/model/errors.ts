@@ -47,6 +47,7 @@ export const errorCodes = {
   // Agents
   AgentAlreadyConnected: { status: 409, area: 'agents' },
   VmAlreadyEnrolled: { status: 409, area: 'agents' },
+  EnrollmentLimitReached: { status: 403, area: 'agents' },
   // Downloads (GET …/packetCaptures/{name}/content)
   CaptureStillRunning: { status: 409, area: 'downloads' },
   RangeNotSatisfiable: { status: 416, area: 'downloads' },

@@ -50,6 +50,7 @@ const fromRegistry: Readonly<Record<ErrorCode, PcError>> = {
   TooManyRequests: 'InternalError',
   NotFound: 'InternalError',
   VmAlreadyEnrolled: 'InternalError',
+  EnrollmentLimitReached: 'InternalError',
   AuthenticationFailed: 'InternalError',
   AuthorizationFailed: 'InternalError',
   InvalidEnrollmentToken: 'InternalError',

@@ -10,7 +10,11 @@ import {
   networkApiVersions,
   storageApiVersions,
 } from '../control/api-versions.js';
-import { ControlPlane, type BlobWriter } from '../control/control-plane.js';
+import {
+  ControlPlane,
+  type BlobWriter,
+  type ControlPlaneOptions,
+} from '../control/control-plane.js';
 import { StorageAccountClient } from '../blob/storage-account.js';
 import { CHANNEL_PATH, ENROLL_PATH } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
@@ -40,6 +44,8 @@ export interface BuildServerOptions {
   readonly quota?: number;
   /** Largest page of an ARM list asked for with $top; default 1000. */
   readonly pageSize?: number;
+  /** The most VMs one subscription may enroll; default DEFAULT_MAX_VMS_PER_SUBSCRIPTION. */
+  readonly maxVmsPerSubscription?: number;
   /** Largest accepted request body; default 1 MiB. */
   readonly bodyLimit?: number;
   /** Fastify's logger option (pino): false, true, or pino options / an instance. */
@@ -54,6 +60,8 @@ export interface BuildServerOptions {
   readonly operationTimeoutMs?: number;
   /** The control plane's clock (deadlines, operation timeouts); tests move it. */
   readonly now?: () => Date;
+  /** See ControlPlaneOptions.uploadCheckBackoff (default 10 s doubling to 10 min). */
+  readonly uploadCheckBackoff?: ControlPlaneOptions['uploadCheckBackoff'];
   /**
    * The base of the absolute URLs the server hands out (polling headers, nextLink), e.g.
    * `https://wirewatch.example.com:7443`; default the address it listens on (a wildcard
@@ -87,6 +95,9 @@ export interface BuildServerOptions {
   /** What one agent may send on its channel (src/server/agent-hub.ts); defaults there. */
   readonly agentChannelLimits?: Partial<AgentChannelLimits>;
 }
+
+/** Default of `--max-vms-per-subscription`. */
+export const DEFAULT_MAX_VMS_PER_SUBSCRIPTION = 10_000;
 
 /** Default requests per API token: far above what the CLI, the SDK or a script polling sends. */
 export const DEFAULT_RATE_LIMIT: RateLimit = { perSecond: 100, burst: 1000 };
@@ -152,6 +163,9 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
       ? {}
       : { operationTimeoutMs: options.operationTimeoutMs }),
     ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.uploadCheckBackoff === undefined
+      ? {}
+      : { uploadCheckBackoff: options.uploadCheckBackoff }),
     log: (level, msg, fields) => app.log[level](fields ?? {}, msg),
     openStorageAccount: (record) => storageClients.open(record.connectionString),
   });
@@ -172,6 +186,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     sockets,
     limits,
     pageSize: options.pageSize ?? 1000,
+    maxVmsPerSubscription: options.maxVmsPerSubscription ?? DEFAULT_MAX_VMS_PER_SUBSCRIPTION,
   };
   const givenPublicUrl =
     options.publicUrl === undefined ? undefined : parsePublicUrl(options.publicUrl);

@@ -20,6 +20,8 @@ export interface ServerContext {
   readonly limits: RequestLimits;
   /** Largest page of an ARM list asked for with $top; also the store's batch for full lists. */
   readonly pageSize: number;
+  /** The most VMs one subscription may enroll (`--max-vms-per-subscription`). */
+  readonly maxVmsPerSubscription: number;
 }
 
 declare module 'fastify' {

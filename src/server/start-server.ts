@@ -28,6 +28,8 @@ export interface StartServerOptions {
   readonly allowInsecureHttp?: boolean;
   readonly quota?: number;
   readonly pageSize?: number;
+  /** The most VMs one subscription may enroll (`--max-vms-per-subscription`); default 10,000. */
+  readonly maxVmsPerSubscription?: number;
   /**
    * The admin token (WIREWATCH_ADMIN_TOKEN). Every other admin token is revoked at start, so
    * changing it retires the previous one.
@@ -48,6 +50,7 @@ export interface StartServerOptions {
   readonly operationTimeoutMs?: number;
   /** The control plane's clock; tests move it. */
   readonly now?: () => Date;
+  readonly uploadCheckBackoff?: BuildServerOptions['uploadCheckBackoff'];
   /** Base of the absolute URLs handed out; default derived from the bound address and TLS. */
   readonly publicUrl?: string;
   /** Requests per second per API token (bursts of 10 s worth); 0 turns the limit off. */
@@ -175,6 +178,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       logger: options.logger ?? { level: 'info' },
       ...(options.quota === undefined ? {} : { quota: options.quota }),
       ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+      ...optional('maxVmsPerSubscription', options.maxVmsPerSubscription),
+      ...optional('uploadCheckBackoff', options.uploadCheckBackoff),
       ...(options.sweepIntervalMs === undefined
         ? {}
         : { sweepIntervalMs: options.sweepIntervalMs }),

@@ -162,7 +162,7 @@ export function enrollmentTokenView(
 ): Record<string, unknown> {
   const state = token.revokedAt
     ? 'Revoked'
-    : token.usedAt
+    : token.usedAt || (token.maxUses !== null && token.uses >= token.maxUses)
       ? 'Used'
       : token.expiresAt.getTime() <= now.getTime()
         ? 'Expired'
@@ -179,5 +179,7 @@ export function enrollmentTokenView(
       name: token.takeover.name,
     },
     usedAt: token.usedAt?.toISOString() ?? null,
+    maxUses: token.maxUses,
+    uses: token.uses,
   };
 }

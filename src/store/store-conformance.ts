@@ -306,6 +306,8 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         revokedAt: null,
         takeover: null,
         usedAt: null,
+        maxUses: null,
+        uses: 0,
         ...overrides,
       });
 
@@ -380,6 +382,49 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         const winners = racers.filter((r) => r !== undefined);
         expect(winners).toHaveLength(1);
         expect(await store.getVm(subA, 'Fleet-RG', 'raced')).toEqual(winners[0]);
+      });
+
+      it("createVm with limits counts the token's uses and the subscription's VMs, racers included", async () => {
+        const token: EnrollmentTokenRecord = {
+          id: randomUUID(),
+          subscriptionId: subA,
+          hash: randomUUID().replaceAll('-', ''),
+          createdAt: at(1),
+          expiresAt: at(3601),
+          revokedAt: null,
+          takeover: null,
+          usedAt: null,
+          maxUses: 3,
+          uses: 0,
+        };
+        await store.createEnrollmentToken(token);
+        const limits = { enrollmentTokenId: token.id, maxVmsPerSubscription: 100 };
+        const racers = await Promise.allSettled(
+          [1, 2, 3, 4, 5].map((i) => store.createVm(vm(subA, { name: `t-${i}` }), limits)),
+        );
+        expect(racers.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+        for (const r of racers.filter((x) => x.status === 'rejected')) {
+          expect(r.reason).toMatchObject({ code: 'EnrollmentLimitReached' });
+        }
+        expect((await store.findEnrollmentTokenByHash(token.hash))?.uses).toBe(3);
+        expect(await store.listVms(subA)).toHaveLength(3);
+        // A name enrolled already uses nothing.
+        const unlimited = { ...token, id: randomUUID(), hash: 'f'.repeat(32), maxUses: null };
+        await store.createEnrollmentToken(unlimited);
+        const taken = vm(subA, { name: 't-9' });
+        expect(await store.createVm(taken, { enrollmentTokenId: unlimited.id })).toEqual(taken);
+        expect(
+          await store.createVm(vm(subA, { name: 'T-9' }), { enrollmentTokenId: unlimited.id }),
+        ).toBeUndefined();
+        expect((await store.findEnrollmentTokenByHash(unlimited.hash))?.uses).toBe(1);
+        // The subscription's cap: subA has 4 VMs now.
+        await expect(
+          store.createVm(vm(subA, { name: 'over' }), { maxVmsPerSubscription: 4 }),
+        ).rejects.toMatchObject({ code: 'EnrollmentLimitReached' });
+        expect(await store.getVm(subA, 'Fleet-RG', 'over')).toBeUndefined();
+        // Another subscription's VMs do not count.
+        const other = vm(subB, { name: 'other' });
+        expect(await store.createVm(other, { maxVmsPerSubscription: 1 })).toEqual(other);
       });
 
       it('re-enrollment keeps the id and replaces credential, hostname and capture root', async () => {
@@ -838,6 +883,50 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.deleteSession(record.id)).toBe(false);
         // The name is free again.
         expect((await store.createSession(session(subA), 10)).kind).toBe('created');
+      });
+
+      it('grants ring file numbers within the window and the cap, again when granted before', async () => {
+        const id = randomUUID();
+        const bounds = { window: 3, maxGrants: 5 };
+        expect(await store.grantRingFile(id, 4, bounds)).toEqual({
+          kind: 'refused',
+          highest: 0,
+          count: 0,
+        });
+        expect(await store.grantRingFile(id, 3, bounds)).toEqual({ kind: 'granted', again: false });
+        expect(await store.grantRingFile(id, 3, bounds)).toEqual({ kind: 'granted', again: true });
+        expect(await store.grantRingFile(id, 1, bounds)).toEqual({ kind: 'granted', again: false });
+        expect(await store.grantRingFile(id, 7, bounds)).toMatchObject({ kind: 'refused' });
+        for (const n of [6, 9, 2 ** 40]) {
+          expect((await store.grantRingFile(id, n, bounds)).kind, String(n)).toBe(
+            n === 2 ** 40 ? 'refused' : 'granted',
+          );
+        }
+        expect(await store.grantRingFile(id, 12, bounds)).toEqual({
+          kind: 'granted',
+          again: false,
+        });
+        expect(await store.grantRingFile(id, 13, bounds)).toEqual({
+          kind: 'refused',
+          highest: 12,
+          count: 5,
+        });
+        expect(await store.listRingGrants(id)).toEqual([1, 3, 6, 9, 12]);
+        expect(await store.listRingGrants(randomUUID())).toEqual([]);
+      });
+
+      it('deleting a session, or its watcher, deletes its ring grants', async () => {
+        const record = session(subA);
+        await store.createSession(record, 10);
+        await store.grantRingFile(record.id, 1, { window: 1, maxGrants: 10 });
+        await store.deleteSession(record.id);
+        expect(await store.listRingGrants(record.id)).toEqual([]);
+        const again = session(subA, { id: randomUUID() });
+        await store.putWatcher(watcher(subA));
+        await store.createSession(again, 10);
+        await store.grantRingFile(again.id, 1, { window: 1, maxGrants: 10 });
+        await store.deleteWatcher(subA, again.resourceGroup, again.watcherName);
+        expect(await store.listRingGrants(again.id)).toEqual([]);
       });
 
       it('counts by status with all four keys', async () => {

@@ -42,7 +42,31 @@ export interface EnrollmentTokenRecord {
   readonly takeover: { readonly resourceGroup: string; readonly name: string } | null;
   /** When a takeover token was used; always null for an ordinary token. */
   readonly usedAt: Date | null;
+  /** How many VMs it may enroll; null is no limit (tokens made before limits existed). */
+  readonly maxUses: number | null;
+  /** How many VMs it has enrolled. */
+  readonly uses: number;
 }
+
+/** What bounds the enrollment of a new VM (createVm). */
+export interface VmEnrollmentLimits {
+  /** The enrollment token used: the VM is one of its uses, refused once it has none left. */
+  readonly enrollmentTokenId?: string;
+  /** The most VMs the subscription may have. */
+  readonly maxVmsPerSubscription?: number;
+}
+
+/** What bounds the ring file numbers granted a SAS for one session (grantRingFile). */
+export interface RingGrantBounds {
+  /** A new number may be at most the highest granted (0 before any) plus this. */
+  readonly window: number;
+  /** The most numbers one session may be granted. */
+  readonly maxGrants: number;
+}
+
+export type RingGrantResult =
+  | { readonly kind: 'granted'; readonly again: boolean }
+  | { readonly kind: 'refused'; readonly highest: number; readonly count: number };
 
 /** A host running the agent, seen by the API as a VM. */
 export interface VmRecord {
@@ -262,8 +286,12 @@ export interface Store {
   /**
    * Registers a new VM; undefined (nothing written) when one with the same (subscription,
    * resource group, name) exists. Atomic: of concurrent enrollments of one name, one wins.
+   * With limits, it also counts one use of the enrollment token, and throws
+   * WirewatchError('EnrollmentLimitReached'), writing nothing, when the token has no use left
+   * or the subscription has maxVmsPerSubscription VMs; concurrent enrollments never exceed
+   * either.
    */
-  createVm(record: VmRecord): Promise<VmRecord | undefined>;
+  createVm(record: VmRecord, limits?: VmEnrollmentLimits): Promise<VmRecord | undefined>;
   getVmById(id: string): Promise<VmRecord | undefined>;
   getVmByCredentialHash(hash: string): Promise<VmRecord | undefined>;
   getVm(subscriptionId: string, resourceGroup: string, name: string): Promise<VmRecord | undefined>;
@@ -325,7 +353,21 @@ export interface Store {
   listSessionsByStatus(statuses: readonly SessionStatus[]): Promise<SessionRecord[]>;
   /** Applies the patch; returns the updated record, undefined when the session is gone. */
   updateSession(id: string, patch: SessionPatch): Promise<SessionRecord | undefined>;
+  /** Deletes the session and its ring grants. */
   deleteSession(id: string): Promise<boolean>;
+
+  /**
+   * Records that ring file `fileIndex` of the session is granted a SAS. A number granted before
+   * is granted again; a new one only while the session has fewer than `maxGrants` and the
+   * number is at most the highest granted (0 before any) plus `window`. Atomic.
+   */
+  grantRingFile(
+    sessionId: string,
+    fileIndex: number,
+    bounds: RingGrantBounds,
+  ): Promise<RingGrantResult>;
+  /** The ring file numbers granted to the session, ascending. */
+  listRingGrants(sessionId: string): Promise<number[]>;
   /** Count of sessions per status, across all tenants (for /metrics). */
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
 

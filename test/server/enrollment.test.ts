@@ -183,7 +183,7 @@ describe('re-enrolling an existing VM', () => {
 
     const vm = await t.call(
       'GET',
-      `${vmId(tenant.subscriptionId, request.resourceGroup, request.name)}?api-version=2024-07-01`,
+      `${vmId(tenant.subscriptionId, request.resourceGroup, request.name)}?api-version=2023-03-01`,
       { token: tenant.reader },
     );
     expect(vm.body.properties.agent).toMatchObject({
@@ -338,12 +338,14 @@ describe('listing and revoking enrollment tokens', () => {
       expect(Object.keys(v).sort()).toEqual([
         'createdAt',
         'expiresAt',
+        'maxUses',
         'revokedAt',
         'state',
         'subscriptionId',
         'takeover',
         'tokenId',
         'usedAt',
+        'uses',
       ]);
       expect(v).toMatchObject({
         subscriptionId: a.subscriptionId,
@@ -407,5 +409,109 @@ describe('listing and revoking enrollment tokens', () => {
     expect(revocations[0]!.resourceId).toBe(
       `/subscriptions/${a.subscriptionId}/enrollmentTokens/${victim.tokenId}`,
     );
+  });
+});
+
+describe('enrollment limits', () => {
+  const createToken = async (tenant: Tenant, extra: Record<string, unknown>) => {
+    const r = await t.call(
+      'POST',
+      `/api/v1/subscriptions/${tenant.subscriptionId}/enrollmentTokens`,
+      { token: tenant.owner, body: extra },
+    );
+    expect(r.status, r.text).toBe(201);
+    return r.body as { token: string; tokenId: string; maxUses: number; uses: number };
+  };
+
+  it('a token enrolls at most its maxUses VMs, racers included; then 403 EnrollmentLimitReached', async () => {
+    const tenant = await createTenant(t, 'max-uses');
+    const token = await createToken(tenant, { maxUses: 3 });
+    expect(token).toMatchObject({ maxUses: 3, uses: 0, state: 'Active' });
+    const replies = await Promise.all(
+      Array.from({ length: 6 }, () => enroll(token.token, body(tenant))),
+    );
+    expect(replies.map((r) => r.status).sort()).toEqual([201, 201, 201, 403, 403, 403]);
+    for (const r of replies.filter((x) => x.status === 403)) {
+      expect(r.body.error).toMatchObject({
+        code: 'EnrollmentLimitReached',
+        message: expect.stringContaining('maxUses 3'),
+      });
+    }
+    const vms = await t.call('GET', `/api/v1/subscriptions/${tenant.subscriptionId}/agents`, {
+      token: tenant.reader,
+    });
+    expect(vms.status).toBe(200);
+    expect(vms.body.value).toHaveLength(3);
+    const list = await t.call(
+      'GET',
+      `/api/v1/subscriptions/${tenant.subscriptionId}/enrollmentTokens`,
+      { token: tenant.owner },
+    );
+    expect(
+      (list.body.value as { tokenId: string }[]).find((x) => x.tokenId === token.tokenId),
+    ).toMatchObject({ state: 'Used', maxUses: 3, uses: 3 });
+    // A refused enrollment of an existing name uses nothing.
+    const fresh = await createToken(tenant, { maxUses: 1 });
+    const name = `vm-${randomUUID().slice(0, 8)}`;
+    expect((await enroll(fresh.token, body(tenant, { name }))).status).toBe(201);
+    expect((await enroll(fresh.token, body(tenant, { name }))).status).toBe(403);
+  });
+
+  it('maxUses defaults to 1000 and is checked: 0 or a fraction is a 400 naming it', async () => {
+    const tenant = await createTenant(t, 'max-uses-default');
+    expect(await createToken(tenant, {})).toMatchObject({ maxUses: 1000, uses: 0 });
+    for (const maxUses of [0, 1.5, 1_000_001, '5']) {
+      const r = await t.call(
+        'POST',
+        `/api/v1/subscriptions/${tenant.subscriptionId}/enrollmentTokens`,
+        { token: tenant.owner, body: { maxUses } },
+      );
+      expect(r.status, String(maxUses)).toBe(400);
+      expect(JSON.stringify(r.body), String(maxUses)).toContain('maxUses');
+    }
+  });
+
+  it('a subscription has at most --max-vms-per-subscription VMs, whatever the tokens', async () => {
+    const capped = await startTestServer({ maxVmsPerSubscription: 2 });
+    try {
+      const tenant = await createTenant(capped, 'vm-cap');
+      const other = await createTenant(capped, 'vm-cap-other');
+      const call = (token: string, b: EnrollBody) =>
+        capped.call('POST', ENROLL_PATH, { token, body: b });
+      const replies = await Promise.all(
+        Array.from({ length: 4 }, () => call(tenant.enrollToken, body(tenant))),
+      );
+      expect(replies.map((r) => r.status).sort()).toEqual([201, 201, 403, 403]);
+      expect(replies.find((r) => r.status === 403)!.body.error).toMatchObject({
+        code: 'EnrollmentLimitReached',
+        message: expect.stringContaining('--max-vms-per-subscription 2'),
+      });
+      // Another token of the same subscription is refused too; another subscription is not.
+      const second = await capped.call(
+        'POST',
+        `/api/v1/subscriptions/${tenant.subscriptionId}/enrollmentTokens`,
+        { token: tenant.owner, body: {} },
+      );
+      expect((await call(second.body.token as string, body(tenant))).status).toBe(403);
+      expect((await call(other.enrollToken, body(other))).status).toBe(201);
+      // Deleting a VM makes room.
+      const vms = await capped.call(
+        'GET',
+        `/api/v1/subscriptions/${tenant.subscriptionId}/agents`,
+        {
+          token: tenant.reader,
+        },
+      );
+      const first = (vms.body.value as { resourceGroup: string; name: string }[])[0]!;
+      const deleted = await capped.call(
+        'DELETE',
+        `${vmId(tenant.subscriptionId, first.resourceGroup, first.name)}?api-version=2023-03-01`,
+        { token: tenant.contributor },
+      );
+      expect(deleted.status, deleted.text).toBeLessThan(300);
+      expect((await call(tenant.enrollToken, body(tenant))).status).toBe(201);
+    } finally {
+      await capped.close();
+    }
   });
 });

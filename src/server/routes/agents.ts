@@ -46,7 +46,7 @@ function alreadyEnrolled(vm: VmRecord): WirewatchError {
 
 export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control, hub, sockets, limits } = ctx;
+  const { store, control, hub, sockets, limits, maxVmsPerSubscription } = ctx;
 
   const invalidEnrollmentToken = () =>
     new WirewatchError(
@@ -65,6 +65,12 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
       throw limits.failedLogin(request, reply, invalidEnrollmentToken());
     }
     limits.agent(request, reply);
+    if (!record.takeover && record.maxUses !== null && record.uses >= record.maxUses) {
+      throw new WirewatchError(
+        'EnrollmentLimitReached',
+        `This enrollment token has enrolled ${record.uses} VMs, all it may (maxUses ${record.maxUses}); create another enrollment token`,
+      );
+    }
     request.enrollmentToken = record;
   }
 
@@ -125,7 +131,13 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
       lastSeenAt: null,
     };
     // Only a takeover replaces a VM; a plain enrollment inserts or, losing a race, is refused.
-    const vm = existing ? await store.upsertVm(candidate) : await store.createVm(candidate);
+    // A new VM is one of the token's uses and counts against the subscription's VMs.
+    const vm = existing
+      ? await store.upsertVm(candidate)
+      : await store.createVm(candidate, {
+          enrollmentTokenId: record.id,
+          maxVmsPerSubscription,
+        });
     if (!vm) {
       const winner = await store.getVm(record.subscriptionId, body.resourceGroup, body.name);
       throw alreadyEnrolled(winner ?? candidate);

@@ -7,6 +7,7 @@ import {
   CreateEnrollmentTokenSchema,
   CreateSubscriptionSchema,
   CreateTokenSchema,
+  DEFAULT_ENROLLMENT_TOKEN_MAX_USES,
   type CreateEnrollmentTokenInput,
   type CreateTokenInput,
 } from '../../model/arm.js';
@@ -150,10 +151,13 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
         revokedAt: null,
         takeover: takeover && { resourceGroup: takeover.resourceGroup, name: takeover.name },
         usedAt: null,
+        maxUses: takeover ? 1 : (request.body.maxUses ?? DEFAULT_ENROLLMENT_TOKEN_MAX_USES),
+        uses: 0,
       };
       await store.createEnrollmentToken(record);
       await audit(request, subscriptionId, 'enrollmentToken.create', enrollmentTokenId(record), {
         expiresAt: expiresAt.toISOString(),
+        maxUses: record.maxUses,
         ...(takeover
           ? { takeover: vmResourceId(subscriptionId, takeover.resourceGroup, takeover.name) }
           : {}),

@@ -55,6 +55,10 @@ export interface EnrollmentTokensTable {
   takeover_name: string | null;
   /** When a takeover token was used (it is single-use; added by 0003). */
   used_at: string | null;
+  /** How many VMs the token may enroll; null (tokens from before 0004) is no limit. */
+  max_uses: number | null;
+  /** How many VMs it has enrolled (added by 0004). */
+  uses: number;
 }
 
 export interface VmsTable {
@@ -157,6 +161,12 @@ export interface AuditTable {
   detail: string;
 }
 
+/** The ring file numbers the server granted a SAS for, per session (added by 0004). */
+export interface RingGrantsTable {
+  session_id: string;
+  file_index: number;
+}
+
 export interface StoreDatabase {
   subscriptions: SubscriptionsTable;
   tokens: TokensTable;
@@ -167,6 +177,7 @@ export interface StoreDatabase {
   operations: OperationsTable;
   audit: AuditTable;
   storage_accounts: StorageAccountsTable;
+  ring_grants: RingGrantsTable;
 }
 
 // Migrations take Kysely<unknown>: a migration must not depend on the current StoreDatabase
@@ -410,11 +421,40 @@ const enrollmentTakeover: Migration = {
   },
 };
 
+/**
+ * Limits on what an agent can make the server do (issue 9, review M3 and L1): the ring file
+ * numbers granted a SAS per session, so that an upload report is checked against storage only
+ * for blobs the server let the agent write; and the uses of an enrollment token.
+ */
+const agentLimits: Migration = {
+  async up(db: Kysely<unknown>): Promise<void> {
+    // bigint: a ring's file numbers keep growing over a long capture (PostgreSQL's integer is
+    // 32-bit). No foreign key: deleteSession and deleteWatcher remove a session's grants.
+    await db.schema
+      .createTable('ring_grants')
+      .addColumn('session_id', 'text', (c) => c.notNull())
+      .addColumn('file_index', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('ring_grants_pkey', ['session_id', 'file_index'])
+      .execute();
+    await db.schema.alterTable('enrollment_tokens').addColumn('max_uses', 'integer').execute();
+    await db.schema
+      .alterTable('enrollment_tokens')
+      .addColumn('uses', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+  async down(db: Kysely<unknown>): Promise<void> {
+    await db.schema.alterTable('enrollment_tokens').dropColumn('uses').execute();
+    await db.schema.alterTable('enrollment_tokens').dropColumn('max_uses').execute();
+    await db.schema.dropTable('ring_grants').execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they run. */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001_initial': initial,
   '0002_storage_accounts': storageAccounts,
   '0003_enrollment_takeover': enrollmentTakeover,
+  '0004_agent_limits': agentLimits,
 };
 
 const provider: MigrationProvider = {

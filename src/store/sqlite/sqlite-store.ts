@@ -32,6 +32,8 @@ import type {
   OperationStatus,
   Page,
   PageRequest,
+  RingGrantBounds,
+  RingGrantResult,
   SessionError,
   SessionPatch,
   SessionProgress,
@@ -42,6 +44,7 @@ import type {
   Store,
   SubscriptionRecord,
   TokenRecord,
+  VmEnrollmentLimits,
   VmRecord,
 } from '../store.js';
 
@@ -210,6 +213,8 @@ function toEnrollmentToken(row: EnrollmentTokensTable): EnrollmentTokenRecord {
         ? null
         : { resourceGroup: row.takeover_resource_group, name: row.takeover_name },
     usedAt: dateOrNull(row.used_at),
+    maxUses: row.max_uses,
+    uses: row.uses,
   };
 }
 
@@ -609,6 +614,8 @@ class SqliteStore implements Store {
         takeover_resource_group: record.takeover?.resourceGroup ?? null,
         takeover_name: record.takeover?.name ?? null,
         used_at: isoOrNull(record.usedAt),
+        max_uses: record.maxUses,
+        uses: record.uses,
       })
       .execute();
   }
@@ -656,16 +663,63 @@ class SqliteStore implements Store {
 
   // VMs
 
-  async createVm(record: VmRecord): Promise<VmRecord | undefined> {
-    const row = await this.#db
-      .insertInto('vms')
-      .values(vmToRow(record))
-      .onConflict((oc) =>
-        oc.columns(['subscription_id', 'resource_group_key', 'name_key']).doNothing(),
-      )
-      .returningAll()
-      .executeTakeFirst();
-    return row && toVm(row);
+  async createVm(record: VmRecord, limits?: VmEnrollmentLimits): Promise<VmRecord | undefined> {
+    const row = vmToRow(record);
+    const insert = (db: Kysely<StoreDatabase>) =>
+      db
+        .insertInto('vms')
+        .values(row)
+        .onConflict((oc) =>
+          oc.columns(['subscription_id', 'resource_group_key', 'name_key']).doNothing(),
+        )
+        .returningAll()
+        .executeTakeFirst();
+    if (limits === undefined) {
+      const inserted = await insert(this.#db);
+      return inserted && toVm(inserted);
+    }
+    // The counts, the insert and the token's use in one transaction: on SQLite it holds the
+    // write lock, so concurrent enrollments cannot both take the last place.
+    return this.#db.transaction().execute(async (trx) => {
+      const tokenId = limits.enrollmentTokenId;
+      if (tokenId !== undefined) {
+        const token = await trx
+          .selectFrom('enrollment_tokens')
+          .select(['max_uses', 'uses'])
+          .where('id', '=', tokenId)
+          .executeTakeFirst();
+        if (token && token.max_uses !== null && token.uses >= token.max_uses) {
+          throw new WirewatchError(
+            'EnrollmentLimitReached',
+            `This enrollment token has enrolled ${token.uses} VMs, all it may (maxUses ${token.max_uses}); create another enrollment token`,
+          );
+        }
+      }
+      const max = limits.maxVmsPerSubscription;
+      if (max !== undefined) {
+        const { count } = await trx
+          .selectFrom('vms')
+          .select((eb) => eb.fn.countAll().as('count'))
+          .where('subscription_id', '=', row.subscription_id)
+          .executeTakeFirstOrThrow();
+        if (Number(count) >= max) {
+          throw new WirewatchError(
+            'EnrollmentLimitReached',
+            `Subscription '${row.subscription_id}' has ${Number(count)} VMs, the most this server allows (--max-vms-per-subscription ${max}); delete VMs no longer in use`,
+          );
+        }
+      }
+      const inserted = await insert(trx);
+      if (inserted === undefined) return undefined;
+      if (tokenId !== undefined) {
+        await trx
+          .updateTable('enrollment_tokens')
+          .set((eb) => ({ uses: eb('uses', '+', 1) }))
+          .where('id', '=', tokenId)
+          .execute();
+      }
+      return toVm(inserted);
+    });
   }
 
   async upsertVm(record: VmRecord): Promise<VmRecord> {
@@ -835,6 +889,17 @@ class SqliteStore implements Store {
         .executeTakeFirst();
       if (deleted.numDeletedRows === 0n) return false;
       await trx
+        .deleteFrom('ring_grants')
+        .where('session_id', 'in', (eb) =>
+          eb
+            .selectFrom('sessions')
+            .select('id')
+            .where('subscription_id', '=', subscriptionId)
+            .where('resource_group_key', '=', resourceGroupKey)
+            .where('watcher_key', '=', nameKey),
+        )
+        .execute();
+      await trx
         .deleteFrom('sessions')
         .where('subscription_id', '=', subscriptionId)
         .where('resource_group_key', '=', resourceGroupKey)
@@ -965,8 +1030,52 @@ class SqliteStore implements Store {
   }
 
   async deleteSession(id: string): Promise<boolean> {
-    const result = await this.#db.deleteFrom('sessions').where('id', '=', id).executeTakeFirst();
-    return result.numDeletedRows > 0n;
+    return this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('ring_grants').where('session_id', '=', id).execute();
+      const result = await trx.deleteFrom('sessions').where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    });
+  }
+
+  async grantRingFile(
+    sessionId: string,
+    fileIndex: number,
+    bounds: RingGrantBounds,
+  ): Promise<RingGrantResult> {
+    return this.#db.transaction().execute(async (trx): Promise<RingGrantResult> => {
+      const granted = await trx
+        .selectFrom('ring_grants')
+        .select('file_index')
+        .where('session_id', '=', sessionId)
+        .where('file_index', '=', fileIndex)
+        .executeTakeFirst();
+      if (granted !== undefined) return { kind: 'granted', again: true };
+      const { highest, count } = await trx
+        .selectFrom('ring_grants')
+        .select((eb) => [eb.fn.max('file_index').as('highest'), eb.fn.countAll().as('count')])
+        .where('session_id', '=', sessionId)
+        .executeTakeFirstOrThrow();
+      const top = highest === null ? 0 : Number(highest);
+      const n = Number(count);
+      if (n >= bounds.maxGrants || fileIndex > top + bounds.window) {
+        return { kind: 'refused', highest: top, count: n };
+      }
+      await trx
+        .insertInto('ring_grants')
+        .values({ session_id: sessionId, file_index: fileIndex })
+        .execute();
+      return { kind: 'granted', again: false };
+    });
+  }
+
+  async listRingGrants(sessionId: string): Promise<number[]> {
+    const rows = await this.#db
+      .selectFrom('ring_grants')
+      .select('file_index')
+      .where('session_id', '=', sessionId)
+      .orderBy('file_index')
+      .execute();
+    return rows.map((r) => Number(r.file_index));
   }
 
   async countSessionsByStatus(): Promise<Record<SessionStatus, number>> {
