@@ -22,6 +22,7 @@ import {
 } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type Azurite } from '../../src/blob/azurite.js';
+import { ringFileBlobUrl } from '../../src/blob/blob-names.js';
 import { blobNameOfUrl } from '../../src/blob/storage-account.js';
 import { parseConnectionString } from '../../src/blob/connection-string.js';
 import {
@@ -31,6 +32,7 @@ import {
   MAX_BINARY_FRAME_DATA,
   type CaptureAssignment,
   type ObservedSession,
+  type UploadReport,
   type ServerMessage,
 } from '../../src/model/channel.js';
 import {
@@ -44,6 +46,7 @@ import {
   type TestServer,
 } from '../lab/control-plane.js';
 import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import { startCountingProxy, type CountingProxy } from '../support/counting-proxy.js';
 import { LYING_COUNTS, LYING_TIMES, lyingBlobUrls } from '../support/malicious-agent.js';
 
 const NW = 'NetworkWatcher_westeurope';
@@ -69,7 +72,11 @@ interface Side {
   readonly agents: Map<string, SyntheticAgent>;
 }
 
-async function side(t: TestServer, vms: Record<string, Partial<SyntheticAgent['options']>>) {
+async function side(
+  t: TestServer,
+  vms: Record<string, Partial<SyntheticAgent['options']>>,
+  connectionString = azurite.connectionString,
+) {
   const tenant = await createTenant(t, randomUUID());
   const registered = await t.call(
     'POST',
@@ -79,7 +86,7 @@ async function side(t: TestServer, vms: Record<string, Partial<SyntheticAgent['o
       body: {
         name: 'captures',
         resourceGroup: 'storage',
-        connectionString: azurite.connectionString,
+        connectionString,
       },
     },
   );
@@ -710,5 +717,254 @@ describe('an agent that floods', () => {
     expect(size).toBeLessThan(CHANNEL_MAX_PAYLOAD_BYTES);
     // One JSON.parse and schema check of the whole message is the longest step left.
     expect(maxDelayMs).toBeLessThan(750);
+  });
+});
+
+describe('an agent that makes the server ask storage', () => {
+  let t: TestServer;
+  let proxy: CountingProxy;
+  let s: Side;
+  /** The control plane's clock, moved by hand: the backoff of storage checks is read on it. */
+  let clockMs = Date.now();
+
+  const RING = {
+    continuousCapture: true,
+    captureSettings: { fileCount: 3, fileSizeInBytes: 100000, sessionTimeLimitInSeconds: 600 },
+  };
+
+  beforeAll(async () => {
+    proxy = await startCountingProxy(azurite);
+    t = await startTestServer({
+      sweepIntervalMs: 100,
+      now: () => new Date(clockMs),
+    });
+    s = await side(t, { 'Ring-01': {} }, proxy.connectionString);
+  });
+
+  afterAll(async () => {
+    for (const agent of s?.agents.values() ?? []) await agent.close();
+    await t?.close();
+    await proxy?.close();
+  });
+
+  const agent = () => s.agents.get('Ring-01')!;
+  const acks = (sessionId: string) =>
+    agent().received.filter((m) => m.type === 'ack' && m.sessionId === sessionId).length;
+  const grants = (sessionId: string) =>
+    agent()
+      .received.filter(
+        (m): m is Extract<ServerMessage, { type: 'blobGrant' }> =>
+          m.type === 'blobGrant' && m.sessionId === sessionId,
+      )
+      .map((m) => m.fileIndex);
+  /** Asks for a grant and resolves with it, or undefined when none comes within a second. */
+  const ask = async (sessionId: string, fileIndex: number) => {
+    const answer = agent()
+      .next(
+        (m) => m.type === 'blobGrant' && m.sessionId === sessionId && m.fileIndex === fileIndex,
+        1000,
+      )
+      .catch(() => undefined);
+    agent().send({ type: 'blobGrantRequest', sessionId, fileIndex });
+    return (await answer) as Extract<ServerMessage, { type: 'blobGrant' }> | undefined;
+  };
+  const ringReport = (
+    a: CaptureAssignment,
+    numbers: readonly number[],
+    size = 1000,
+  ): UploadReport => ({
+    state: 'Completed',
+    blobs: numbers.map((n) => ({ url: ringFileBlobUrl(a.blob!.url, n), size })),
+  });
+
+  it('a ring report of never-granted file numbers (100,000 of them) asks storage nothing and is Failed; resent, it is only acknowledged', async () => {
+    const headsBefore = proxy.count('HEAD');
+    // Over the channel: as many numbers as one message may carry (8 MiB; about 38,000 URLs).
+    const a = await create(t, s, 'Ring-01', 'never-granted', RING);
+    agent().finish(a.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 1,
+    );
+    let numbers = Array.from({ length: 100_000 }, (_, i) => i + 1);
+    while (
+      Buffer.byteLength(JSON.stringify(ringReport(a, numbers))) >
+      CHANNEL_MAX_PAYLOAD_BYTES - 1024
+    ) {
+      numbers = numbers.slice(0, Math.floor(numbers.length * 0.9));
+    }
+    expect(numbers.length).toBeGreaterThan(20_000);
+    agent().send({ type: 'uploaded', sessionId: a.sessionId, upload: ringReport(a, numbers) });
+    const failed = await waitFor(
+      () => status(t, s, 'never-granted'),
+      (x) => x.uploadState !== 'Pending',
+    );
+    expect(failed.uploadState).toBe('Failed');
+    expect(failed.packetCaptureErrorDetails).toContainEqual({
+      code: 'StorageFailed',
+      message: expect.stringContaining('never granted'),
+    });
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 2,
+    );
+    // Resent, over and over: acknowledged each time, checked never.
+    for (let i = 0; i < 5; i++) {
+      agent().send({ type: 'uploaded', sessionId: a.sessionId, upload: ringReport(a, numbers) });
+    }
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 7,
+    );
+
+    // The whole 100,000 the schema allows, handed to the control plane as the hub would.
+    const b = await create(t, s, 'Ring-01', 'never-granted-100k', RING);
+    agent().finish(b.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => Promise.resolve(acks(b.sessionId)),
+      (n) => n === 1,
+    );
+    expect(await ask(b.sessionId, 1)).toBeDefined(); // one real grant: number 1 alone is good
+    const vm = (await t.server.store.getVmById(agent().agentId!))!;
+    const all = Array.from({ length: 100_000 }, (_, i) => i + 1);
+    await t.server.control.agentMessage(vm, {
+      type: 'uploaded',
+      sessionId: b.sessionId,
+      upload: ringReport(b, all),
+    });
+    expect((await status(t, s, 'never-granted-100k')).uploadState).toBe('Failed');
+    expect(proxy.count('HEAD')).toBe(headsBefore);
+  });
+
+  it('grants a SAS only for a ring, only within fileCount of the highest granted, and never a far-future number', async () => {
+    const a = await create(t, s, 'Ring-01', 'grants', RING);
+    expect((await ask(a.sessionId, 1))?.url).toBe(ringFileBlobUrl(a.blob!.url, 1));
+    // fileCount 3: up to 1 + 3 now.
+    expect(await ask(a.sessionId, 5)).toBeUndefined();
+    expect(await ask(a.sessionId, 2 ** 40)).toBeUndefined();
+    expect(await ask(a.sessionId, Number.MAX_SAFE_INTEGER)).toBeUndefined();
+    expect(await ask(a.sessionId, 4)).toBeDefined();
+    expect(await ask(a.sessionId, 7)).toBeDefined();
+    // Asked again (the agent heard nothing): granted again, with a fresh SAS.
+    expect(await ask(a.sessionId, 1)).toBeDefined();
+    expect(grants(a.sessionId)).toEqual([1, 4, 7, 1]);
+    // A single-file capture has no ring files.
+    const single = await create(t, s, 'Ring-01', 'single-no-grants');
+    expect(await ask(single.sessionId, 1)).toBeUndefined();
+    expect(grants(single.sessionId)).toEqual([]);
+  });
+
+  it('a legitimate ring completes: each granted file uploaded, checked once each; resent, not checked again', async () => {
+    const a = await create(t, s, 'Ring-01', 'honest-ring', RING);
+    const sizes = [1000, 1500, 700, 1200, 900];
+    for (const [i, size] of sizes.entries()) {
+      const grant = (await ask(a.sessionId, i + 1))!;
+      expect(grant).toBeDefined();
+      await new BlockBlobClient(`${grant.url}?${grant.sas}`).upload(Buffer.alloc(size, i), size);
+    }
+    agent().finish(a.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 1,
+    );
+    const report: UploadReport = {
+      state: 'Completed',
+      blobs: sizes.map((size, i) => ({ url: ringFileBlobUrl(a.blob!.url, i + 1), size })),
+    };
+    const headsBefore = proxy.count('HEAD');
+    agent().send({ type: 'uploaded', sessionId: a.sessionId, upload: report });
+    const done = await waitFor(
+      () => status(t, s, 'honest-ring'),
+      (x) => x.uploadState !== 'Pending',
+    );
+    expect(done).toMatchObject({ uploadState: 'Completed', blobs: report.blobs });
+    expect(proxy.count('HEAD') - headsBefore).toBe(sizes.length);
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 2,
+    );
+    agent().send({ type: 'uploaded', sessionId: a.sessionId, upload: report });
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 3,
+    );
+    await agent().disconnect();
+    await agent().connect({ sessions: [stoppedObserved(a.sessionId, { upload: report })] });
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 4,
+    );
+    expect(proxy.count('HEAD') - headsBefore).toBe(sizes.length);
+    expect((await status(t, s, 'honest-ring')).uploadState).toBe('Completed');
+  });
+
+  it('when storage errors, the check is retried with exponential backoff, and resent reports do not hurry it', async () => {
+    const a = await create(t, s, 'Ring-01', 'storage-errors');
+    await new BlockBlobClient(`${a.blob!.url}?${a.blob!.sas}`).upload(Buffer.alloc(800, 3), 800);
+    agent().finish(a.sessionId, 'ManualIntervention');
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 1,
+    );
+    const report: UploadReport = { state: 'Completed', blobs: [{ url: a.blob!.url, size: 800 }] };
+    proxy.failHeads = true;
+    try {
+      const before = proxy.count('HEAD');
+      const heads = () => proxy.count('HEAD') - before;
+      /** Waits until the HEAD count has not moved for `quietMs`, and returns it. */
+      const settled = async (quietMs = 1500) => {
+        let last = -1;
+        for (;;) {
+          const now = heads();
+          if (now === last) return now;
+          last = now;
+          await new Promise((r) => setTimeout(r, quietMs));
+        }
+      };
+      agent().send({ type: 'uploaded', sessionId: a.sessionId, upload: report });
+      // One check: the storage client's own tries (3) at most.
+      const first = await settled();
+      expect(first).toBeGreaterThanOrEqual(1);
+      expect(first).toBeLessThanOrEqual(3);
+      // Resent, and a hello: nothing is checked before the backoff (10 s) is up.
+      agent().send({ type: 'uploaded', sessionId: a.sessionId, upload: report });
+      await t.server.hub.drain();
+      await agent().disconnect();
+      await agent().connect({ sessions: [stoppedObserved(a.sessionId, { upload: report })] });
+      clockMs += 9_000;
+      expect(await settled()).toBe(first);
+      clockMs += 1_000;
+      const second = await settled();
+      expect(second).toBe(2 * first);
+      // Then 20 s.
+      clockMs += 19_000;
+      expect(await settled()).toBe(second);
+      clockMs += 1_000;
+      const third = await settled();
+      expect(third).toBe(3 * first);
+      // 40 s, 80 s, … capped at 10 min: after an hour of failures the checks are far apart.
+      for (const step of [40, 80, 160, 320, 600, 600]) {
+        clockMs += step * 1000;
+        await settled();
+      }
+      const capped = heads();
+      expect(capped).toBe(9 * first);
+      clockMs += 599_000;
+      expect(await settled()).toBe(capped);
+      expect((await status(t, s, 'storage-errors')).uploadState).toBe('Pending');
+      expect(acks(a.sessionId)).toBe(1);
+    } finally {
+      proxy.failHeads = false;
+    }
+    clockMs += 1_000;
+    const done = await waitFor(
+      () => status(t, s, 'storage-errors'),
+      (x) => x.uploadState !== 'Pending',
+    );
+    expect(done).toMatchObject({ uploadState: 'Completed', blobs: report.blobs });
+    await waitFor(
+      () => Promise.resolve(acks(a.sessionId)),
+      (n) => n === 2,
+    );
   });
 });
