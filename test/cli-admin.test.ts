@@ -357,6 +357,41 @@ describe(
           /--expires-in-hours/,
         );
       });
+
+      it('enroll-token create --max-uses: the token enrolls that many VMs, then EnrollmentLimitReached', async () => {
+        const created = json(await owner(['admin', 'enroll-token', 'create', '--max-uses', '1']));
+        expect(created).toMatchObject({ maxUses: 1, uses: 0 });
+        expect(json(await owner(['admin', 'enroll-token', 'create']))).toMatchObject({
+          maxUses: 1000,
+        });
+        const agent = (name: string) =>
+          new SyntheticAgent({
+            serverUrl: server.url,
+            enrollToken: created.token as string,
+            subscriptionId: subscription,
+            resourceGroup: 'capped',
+            name,
+            location: 'westeurope',
+          });
+        await agent('capped-01').enroll();
+        await expect(agent('capped-02').enroll()).rejects.toThrow(/403.*EnrollmentLimitReached/);
+        usage(await owner(['admin', 'enroll-token', 'create', '--max-uses', '0']), /--max-uses/);
+        usage(
+          await owner([
+            'admin',
+            'enroll-token',
+            'create',
+            '--max-uses',
+            '2',
+            '--takeover',
+            '-g',
+            'x',
+            '-n',
+            'y',
+          ]),
+          /--max-uses/,
+        );
+      });
       it('enroll-token list and revoke; --takeover re-enrolls one enrolled VM, once', async () => {
         const created = json(await owner(['admin', 'enroll-token', 'create']));
         const listed = await owner(['admin', 'enroll-token', 'list']);

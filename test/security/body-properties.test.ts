@@ -72,7 +72,7 @@ function expectSoundAnswer(r: Reply, context: string): void {
   expect(typeof error!.message).toBe('string');
   const named =
     (typeof error!.target === 'string' && error!.target.length > 0) ||
-    /\b(body|properties|filters|location|tags|role|displayName|expiresInHours|name|resourceGroup|connectionString|subscriptionId|hostname|captureRoot)\b/.test(
+    /\b(body|properties|filters|location|tags|role|displayName|expiresInHours|maxUses|name|resourceGroup|connectionString|subscriptionId|hostname|captureRoot)\b/.test(
       error!.message,
     );
   expect(named, `${context}: names no field: ${r.text}`).toBe(true);
@@ -469,7 +469,7 @@ describe('native API: generated bodies', () => {
     );
   });
 
-  it('POST tokens and enrollmentTokens (Owner): role, expiresInHours', async () => {
+  it('POST tokens and enrollmentTokens (Owner): role, expiresInHours, maxUses', async () => {
     const tokenBodies = fc.oneof(
       fc.record(
         {
@@ -506,10 +506,16 @@ describe('native API: generated bodies', () => {
       fc.constantFrom(0, 1, 8760, 8761, 1.5, 1e308, -0),
       junk,
     );
+    const uses = fc.oneof(
+      fc.integer({ min: -5, max: 2_000_000 }),
+      fc.constantFrom(0, 1, 1000, 1_000_000, 1_000_001, 2.5, 1e308, -0),
+      junk,
+    );
     const enrollBodies = fc.oneof(
       fc.record(
         {
           expiresInHours: hours,
+          maxUses: uses,
           takeover: fc.oneof(
             fc.record(
               {
@@ -536,8 +542,15 @@ describe('native API: generated bodies', () => {
         });
         expectSoundAnswer(r, `POST enrollmentTokens ${JSON.stringify(body)}`);
         if (r.status === 201) {
-          const given = body as { expiresInHours?: number; takeover?: unknown };
+          const given = body as {
+            expiresInHours?: number;
+            maxUses?: number;
+            takeover?: unknown;
+          };
           const h = given.expiresInHours ?? (given.takeover ? 1 : 24);
+          const m = given.takeover ? 1 : (given.maxUses ?? 1000);
+          expect(Number.isInteger(m) && m >= 1 && m <= 1_000_000).toBe(true);
+          expect(r.body.maxUses).toBe(m);
           expect(Number.isInteger(h) && h >= 1 && h <= 8760).toBe(true);
           const expires = Date.parse(r.body.expiresAt);
           expect(Math.abs(expires - (started + h * 3_600_000))).toBeLessThan(60_000);
