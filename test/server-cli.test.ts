@@ -15,6 +15,7 @@ import {
   type CliProcess,
 } from './lab/cli-process.js';
 import { isRoot } from './lab/exec.js';
+import { ENROLL_PATH } from '../src/model/channel.js';
 
 const running: CliProcess[] = [];
 
@@ -197,6 +198,52 @@ describe('wirewatch server', () => {
       expect(await bad.exited).toBe(2);
       expect(bad.output()).toContain(args[0]);
     }
+  });
+
+  it('--max-vms-per-subscription caps the VMs a subscription enrolls; a bad value is refused', async () => {
+    const dir = path.join(root, 'max-vms');
+    const port = await freePort();
+    const proc = launch([
+      'server',
+      '--data-dir',
+      dir,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--max-vms-per-subscription',
+      '1',
+    ]);
+    const url = await listening(proc);
+    const admin = (await readFile(path.join(dir, 'admin.token'), 'utf8')).trim();
+    const api = apiClient(url, admin);
+    const tenant = await createTenant(api, 'max-vms');
+    const enroll = (name: string) =>
+      api.call('POST', ENROLL_PATH, {
+        token: tenant.enrollToken,
+        body: {
+          subscriptionId: tenant.subscriptionId,
+          resourceGroup: 'web',
+          name,
+          location: 'westeurope',
+          hostname: name,
+          captureRoot: '/var/captures',
+        },
+      });
+    expect((await enroll('web-01')).status).toBe(201);
+    const refused = await enroll('web-02');
+    expect([refused.status, refused.body.error.code]).toEqual([403, 'EnrollmentLimitReached']);
+    await stopProcess(proc);
+
+    const bad = launch([
+      'server',
+      '--data-dir',
+      path.join(root, 'bad'),
+      '--listen',
+      '127.0.0.1:0',
+      '--max-vms-per-subscription',
+      '0',
+    ]);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain('--max-vms-per-subscription');
   });
 
   it.skipIf(!isRoot)(
