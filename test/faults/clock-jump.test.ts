@@ -40,19 +40,7 @@ describe.skipIf(!isRoot)("a jump of the agent's clock mid-capture (root)", () =>
     azuriteDir = await mkdtemp(path.join(tmpdir(), 'ww-faults-azurite-'));
     azurite = await startAzurite({ dataDir: azuriteDir });
     faults = await FaultLab.create({ agents: { 'host-b': 'b' } });
-    const registered = await faults.api.call(
-      'POST',
-      `/api/v1/subscriptions/${faults.tenant.subscriptionId}/storageAccounts`,
-      {
-        token: faults.tenant.contributor,
-        body: {
-          name: 'captures',
-          resourceGroup: 'storage',
-          connectionString: azurite.connectionString,
-        },
-      },
-    );
-    expect(registered.status, registered.text).toBe(201);
+    await faults.registerStorageAccount('captures', azurite.connectionString);
     agent = await createAgent({
       serverUrl: faults.api.url,
       enrollToken: faults.tenant.enrollToken,
@@ -137,14 +125,8 @@ describe.skipIf(!isRoot)("a jump of the agent's clock mid-capture (root)", () =>
   }, 120_000);
 
   it("host b's capture ran through it and ends normally with every datagram once", async () => {
-    const { sent } = await other.stop();
-    await faults.stop('other-b');
-    const s = await faults.until('other-b', (x) => x.packetCaptureStatus === 'Stopped');
-    expect(s.stopReason).toBe('ManualIntervention');
-    expect(streamInFile(await seqPackets(otherFile), other, sent)).toMatchObject({
-      count: sent,
-      missing: [],
-      duplicates: [],
-    });
+    const { status, sent, found } = await faults.finishBystander('other-b', other, otherFile);
+    expect(status.stopReason).toBe('ManualIntervention');
+    expect(found).toMatchObject({ count: sent, missing: [], duplicates: [] });
   });
 });

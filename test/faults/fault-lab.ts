@@ -240,6 +240,34 @@ export class FaultLab {
     return { file, body: r.body as { properties: Record<string, unknown> } };
   }
 
+  /** Registers storage account `name` (resource group `storage`) in the tenant. */
+  async registerStorageAccount(name: string, connectionString: string): Promise<void> {
+    const r = await this.api.call(
+      'POST',
+      `/api/v1/subscriptions/${this.tenant.subscriptionId}/storageAccounts`,
+      {
+        token: this.tenant.contributor,
+        body: { name, resourceGroup: 'storage', connectionString },
+      },
+    );
+    if (r.status !== 201) throw new Error(`register ${name}: ${r.status} ${r.text}`);
+  }
+
+  /**
+   * Ends a capture that ran beside the faults: stops its traffic and the capture, waits for
+   * Stopped, and says how its numbered stream landed in its file.
+   */
+  async finishBystander(
+    name: string,
+    stream: SeqStream,
+    file: string,
+  ): Promise<{ status: CaptureStatus; sent: number; found: StreamInFile }> {
+    const { sent } = await stream.stop();
+    await this.stop(name);
+    const status = await this.until(name, (x) => x.packetCaptureStatus === 'Stopped');
+    return { status, sent, found: streamInFile(await seqPackets(file), stream, sent) };
+  }
+
   async stop(name: string): Promise<void> {
     const r = await this.api.call('POST', this.url(name, '/stop'), {
       token: this.tenant.contributor,

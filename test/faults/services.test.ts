@@ -42,19 +42,7 @@ describe.skipIf(!isRoot)('faults of the blob store and the server mid-capture (r
     azuriteDir = await mkdtemp(path.join(tmpdir(), 'ww-faults-azurite-'));
     azurite = await startAzurite({ dataDir: azuriteDir });
     faults = await FaultLab.create({ agents: { 'host-a': 'a', 'host-b': 'b' } });
-    const registered = await faults.api.call(
-      'POST',
-      `/api/v1/subscriptions/${faults.tenant.subscriptionId}/storageAccounts`,
-      {
-        token: faults.tenant.contributor,
-        body: {
-          name: 'captures',
-          resourceGroup: 'storage',
-          connectionString: azurite.connectionString,
-        },
-      },
-    );
-    expect(registered.status, registered.text).toBe(201);
+    await faults.registerStorageAccount('captures', azurite.connectionString);
     // Azurite keeps its metadata in memory and saves it every 5 s: a kill -9 before then would
     // take the container the registration created with it (storage that forgets is another
     // fault; here the store dies but keeps what it had saved).
@@ -187,14 +175,8 @@ describe.skipIf(!isRoot)('faults of the blob store and the server mid-capture (r
   }, 120_000);
 
   it("host b's capture ran through both and ends normally with every datagram once", async () => {
-    const { sent } = await other.stop();
-    await faults.stop('other-b');
-    const s = await faults.until('other-b', (x) => x.packetCaptureStatus === 'Stopped');
-    expect(s.stopReason).toBe('ManualIntervention');
-    expect(streamInFile(await seqPackets(otherFile), other, sent)).toMatchObject({
-      count: sent,
-      missing: [],
-      duplicates: [],
-    });
+    const { status, sent, found } = await faults.finishBystander('other-b', other, otherFile);
+    expect(status.stopReason).toBe('ManualIntervention');
+    expect(found).toMatchObject({ count: sent, missing: [], duplicates: [] });
   });
 });
