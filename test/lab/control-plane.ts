@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { WebSocket } from 'ws';
 import {
   startServer,
   type RunningServer,
@@ -14,6 +15,29 @@ import {
 } from '../../src/server/start-server.js';
 
 export const API = '2025-05-01';
+
+/**
+ * The status of a WebSocket upgrade of `path` (with its query) on the server at `baseUrl`: the
+ * refusal's HTTP status, or 101 when it opened (the socket is then closed at once). No token, or
+ * '', sends no Authorization header.
+ */
+export function upgradeStatus(baseUrl: string, path: string, token?: string): Promise<number> {
+  const url = new URL(path, baseUrl);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    ws.once('error', reject);
+    ws.once('unexpected-response', (req, res) => {
+      res.resume();
+      req.destroy();
+      resolve(res.statusCode ?? 0);
+    });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+  });
+}
 
 export interface Reply {
   readonly status: number;

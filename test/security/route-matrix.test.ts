@@ -22,12 +22,17 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type Azurite } from '../../src/blob/azurite.js';
 import { CHANNEL_PATH, ENROLL_PATH } from '../../src/model/channel.js';
 import { CAPTURE_ROUTE } from '../../src/server/routes/capture-route.js';
-import { startTestServer, vmId, type Reply, type TestServer } from '../lab/control-plane.js';
+import {
+  startTestServer,
+  upgradeStatus,
+  vmId,
+  type Reply,
+  type TestServer,
+} from '../lab/control-plane.js';
 import {
   LOCATION,
   MAIN,
@@ -1034,20 +1039,4 @@ describe('allowed: subscription ids compare case-insensitively', () => {
   }
 });
 
-function channelUpgrade(token: string): Promise<number> {
-  const url = new URL(CHANNEL_PATH, t.url);
-  url.protocol = 'ws:';
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
-    ws.on('error', reject);
-    ws.once('unexpected-response', (req, res) => {
-      res.resume();
-      req.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-    ws.once('open', () => {
-      ws.terminate();
-      resolve(101);
-    });
-  });
-}
+const channelUpgrade = (token: string) => upgradeStatus(t.url, CHANNEL_PATH, token);

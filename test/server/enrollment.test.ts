@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { CHANNEL_PATH, ENROLL_PATH } from '../../src/model/channel.js';
 import {
   API,
@@ -16,6 +15,7 @@ import {
   type Reply,
   type Tenant,
   type TestServer,
+  upgradeStatus,
 } from '../lab/control-plane.js';
 import { SyntheticAgent } from '../lab/synthetic-agent.js';
 
@@ -118,24 +118,7 @@ describe('the automatic network watcher', () => {
   });
 });
 
-/** The status of a WebSocket upgrade of the agent channel with this credential (101 = open). */
-function channelUpgrade(credential: string): Promise<number> {
-  const url = new URL(CHANNEL_PATH, t.url);
-  url.protocol = 'ws:';
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${credential}` } });
-    ws.on('error', reject);
-    ws.once('unexpected-response', (req, res) => {
-      res.resume();
-      req.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-    ws.once('open', () => {
-      ws.terminate();
-      resolve(101);
-    });
-  });
-}
+const channelUpgrade = (credential: string) => upgradeStatus(t.url, CHANNEL_PATH, credential);
 
 const tokens = (sub: string) => `/api/v1/subscriptions/${sub}/enrollmentTokens`;
 

@@ -25,6 +25,7 @@ import {
   waitFor,
   type Tenant,
   type TestServer,
+  upgradeStatus,
 } from '../lab/control-plane.js';
 
 const RG = 'rg-attack';
@@ -161,24 +162,8 @@ function openStream(
   });
 }
 
-/** The status of a stream upgrade that is refused (or 101). */
-function streamStatus(t: TestServer, path: string, token: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(wsUrl(t, `${path}/stream?api-version=${API}`), {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    ws.once('error', reject);
-    ws.once('unexpected-response', (req, res) => {
-      res.resume();
-      req.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-    ws.once('open', () => {
-      ws.terminate();
-      resolve(101);
-    });
-  });
-}
+const streamStatus = (t: TestServer, path: string, token: string) =>
+  upgradeStatus(t.url, `${path}/stream?api-version=${API}`, token);
 
 interface RawAnswer {
   /** The status line's code, 0 if the server sent nothing. */

@@ -9,7 +9,6 @@
  * itself: test/security/route-matrix.test.ts, which this file's route table grew into.
  */
 import { randomUUID } from 'node:crypto';
-import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_PATH, ENROLL_PATH } from '../../src/model/channel.js';
 import { SyntheticAgent } from '../lab/synthetic-agent.js';
@@ -24,6 +23,7 @@ import {
   type Reply,
   type Tenant,
   type TestServer,
+  upgradeStatus,
 } from '../lab/control-plane.js';
 
 const COMPUTE_API = '2024-07-01';
@@ -352,23 +352,7 @@ describe('between tenants', () => {
   });
 });
 
-function channelUpgrade(token: string): Promise<number> {
-  const url = new URL(CHANNEL_PATH, t.url);
-  url.protocol = 'ws:';
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
-    ws.on('error', reject);
-    ws.once('unexpected-response', (req, res) => {
-      res.resume();
-      req.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-    ws.once('open', () => {
-      ws.terminate();
-      resolve(101);
-    });
-  });
-}
+const channelUpgrade = (token: string) => upgradeStatus(t.url, CHANNEL_PATH, token);
 
 // ---- audit --------------------------------------------------------------------------------
 
