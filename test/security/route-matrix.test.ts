@@ -878,6 +878,9 @@ describe('refused: agent routes take only their own credentials', () => {
     const r = await send(side('A').tenant.enrollToken, enroll, enroll.real(b, b.sub));
     expect(r.status, r.text).toBe(401);
     expect(errorCode(enroll, r)).toBe('InvalidEnrollmentToken');
+    // The refusal names the field that differs, and nothing of B.
+    expect(r.text).toContain('subscriptionId');
+    expect(r.text).not.toContain(b.sub);
   });
 
   for (const c of channel) {

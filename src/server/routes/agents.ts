@@ -86,7 +86,12 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
     const record = request.enrollmentToken!;
     const body = request.body;
     if (record.subscriptionId !== body.subscriptionId.toLowerCase()) {
-      throw invalidEnrollmentToken();
+      // The same code as any other refusal of the token, but naming the field that differs.
+      throw new WirewatchError(
+        'InvalidEnrollmentToken',
+        'The enrollment token is not valid for the subscriptionId in the body; enroll into the subscription the token was created in',
+        { target: 'subscriptionId' },
+      );
     }
     const takeover = record.takeover;
     if (
