@@ -1,8 +1,8 @@
 /**
  * The control plane's storage, as one domain interface. It leaks no connection, transaction or
  * SQL type: the SQLite implementation (src/store/sqlite/) and the PostgreSQL one (later, in
- * src/store/postgres/) both implement it, and one conformance suite (store-conformance.ts) runs
- * against each.
+ * src/store/postgres/) both implement it, and one conformance suite
+ * (test/support/store-conformance/) runs against each.
  *
  * Conventions: ids are uuids made by the caller; times are `Date`; names are compared
  * case-insensitively where Azure does (resource groups, watchers, captures, VMs), so records keep
@@ -245,13 +245,15 @@ export type CreateSessionResult =
   | { readonly kind: 'exists'; readonly session: SessionRecord }
   | { readonly kind: 'quota-exceeded'; readonly active: number };
 
-export interface Store {
-  // Subscriptions
+/** Subscriptions (tenants). */
+export interface SubscriptionStore {
   createSubscription(record: SubscriptionRecord): Promise<void>;
   getSubscription(id: string): Promise<SubscriptionRecord | undefined>;
   listSubscriptions(): Promise<SubscriptionRecord[]>;
+}
 
-  // API tokens
+/** API tokens. */
+export interface TokenStore {
   createToken(record: TokenRecord): Promise<void>;
   /** The token with this hash, revoked or not. */
   findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
@@ -263,8 +265,10 @@ export interface Store {
    * token works after a rotation.
    */
   revokeAdminTokensExcept(keepHash: string, at: Date): Promise<number>;
+}
 
-  // Enrollment tokens
+/** Enrollment tokens, with which agents enroll their VMs. */
+export interface EnrollmentTokenStore {
   createEnrollmentToken(record: EnrollmentTokenRecord): Promise<void>;
   findEnrollmentTokenByHash(hash: string): Promise<EnrollmentTokenRecord | undefined>;
   /** A subscription's enrollment tokens (expired, revoked and used ones too), oldest first. */
@@ -276,8 +280,10 @@ export interface Store {
    * revoked, false for every other (the single use of a takeover token).
    */
   useEnrollmentToken(id: string, at: Date): Promise<boolean>;
+}
 
-  // VMs (agents)
+/** VMs: the hosts running the agent. */
+export interface VmStore {
   /**
    * Registers a VM, or replaces the credential, hostname and capture root of the VM with the
    * same (subscription, resource group, name) — re-enrollment keeps its id. Returns the record.
@@ -299,8 +305,10 @@ export interface Store {
   listVms(subscriptionId: string, resourceGroup?: string): Promise<VmRecord[]>;
   touchVm(id: string, lastSeenAt: Date): Promise<void>;
   deleteVm(id: string): Promise<boolean>;
+}
 
-  // Network watchers
+/** Network watchers. */
+export interface NetworkWatcherStore {
   /** Creates or updates (location and tags); returns the stored record and whether it was new. */
   putWatcher(
     record: NetworkWatcherRecord,
@@ -324,8 +332,10 @@ export interface Store {
   listWatchers(subscriptionId: string, resourceGroup?: string): Promise<NetworkWatcherRecord[]>;
   /** Deletes the watcher and every session under it. */
   deleteWatcher(subscriptionId: string, resourceGroup: string, name: string): Promise<boolean>;
+}
 
-  // Sessions
+/** Packet capture sessions and their ring file grants. */
+export interface SessionStore {
   /**
    * Inserts the session unless one with the same (subscription, resource group, watcher, name)
    * exists ('exists', with that session) or the (subscription, location) already has `quota`
@@ -370,8 +380,10 @@ export interface Store {
   listRingGrants(sessionId: string): Promise<number[]>;
   /** Count of sessions per status, across all tenants (for /metrics). */
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
+}
 
-  // Storage accounts
+/** Storage accounts and the secrets they hold. */
+export interface StorageAccountStore {
   /** Creates or replaces (same subscription, resource group, name: case-insensitive). */
   putStorageAccount(
     record: StorageAccountRecord,
@@ -396,8 +408,10 @@ export interface Store {
    * does not open with the store's keys (a wrong key). The server runs it at every start.
    */
   resealSecrets(): Promise<number>;
+}
 
-  // Long-running operations
+/** ARM long-running operations. */
+export interface OperationStore {
   createOperation(record: OperationRecord): Promise<void>;
   getOperation(subscriptionId: string, id: string): Promise<OperationRecord | undefined>;
   /** Operations of a session still InProgress. */
@@ -411,12 +425,30 @@ export interface Store {
     id: string,
     patch: { status: OperationStatus; error?: SessionError | null },
   ): Promise<void>;
+}
 
-  // Audit
+/** The audit log. */
+export interface AuditStore {
   appendAudit(record: AuditRecord): Promise<void>;
   /** Newest first. */
   listAudit(subscriptionId: string, page: PageRequest): Promise<Page<AuditRecord>>;
+}
 
+/**
+ * The whole store: one interface per concern, so that each backend can implement them in
+ * files of its own (src/store/sqlite/*-store.ts).
+ */
+export interface Store
+  extends
+    SubscriptionStore,
+    TokenStore,
+    EnrollmentTokenStore,
+    VmStore,
+    NetworkWatcherStore,
+    SessionStore,
+    StorageAccountStore,
+    OperationStore,
+    AuditStore {
   /** Closes the connection(s); safe to call twice. */
   close(): Promise<void>;
 }

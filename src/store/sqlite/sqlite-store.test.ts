@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest, migrations } from '../migrations/index.js';
-import type { StoreDatabase } from '../migrations/index.js';
+import type { StoreDatabase } from '../migrations/schema.js';
 import { describeStoreConformance } from '../store-conformance.js';
 import type { SessionRecord } from '../store.js';
 import { generateSecretsKey, SecretBox, SecretsKeyError } from '../secret-box.js';
