@@ -7,7 +7,7 @@ import { Kysely, SqliteDialect } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest, migrations } from '../migrations/index.js';
 import type { StoreDatabase } from '../migrations/schema.js';
-import { describeStoreConformance } from '../store-conformance.js';
+import { describeStoreConformance } from '../../../test/support/store-conformance/index.js';
 import type { SessionRecord } from '../store.js';
 import { generateSecretsKey, SecretBox, SecretsKeyError } from '../secret-box.js';
 import { createSqliteStore } from './sqlite-store.js';

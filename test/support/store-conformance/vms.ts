@@ -1,0 +1,139 @@
+/** The store conformance suite: vMs: enrollment, its limits, lookups. */
+import { randomUUID } from 'node:crypto';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { EnrollmentTokenRecord, Store, VmRecord } from '../../../src/store/store.js';
+import { at, subA, subB, vm } from './fixtures.js';
+
+/** `current` returns the store the suite opened for the running test. */
+export function describeVmConformance(current: () => Store): void {
+  describe('VMs', () => {
+    let store: Store;
+    beforeEach(() => {
+      store = current();
+    });
+
+    it('looks a VM up by id, credential and case-insensitive name, keeping its casing', async () => {
+      const record = vm(subA);
+      expect(await store.upsertVm(record)).toEqual(record);
+      expect(await store.getVmById(record.id)).toEqual(record);
+      expect(await store.getVmByCredentialHash(record.credentialHash)).toEqual(record);
+      expect(await store.getVm(subA, 'FLEET-rg', 'web-01')).toEqual(record);
+      expect(await store.getVm(subB, 'Fleet-RG', 'Web-01')).toBeUndefined();
+      expect(await store.getVmById(randomUUID())).toBeUndefined();
+      expect(await store.getVmByCredentialHash('0'.repeat(64))).toBeUndefined();
+    });
+
+    it('createVm registers a new name only, whatever its casing, and of racers one wins', async () => {
+      const first = vm(subA);
+      expect(await store.createVm(first)).toEqual(first);
+      const again = vm(subA, { resourceGroup: 'FLEET-rg', name: 'web-01', captureRoot: '/' });
+      expect(await store.createVm(again)).toBeUndefined();
+      expect(await store.getVmById(first.id)).toEqual(first);
+      expect(await store.getVmByCredentialHash(again.credentialHash)).toBeUndefined();
+
+      const racers = await Promise.all(
+        [1, 2, 3, 4].map(() => store.createVm(vm(subA, { name: 'raced' }))),
+      );
+      const winners = racers.filter((r) => r !== undefined);
+      expect(winners).toHaveLength(1);
+      expect(await store.getVm(subA, 'Fleet-RG', 'raced')).toEqual(winners[0]);
+    });
+
+    it("createVm with limits counts the token's uses and the subscription's VMs, racers included", async () => {
+      const token: EnrollmentTokenRecord = {
+        id: randomUUID(),
+        subscriptionId: subA,
+        hash: randomUUID().replaceAll('-', ''),
+        createdAt: at(1),
+        expiresAt: at(3601),
+        revokedAt: null,
+        takeover: null,
+        usedAt: null,
+        maxUses: 3,
+        uses: 0,
+      };
+      await store.createEnrollmentToken(token);
+      const limits = { enrollmentTokenId: token.id, maxVmsPerSubscription: 100 };
+      const racers = await Promise.allSettled(
+        [1, 2, 3, 4, 5].map((i) => store.createVm(vm(subA, { name: `t-${i}` }), limits)),
+      );
+      expect(racers.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
+      for (const r of racers.filter((x) => x.status === 'rejected')) {
+        expect(r.reason).toMatchObject({ code: 'EnrollmentLimitReached' });
+      }
+      expect((await store.findEnrollmentTokenByHash(token.hash))?.uses).toBe(3);
+      expect(await store.listVms(subA)).toHaveLength(3);
+      // A name enrolled already uses nothing.
+      const unlimited = { ...token, id: randomUUID(), hash: 'f'.repeat(32), maxUses: null };
+      await store.createEnrollmentToken(unlimited);
+      const taken = vm(subA, { name: 't-9' });
+      expect(await store.createVm(taken, { enrollmentTokenId: unlimited.id })).toEqual(taken);
+      expect(
+        await store.createVm(vm(subA, { name: 'T-9' }), { enrollmentTokenId: unlimited.id }),
+      ).toBeUndefined();
+      expect((await store.findEnrollmentTokenByHash(unlimited.hash))?.uses).toBe(1);
+      // The subscription's cap: subA has 4 VMs now.
+      await expect(
+        store.createVm(vm(subA, { name: 'over' }), { maxVmsPerSubscription: 4 }),
+      ).rejects.toMatchObject({ code: 'EnrollmentLimitReached' });
+      expect(await store.getVm(subA, 'Fleet-RG', 'over')).toBeUndefined();
+      // Another subscription's VMs do not count.
+      const other = vm(subB, { name: 'other' });
+      expect(await store.createVm(other, { maxVmsPerSubscription: 1 })).toEqual(other);
+    });
+
+    it('re-enrollment keeps the id and replaces credential, hostname and capture root', async () => {
+      const first = vm(subA);
+      await store.upsertVm(first);
+      const again = vm(subA, {
+        resourceGroup: 'fleet-rg',
+        name: 'WEB-01',
+        hostname: 'web-01-rebuilt.example',
+        captureRoot: '/srv/captures',
+        createdAt: at(100),
+      });
+      const expected: VmRecord = {
+        ...first,
+        hostname: again.hostname,
+        captureRoot: again.captureRoot,
+        credentialHash: again.credentialHash,
+      };
+      expect(await store.upsertVm(again)).toEqual(expected);
+      expect(await store.getVmById(first.id)).toEqual(expected);
+      expect(await store.getVmById(again.id)).toBeUndefined();
+      expect(await store.getVmByCredentialHash(again.credentialHash)).toEqual(expected);
+      expect(await store.getVmByCredentialHash(first.credentialHash)).toBeUndefined();
+      expect(await store.listVms(subA)).toHaveLength(1);
+    });
+
+    it('lists by resource group and name, case-folded, optionally in one resource group', async () => {
+      const records = [
+        vm(subA, { resourceGroup: 'b-rg', name: 'alpha' }),
+        vm(subA, { resourceGroup: 'A-rg', name: 'Zulu' }),
+        vm(subA, { resourceGroup: 'a-RG', name: 'bravo' }),
+        vm(subA, { resourceGroup: 'A-rg', name: 'Alpha' }),
+        vm(subB, { resourceGroup: 'A-rg', name: 'other' }),
+      ];
+      for (const record of records) await store.upsertVm(record);
+      const names = (list: VmRecord[]): string[] => list.map((v) => `${v.resourceGroup}/${v.name}`);
+      expect(names(await store.listVms(subA))).toEqual([
+        'A-rg/Alpha',
+        'a-RG/bravo',
+        'A-rg/Zulu',
+        'b-rg/alpha',
+      ]);
+      expect(names(await store.listVms(subA, 'B-RG'))).toEqual(['b-rg/alpha']);
+      expect(await store.listVms(subA, 'none')).toEqual([]);
+    });
+
+    it('touches and deletes', async () => {
+      const record = vm(subA);
+      await store.upsertVm(record);
+      await store.touchVm(record.id, at(50));
+      expect((await store.getVmById(record.id))?.lastSeenAt).toEqual(at(50));
+      expect(await store.deleteVm(record.id)).toBe(true);
+      expect(await store.getVmById(record.id)).toBeUndefined();
+      expect(await store.deleteVm(record.id)).toBe(false);
+    });
+  });
+}
