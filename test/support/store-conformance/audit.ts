@@ -1,16 +1,11 @@
-/** The store conformance suite: the audit log and its paging. */
-import { beforeEach, describe, expect, it } from 'vitest';
+/** The store conformance suite for the audit log and its paging. */
+import { describe, expect, it } from 'vitest';
 import type { Store } from '../../../src/store/store.js';
 import { at, subA, subB, audit, readAllPages } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeAuditConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeAuditConformance(store: Store): void {
   describe('audit', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     it('lists a subscription newest first, with the detail', async () => {
       const old = audit(subA, { at: at(1), detail: { nested: { ok: true }, list: [1, 2] } });
       const recent = audit(subA, { at: at(2), action: 'packetCapture.stop' });

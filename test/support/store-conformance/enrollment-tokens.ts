@@ -1,17 +1,12 @@
-/** The store conformance suite: enrollment tokens. */
+/** The store conformance suite for enrollment tokens. */
 import { randomUUID } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { EnrollmentTokenRecord, Store } from '../../../src/store/store.js';
 import { at, subA, subB } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeEnrollmentTokenConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeEnrollmentTokenConformance(store: Store): void {
   describe('enrollment tokens', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     const enrollmentToken = (
       subscriptionId: string,
       overrides: Partial<EnrollmentTokenRecord> = {},

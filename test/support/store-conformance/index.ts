@@ -45,7 +45,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       });
     });
 
-    const current = (): Store => store;
+    const current = runningTestStore(() => store);
     describeStorageAccountConformance(current);
     describeTokenConformance(current);
     describeEnrollmentTokenConformance(current);
@@ -59,5 +59,22 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       await store.close();
       await expect(store.close()).resolves.toBeUndefined();
     });
+  });
+}
+
+/**
+ * A Store that forwards each call to the store `current` returns at the time of the call: the one
+ * beforeEach opened for the running test. The concern files declare their tests with it before
+ * any store exists.
+ */
+function runningTestStore(current: () => Store): Store {
+  return new Proxy({} as Store, {
+    get(_, key) {
+      const target = current();
+      const value: unknown = Reflect.get(target, key);
+      return typeof value === 'function'
+        ? (value as (...args: unknown[]) => unknown).bind(target)
+        : value;
+    },
   });
 }

@@ -1,17 +1,12 @@
-/** The store conformance suite: network watchers. */
+/** The store conformance suite for network watchers. */
 import { randomUUID } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { NetworkWatcherRecord, Store } from '../../../src/store/store.js';
 import { at, subA, subB, watcher, session } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeNetworkWatcherConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeNetworkWatcherConformance(store: Store): void {
   describe('network watchers', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     it('creates, then updates location and tags keeping the casing and creation time', async () => {
       const record = watcher(subA);
       expect(await store.putWatcher(record)).toEqual({ record, created: true });

@@ -1,17 +1,12 @@
-/** The store conformance suite: long-running operations. */
+/** The store conformance suite for long-running operations. */
 import { randomUUID } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Store } from '../../../src/store/store.js';
 import { at, subA, subB, operation } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeOperationConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeOperationConformance(store: Store): void {
   describe('operations', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     it('creates and gets within the subscription', async () => {
       const record = operation(subA, 's1');
       await store.createOperation(record);

@@ -1,17 +1,12 @@
-/** The store conformance suite: packet capture sessions: quota, paging, patches, ring grants. */
+/** The store conformance suite for packet capture sessions: quota, paging, patches, ring grants. */
 import { randomUUID } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { CreateSessionResult, SessionRecord, Store } from '../../../src/store/store.js';
 import { at, subA, subB, watcher, session, readAllPages, kinds } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeSessionConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeSessionConformance(store: Store): void {
   describe('sessions', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     it('creates and reads back every field; lookups fold case and keep the casing', async () => {
       const record = session(subA, {
         status: 'Stopped',

@@ -1,16 +1,11 @@
-/** The store conformance suite: storage accounts: their records and sealed connection strings. */
-import { beforeEach, describe, expect, it } from 'vitest';
+/** The store conformance suite for storage accounts: their records and sealed connection strings. */
+import { describe, expect, it } from 'vitest';
 import type { StorageAccountRecord, Store } from '../../../src/store/store.js';
 import { at, subA, subB } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeStorageAccountConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeStorageAccountConformance(store: Store): void {
   describe('storage accounts', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     const account = (subscriptionId: string, overrides: Partial<StorageAccountRecord> = {}) => ({
       subscriptionId,
       resourceGroup: 'Storage-RG',

@@ -1,17 +1,12 @@
-/** The store conformance suite: API tokens. */
+/** The store conformance suite for API tokens. */
 import { randomUUID } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Store } from '../../../src/store/store.js';
 import { at, subA, subB, token } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeTokenConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeTokenConformance(store: Store): void {
   describe('API tokens', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     it('finds a token by hash, revoked or not', async () => {
       const admin = token(null);
       const revoked = token(subA, { role: 'Reader', revokedAt: at(9) });

@@ -1,17 +1,12 @@
-/** The store conformance suite: vMs: enrollment, its limits, lookups. */
+/** The store conformance suite for VMs: enrollment, its limits, lookups. */
 import { randomUUID } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { EnrollmentTokenRecord, Store, VmRecord } from '../../../src/store/store.js';
 import { at, subA, subB, vm } from './fixtures.js';
 
-/** `current` returns the store the suite opened for the running test. */
-export function describeVmConformance(current: () => Store): void {
+/** `store` is the store the suite opened for the running test (see describeStoreConformance). */
+export function describeVmConformance(store: Store): void {
   describe('VMs', () => {
-    let store: Store;
-    beforeEach(() => {
-      store = current();
-    });
-
     it('looks a VM up by id, credential and case-insensitive name, keeping its casing', async () => {
       const record = vm(subA);
       expect(await store.upsertVm(record)).toEqual(record);
