@@ -1,29 +1,12 @@
 /** The store conformance suite for enrollment tokens. */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { EnrollmentTokenRecord, Store } from '../../../src/store/store.js';
-import { at, subA, subB } from './fixtures.js';
+import type { Store } from '../../../src/store/store.js';
+import { at, enrollmentToken, subA, subB } from './fixtures.js';
 
 /** `store` is the store the suite opened for the running test (see describeStoreConformance). */
 export function describeEnrollmentTokenConformance(store: Store): void {
   describe('enrollment tokens', () => {
-    const enrollmentToken = (
-      subscriptionId: string,
-      overrides: Partial<EnrollmentTokenRecord> = {},
-    ): EnrollmentTokenRecord => ({
-      id: randomUUID(),
-      subscriptionId,
-      hash: randomUUID().replaceAll('-', ''),
-      createdAt: at(1),
-      expiresAt: at(3601),
-      revokedAt: null,
-      takeover: null,
-      usedAt: null,
-      maxUses: null,
-      uses: 0,
-      ...overrides,
-    });
-
     it('finds a token by hash', async () => {
       const record = enrollmentToken(subA, { hash: 'e'.repeat(64) });
       const takeover = enrollmentToken(subA, {

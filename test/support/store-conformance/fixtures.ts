@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type {
   AuditRecord,
+  EnrollmentTokenRecord,
   CreateSessionResult,
   NetworkWatcherRecord,
   OperationRecord,
@@ -34,6 +35,25 @@ export function token(
     hash: randomUUID().replaceAll('-', ''),
     createdAt: at(1),
     revokedAt: null,
+    ...overrides,
+  };
+}
+
+export function enrollmentToken(
+  subscriptionId: string,
+  overrides: Partial<EnrollmentTokenRecord> = {},
+): EnrollmentTokenRecord {
+  return {
+    id: randomUUID(),
+    subscriptionId,
+    hash: randomUUID().replaceAll('-', ''),
+    createdAt: at(1),
+    expiresAt: at(3601),
+    revokedAt: null,
+    takeover: null,
+    usedAt: null,
+    maxUses: null,
+    uses: 0,
     ...overrides,
   };
 }

@@ -1,8 +1,8 @@
 /** The store conformance suite for VMs: enrollment, its limits, lookups. */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { EnrollmentTokenRecord, Store, VmRecord } from '../../../src/store/store.js';
-import { at, subA, subB, vm } from './fixtures.js';
+import type { Store, VmRecord } from '../../../src/store/store.js';
+import { at, enrollmentToken, subA, subB, vm } from './fixtures.js';
 
 /** `store` is the store the suite opened for the running test (see describeStoreConformance). */
 export function describeVmConformance(store: Store): void {
@@ -35,18 +35,7 @@ export function describeVmConformance(store: Store): void {
     });
 
     it("createVm with limits counts the token's uses and the subscription's VMs, racers included", async () => {
-      const token: EnrollmentTokenRecord = {
-        id: randomUUID(),
-        subscriptionId: subA,
-        hash: randomUUID().replaceAll('-', ''),
-        createdAt: at(1),
-        expiresAt: at(3601),
-        revokedAt: null,
-        takeover: null,
-        usedAt: null,
-        maxUses: 3,
-        uses: 0,
-      };
+      const token = enrollmentToken(subA, { maxUses: 3 });
       await store.createEnrollmentToken(token);
       const limits = { enrollmentTokenId: token.id, maxVmsPerSubscription: 100 };
       const racers = await Promise.allSettled(
