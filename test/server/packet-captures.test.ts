@@ -328,6 +328,36 @@ describe('packet capture lifecycle', () => {
     expect(names).toEqual(all.body.value.map((v: { name: string }) => v.name));
   });
 
+  it('$expand=status lists each capture with its queryStatus in one call (pages keep it)', async () => {
+    const list = `${watcherPath(tenant.subscriptionId, nwRg, nw)}/packetCaptures?api-version=${API}`;
+    const all = await t.call('GET', `${list}&$expand=status`, { token: tenant.reader });
+    expect(all.status).toBe(200);
+    const byName = new Map<string, { properties: { status: { packetCaptureStatus: string } } }>(
+      all.body.value.map((v: { name: string }) => [v.name, v]),
+    );
+    for (const name of ['life', 'fails']) {
+      const expected = await status(name);
+      expect(byName.get(name)!.properties.status).toEqual(expected);
+    }
+    expect(byName.get('fails')!.properties.status.packetCaptureStatus).toBe('Error');
+    const one = await t.call('GET', `${url('life')}&$expand=STATUS`, { token: tenant.reader });
+    expect(one.body.properties.status).toEqual(await status('life'));
+    // Without $expand the body stays Azure's PacketCaptureResult.
+    expect((await t.call('GET', url('life'), { token: tenant.reader })).body.properties.status).toBe(
+      undefined,
+    );
+    const page = await t.call('GET', `${list}&$expand=status&$top=1`, { token: tenant.reader });
+    expect(page.body.nextLink).toMatch(/\$expand=status&/);
+    expect(page.body.value[0].properties.status.name).toBe(page.body.value[0].name);
+    const bad = await t.call('GET', `${list}&$expand=files`, { token: tenant.reader });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toEqual({
+      code: 'InvalidRequestContent',
+      message: '$expand: "files" is not supported; the one value is "status"',
+      target: '$expand',
+    });
+  });
+
   it('delete of a running capture stops it first (202, Location), then it is gone', async () => {
     expect(
       (await t.call('PUT', url('doomed'), { token: tenant.contributor, body: body() })).status,

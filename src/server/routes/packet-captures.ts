@@ -10,6 +10,7 @@ import {
   setOperationHeaders,
   type ServerContext,
 } from '../context.js';
+import type { SessionRecord } from '../../store/store.js';
 import { captureStatusView, packetCaptureView } from '../views.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
 
@@ -20,6 +21,30 @@ const CAPTURES = CAPTURE_ROUTE.slice(0, CAPTURE_ROUTE.lastIndexOf('/'));
 export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { control, store } = ctx;
+
+  /**
+   * `$expand=status` (wirewatch's extension, as ARM's `$expand=instanceView`): each capture with
+   * its queryStatus under `properties.status`, so that a list shows every state in one call.
+   */
+  const expandsStatus = (request: FastifyRequest<{ Querystring: Record<string, unknown> }>) => {
+    const expand = request.query['$expand'];
+    if (expand === undefined) return false;
+    if (typeof expand === 'string' && expand.toLowerCase() === 'status') return true;
+    throw new WirewatchError(
+      'InvalidRequestContent',
+      `$expand: ${JSON.stringify(expand)} is not supported; the one value is "status"`,
+      { target: '$expand' },
+    );
+  };
+  const view = (session: SessionRecord, withStatus: boolean) => {
+    const body = packetCaptureView(session);
+    if (!withStatus) return body;
+    const status = captureStatusView(session, control.isAgentConnected(session.vmId));
+    return {
+      ...body,
+      properties: { ...(body['properties'] as Record<string, unknown>), status },
+    };
+  };
 
   const allowed = (
     request: FastifyRequest,
@@ -44,16 +69,21 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
     },
   );
 
-  api.get<{ Params: CaptureParams }>(CAPTURE, async (request) => {
-    const ref = await allowed(request, request.params, 'Reader');
-    return packetCaptureView(await control.getCapture(ref));
-  });
+  api.get<{ Params: CaptureParams; Querystring: Record<string, unknown> }>(
+    CAPTURE,
+    async (request) => {
+      const ref = await allowed(request, request.params, 'Reader');
+      const withStatus = expandsStatus(request);
+      return view(await control.getCapture(ref), withStatus);
+    },
+  );
 
   api.get<{
     Params: Omit<CaptureParams, 'packetCaptureName'>;
     Querystring: Record<string, unknown>;
   }>(CAPTURES, async (request) => {
     const ref = await allowed(request, { ...request.params, packetCaptureName: 'list' }, 'Reader');
+    const withStatus = expandsStatus(request);
     const skipToken = request.query['$skipToken'];
     const topText = request.query['$top'];
     const path = request.url.split('?')[0]!;
@@ -67,7 +97,7 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
       let after: string | null = null;
       do {
         const page = await list(after, ctx.pageSize);
-        value.push(...page.items.map((s) => packetCaptureView(control.withLiveProgress(s))));
+        value.push(...page.items.map((s) => view(control.withLiveProgress(s), withStatus)));
         after = page.next;
       } while (after);
       return { value };
@@ -83,12 +113,12 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
     const limit = Math.min(top, ctx.pageSize);
     const page = await list(typeof skipToken === 'string' ? skipToken : null, limit);
     return {
-      value: page.items.map((s) => packetCaptureView(control.withLiveProgress(s))),
+      value: page.items.map((s) => view(control.withLiveProgress(s), withStatus)),
       ...(page.next
         ? {
             nextLink: absoluteUrl(
               request,
-              `${path}?api-version=${encodeURIComponent(apiVersionOf(request))}&$top=${limit}&$skipToken=${encodeURIComponent(page.next)}`,
+              `${path}?api-version=${encodeURIComponent(apiVersionOf(request))}${withStatus ? '&$expand=status' : ''}&$top=${limit}&$skipToken=${encodeURIComponent(page.next)}`,
             ),
           }
         : {}),
