@@ -336,9 +336,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     // storagePath is the server's: the blob URL in the account, never what the client sent.
     const shown = json<Capture>(await ww(['capture', 'show', ...at, '-n', 'stored']));
     expect(shown.properties.storageLocation.storagePath).toMatch(
-      new RegExp(
-        `^${azurite.blobEndpoint.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/?network-watcher-logs/`,
-      ),
+      new RegExp(`^${escape(azurite.blobEndpoint)}/?network-watcher-logs/`),
     );
     // Every packet is cut to 96 bytes; the download (from the blob once uploaded) is the file.
     const out = path.join(downloads, 'stored.cap');
@@ -464,34 +462,46 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       'Bytes',
       'Drops',
       'Upload',
+      'Error',
     ]);
     expect(lines[1]).toMatch(/^-+( +-+)+$/);
     expect(lines[2]).toMatch(/^web +Running +\d+ +\d+ +0$/);
 
     const tsv = ok(await ww(['capture', 'show-status', ...at, '-n', 'web', '-o', 'tsv']));
-    const [name, state, stopReason, packets, bytes, drops, upload] = tsv.stdout
+    const [name, state, stopReason, packets, bytes, drops, upload, error] = tsv.stdout
       .replace(/\n$/, '')
       .split('\t');
-    expect([name, state, stopReason, drops, upload]).toEqual(['web', 'Running', '', '0', '']);
+    expect([name, state, stopReason, drops, upload, error]).toEqual([
+      'web',
+      'Running',
+      '',
+      '0',
+      '',
+      '',
+    ]);
     expect(Number(packets)).toBeGreaterThan(20);
     expect(Number(bytes)).toBeGreaterThan(3e6);
 
     const shown = json<Capture>(await ww(['capture', 'show', ...at, '-n', 'web']));
     expect(shown.properties.storageLocation).toEqual({ filePath: webFile() });
     const showTable = ok(await ww(['capture', 'show', ...at, '-n', 'web', '-o', 'table']));
-    expect(showTable.stdout.split('\n')[0]!.split(/\s+/)).toEqual([
+    const captureHeader = [
       'Name',
-      'ProvisioningState',
+      'Status',
+      'StopReason',
       'Target',
       'TimeLimit',
       'File',
       'StorageAccount',
-    ]);
+    ];
+    expect(showTable.stdout.split('\n')[0]!.split(/\s+/)).toEqual(captureHeader);
     expect(showTable.stdout.split('\n')[2]).toMatch(
-      new RegExp(`^web +Succeeded +host-a +600 +${webFile()}$`),
+      new RegExp(`^web +Running +host-a +600 +${webFile()}$`),
     );
     const showTsv = ok(await ww(['capture', 'show', ...at, '-n', 'web', '-o', 'tsv']));
-    expect(showTsv.stdout).toBe(`web\tSucceeded\thost-a\t600\t${webFile()}\t\n`);
+    expect(showTsv.stdout).toBe(`web\tRunning\t\thost-a\t600\t${webFile()}\t\n`);
+    // json: Azure's PacketCaptureResult, with the status wirewatch's $expand=status adds.
+    expect(shown.properties.status).toMatchObject({ name: 'web', packetCaptureStatus: 'Running' });
 
     const list = json<Capture[]>(await ww(['capture', 'list', '-l', 'West Europe']));
     expect(list.map((c) => c.name).sort()).toEqual(['ring', 'stored', 'web']);
@@ -503,9 +513,30 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
         .map((l) => l.split('\t')[0])
         .sort(),
     ).toEqual(['ring', 'stored', 'web']);
+    // One row per capture with its state and stop reason; a ring shows the files it has (not the
+    // stem its localPath names) and the session limit that ends it.
     const listTable = ok(await ww(['capture', 'list', ...at, '-o', 'table']));
-    expect(listTable.stdout.trimEnd().split('\n')).toHaveLength(5);
-    expect(listTable.stdout).toMatch(/^ring +Succeeded +host-a +\d+ +\S+ring\.cap +logs$/m);
+    const rows = listTable.stdout.trimEnd().split('\n');
+    expect(rows).toHaveLength(5);
+    expect(rows[0]!.split(/\s+/)).toEqual(captureHeader);
+    const ringFiles = (await status('ring')).files;
+    expect(ringFiles.length).toBeGreaterThan(2);
+    expect(ringFiles.every((f) => /\/ring_\d+\.cap$/.test(f))).toBe(true);
+    expect(rows.map((r) => r.split(/ +/))).toEqual(
+      expect.arrayContaining([
+        ['ring', 'Stopped', 'ManualIntervention', 'host-a', '120', ringFiles.join(','), 'logs'],
+        [
+          'stored',
+          'Stopped',
+          'TimeExceeded',
+          'host-a',
+          '3',
+          path.join(captures(), 'stored.cap'),
+          'logs',
+        ],
+        ['web', 'Running', 'host-a', '600', webFile()],
+      ]),
+    );
   });
 
   it('stop --wait returns once the capture has stopped and prints its status', async () => {
@@ -515,7 +546,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     expect(s.files).toEqual([webFile()]);
     // Stopping again: already ended, the same answer in tsv.
     const again = ok(await ww(['capture', 'stop', ...at, '-n', 'web', '-o', 'tsv']));
-    expect(again.stdout).toMatch(/^web\tStopped\tManualIntervention\t\d+\t\d+\t0\t\n$/);
+    expect(again.stdout).toMatch(/^web\tStopped\tManualIntervention\t\d+\t\d+\t0\t\t\n$/);
     // wait on a stopped capture returns at once.
     expect(
       json<Status>(await ww(['capture', 'wait', ...at, '-n', 'web'])).packetCaptureStatus,
@@ -651,27 +682,32 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
 
   /** Runs the CLI under `script`, which gives it a terminal; returns what the terminal showed. */
   async function inTerminal(args: string[]): Promise<string> {
-    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-    const command = [process.execPath, cli, ...args].map(quote).join(' ');
     return new Promise((resolve, reject) => {
-      const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: Object.fromEntries(
-          Object.entries({
-            ...process.env,
-            ...clean,
-            XDG_CONFIG_HOME: config,
-            COLUMNS: '200',
-          }).filter(([, v]) => v !== undefined),
-        ),
-      });
+      const child = inTerminalProcess(args, 'ignore');
       let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
       child.once('error', reject);
       child.once('close', (code) =>
         code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${out}`)),
       );
+    });
+  }
+
+  /** `script` running the CLI in a terminal; with stdin 'pipe', what is written to it is typed. */
+  function inTerminalProcess(args: string[], stdin: 'ignore' | 'pipe') {
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const command = [process.execPath, cli, ...args].map(quote).join(' ');
+    return spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
+      stdio: [stdin, 'pipe', 'pipe'],
+      env: Object.fromEntries(
+        Object.entries({
+          ...process.env,
+          ...clean,
+          XDG_CONFIG_HOME: config,
+          COLUMNS: '200',
+        }).filter(([, v]) => v !== undefined),
+      ),
     });
   }
 
@@ -830,11 +866,125 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       '--wait',
     ]);
     refused(create, 'LocalFileFailed');
+    const refusal = `filePath: cannot create a new capture file at ${taken}; choose a file name that no file or capture on the VM uses`;
+    expect(create.stderr).toBe(`wirewatch: LocalFileFailed: ${refusal}\n`);
     const waited = await ww(['capture', 'wait', ...at, '-n', 'taken', '-o', 'tsv']);
     expect(waited.code).toBe(1);
-    expect(waited.stdout).toMatch(/^taken\tError\t/);
-    expect(waited.stderr).toMatch(/^wirewatch: LocalFileFailed: .+\n$/);
+    expect(waited.stdout).toBe(`taken\tError\tError\t0\t0\t0\t\tLocalFileFailed: ${refusal}\n`);
+    expect(waited.stderr).toBe(`wirewatch: LocalFileFailed: ${refusal}\n`);
+    // The table says why, not only Error.
+    const table = ok(await ww(['capture', 'show-status', ...at, '-n', 'taken', '-o', 'table']));
+    expect(table.stdout.split('\n')[2]).toMatch(
+      new RegExp(`^taken +Error +Error +0 +0 +0 +LocalFileFailed: ${escape(refusal)}$`),
+    );
+
+    // Without --wait, create still watches the start for a moment and reports the failure.
+    const again = path.join(captures(), 'taken-again.cap');
+    await writeFile(again, 'already here');
+    const quick = await ww([
+      'capture',
+      'create',
+      '-g',
+      'lab',
+      '--vm',
+      'host-a',
+      '-n',
+      'taken-again',
+      '--file-path',
+      again,
+      '-o',
+      'table',
+    ]);
+    expect(quick.code).toBe(1);
+    expect(quick.stdout).toBe('');
+    expect(quick.stderr).toBe(
+      `wirewatch: LocalFileFailed: filePath: cannot create a new capture file at ${again}; choose a file name that no file or capture on the VM uses\n`,
+    );
+    const listed = ok(await ww(['capture', 'list', ...at, '-o', 'tsv'])).stdout.split('\n');
+    expect(listed).toContain(`taken-again\tError\tError\thost-a\t18000\t${again}\t`);
   });
+
+  it('Ctrl-C during capture wait ends the live line and says how to stop the capture; stop without --wait says it is stopping', async () => {
+    ok(
+      await ww([
+        'capture',
+        'create',
+        '-g',
+        'lab',
+        '--vm',
+        'host-a',
+        '-n',
+        'ongoing',
+        '--file-path',
+        path.join(captures(), 'ongoing.cap'),
+        '--wait',
+      ]),
+    );
+    const { code, shown } = await interruptInTerminal(
+      ['capture', 'wait', ...at, '-n', 'ongoing'],
+      `${ESC}[Kongoing: Running`,
+    );
+    expect(code).toBe(130);
+    // The live line, then erased (CR, ESC [ K), then the notice on a line of its own.
+    expect(shown).toMatch(
+      new RegExp(
+        `ongoing: Running[^\r]*\r${ESC}\\[Kwirewatch: stopped waiting; packet capture 'ongoing' keeps running\\. Stop it with: wirewatch capture stop -l westeurope -n ongoing\r\n$`,
+      ),
+    );
+    expect((await status('ongoing')).packetCaptureStatus).toBe('Running');
+
+    // stop without --wait: not "Running" as if nothing happened.
+    const stop = await ww(['capture', 'stop', ...at, '-n', 'ongoing', '-o', 'tsv']);
+    expect(stop.code, stop.stderr).toBe(0);
+    const state = stop.stdout.split('\t')[1];
+    expect(['Stopping', 'Stopped']).toContain(state);
+    // (Stopped when the agent was quicker than the CLI's next request: then there is no notice.)
+    expect(stop.stderr).toBe(
+      state === 'Stopping'
+        ? "wirewatch: packet capture 'ongoing' is stopping; to return once it has stopped: wirewatch capture wait -l westeurope -n ongoing\n"
+        : '',
+    );
+    expect(json<Status>(await ww(['capture', 'wait', ...at, '-n', 'ongoing']))).toMatchObject({
+      packetCaptureStatus: 'Stopped',
+      stopReason: 'ManualIntervention',
+    });
+    ok(await ww(['capture', 'delete', ...at, '-n', 'ongoing', '--wait']));
+  });
+
+  it('delete of a name that does not exist says so on stderr and exits 0, as delete does', async () => {
+    const r = await ww(['capture', 'delete', ...at, '-n', 'never-made']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      "wirewatch: packet capture 'never-made' does not exist in location 'westeurope'; nothing was deleted\n",
+    );
+  });
+
+  /**
+   * Runs the CLI in a terminal and presses Ctrl-C (the terminal's interrupt character, so the
+   * kernel sends SIGINT to the CLI) once the terminal shows `when`.
+   */
+  async function interruptInTerminal(
+    args: string[],
+    when: string,
+  ): Promise<{ code: number | null; shown: string }> {
+    const child = inTerminalProcess(args, 'pipe');
+    let shown = '';
+    let pressed = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      shown += d.toString();
+      if (!pressed && shown.includes(when)) {
+        pressed = true;
+        child.stdin!.write('\x03');
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (shown += d.toString()));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    return { code, shown };
+  }
 
   it('a capture still running cannot be downloaded yet (exit 1), and wait --timeout gives up (exit 1)', async () => {
     ok(
@@ -883,6 +1033,11 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     expect(untrusted.stderr).toMatch(/^wirewatch: TLS failure talking to https:\/\/.+\n$/);
   });
 });
+
+/** `text` as a literal in a RegExp. */
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
 
 /**
  * A TCP proxy to `target` that cuts every connection once it has passed `limit` bytes from the

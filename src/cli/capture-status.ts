@@ -22,21 +22,88 @@ export interface CaptureStatus {
   readonly packetsCaptured: number;
   readonly bytesCaptured: number;
   readonly packetsDropped: number;
+  readonly stopRequested?: string;
   readonly lastProgressTime?: string;
   readonly uploadState?: string;
   readonly agentConnectionState?: string;
   readonly files?: readonly string[];
 }
 
+/**
+ * The state a person reads: `Stopping` for a capture still running after a stop was asked for
+ * (json keeps Azure's packetCaptureStatus and shows `stopRequested`).
+ */
+export function stateOf(s: CaptureStatus): string {
+  return s.packetCaptureStatus === 'Running' && s.stopRequested !== undefined
+    ? 'Stopping'
+    : s.packetCaptureStatus;
+}
+
+/** Why a capture failed or is not known: each error detail as `CODE: message`. */
+export function errorOf(s: CaptureStatus): string | undefined {
+  const details = s.packetCaptureErrorDetails.map((d) => `${d.code}: ${d.message}`);
+  return details.length > 0 ? details.join('; ') : undefined;
+}
+
 export const STATUS_COLUMNS: readonly Column<CaptureStatus>[] = [
   { header: 'Name', get: (s) => s.name },
-  { header: 'Status', get: (s) => s.packetCaptureStatus },
+  { header: 'Status', get: stateOf },
   { header: 'StopReason', get: (s) => s.stopReason },
   { header: 'Packets', get: (s) => s.packetsCaptured },
   { header: 'Bytes', get: (s) => s.bytesCaptured },
   { header: 'Drops', get: (s) => s.packetsDropped },
   { header: 'Upload', get: (s) => s.uploadState },
+  { header: 'Error', get: errorOf },
 ];
+
+/**
+ * A `wirewatch capture VERB` command line on the same capture, to print as advice: with the
+ * location, the name and the --subscription/--profile the user gave, quoted for a shell.
+ */
+export function captureCommandLine(
+  verb: string,
+  ref: CaptureRef,
+  location: string,
+  options: { readonly subscription?: string; readonly profile?: string } = {},
+): string {
+  const quote = (w: string) => (/^[\w.,:@%+=/-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+  const words = [
+    'wirewatch',
+    'capture',
+    verb,
+    '-l',
+    location,
+    '-n',
+    ref.name,
+    ...(options.subscription === undefined ? [] : ['--subscription', options.subscription]),
+    ...(options.profile === undefined ? [] : ['--profile', options.profile]),
+  ];
+  return words.map(quote).join(' ');
+}
+
+/**
+ * Runs a wait; Ctrl-C during it ends the live line, says on stderr what goes on without the
+ * CLI (`notice`, e.g. that the capture keeps running and how to stop it) and exits 130 as a
+ * shell does for an interrupted command. Nothing on the server is changed by the interrupt.
+ */
+export async function interruptible<T>(
+  live: LiveLine,
+  notice: string,
+  wait: () => Promise<T>,
+): Promise<T> {
+  const onInterrupt = () => {
+    live.clear();
+    process.stderr.write(`${notice}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
+  try {
+    return await wait();
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    live.clear();
+  }
+}
 
 /** How often --wait and `capture wait` ask; the server's Retry-After is 1 s. */
 export const POLL_INTERVAL_MS = 1000;

@@ -8,7 +8,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { filtersJson } from './format.js';
 import type { ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
-import { describeCliError, UsageError } from './cli-errors.js';
+import { describeCliError, RefusedError, UsageError } from './cli-errors.js';
 import { captureDownloadCommand } from './capture-download.js';
 import { captureStreamCommand } from './capture-stream.js';
 import {
@@ -21,11 +21,14 @@ import {
   type CaptureRef,
 } from './capture-ref.js';
 import {
+  captureCommandLine,
+  interruptible,
   LiveLine,
   operationOf,
   queryStatus,
   refusalOf,
   showStatus,
+  stateOf,
   STATUS_COLUMNS,
   waitForOperation,
   waitForStatus,
@@ -34,7 +37,7 @@ import {
 import { printResult, type Column } from './output.js';
 import { parseCount, resolveSubscription } from './resource-scope.js';
 
-/** Azure's PacketCaptureResult (the fields the table shows). */
+/** Azure's PacketCaptureResult (the fields the table shows), with `$expand=status`. */
 interface CaptureView {
   readonly name: string;
   readonly id: string;
@@ -49,33 +52,60 @@ interface CaptureView {
       readonly filePath?: string;
       readonly localPath?: string;
     };
+    /** wirewatch's `$expand=status`: the capture's queryStatus. */
+    readonly status?: CaptureStatus;
   };
 }
 
 const lastSegment = (id: string | undefined) => id?.split('/').filter(Boolean).pop();
 
+/**
+ * What a person asks of a capture list: its state and why it ended (provisioningState, which
+ * reads Succeeded for every capture that started, is left to json), and the files it has.
+ */
 const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
   { header: 'Name', get: (c) => c.name },
-  { header: 'ProvisioningState', get: (c) => c.properties.provisioningState },
+  {
+    header: 'Status',
+    get: (c) => (c.properties.status ? stateOf(c.properties.status) : undefined),
+  },
+  { header: 'StopReason', get: (c) => c.properties.status?.stopReason },
   { header: 'Target', get: (c) => lastSegment(c.properties.target) },
   { header: 'TimeLimit', get: (c) => timeLimitOf(c.properties) },
-  {
-    header: 'File',
-    get: (c) => c.properties.storageLocation?.filePath ?? c.properties.storageLocation?.localPath,
-  },
+  { header: 'File', get: (c) => filesOf(c.properties) },
   { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
 ];
 
+/** The largest limits, which a limit of 0 stands for (src/capture/limits.ts). */
+const MAX_TIME_LIMIT = 18000;
+const MAX_SESSION_TIME_LIMIT = 604800;
+
 /**
  * The time limit that ends the capture: for a continuous one the earlier of its session limit and
- * an explicit timeLimitInSeconds (the server echoes the latter only when it was given).
+ * an explicit timeLimitInSeconds (the server echoes the latter only when it was given); 0 reads
+ * as the largest limit, as the server applies it.
  */
 function timeLimitOf(p: CaptureView['properties']): number | undefined {
-  const session =
+  const time = p.timeLimitInSeconds === 0 ? MAX_TIME_LIMIT : p.timeLimitInSeconds;
+  const given =
     p.continuousCapture === true ? p.captureSettings?.sessionTimeLimitInSeconds : undefined;
-  if (session === undefined) return p.timeLimitInSeconds;
-  return p.timeLimitInSeconds === undefined ? session : Math.min(session, p.timeLimitInSeconds);
+  const session = given === 0 ? MAX_SESSION_TIME_LIMIT : given;
+  if (session === undefined) return time;
+  return time === undefined ? session : Math.min(session, time);
 }
+
+/**
+ * The capture's files: those the agent reported (a ring's `ring1_4.cap …`, which its localPath
+ * only names the stem of); before a plain capture has started, the file it asked for.
+ */
+function filesOf(p: CaptureView['properties']): readonly string[] | string | undefined {
+  const files = p.status?.files ?? [];
+  if (files.length > 0 || p.continuousCapture === true) return files;
+  return p.storageLocation?.filePath ?? p.storageLocation?.localPath;
+}
+
+/** How long `capture create` without --wait watches for a start that fails at once. */
+const START_WATCH_MS = 2000;
 
 /** An option's whole number (0 allowed: the server reads 0 as "the maximum" for most limits). */
 const count =
@@ -111,8 +141,9 @@ interface OnCaptureOptions extends GlobalOptions {
   readonly name: string;
 }
 
+/** The capture with its status (`$expand=status`), as show, list and create print it. */
 async function getCapture(client: ApiClient, ref: CaptureRef): Promise<CaptureView> {
-  return client.get<CaptureView>(ref.path);
+  return client.get<CaptureView>(ref.path, { $expand: 'status' });
 }
 
 interface CreateOptions extends GlobalOptions {
@@ -188,7 +219,10 @@ function createCommand(): Command {
       'continuous: session duration (default 86400)',
       count('--session-time-limit'),
     )
-    .option('--wait', 'return once the capture runs (or fails to start)')
+    .option(
+      '--wait',
+      'return once the capture runs (or fails to start); without it, create watches the start for 2 s',
+    )
     .addHelpText(
       'after',
       example(
@@ -218,7 +252,7 @@ function createCommand(): Command {
       if (scaleSet && o.location === undefined) {
         throw new UsageError('--target-type AzureVMSS needs --location (the scale set location)');
       }
-      await withClient(command, async ({ client, output }) => {
+      await withClient(command, async ({ client, output, options }) => {
         const subscription = await resolveSubscription(client);
         let target: string;
         let location: string;
@@ -273,29 +307,42 @@ function createCommand(): Command {
             : {}),
         };
         const reply = await client.request('PUT', ref.path, { body: { properties } });
-        let result = reply.body as CaptureView;
+        const started = (x: CaptureStatus) =>
+          ['Running', 'Stopped', 'Error'].includes(x.packetCaptureStatus);
         if (o.wait) {
           const live = new LiveLine();
-          try {
-            const operation = operationOf(reply.headers);
-            if (operation) {
-              await waitForOperation(client, ref, operation, live);
-            } else {
-              // An identical re-PUT answers 200 without an operation: wait on the status.
-              const s = await waitForStatus(
-                client,
-                ref,
-                (x) => ['Running', 'Stopped', 'Error'].includes(x.packetCaptureStatus),
-                live,
-              );
-              if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
-            }
-          } finally {
-            live.clear();
+          await interruptible(
+            live,
+            `wirewatch: stopped waiting; packet capture '${ref.name}' keeps running. Stop it with: ${captureCommandLine('stop', ref, location, options)}`,
+            async () => {
+              const operation = operationOf(reply.headers);
+              if (operation) {
+                await waitForOperation(client, ref, operation, live);
+              } else {
+                // An identical re-PUT answers 200 without an operation: wait on the status.
+                const s = await waitForStatus(client, ref, started, live);
+                if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
+              }
+            },
+          );
+        } else {
+          // Most failures to start (a file that exists, an interface that is gone) come within
+          // a second: report them as --wait would; a slower start is left to `capture wait`.
+          const s = await waitForStatus(
+            client,
+            ref,
+            started,
+            new LiveLine(false),
+            Date.now() + START_WATCH_MS,
+          );
+          if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
+          if (s === undefined) {
+            process.stderr.write(
+              `wirewatch: packet capture '${ref.name}' has not started yet; to see it start: ${captureCommandLine('wait', ref, location, options)} --for running\n`,
+            );
           }
-          result = await getCapture(client, ref);
         }
-        printResult(output, result, CAPTURE_COLUMNS);
+        printResult(output, await getCapture(client, ref), CAPTURE_COLUMNS);
       });
     });
 }
@@ -339,7 +386,10 @@ function listCommand(): Command {
           await resolveSubscription(client),
           o.location,
         );
-        const list = await client.get<{ value: CaptureView[] }>(`${watcher.id}/packetCaptures`);
+        // Each capture's status comes in the same answer ($expand=status), not a request each.
+        const list = await client.get<{ value: CaptureView[] }>(`${watcher.id}/packetCaptures`, {
+          $expand: 'status',
+        });
         printResult(output, list.value, CAPTURE_COLUMNS);
       });
     });
@@ -352,19 +402,26 @@ function stopCommand(): Command {
     .addHelpText('after', example('wirewatch capture stop -l westeurope -n https1 --wait'))
     .action(async (_opts: unknown, command: Command) => {
       const o = command.opts<OnCaptureOptions & { wait?: boolean }>();
-      await withClient(command, async ({ client, output }) => {
+      await withClient(command, async ({ client, output, options }) => {
         const ref = await captureRefOf(client, o.location, o.name);
         const reply = await client.request('POST', `${ref.path}/stop`);
         const operation = operationOf(reply.headers);
+        const waitLine = captureCommandLine('wait', ref, o.location, options);
         if (o.wait && operation) {
           const live = new LiveLine();
-          try {
-            await waitForOperation(client, ref, operation, live);
-          } finally {
-            live.clear();
-          }
+          await interruptible(
+            live,
+            `wirewatch: stopped waiting; packet capture '${ref.name}' is stopping on the server. Wait for it with: ${waitLine}`,
+            () => waitForOperation(client, ref, operation, live),
+          );
         }
-        printResult(output, await queryStatus(client, ref), STATUS_COLUMNS);
+        const status = await queryStatus(client, ref);
+        printResult(output, status, STATUS_COLUMNS);
+        if (!o.wait && operation && stateOf(status) === 'Stopping') {
+          process.stderr.write(
+            `wirewatch: packet capture '${ref.name}' is stopping; to return once it has stopped: ${waitLine}\n`,
+          );
+        }
       });
     });
 }
@@ -376,18 +433,31 @@ function deleteCommand(): Command {
     .addHelpText('after', example('wirewatch capture delete -l westeurope -n https1 --wait'))
     .action(async (_opts: unknown, command: Command) => {
       const o = command.opts<OnCaptureOptions & { wait?: boolean }>();
-      await withClient(command, async ({ client }) => {
+      await withClient(command, async ({ client, options }) => {
         const ref = await captureRefOf(client, o.location, o.name);
+        // DELETE answers 204 alike for a capture removed at once and for none at all (as
+        // Azure): ask first, so that a mistyped name is said.
+        try {
+          await client.get(ref.path);
+        } catch (err) {
+          if (!(err instanceof RefusedError && err.code === 'ResourceNotFound')) throw err;
+          process.stderr.write(
+            `wirewatch: packet capture '${ref.name}' does not exist in location '${o.location}'; nothing was deleted\n`,
+          );
+          return;
+        }
         const reply = await client.request('DELETE', ref.path);
         const operation = operationOf(reply.headers);
         if (o.wait && operation) {
           const live = new LiveLine();
-          try {
-            await showStatus(client, ref, live);
-            await waitForOperation(client, ref, operation, live);
-          } finally {
-            live.clear();
-          }
+          await interruptible(
+            live,
+            `wirewatch: stopped waiting; packet capture '${ref.name}' is being stopped and deleted on the server. See it with: ${captureCommandLine('show-status', ref, o.location, options)}`,
+            async () => {
+              await showStatus(client, ref, live);
+              await waitForOperation(client, ref, operation, live);
+            },
+          );
         }
       });
     });
@@ -420,7 +490,7 @@ function waitCommand(): Command {
     )
     .action(async (_opts: unknown, command: Command) => {
       const o = command.opts<WaitOptions>();
-      await withClient(command, async ({ client, output }) => {
+      await withClient(command, async ({ client, output, options }) => {
         const ref = await captureRefOf(client, o.location, o.name);
         const ended = (s: CaptureStatus) =>
           s.packetCaptureStatus === 'Stopped' || s.packetCaptureStatus === 'Error';
@@ -430,12 +500,11 @@ function waitCommand(): Command {
             : ended;
         const deadline = o.timeout === undefined ? Infinity : Date.now() + o.timeout * 1000;
         const live = new LiveLine();
-        let status: CaptureStatus | undefined;
-        try {
-          status = await waitForStatus(client, ref, done, live, deadline);
-        } finally {
-          live.clear();
-        }
+        const status = await interruptible(
+          live,
+          `wirewatch: stopped waiting; packet capture '${ref.name}' keeps running. Stop it with: ${captureCommandLine('stop', ref, o.location, options)}`,
+          () => waitForStatus(client, ref, done, live, deadline),
+        );
         if (status === undefined) {
           const last = await queryStatus(client, ref);
           printResult(output, last, STATUS_COLUMNS);

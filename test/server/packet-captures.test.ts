@@ -343,9 +343,9 @@ describe('packet capture lifecycle', () => {
     const one = await t.call('GET', `${url('life')}&$expand=STATUS`, { token: tenant.reader });
     expect(one.body.properties.status).toEqual(await status('life'));
     // Without $expand the body stays Azure's PacketCaptureResult.
-    expect((await t.call('GET', url('life'), { token: tenant.reader })).body.properties.status).toBe(
-      undefined,
-    );
+    expect(
+      (await t.call('GET', url('life'), { token: tenant.reader })).body.properties.status,
+    ).toBe(undefined);
     const page = await t.call('GET', `${list}&$expand=status&$top=1`, { token: tenant.reader });
     expect(page.body.nextLink).toMatch(/\$expand=status&/);
     expect(page.body.value[0].properties.status.name).toBe(page.body.value[0].name);
