@@ -951,6 +951,50 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     ok(await ww(['capture', 'delete', ...at, '-n', 'ongoing', '--wait']));
   });
 
+  it('create without --wait on a VM whose agent is away: printed as it is, and how to see it start', async () => {
+    // A second VM, enrolled and then gone: its captures cannot start until it is back.
+    const away = await createAgent({
+      serverUrl: t.url,
+      enrollToken: tenant.enrollToken,
+      subscriptionId: tenant.subscriptionId,
+      resourceGroup: 'lab',
+      name: 'host-b',
+      location: L,
+      interface: lab.b.iface,
+      netns: lab.b.netns,
+      dataDir: path.join(top, 'agent-b'),
+      captureRoot: path.join(top, 'captures-b'),
+    });
+    const awayId = away.agentId;
+    await away.close();
+    await waitFor(
+      () => Promise.resolve(t.server.hub.isConnected(awayId)),
+      (c) => !c,
+    );
+    const r = await ww([
+      'capture',
+      'create',
+      '-g',
+      'lab',
+      '--vm',
+      'host-b',
+      '-n',
+      'later',
+      '--file-path',
+      path.join(top, 'captures-b', 'later.cap'),
+      '-o',
+      'tsv',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(
+      `later\tUnknown\t\thost-b\t18000\t${path.join(top, 'captures-b', 'later.cap')}\t\n`,
+    );
+    expect(r.stderr).toBe(
+      "wirewatch: packet capture 'later' has not started yet; to see it start: wirewatch capture wait -l westeurope -n later --for running\n",
+    );
+    ok(await ww(['capture', 'delete', ...at, '-n', 'later']));
+  });
+
   it('delete of a name that does not exist says so on stderr and exits 0, as delete does', async () => {
     const r = await ww(['capture', 'delete', ...at, '-n', 'never-made']);
     expect(r.code).toBe(0);
