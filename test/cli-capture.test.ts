@@ -155,6 +155,14 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
   };
   const status = async (name: string) =>
     json<Status>(await ww(['capture', 'show-status', ...at, '-n', name]));
+  /** `capture create` of `name` on a VM of group lab into `file`, and more options. */
+  const createArgs = (vm: string, name: string, file: string, ...more: string[]) => [
+    ...['capture', 'create', '-g', 'lab', '--vm', vm, '-n', name, '--file-path', file],
+    ...more,
+  ];
+  /** The agent's refusal of a capture file that exists. */
+  const fileTaken = (file: string) =>
+    `filePath: cannot create a new capture file at ${file}; choose a file name that no file or capture on the VM uses`;
 
   async function tcp(bytes: number): Promise<void> {
     const [result] = await send(lab, lab.a, [
@@ -852,21 +860,9 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     // An existing file is never overwritten: the agent refuses to start the capture.
     const taken = path.join(captures(), 'taken.cap');
     await writeFile(taken, 'already here');
-    const create = await ww([
-      'capture',
-      'create',
-      '-g',
-      'lab',
-      '--vm',
-      'host-a',
-      '-n',
-      'taken',
-      '--file-path',
-      taken,
-      '--wait',
-    ]);
+    const create = await ww(createArgs('host-a', 'taken', taken, '--wait'));
     refused(create, 'LocalFileFailed');
-    const refusal = `filePath: cannot create a new capture file at ${taken}; choose a file name that no file or capture on the VM uses`;
+    const refusal = fileTaken(taken);
     expect(create.stderr).toBe(`wirewatch: LocalFileFailed: ${refusal}\n`);
     const waited = await ww(['capture', 'wait', ...at, '-n', 'taken', '-o', 'tsv']);
     expect(waited.code).toBe(1);
@@ -881,45 +877,16 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     // Without --wait, create still watches the start for a moment and reports the failure.
     const again = path.join(captures(), 'taken-again.cap');
     await writeFile(again, 'already here');
-    const quick = await ww([
-      'capture',
-      'create',
-      '-g',
-      'lab',
-      '--vm',
-      'host-a',
-      '-n',
-      'taken-again',
-      '--file-path',
-      again,
-      '-o',
-      'table',
-    ]);
+    const quick = await ww(createArgs('host-a', 'taken-again', again, '-o', 'table'));
     expect(quick.code).toBe(1);
     expect(quick.stdout).toBe('');
-    expect(quick.stderr).toBe(
-      `wirewatch: LocalFileFailed: filePath: cannot create a new capture file at ${again}; choose a file name that no file or capture on the VM uses\n`,
-    );
+    expect(quick.stderr).toBe(`wirewatch: LocalFileFailed: ${fileTaken(again)}\n`);
     const listed = ok(await ww(['capture', 'list', ...at, '-o', 'tsv'])).stdout.split('\n');
     expect(listed).toContain(`taken-again\tError\tError\thost-a\t18000\t${again}\t`);
   });
 
   it('Ctrl-C during capture wait ends the live line and says how to stop the capture; stop without --wait says it is stopping', async () => {
-    ok(
-      await ww([
-        'capture',
-        'create',
-        '-g',
-        'lab',
-        '--vm',
-        'host-a',
-        '-n',
-        'ongoing',
-        '--file-path',
-        path.join(captures(), 'ongoing.cap'),
-        '--wait',
-      ]),
-    );
+    ok(await ww(createArgs('host-a', 'ongoing', path.join(captures(), 'ongoing.cap'), '--wait')));
     const { code, shown } = await interruptInTerminal(
       ['capture', 'wait', ...at, '-n', 'ongoing'],
       `${ESC}[Kongoing: Running`,
@@ -971,24 +938,10 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       () => Promise.resolve(t.server.hub.isConnected(awayId)),
       (c) => !c,
     );
-    const r = await ww([
-      'capture',
-      'create',
-      '-g',
-      'lab',
-      '--vm',
-      'host-b',
-      '-n',
-      'later',
-      '--file-path',
-      path.join(top, 'captures-b', 'later.cap'),
-      '-o',
-      'tsv',
-    ]);
+    const file = path.join(top, 'captures-b', 'later.cap');
+    const r = await ww(createArgs('host-b', 'later', file, '-o', 'tsv'));
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toBe(
-      `later\tUnknown\t\thost-b\t18000\t${path.join(top, 'captures-b', 'later.cap')}\t\n`,
-    );
+    expect(r.stdout).toBe(`later\tUnknown\t\thost-b\t18000\t${file}\t\n`);
     expect(r.stderr).toBe(
       "wirewatch: packet capture 'later' has not started yet; to see it start: wirewatch capture wait -l westeurope -n later --for running\n",
     );

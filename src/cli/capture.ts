@@ -5,6 +5,7 @@
  * `--location`.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { captureLimitBounds } from '../capture/limits.js';
 import { filtersJson } from './format.js';
 import type { ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
@@ -76,9 +77,9 @@ const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
   { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
 ];
 
-/** The largest limits, which a limit of 0 stands for (src/capture/limits.ts). */
-const MAX_TIME_LIMIT = 18000;
-const MAX_SESSION_TIME_LIMIT = 604800;
+/** The largest limits, which a limit of 0 stands for. */
+const MAX_TIME_LIMIT = captureLimitBounds.timeLimitInSeconds.max;
+const MAX_SESSION_TIME_LIMIT = captureLimitBounds.sessionTimeLimitInSeconds.max;
 
 /**
  * The time limit that ends the capture: for a continuous one the earlier of its session limit and
