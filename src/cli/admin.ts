@@ -42,7 +42,7 @@ const SUBSCRIPTION_COLUMNS: readonly Column<Subscription>[] = [
   { header: 'SubscriptionId', get: (s) => s.subscriptionId },
   { header: 'DisplayName', get: (s) => s.displayName },
   { header: 'State', get: (s) => s.state },
-  { header: 'Created', get: (s) => s.createdAt },
+  { header: 'Created', get: (s) => s.createdAt, kind: 'time' },
 ];
 
 const NEW_SUBSCRIPTION_COLUMNS = SUBSCRIPTION_COLUMNS.filter((c) => c.header !== 'State');
@@ -57,15 +57,15 @@ const TOKEN_COLUMNS: readonly Column<CreatedToken>[] = [
 const ENROLLMENT_TOKEN_COLUMNS: readonly Column<CreatedEnrollmentToken>[] = [
   { header: 'TokenId', get: (t) => t.tokenId },
   { header: 'SubscriptionId', get: (t) => t.subscriptionId },
-  { header: 'ExpiresAt', get: (t) => t.expiresAt },
+  { header: 'ExpiresAt', get: (t) => t.expiresAt, kind: 'time' },
   { header: 'Token', get: (t) => t.token },
 ];
 
 const ENROLLMENT_TOKEN_LIST_COLUMNS: readonly Column<EnrollmentToken>[] = [
   { header: 'TokenId', get: (t) => t.tokenId },
   { header: 'State', get: (t) => t.state },
-  { header: 'Created', get: (t) => t.createdAt },
-  { header: 'ExpiresAt', get: (t) => t.expiresAt },
+  { header: 'Created', get: (t) => t.createdAt, kind: 'time' },
+  { header: 'ExpiresAt', get: (t) => t.expiresAt, kind: 'time' },
   {
     header: 'Takeover',
     get: (t) => (t.takeover ? `${t.takeover.resourceGroup}/${t.takeover.name}` : ''),

@@ -15,10 +15,10 @@ interface AuditEntry {
 }
 
 const COLUMNS: readonly Column<AuditEntry>[] = [
-  { header: 'Time', get: (e) => e.time },
+  { header: 'Time', get: (e) => e.time, kind: 'time' },
   { header: 'Actor', get: (e) => e.actor },
   { header: 'Action', get: (e) => e.action },
-  { header: 'Resource', get: (e) => e.resourceId },
+  { header: 'Resource', get: (e) => e.resourceId, kind: 'id' },
   { header: 'Source', get: (e) => e.sourceIp },
 ];
 

@@ -10,14 +10,14 @@ import { Option, type Command } from 'commander';
 import { readAll, refusal, type ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import { UnreachableError, UsageError } from './cli-errors.js';
-import { captureRefOf, type CaptureRef } from './capture-ref.js';
+import { captureRefOf, LOCATION_HELP, type CaptureRef } from './capture-ref.js';
 import { formatBytes } from './format.js';
 import { printResult, type Column } from './output.js';
 
 type Format = 'pcap' | 'tar';
 
 interface DownloadOptions extends GlobalOptions {
-  readonly location: string;
+  readonly location?: string;
   readonly name?: string;
   readonly file?: string;
   readonly format: Format;
@@ -37,15 +37,15 @@ interface DownloadResult {
 const COLUMNS: readonly Column<DownloadResult>[] = [
   { header: 'Name', get: (r) => r.name },
   { header: 'File', get: (r) => r.file },
-  { header: 'Bytes', get: (r) => r.bytes },
-  { header: 'ResumedFrom', get: (r) => r.resumedFrom },
+  { header: 'Bytes', get: (r) => r.bytes, kind: 'bytes' },
+  { header: 'ResumedFrom', get: (r) => r.resumedFrom, kind: 'bytes' },
 ];
 
 export function captureDownloadCommand(): Command {
   return apiCommand('download')
     .description('download a stopped packet capture; resumes an interrupted download')
     .argument('[name]', 'name of the packet capture (or -n NAME)')
-    .requiredOption('-l, --location <location>', 'location of the network watcher')
+    .option('-l, --location <location>', LOCATION_HELP)
     .option('-n, --name <name>', 'name of the packet capture')
     .option(
       '-f, --file <path>',

@@ -6,6 +6,7 @@
 import type { ApiClient } from './api-client.js';
 import { RefusedError, UsageError } from './cli-errors.js';
 import {
+  defaultHint,
   resolveSubscription,
   resourceGroupPath,
   segment,
@@ -39,20 +40,38 @@ export function foldLocation(location: string): string {
   return location.replace(/\s+/g, '').toLowerCase();
 }
 
-/** The subscription's network watcher in `location` (Azure keeps at most one per location). */
+/** `-l` of the commands on existing captures: optional, as watcherOfLocation says. */
+export const LOCATION_HELP =
+  "location of the network watcher (default: WIREWATCH_LOCATION, the profile's, or the subscription's only one)";
+
+/**
+ * The subscription's network watcher in `location` (Azure keeps at most one per location).
+ * Without one, the default location (WIREWATCH_LOCATION, the profile's) is used; without that,
+ * the subscription's only location, and a usage error naming its locations if it has several.
+ */
 export async function watcherOfLocation(
   client: ApiClient,
   subscriptionId: string,
-  location: string,
+  location: string | undefined,
 ): Promise<WatcherView> {
-  const wanted = foldLocation(location);
+  const given = location ?? client.connection.location;
+  const wanted = given === undefined ? undefined : foldLocation(given);
   if (wanted === '') throw new UsageError('--location must not be empty');
   const list = await client.get<{ value: WatcherView[] }>(
     `${subscriptionPath(subscriptionId)}/providers/Microsoft.Network/networkWatchers`,
   );
+  const known = [...new Set(list.value.map((w) => w.location))].sort();
+  if (wanted === undefined) {
+    const only = list.value.length === 1 ? list.value[0] : undefined;
+    if (only) return only;
+    throw new UsageError(
+      known.length === 0
+        ? `-l/--location is required: subscription '${subscriptionId}' has no network watcher yet (the first VM enrolled in a location creates one)`
+        : `-l/--location is required: subscription '${subscriptionId}' has network watchers in ${known.length} locations (${known.join(', ')}); pass -l LOCATION, or set a default: ${defaultHint('location')}`,
+    );
+  }
   const watcher = list.value.find((w) => foldLocation(w.location) === wanted);
   if (!watcher) {
-    const known = [...new Set(list.value.map((w) => w.location))].sort();
     throw new RefusedError(
       404,
       'ResourceNotFound',
@@ -68,7 +87,7 @@ export async function watcherOfLocation(
 /** The capture `name` under the watcher of `location`, in the command's subscription. */
 export async function captureRefOf(
   client: ApiClient,
-  location: string,
+  location: string | undefined,
   name: string,
 ): Promise<CaptureRef> {
   const watcher = await watcherOfLocation(client, await resolveSubscription(client), location);
@@ -104,7 +123,9 @@ export async function vmOf(
     path = `${resourceGroupPath(m[1]!, m[2]!)}/providers/Microsoft.Compute/virtualMachines/${segment(m[3]!, '--vm')}`;
   } else {
     if (resourceGroup === undefined || resourceGroup === '') {
-      throw new UsageError(`--vm ${vm}: a VM name needs --resource-group (or give the VM's id)`);
+      throw new UsageError(
+        `--vm ${vm}: a VM name needs --resource-group or a default group (${defaultHint('group')}), or give the VM's id`,
+      );
     }
     path = `${resourceGroupPath(subscriptionId, resourceGroup)}/providers/Microsoft.Compute/virtualMachines/${segment(vm, '--vm')}`;
   }
@@ -119,7 +140,9 @@ export function scaleSetIdOf(
 ): string {
   if (vm.startsWith('/')) return vm;
   if (resourceGroup === undefined || resourceGroup === '') {
-    throw new UsageError(`--vm ${vm}: a scale set name needs --resource-group (or give its id)`);
+    throw new UsageError(
+      `--vm ${vm}: a scale set name needs --resource-group or a default group (${defaultHint('group')}), or give its id`,
+    );
   }
   return `${resourceGroupPath(subscriptionId, resourceGroup)}/providers/Microsoft.Compute/virtualMachineScaleSets/${segment(vm, '--vm')}`;
 }

@@ -50,7 +50,7 @@ export const STATUS_COLUMNS: readonly Column<CaptureStatus>[] = [
   { header: 'Status', get: stateOf },
   { header: 'StopReason', get: (s) => s.stopReason },
   { header: 'Packets', get: (s) => s.packetsCaptured },
-  { header: 'Bytes', get: (s) => s.bytesCaptured },
+  { header: 'Bytes', get: (s) => s.bytesCaptured, kind: 'bytes' },
   { header: 'Drops', get: (s) => s.packetsDropped },
   { header: 'Upload', get: (s) => s.uploadState },
   { header: 'Error', get: errorOf },
@@ -63,7 +63,7 @@ export const STATUS_COLUMNS: readonly Column<CaptureStatus>[] = [
 export function captureCommandLine(
   verb: string,
   ref: CaptureRef,
-  location: string,
+  location: string | undefined,
   options: { readonly subscription?: string; readonly profile?: string } = {},
 ): string {
   const quote = (w: string) => (/^[\w.,:@%+=/-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
@@ -72,7 +72,8 @@ export function captureCommandLine(
     'capture',
     verb,
     '-l',
-    location,
+    // -l as the user typed it; when it was a default, the watcher's own location.
+    location ?? ref.watcher.location,
     '-n',
     ref.name,
     ...(options.subscription === undefined ? [] : ['--subscription', options.subscription]),

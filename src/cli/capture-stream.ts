@@ -18,7 +18,7 @@ import type { ByteOrder } from '../pcap/types.js';
 import { readAll, refusal } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import { RefusedError, UnreachableError, UsageError } from './cli-errors.js';
-import { captureRefOf } from './capture-ref.js';
+import { captureRefOf, LOCATION_HELP } from './capture-ref.js';
 import { LiveLine } from './capture-status.js';
 
 interface StreamOptions extends GlobalOptions {
@@ -45,7 +45,7 @@ export function captureStreamCommand(): Command {
   return apiCommand('stream')
     .description("write a running capture's packets to stdout as a live pcap stream")
     .argument('[name]', 'name of the packet capture (instead of -n)')
-    .option('-l, --location <location>', 'location of the network watcher (e.g. westeurope)')
+    .option('-l, --location <location>', LOCATION_HELP)
     .option('-n, --name <name>', 'name of the packet capture')
     .addHelpText(
       'after',
@@ -65,15 +65,13 @@ Examples:
       }
       const name = o.name ?? positional;
       if (name === undefined) throw new UsageError('-n/--name (or NAME) is required');
-      if (o.location === undefined) throw new UsageError('-l/--location is required');
       if (process.stdout.isTTY) {
         throw new UsageError(
           'stdout is a terminal: pipe the stream into a reader (| tcpdump -r -, | wireshark -k -i -) or redirect it to a file',
         );
       }
-      const location = o.location;
       await withClient(command, async ({ client }) => {
-        const ref = await captureRefOf(client, location, name);
+        const ref = await captureRefOf(client, o.location, name);
         const url = client.url(`${ref.path}/stream`);
         url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
         const ca = client.connection.ca;

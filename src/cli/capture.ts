@@ -15,6 +15,7 @@ import { captureStreamCommand } from './capture-stream.js';
 import {
   captureRefIn,
   captureRefOf,
+  LOCATION_HELP,
   scaleSetIdOf,
   storageAccountIdOf,
   vmOf,
@@ -36,7 +37,13 @@ import {
   type CaptureStatus,
 } from './capture-status.js';
 import { printResult, type Column } from './output.js';
-import { parseCount, resolveSubscription } from './resource-scope.js';
+import {
+  defaultHint,
+  parseCount,
+  requireLocation,
+  resolveSubscription,
+  resourceGroupOrDefault,
+} from './resource-scope.js';
 
 /** Azure's PacketCaptureResult (the fields the table shows), with `$expand=status`. */
 interface CaptureView {
@@ -72,7 +79,7 @@ const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
   },
   { header: 'StopReason', get: (c) => c.properties.status?.stopReason },
   { header: 'Target', get: (c) => lastSegment(c.properties.target) },
-  { header: 'TimeLimit', get: (c) => timeLimitOf(c.properties) },
+  { header: 'TimeLimit', get: (c) => timeLimitOf(c.properties), kind: 'seconds' },
   { header: 'File', get: (c) => filesOf(c.properties) },
   { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
 ];
@@ -130,15 +137,12 @@ function example(...lines: string[]): string {
 /** An API command on one existing capture: `-l LOCATION -n NAME`. */
 function onCapture(name: string): Command {
   return apiCommand(name)
-    .requiredOption(
-      '-l, --location <location>',
-      'location of the network watcher (e.g. westeurope)',
-    )
+    .option('-l, --location <location>', LOCATION_HELP)
     .requiredOption('-n, --name <name>', 'name of the packet capture');
 }
 
 interface OnCaptureOptions extends GlobalOptions {
-  readonly location: string;
+  readonly location?: string;
   readonly name: string;
 }
 
@@ -250,18 +254,21 @@ function createCommand(): Command {
         );
       }
       const scaleSet = o.targetType === 'AzureVMSS';
-      if (scaleSet && o.location === undefined) {
-        throw new UsageError('--target-type AzureVMSS needs --location (the scale set location)');
-      }
       await withClient(command, async ({ client, output, options }) => {
         const subscription = await resolveSubscription(client);
+        const group = resourceGroupOrDefault(client, o.resourceGroup);
         let target: string;
         let location: string;
         if (scaleSet) {
-          target = scaleSetIdOf(subscription, o.vm, o.resourceGroup);
-          location = o.location!;
+          if (o.location === undefined && client.connection.location === undefined) {
+            throw new UsageError(
+              `--target-type AzureVMSS needs --location (the scale set location), or a default: ${defaultHint('location')}`,
+            );
+          }
+          target = scaleSetIdOf(subscription, o.vm, group);
+          location = requireLocation(client, o.location);
         } else {
-          const vm = await vmOf(client, subscription, o.vm, o.resourceGroup);
+          const vm = await vmOf(client, subscription, o.vm, group);
           target = vm.id;
           location = o.location ?? vm.location;
         }
@@ -270,7 +277,7 @@ function createCommand(): Command {
         const storageId =
           o.storageAccount === undefined
             ? undefined
-            : await storageAccountIdOf(client, subscription, o.storageAccount, o.resourceGroup);
+            : await storageAccountIdOf(client, subscription, o.storageAccount, group);
         // Azure's rule: filePath for a plain capture, localPath once continuousCapture is given.
         const fileField =
           o.localPath !== undefined || o.continuousCapture !== undefined ? 'localPath' : 'filePath';
@@ -377,10 +384,10 @@ function showStatusCommand(): Command {
 function listCommand(): Command {
   return apiCommand('list')
     .description('list the packet captures of a location')
-    .requiredOption('-l, --location <location>', 'location of the network watcher')
+    .option('-l, --location <location>', LOCATION_HELP)
     .addHelpText('after', example('wirewatch capture list -l westeurope -o table'))
     .action(async (_opts: unknown, command: Command) => {
-      const o = command.opts<GlobalOptions & { location: string }>();
+      const o = command.opts<GlobalOptions & { location?: string }>();
       await withClient(command, async ({ client, output }) => {
         const watcher = await watcherOfLocation(
           client,
@@ -443,7 +450,7 @@ function deleteCommand(): Command {
         } catch (err) {
           if (!(err instanceof RefusedError && err.code === 'ResourceNotFound')) throw err;
           process.stderr.write(
-            `wirewatch: packet capture '${ref.name}' does not exist in location '${o.location}'; nothing was deleted\n`,
+            `wirewatch: packet capture '${ref.name}' does not exist in location '${o.location ?? ref.watcher.location}'; nothing was deleted\n`,
           );
           return;
         }

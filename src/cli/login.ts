@@ -10,6 +10,8 @@ interface LoginOptions {
   ca?: string;
   profile: string;
   subscription?: string;
+  location?: string;
+  resourceGroup?: string;
   output: OutputFormat;
 }
 
@@ -26,6 +28,8 @@ export function loginCommand(): Command {
     .option('--ca <file>', 'CA certificate (PEM) to trust for the server')
     .option('--profile <name>', 'profile name', 'default')
     .option('--subscription <id>', 'default subscription for this profile')
+    .option('-l, --location <location>', 'default -l/--location for this profile')
+    .option('-g, --resource-group <name>', 'default -g/--resource-group for this profile')
     .addOption(
       new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('json'),
     )
@@ -52,6 +56,8 @@ export function loginCommand(): Command {
       const file = await saveProfile(o.profile, {
         ...connection,
         ...(subscription ? { subscription } : {}),
+        ...(o.location ? { location: o.location } : {}),
+        ...(o.resourceGroup ? { resourceGroup: o.resourceGroup } : {}),
       });
       const result = {
         profile: o.profile,

@@ -8,6 +8,7 @@ import { auditCommand } from './audit.js';
 import { captureCommand } from './capture.js';
 import { captureLocalCommand } from './capture-local.js';
 import { completionCommand } from './completion.js';
+import { configureCommand } from './configure.js';
 import { loginCommand } from './login.js';
 import { serverCommand } from './server.js';
 import { storageCommand } from './storage.js';
@@ -31,6 +32,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addCommand(serverCommand())
     .addCommand(upCommand())
     .addCommand(loginCommand())
+    .addCommand(configureCommand())
     .addCommand(vmCommand())
     .addCommand(watcherCommand())
     .addCommand(storageCommand())

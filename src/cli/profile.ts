@@ -11,6 +11,19 @@ export interface Profile {
   readonly ca?: string;
   /** The subscription commands use when --subscription is not given. */
   readonly subscription?: string;
+  /** The location commands use when -l/--location is not given (`wirewatch configure`). */
+  readonly location?: string;
+  /** The resource group commands use when -g/--resource-group is not given. */
+  readonly resourceGroup?: string;
+}
+
+/** The settings `wirewatch configure --defaults` writes, by az's names for them. */
+export const DEFAULT_KEYS = { location: 'location', group: 'resourceGroup' } as const;
+export type DefaultKey = keyof typeof DEFAULT_KEYS;
+/** A profile's defaults; a key given as undefined clears that default. */
+export interface Defaults {
+  readonly location?: string | undefined;
+  readonly resourceGroup?: string | undefined;
 }
 
 interface ConfigFile {
@@ -44,11 +57,74 @@ async function readConfig(): Promise<ConfigFile> {
   }
 }
 
-/** Saves a profile (mode 0600; the file holds a token) and makes it the current one. */
+/**
+ * Saves a profile (mode 0600; the file holds a token) and makes it the current one. Defaults
+ * the new profile does not set are kept from the one it replaces (a new token keeps them).
+ */
 export async function saveProfile(name: string, profile: Profile): Promise<string> {
   const config = await readConfig();
-  config.profiles[name] = profile;
+  config.profiles[name] = { ...defaultsOf(config.profiles[name]), ...profile };
   config.current = name;
+  return writeConfig(config);
+}
+
+/**
+ * Sets (a value) or clears (undefined) the defaults of a profile: `options.profile`,
+ * WIREWATCH_PROFILE or the current one. Answers the profile's name and its defaults after.
+ */
+export async function saveDefaults(
+  options: { readonly profile?: string },
+  changes: Defaults,
+): Promise<{ profile: string; defaults: Defaults }> {
+  const config = await readConfig();
+  const { name, profile } = chosenProfile(config, options.profile);
+  if (name === undefined || profile === undefined) {
+    throw new UsageError(
+      name === undefined
+        ? 'no profile to keep defaults in: run `wirewatch login` first'
+        : `profile ${name}: no such profile; run wirewatch login first`,
+    );
+  }
+  const { location: _location, resourceGroup: _resourceGroup, ...connection } = profile;
+  config.profiles[name] = { ...connection, ...defaultsOf({ ...profile, ...changes }) };
+  await writeConfig(config);
+  return { profile: name, defaults: defaultsOf(config.profiles[name]) };
+}
+
+/** The defaults a profile holds. */
+export function defaultsOf(profile: Defaults | undefined): {
+  location?: string;
+  resourceGroup?: string;
+} {
+  return {
+    ...(profile?.location ? { location: profile.location } : {}),
+    ...(profile?.resourceGroup ? { resourceGroup: profile.resourceGroup } : {}),
+  };
+}
+
+/** The profile commands use: --profile, then WIREWATCH_PROFILE, then the current one. */
+function chosenProfile(
+  config: ConfigFile,
+  option: string | undefined,
+): { name?: string; profile?: Profile } {
+  const name = option ?? (process.env['WIREWATCH_PROFILE'] || config.current);
+  return name === undefined ? {} : { name, profile: config.profiles[name] };
+}
+
+/** Reads the defaults of the profile commands use (`wirewatch configure --list-defaults`). */
+export async function readDefaults(options: {
+  readonly profile?: string;
+}): Promise<{ profile?: string; defaults: Defaults }> {
+  const { name, profile } = chosenProfile(await readConfig(), options.profile);
+  if (options.profile !== undefined && !profile) {
+    throw new UsageError(
+      `--profile ${options.profile}: no such profile; run wirewatch login first`,
+    );
+  }
+  return { ...(profile && name ? { profile: name } : {}), defaults: defaultsOf(profile) };
+}
+
+async function writeConfig(config: ConfigFile): Promise<string> {
   await mkdir(configDir(), { recursive: true, mode: 0o700 });
   const file = configPath();
   const tmp = `${file}.${process.pid}.tmp`;
@@ -63,19 +139,22 @@ export interface ConnectionOptions {
   readonly subscription?: string;
 }
 
-/** Where to send requests and with what: the profile, then WIREWATCH_SERVER/TOKEN/CA override. */
+/**
+ * Where to send requests and with what: the profile, then WIREWATCH_SERVER/TOKEN/CA override;
+ * the defaults for -l and -g from WIREWATCH_LOCATION/RESOURCE_GROUP, then the profile.
+ */
 export interface Connection {
   readonly server: string;
   readonly token: string;
   readonly ca?: string;
   readonly subscription?: string;
   readonly profileName?: string;
+  readonly location?: string;
+  readonly resourceGroup?: string;
 }
 
 export async function resolveConnection(options: ConnectionOptions): Promise<Connection> {
-  const config = await readConfig();
-  const name = options.profile ?? (process.env['WIREWATCH_PROFILE'] || config.current);
-  const profile = name === undefined ? undefined : config.profiles[name];
+  const { name, profile } = chosenProfile(await readConfig(), options.profile);
   if (options.profile !== undefined && !profile) {
     throw new UsageError(
       `--profile ${options.profile}: no such profile; run wirewatch login first`,
@@ -91,11 +170,15 @@ export async function resolveConnection(options: ConnectionOptions): Promise<Con
   }
   const subscription =
     options.subscription ?? process.env['WIREWATCH_SUBSCRIPTION'] ?? profile?.subscription;
+  const location = process.env['WIREWATCH_LOCATION'] || profile?.location;
+  const resourceGroup = process.env['WIREWATCH_RESOURCE_GROUP'] || profile?.resourceGroup;
   return {
     server: server.replace(/\/+$/, ''),
     token,
     ...(ca ? { ca } : {}),
     ...(subscription ? { subscription } : {}),
     ...(name && profile ? { profileName: name } : {}),
+    ...(location ? { location } : {}),
+    ...(resourceGroup ? { resourceGroup } : {}),
   };
 }

@@ -22,6 +22,48 @@ export async function resolveSubscription(client: ApiClient): Promise<string> {
   );
 }
 
+/** How to set a default for `-l` or `-g`, for the error that asks for one. */
+export function defaultHint(key: 'location' | 'group'): string {
+  const value = key === 'location' ? 'LOCATION' : 'RG';
+  return `wirewatch configure --defaults ${key}=${value}`;
+}
+
+/**
+ * -g/--resource-group as given, or the default: WIREWATCH_RESOURCE_GROUP, then the profile's
+ * (`wirewatch configure --defaults group=RG`); undefined when there is none.
+ */
+export function resourceGroupOrDefault(
+  client: ApiClient,
+  given: string | undefined,
+): string | undefined {
+  return given ?? client.connection.resourceGroup;
+}
+
+/** -g/--resource-group or its default, where a command cannot do without one. */
+export function requireResourceGroup(client: ApiClient, given: string | undefined): string {
+  const group = resourceGroupOrDefault(client, given);
+  if (group === undefined || group === '') {
+    throw new UsageError(
+      `-g/--resource-group is required (or set a default: ${defaultHint('group')})`,
+    );
+  }
+  return group;
+}
+
+/**
+ * -l/--location or its default (WIREWATCH_LOCATION, then the profile's), where a command cannot
+ * do without one and there is nothing to infer it from (a new network watcher's location).
+ */
+export function requireLocation(client: ApiClient, given: string | undefined): string {
+  const location = given ?? client.connection.location;
+  if (location === undefined || location === '') {
+    throw new UsageError(
+      `-l/--location is required (or set a default: ${defaultHint('location')})`,
+    );
+  }
+  return location;
+}
+
 /** One path segment from user input, percent-encoded; `.` and `..` would move the path. */
 export function segment(value: string, flag: string): string {
   if (value === '' || value === '.' || value === '..') {

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { apiCommand, withClient } from './cli-context.js';
 import { UsageError } from './cli-errors.js';
 import { printResult, type Column } from './output.js';
-import { listValue, resolveSubscription, segment } from './resource-scope.js';
+import { listValue, requireResourceGroup, resolveSubscription, segment } from './resource-scope.js';
 
 /** The native API's view of a registered storage account: never the connection string. */
 interface StorageAccount {
@@ -20,7 +20,7 @@ const COLUMNS: readonly Column<StorageAccount>[] = [
   { header: 'ResourceGroup', get: (a) => a.resourceGroup },
   { header: 'AccountName', get: (a) => a.accountName },
   { header: 'BlobEndpoint', get: (a) => a.blobEndpoint },
-  { header: 'Created', get: (a) => a.createdAt },
+  { header: 'Created', get: (a) => a.createdAt, kind: 'time' },
 ];
 
 export const STORAGE_CONNECTION_STRING_ENV = 'WIREWATCH_STORAGE_CONNECTION_STRING';
@@ -42,7 +42,7 @@ export function storageCommand(): Command {
 }
 
 interface AddOptions {
-  resourceGroup: string;
+  resourceGroup?: string;
   name: string;
   connectionString: string;
 }
@@ -50,7 +50,10 @@ interface AddOptions {
 function storageAddCommand(): Command {
   return apiCommand('add')
     .description('register a storage account with its connection string (or replace it)')
-    .requiredOption('-g, --resource-group <name>', 'resource group the account appears in')
+    .option(
+      '-g, --resource-group <name>',
+      "resource group the account appears in (default: the profile's)",
+    )
     .requiredOption('-n, --name <name>', 'its name in wirewatch: 3-24 lower-case letters, digits')
     .addOption(
       new Option(
@@ -78,10 +81,11 @@ Examples:
     )
     .action((o: AddOptions, command: Command) =>
       withClient(command, async ({ client, output }) => {
+        const resourceGroup = requireResourceGroup(client, o.resourceGroup);
         const connectionString = await readConnectionString(o.connectionString);
         const path = accountsPath(await resolveSubscription(client));
         const reply = await client.request('POST', path, {
-          body: { name: o.name, resourceGroup: o.resourceGroup, connectionString },
+          body: { name: o.name, resourceGroup, connectionString },
         });
         printResult(output, reply.body as StorageAccount, COLUMNS);
       }),
@@ -142,7 +146,7 @@ function storageListCommand(): Command {
 function storageRemoveCommand(): Command {
   return apiCommand('remove')
     .description('unregister a storage account; its blobs stay in the account')
-    .requiredOption('-g, --resource-group <name>', 'resource group of the account')
+    .option('-g, --resource-group <name>', "resource group of the account (default: the profile's)")
     .requiredOption('-n, --name <name>', 'its name in wirewatch')
     .addHelpText(
       'after',
@@ -154,13 +158,14 @@ Example:
   wirewatch storage remove -g captures -n capstore
 `,
     )
-    .action((o: { resourceGroup: string; name: string }, command: Command) =>
+    .action((o: { resourceGroup?: string; name: string }, command: Command) =>
       withClient(command, async ({ client }) => {
-        const path = `${accountsPath(await resolveSubscription(client))}/${segment(o.resourceGroup, '--resource-group')}/${segment(o.name, '--name')}`;
+        const group = requireResourceGroup(client, o.resourceGroup);
+        const path = `${accountsPath(await resolveSubscription(client))}/${segment(group, '--resource-group')}/${segment(o.name, '--name')}`;
         const reply = await client.request('DELETE', path);
         if (reply.status === 204) {
           process.stderr.write(
-            `wirewatch: storage account ${o.resourceGroup}/${o.name} is not registered; nothing removed\n`,
+            `wirewatch: storage account ${group}/${o.name} is not registered; nothing removed\n`,
           );
         }
       }),

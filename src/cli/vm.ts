@@ -3,9 +3,11 @@ import { apiCommand, withClient } from './cli-context.js';
 import { UsageError } from './cli-errors.js';
 import { printResult, type Column } from './output.js';
 import {
+  defaultHint,
   listValue,
   resolveSubscription,
   resourceGroupOf,
+  resourceGroupOrDefault,
   resourceGroupPath,
   segment,
   subscriptionPath,
@@ -30,7 +32,7 @@ const COLUMNS: readonly Column<VirtualMachine>[] = [
   { header: 'ResourceGroup', get: (vm) => resourceGroupOf(vm.id) },
   { header: 'Location', get: (vm) => vm.location },
   { header: 'Connection', get: (vm) => vm.properties?.agent?.connectionState },
-  { header: 'LastSeen', get: (vm) => vm.properties?.agent?.lastSeen },
+  { header: 'LastSeen', get: (vm) => vm.properties?.agent?.lastSeen, kind: 'time' },
   { header: 'Hostname', get: (vm) => vm.properties?.agent?.hostname },
 ];
 
@@ -70,7 +72,7 @@ function vmListCommand(): Command {
 }
 
 interface ShowOptions {
-  resourceGroup?: string;
+  resourceGroup?: string | undefined;
   name?: string;
   ids?: string;
 }
@@ -93,7 +95,16 @@ Examples:
     )
     .action((o: ShowOptions, command: Command) =>
       withClient(command, async ({ client, output }) => {
-        const path = await vmPath(o, () => resolveSubscription(client));
+        const path = await vmPath(
+          {
+            ...o,
+            resourceGroup:
+              o.ids === undefined
+                ? resourceGroupOrDefault(client, o.resourceGroup)
+                : o.resourceGroup,
+          },
+          () => resolveSubscription(client),
+        );
         printResult(output, await client.get<VirtualMachine>(path), COLUMNS);
       }),
     );
@@ -113,7 +124,9 @@ async function vmPath(o: ShowOptions, subscription: () => Promise<string>): Prom
     return `${resourceGroupPath(m[1]!, m[2]!)}/${PROVIDER}/${segment(m[3]!, '--ids')}`;
   }
   if (o.resourceGroup === undefined || o.name === undefined) {
-    throw new UsageError('-g/--resource-group and -n/--name are required (or --ids)');
+    throw new UsageError(
+      `-g/--resource-group and -n/--name are required (or --ids); -g may come from a default: ${defaultHint('group')}`,
+    );
   }
   return `${resourceGroupPath(await subscription(), o.resourceGroup)}/${PROVIDER}/${segment(o.name, '--name')}`;
 }

@@ -7,6 +7,8 @@ import { printResult, type Column } from './output.js';
 import {
   listValue,
   onServer,
+  requireLocation,
+  requireResourceGroup,
   resolveSubscription,
   resourceGroupOf,
   resourceGroupPath,
@@ -77,18 +79,21 @@ function watcherListCommand(): Command {
 }
 
 interface CreateOptions {
-  resourceGroup: string;
+  resourceGroup?: string;
   name: string;
-  location: string;
+  location?: string;
   tags?: string[];
 }
 
 function watcherCreateCommand(): Command {
   return apiCommand('create')
     .description('create a network watcher, or update the tags of an existing one')
-    .requiredOption('-g, --resource-group <name>', 'resource group of the watcher')
+    .option('-g, --resource-group <name>', "resource group of the watcher (default: the profile's)")
     .requiredOption('-n, --name <name>', 'name of the watcher')
-    .requiredOption('-l, --location <location>', 'its location (region), e.g. westeurope')
+    .option(
+      '-l, --location <location>',
+      "its location (region), e.g. westeurope (default: the profile's)",
+    )
     .option('--tags <key=value...>', 'tags, space-separated key[=value]; "" clears them')
     .addHelpText(
       'after',
@@ -103,9 +108,11 @@ Example:
     .action((o: CreateOptions, command: Command) =>
       withClient(command, async ({ client, output }) => {
         const tags = o.tags === undefined ? undefined : parseTags(o.tags);
-        const path = `${resourceGroupPath(await resolveSubscription(client), o.resourceGroup)}/${PROVIDER}/${segment(o.name, '--name')}`;
+        const group = requireResourceGroup(client, o.resourceGroup);
+        const location = requireLocation(client, o.location);
+        const path = `${resourceGroupPath(await resolveSubscription(client), group)}/${PROVIDER}/${segment(o.name, '--name')}`;
         const reply = await client.request('PUT', path, {
-          body: { location: o.location, ...(tags === undefined ? {} : { tags }) },
+          body: { location, ...(tags === undefined ? {} : { tags }) },
         });
         printResult(output, reply.body as NetworkWatcher, COLUMNS);
       }),
@@ -127,7 +134,7 @@ export function parseTags(words: readonly string[]): Record<string, string> {
 }
 
 interface DeleteOptions {
-  resourceGroup: string;
+  resourceGroup?: string;
   name: string;
   wait: boolean;
 }
@@ -135,7 +142,7 @@ interface DeleteOptions {
 function watcherDeleteCommand(): Command {
   return apiCommand('delete')
     .description('delete a network watcher; its captures are stopped and removed')
-    .requiredOption('-g, --resource-group <name>', 'resource group of the watcher')
+    .option('-g, --resource-group <name>', "resource group of the watcher (default: the profile's)")
     .requiredOption('-n, --name <name>', 'name of the watcher')
     .option('--no-wait', 'return once the server accepted the deletion, without waiting for it')
     .addHelpText(
@@ -150,11 +157,12 @@ Example:
     )
     .action((o: DeleteOptions, command: Command) =>
       withClient(command, async ({ client }) => {
-        const path = `${resourceGroupPath(await resolveSubscription(client), o.resourceGroup)}/${PROVIDER}/${segment(o.name, '--name')}`;
+        const group = requireResourceGroup(client, o.resourceGroup);
+        const path = `${resourceGroupPath(await resolveSubscription(client), group)}/${PROVIDER}/${segment(o.name, '--name')}`;
         const reply = await client.request('DELETE', path);
         if (reply.status === 204) {
           process.stderr.write(
-            `wirewatch: network watcher ${o.resourceGroup}/${o.name} does not exist; nothing deleted\n`,
+            `wirewatch: network watcher ${group}/${o.name} does not exist; nothing deleted\n`,
           );
           return;
         }
