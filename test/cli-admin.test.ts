@@ -11,7 +11,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AZURITE_ACCOUNT_KEY, startAzurite, type Azurite } from '../src/blob/azurite.js';
-import { cli, freePort, runCli, type CliResult } from './lab/cli-process.js';
+import {
+  cli,
+  freePort,
+  runCli,
+  tableTimeUtc,
+  timeFirst,
+  type CliResult,
+} from './lab/cli-process.js';
 import { startTestServer, type TestServer } from './lab/control-plane.js';
 import { SyntheticAgent } from './lab/synthetic-agent.js';
 
@@ -25,6 +32,10 @@ const CLEAN_ENV = {
   WIREWATCH_SUBSCRIPTION: undefined,
   WIREWATCH_PROFILE: undefined,
   WIREWATCH_STORAGE_CONNECTION_STRING: undefined,
+  WIREWATCH_LOCATION: undefined,
+  WIREWATCH_RESOURCE_GROUP: undefined,
+  // Tables show local times: UTC makes them predictable.
+  TZ: 'UTC',
 };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -200,7 +211,7 @@ describe(
           ['SubscriptionId', 'DisplayName', 'Created'],
         );
         expect(rows).toHaveLength(1);
-        expect(rows[0]).toMatch(/^[0-9a-f-]{36} {2}table-sub +\d{4}-/);
+        expect(rows[0]).toMatch(/^[0-9a-f-]{36} {2}table-sub +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(/);
 
         const list = json(await ww(['admin', 'subscription', 'list']));
         expect(list.map((s: { displayName: string }) => s.displayName).sort()).toEqual(
@@ -327,10 +338,12 @@ describe(
           'ExpiresAt',
           'Token',
         ]);
+        // ExpiresAt in two hours: the local time to the second, no "in …" beyond the hour.
         expect(rows[0]!.split(/ +/)).toEqual([
           expect.stringMatching(UUID),
           subscription,
-          expect.stringMatching(ISO_TIME),
+          expect.stringMatching(/^\d{4}-\d\d-\d\d$/),
+          expect.stringMatching(/^\d\d:\d\d:\d\d$/),
           expect.any(String),
         ]);
         const [fields] = tsv(await owner(['admin', 'enroll-token', 'create', '-o', 'tsv']), 4);
@@ -494,14 +507,11 @@ describe(
 
         const lines = table(rows, VM_HEADERS);
         expect(lines).toHaveLength(2);
-        expect(lines.find((l) => l.startsWith('web-01'))!.split(/ +/)).toEqual([
-          'web-01',
-          'web',
-          'westeurope',
-          'Connected',
-          expect.stringMatching(ISO_TIME),
-          'synthetic-web-01',
-        ]);
+        // LastSeen as local time (TZ=UTC here) and how long ago; ISO in json and tsv.
+        const web01Row = /^web-01 +web +westeurope +Connected +(.+?) +synthetic-web-01$/.exec(
+          lines.find((l) => l.startsWith('web-01'))!,
+        );
+        expect(web01Row?.[1]).toMatch(tableTimeUtc(web01.properties.agent.lastSeen));
         expect(lines.find((l) => l.startsWith('web-02'))).toMatch(
           /^web-02 +web +westeurope +Disconnected +synthetic-web-02$/,
         );
@@ -906,12 +916,14 @@ describe(
         // Every page, pages of 3.
         expect(json(every)).toEqual(entries);
 
+        // The table: local time (TZ=UTC) with how long ago, the id shortened to its type/name.
         const lines = table(rows, AUDIT_HEADERS);
-        expect(lines[0]!.split(/ +/)).toEqual([
-          entries[0].time,
+        const [time, ...cells] = timeFirst(lines[0]!);
+        expect(time).toMatch(tableTimeUtc(entries[0].time));
+        expect(cells).toEqual([
           entries[0].actor,
           entries[0].action,
-          entries[0].resourceId,
+          `…/${entries[0].resourceId.split('/').slice(-2).join('/')}`,
           '127.0.0.1',
         ]);
         expect(tsv(fields, 5)[0]).toEqual([

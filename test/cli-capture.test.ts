@@ -33,6 +33,9 @@ const clean = {
   WIREWATCH_CA: undefined,
   WIREWATCH_SUBSCRIPTION: undefined,
   WIREWATCH_PROFILE: undefined,
+  WIREWATCH_LOCATION: undefined,
+  WIREWATCH_RESOURCE_GROUP: undefined,
+  TZ: 'UTC',
 };
 
 const ESC = String.fromCharCode(27);
@@ -68,7 +71,7 @@ describe('wirewatch capture: help and usage errors', () => {
   const vm = ['capture', 'create', '-g', 'lab', '--vm', 'a', '-n', 'x', '--file-path', '/x.cap'];
   it.each([
     ['create without --vm', ['capture', 'create', '-n', 'x'], /--vm/],
-    ['show without --location', ['capture', 'show', '-n', 'x'], /--location/],
+    ['show without --name', ['capture', 'show', '-l', 'w'], /--name/],
     ['an unknown output format', ['capture', 'list', '-l', 'w', '-o', 'yaml'], /yaml/],
     ['filters that are not JSON', [...vm, '--filters', '{'], /JSON array/],
     ['filters that are not an array', [...vm, '--filters', '{"protocol":"TCP"}'], /JSON array/],
@@ -473,7 +476,8 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       'Error',
     ]);
     expect(lines[1]).toMatch(/^-+( +-+)+$/);
-    expect(lines[2]).toMatch(/^web +Running +\d+ +\d+ +0$/);
+    // Bytes for a person (over 3 MB: MiB to one decimal), exact in tsv below.
+    expect(lines[2]).toMatch(/^web +Running +\d+ +\d+\.\d MiB +0$/);
 
     const tsv = ok(await ww(['capture', 'show-status', ...at, '-n', 'web', '-o', 'tsv']));
     const [name, state, stopReason, packets, bytes, drops, upload, error] = tsv.stdout
@@ -493,16 +497,17 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     const shown = json<Capture>(await ww(['capture', 'show', ...at, '-n', 'web']));
     expect(shown.properties.storageLocation).toEqual({ filePath: webFile() });
     const showTable = ok(await ww(['capture', 'show', ...at, '-n', 'web', '-o', 'table']));
+    // The unit in the header; the tsv below has no header and the same values.
     const captureHeader = [
       'Name',
       'Status',
       'StopReason',
       'Target',
-      'TimeLimit',
+      'TimeLimit (s)',
       'File',
       'StorageAccount',
     ];
-    expect(showTable.stdout.split('\n')[0]!.split(/\s+/)).toEqual(captureHeader);
+    expect(showTable.stdout.split('\n')[0]!.split(/\s{2,}/)).toEqual(captureHeader);
     expect(showTable.stdout.split('\n')[2]).toMatch(
       new RegExp(`^web +Running +host-a +600 +${webFile()}$`),
     );
@@ -526,7 +531,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     const listTable = ok(await ww(['capture', 'list', ...at, '-o', 'table']));
     const rows = listTable.stdout.trimEnd().split('\n');
     expect(rows).toHaveLength(5);
-    expect(rows[0]!.split(/\s+/)).toEqual(captureHeader);
+    expect(rows[0]!.split(/\s{2,}/)).toEqual(captureHeader);
     const ringFiles = (await status('ring')).files;
     expect(ringFiles.length).toBeGreaterThan(2);
     expect(ringFiles.every((f) => /\/ring_\d+\.cap$/.test(f))).toBe(true);
@@ -545,6 +550,76 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
         ['web', 'Running', 'host-a', '600', webFile()],
       ]),
     );
+  });
+
+  it('-l may be left out: the only location, WIREWATCH_LOCATION, a profile default; several locations are named', async () => {
+    const names = (r: CliResult) =>
+      json<Capture[]>(r)
+        .map((c) => c.name)
+        .sort();
+    // One location in the subscription: it is the default.
+    expect(names(await ww(['capture', 'list']))).toEqual(['ring', 'stored', 'web']);
+    expect(json<Status>(await ww(['capture', 'show-status', '-n', 'web'])).name).toBe('web');
+
+    // A second location: the CLI does not guess, and says which locations exist.
+    ok(await ww(['watcher', 'create', '-g', 'lab', '-n', 'nw-east', '-l', 'eastus']));
+    try {
+      const several = await ww(['capture', 'list', '-o', 'table']);
+      expect({ code: several.code, stdout: several.stdout, stderr: several.stderr }).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: `wirewatch: -l/--location is required: subscription '${tenant.subscriptionId}' has network watchers in 2 locations (eastus, westeurope); pass -l LOCATION, or set a default: wirewatch configure --defaults location=LOCATION\n`,
+      });
+      expect((await ww(['capture', 'show', '-n', 'web'])).code).toBe(2);
+      expect(
+        json<Capture[]>(await ww(['capture', 'list'], { WIREWATCH_LOCATION: 'eastus' })),
+      ).toEqual([]);
+
+      // A profile default (as az configure --defaults), which the environment overrides.
+      const set = json<{ name: string; value: string; source: string }[]>(
+        await ww(['configure', '--defaults', 'location=westeurope', 'group=lab']),
+      );
+      expect(set).toEqual([
+        { name: 'location', value: 'westeurope', source: 'profile default' },
+        { name: 'group', value: 'lab', source: 'profile default' },
+      ]);
+      expect(names(await ww(['capture', 'list']))).toEqual(['ring', 'stored', 'web']);
+      expect(json<{ name: string }>(await ww(['vm', 'show', '-n', 'host-a'])).name).toBe('host-a');
+      expect(
+        json<Capture[]>(await ww(['capture', 'list'], { WIREWATCH_LOCATION: 'eastus' })),
+      ).toEqual([]);
+      const listed = ok(
+        await ww(['configure', '--list-defaults', '-o', 'tsv'], { WIREWATCH_LOCATION: 'eastus' }),
+      );
+      expect(listed.stdout).toBe(
+        'location\teastus\tWIREWATCH_LOCATION\ngroup\tlab\tprofile default\n',
+      );
+      // An empty value clears a default.
+      expect(json(await ww(['configure', '--defaults', 'location=', 'group=']))).toEqual([]);
+      expect((await ww(['vm', 'show', '-n', 'host-a'])).stderr).toMatch(
+        /^wirewatch: -g\/--resource-group and -n\/--name are required \(or --ids\); -g may come from a default: wirewatch configure --defaults group=RG\n$/,
+      );
+      const bad = await ww(['configure', '--defaults', 'region=eastus']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/region=eastus.*expected location=VALUE or group=VALUE/);
+
+      // login -l/-g saves them in a new profile.
+      const other = path.join(top, 'config-defaults');
+      const login = { XDG_CONFIG_HOME: other };
+      ok(
+        await ww(
+          ['login', '--server', t.url, '--token', tenant.contributor, '-l', L, '-g', 'lab'],
+          login,
+        ),
+      );
+      expect(names(await ww(['capture', 'list'], login))).toEqual(['ring', 'stored', 'web']);
+      expect(json<{ name: string }>(await ww(['vm', 'show', '-n', 'host-a'], login)).name).toBe(
+        'host-a',
+      );
+    } finally {
+      ok(await ww(['watcher', 'delete', '-g', 'lab', '-n', 'nw-east']));
+    }
+    expect(names(await ww(['capture', 'list']))).toEqual(['ring', 'stored', 'web']);
   });
 
   it('stop --wait returns once the capture has stopped and prints its status', async () => {
@@ -585,7 +660,8 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     expect(piped.stdoutBytes.equals(local)).toBe(true);
 
     const table = ok(await ww(['capture', 'download', 'web', ...at, '--file', out, '-o', 'table']));
-    expect(table.stdout.split('\n')[2]).toMatch(new RegExp(`^web +${out} +${local.length} +0$`));
+    const mib = (local.length / 1024 ** 2).toFixed(1);
+    expect(table.stdout.split('\n')[2]).toMatch(new RegExp(`^web +${out} +${mib} MiB +0 B$`));
     const tsv = ok(await ww(['capture', 'download', 'web', ...at, '--file', out, '-o', 'tsv']));
     expect(tsv.stdout).toBe(`web\t${out}\t${local.length}\t0\n`);
   });
@@ -871,7 +947,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     // The table says why, not only Error.
     const table = ok(await ww(['capture', 'show-status', ...at, '-n', 'taken', '-o', 'table']));
     expect(table.stdout.split('\n')[2]).toMatch(
-      new RegExp(`^taken +Error +Error +0 +0 +0 +LocalFileFailed: ${escape(refusal)}$`),
+      new RegExp(`^taken +Error +Error +0 +0 B +0 +LocalFileFailed: ${escape(refusal)}$`),
     );
 
     // Without --wait, create still watches the start for a moment and reports the failure.

@@ -123,3 +123,19 @@ export function runCli(
     });
   });
 }
+
+/**
+ * A regex matching how a table shows the time `iso` when the CLI runs with TZ=UTC:
+ * `2026-12-07 22:20:01`, and how long ago (or how soon) when within the hour.
+ */
+export function tableTimeUtc(iso: string): RegExp {
+  const local = new Date(iso).toISOString().slice(0, 19).replace('T', ' ');
+  return new RegExp(`^${local}( \\((now|\\d+ (s|min) ago|in \\d+ (s|min))\\))?$`);
+}
+
+/** A table row whose first column is a time: that time, and the other cells. */
+export function timeFirst(row: string): [time: string, ...rest: string[]] {
+  const m = /^(\S+ \S+(?: \([^)]*\))?) {2,}(.*)$/.exec(row);
+  if (!m) throw new Error(`no time in the first column of: ${row}`);
+  return [m[1]!, ...m[2]!.split(/ +/)];
+}
