@@ -205,3 +205,21 @@ export function encodeRecordHeader(
 export function fractionsPerSecond(precision: TimestampPrecision): number {
   return precision === 'nano' ? 1_000_000_000 : 1_000_000;
 }
+
+/**
+ * Compares a record's timestamp with an instant given in whole microseconds since the epoch,
+ * exactly for both precisions (a nanosecond stamp inside the instant's microsecond is later).
+ *
+ * @returns a negative number if the record is earlier, 0 if it is stamped at the instant, a
+ *   positive number if it is later.
+ */
+export function compareTimestamp(
+  tsSec: number,
+  tsFrac: number,
+  precision: TimestampPrecision,
+  instantUs: number,
+): number {
+  if (precision === 'micro') return tsSec * 1_000_000 + tsFrac - instantUs;
+  const us = tsSec * 1_000_000 + Math.floor(tsFrac / 1000);
+  return us !== instantUs ? us - instantUs : tsFrac % 1000;
+}

@@ -23,6 +23,7 @@ export {
   PCAP_VERSION_MAJOR,
   PCAP_VERSION_MINOR,
   RECORD_HEADER_LENGTH,
+  compareTimestamp,
   encodeFileHeader,
   encodeRecordHeader,
   fractionsPerSecond,
@@ -33,6 +34,7 @@ export type { RecordHeader } from './format.js';
 export {
   MAX_CAPTURED_LENGTH_LIMIT,
   MIN_CAPTURED_LENGTH_LIMIT,
+  countPcapRecords,
   createPcapParser,
   openPcapFile,
   readPcapFile,
@@ -44,7 +46,9 @@ export type {
   PcapParser,
   PcapParserEnd,
   PcapParserOptions,
+  PcapRecordCount,
   PcapRepairResult,
+  PcapTimeWindow,
   RepairPcapFileOptions,
 } from './reader.js';
 export { createPcapWriter, encodeRecord } from './writer.js';

@@ -185,7 +185,11 @@ describe('pcap files', () => {
     expect((await stat(file)).size).toBe(cut - result.removedBytes);
     expect(await tsharkFields(file, ['frame.number'])).toHaveLength(19);
 
-    expect(await repairPcapFile(file)).toEqual({ keptRecords: 19, removedBytes: 0 });
+    expect(await repairPcapFile(file)).toEqual({
+      keptRecords: 19,
+      removedBytes: 0,
+      outsideWindow: 0,
+    });
   });
 
   it('repairs a file whose tail is garbage', async () => {
@@ -193,7 +197,11 @@ describe('pcap files', () => {
     const good = fileBytes({ snaplen: 262144 }, 5);
     await writeFile(file, good);
     await appendFile(file, Buffer.alloc(64, 0xff));
-    expect(await repairPcapFile(file)).toEqual({ keptRecords: 5, removedBytes: 64 });
+    expect(await repairPcapFile(file)).toEqual({
+      keptRecords: 5,
+      removedBytes: 64,
+      outsideWindow: 0,
+    });
     expect(await readFile(file)).toEqual(good);
     expect(await tsharkFields(file, ['frame.number'])).toHaveLength(5);
   });
