@@ -17,6 +17,7 @@ import { decodePacket } from '../src/pcap/decode.js';
 import { openPcapFile } from '../src/pcap/reader.js';
 import { isRoot, run } from './lab/exec.js';
 import { createLab, type Lab } from './lab/lab.js';
+import { seqPackets, startSeqStream } from './lab/seq-stream.js';
 import { send, serve, type Flow, type Server } from './lab/traffic.js';
 import { tsharkRead, type TsharkPacket } from './lab/tshark.js';
 
@@ -392,6 +393,46 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     expectWholeFlow(await tsharkRead(result.files[0]!), 'outUdp4', all.outUdp4);
   });
 
+  it('holds exactly the packets stamped within [start, start + limit] and stops at the deadline, single file and ring', async () => {
+    const { a, b } = lab;
+    const stream = startSeqStream(a, { src: a.ipv4, sport: 47100, dst: b.ipv4, dport: 5300 });
+    running.push({ close: () => stream.stop() });
+    const refFile = path.join(root, 'exact-ref.pcap');
+    const reference = await referenceCapture(refFile);
+    await stream.reach(5);
+    const filters = parseFilters([{ protocol: 'UDP', remotePort: '5300' }]);
+    const single = await capture('exact', { filters, limits: { timeLimitInSeconds: 2 } });
+    const ring = await capture('exact-ring', {
+      filters,
+      ring: { fileCount: 5, fileSizeInBytes: 100_000, sessionTimeLimitInSeconds: 2 },
+    });
+    const results = [await single.result, await ring.result];
+    await stream.stop();
+    await reference.stop();
+    const sent = (await seqPackets(refFile)).filter((p) => p.sport === stream.sport);
+
+    for (const result of results) {
+      expect(result.stopReason).toBe('TimeExceeded');
+      expect(result.stoppedAt.getTime() - result.startedAt.getTime()).toBe(2000);
+      expect(result.elapsedMs).toBe(2000);
+      // The drain brought packets from after the deadline, and they were left out.
+      expect(result.outsideTimeLimit).toBeGreaterThan(0);
+      const start = BigInt(result.startedAt.getTime()) * 1_000_000n;
+      const deadline = BigInt(result.stoppedAt.getTime()) * 1_000_000n;
+      const inFile = (await Promise.all(result.files.map((f) => seqPackets(f)))).flat();
+      expect(inFile.length).toBe(result.packets);
+      const outside = inFile.filter((p) => p.timeNs < start || p.timeNs > deadline);
+      expect(outside, 'packets stamped outside [start, deadline]').toEqual([]);
+      // Nothing before the deadline is lost: every datagram the reference saw well inside the
+      // window (1 ms margins: two sockets may stamp a packet a little apart) is in the file.
+      const ms = 1_000_000n;
+      const due = sent.filter((p) => p.timeNs > start + ms && p.timeNs < deadline - ms);
+      const seqs = new Set(inFile.filter((p) => p.sport === stream.sport).map((p) => p.seq));
+      expect(due.length).toBeGreaterThan(20);
+      expect(due.filter((p) => !seqs.has(p.seq)).map((p) => p.seq)).toEqual([]);
+    }
+  });
+
   it('keeps exactly fileCount files in a continuous ring', async () => {
     const session = await capture('ring', {
       ring: { fileCount: 3, fileSizeInBytes: 2000, sessionTimeLimitInSeconds: 600 },
@@ -447,7 +488,7 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     // of them — they wait in tcpdump's 4 KiB buffer, as they always did.
     const plain = await capture('unwatched', { filters: parseFilters([{ protocol: 'UDP' }]) });
     await sendAll(quiet(47001));
-    await waitUntil(() => plain.progress().packets >= 6);
+    await waitUntil(() => plain.progress().receivedByFilter >= 6);
     expect(await records(path.join(root, 'unwatched.cap'))).toBe(0);
     expect((await plain.stop()).packets).toBe(6);
 
@@ -462,21 +503,29 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     expect(result.packets).toBe(6);
   });
 
-  it('reports progress with packets, bytes and kernel drops', async () => {
+  it('reports progress with packets, bytes and kernel drops, counted from the same packets', async () => {
     const seen: { packets: number; bytes: number; kernelDrops: number }[] = [];
-    const session = await capture('progress', { onProgress: (p) => seen.push(p) });
+    const session = await capture('progress', {
+      onProgress: (p) => seen.push(p),
+      progressIntervalMs: 1000,
+    });
     const all = flows();
     await sendAll({ outUdp4: all.outUdp4, inUdp4: all.inUdp4, outTcp80: all.outTcp80 });
     // The kernel hands packets to tcpdump a block at a time, within a second.
-    await new Promise((r) => setTimeout(r, 1800));
+    await new Promise((r) => setTimeout(r, 2500));
     const result = await session.stop();
-    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.length).toBeGreaterThan(1);
+    // Packets and bytes describe the same whole records of the file: never bytes without
+    // packets (a 24-byte pcap header is all an empty file holds), never more than they can take.
+    for (const p of seen) {
+      expect(p.bytes, JSON.stringify(p)).toBeGreaterThanOrEqual(24 + 16 * p.packets);
+      expect(p.bytes, JSON.stringify(p)).toBeLessThanOrEqual(24 + p.packets * (16 + 262144));
+    }
     const last = seen.at(-1)!;
-    expect(last.packets).toBeGreaterThanOrEqual(16);
+    expect(last.packets).toBeGreaterThan(0);
     expect(last.packets).toBeLessThanOrEqual(result.packets);
-    // tcpdump writes the file in 4 KiB blocks, so the file trails the packet count a little.
-    expect(last.bytes).toBeGreaterThan(4096);
     expect(last.bytes).toBeLessThanOrEqual(result.bytes);
+    expect(result.packets).toBeGreaterThanOrEqual(16);
     expect(result.kernelDrops).toBe(0);
     expect(result.receivedByFilter).toBeGreaterThanOrEqual(result.packets);
   });

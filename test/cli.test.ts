@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, run } from './lab/exec.js';
 import { createLab, type Lab } from './lab/lab.js';
+import { seqPackets, startSeqStream } from './lab/seq-stream.js';
 import { send, serve, type Server } from './lab/traffic.js';
 import { tsharkRead } from './lab/tshark.js';
 
@@ -125,11 +126,60 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
     await send(lab, lab.a, [udp(40001, 5)]);
     const { code, stdout } = await c.exited;
     expect(code).toBe(0);
-    const result = JSON.parse(stdout) as { stopReason: string; packets: number; files: string[] };
+    const result = JSON.parse(stdout) as {
+      stopReason: string;
+      packets: number;
+      files: string[];
+      startedAt: string;
+      stoppedAt: string;
+      elapsedMs: number;
+    };
     expect(result.stopReason).toBe('TimeExceeded');
+    expect(Date.parse(result.stoppedAt) - Date.parse(result.startedAt)).toBe(2000);
+    expect(result.elapsedMs).toBe(2000);
     expect(result.packets).toBe(10);
     expect(result.files).toEqual([file]);
     expect(await tsharkRead(file)).toHaveLength(10);
+  });
+
+  it('--time-limit is exact: the file holds what was stamped within it, the summary says 0:02', async () => {
+    const file = path.join(root, 'exact.cap');
+    const c = start([
+      '--time-limit',
+      '2',
+      '--file',
+      file,
+      '--filters',
+      '[{"protocol":"UDP","remotePort":"5300"}]',
+    ]);
+    await c.started;
+    // A steady stream across the deadline: the drain brings datagrams from after it.
+    const stream = startSeqStream(lab.a, {
+      src: lab.a.ipv4,
+      sport: 40010,
+      dst: lab.b.ipv4,
+      dport: 5300,
+    });
+    let result: { code: number | null; stdout: string };
+    try {
+      result = await c.exited;
+    } finally {
+      await stream.stop();
+    }
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^stopped: TimeExceeded$/m);
+    expect(result.stdout).toMatch(/^time: {4}0:02$/m);
+    const [, written, captured, late] =
+      /^packets: (\d+) written, (\d+) captured \((\d+) stamped outside the time limit, left out\)/m.exec(
+        result.stdout,
+      ) ?? [];
+    expect(Number(written)).toBeGreaterThan(20);
+    expect(Number(late)).toBeGreaterThan(0);
+    expect(Number(captured)).toBe(Number(written) + Number(late));
+    const packets = await seqPackets(file);
+    expect(packets).toHaveLength(Number(written));
+    // Two seconds from the first datagram to the last, at most.
+    expect(packets.at(-1)!.timeNs - packets[0]!.timeNs).toBeLessThanOrEqual(2_000_000_000n);
   });
 
   it('a continuous capture with an explicit --time-limit ends at that limit (the earliest limit wins)', async () => {

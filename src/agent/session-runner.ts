@@ -182,7 +182,8 @@ export class SessionRunner {
         signal: this.#abort.signal,
       });
       if (this.#watchers > 0) this.#releaseWatch = this.#capture.watch();
-      startTime = new Date();
+      // When tcpdump was capturing: the deadline the capture keeps is this plus the limit.
+      startTime = this.#capture.startedAt;
       o.report({ type: 'started', sessionId: a.sessionId, startTime: startTime.toISOString() });
       log('info', 'capture started', { file: capturePath });
       if (ring === undefined) o.upload?.followFile(capturePath);

@@ -8,8 +8,14 @@ import { access, mkdtemp, rm, stat, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WirewatchError } from '../model/errors.js';
-import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../pcap/format.js';
-import { repairPcapFile } from '../pcap/reader.js';
+import {
+  compareTimestamp,
+  FILE_HEADER_LENGTH,
+  parseFileHeader,
+  RECORD_HEADER_LENGTH,
+} from '../pcap/format.js';
+import { countPcapRecords, repairPcapFile, type PcapRecordCount } from '../pcap/reader.js';
+import type { TimestampPrecision } from '../pcap/types.js';
 import { compileBpf } from './bpf.js';
 import { CaptureFile } from './capture-file.js';
 import { DEFAULT_CAPTURE_ROOT, prepareCapturePath } from './capture-path.js';
@@ -40,9 +46,12 @@ import {
 export type StopReason = 'TimeExceeded' | 'SessionBytesExceeded' | 'ManualIntervention' | 'Error';
 
 export interface CaptureProgress {
-  /** Packets written to the capture file(s). */
+  /** Packets written to the capture file(s): whole records, counted from the file(s). */
   readonly packets: number;
-  /** Bytes written to the capture file(s), pcap headers included. */
+  /**
+   * Bytes of the capture file(s) that hold those packets, pcap headers included: the bytes of
+   * exactly the packets counted, so the two move together.
+   */
   readonly bytes: number;
   /** Packets the kernel dropped because the capture fell behind (tcpdump's counter). */
   readonly kernelDrops: number;
@@ -55,17 +64,30 @@ export interface CaptureResult extends CaptureProgress {
   readonly stopReason: StopReason;
   /** The capture files that exist at the end, oldest first. */
   readonly files: readonly string[];
+  /** When tcpdump was capturing: the file holds no packet stamped before it. */
   readonly startedAt: Date;
+  /**
+   * When the capture ended. For a stop by the time limit, the deadline (startedAt + the limit)
+   * exactly: the file holds no packet stamped after it, however late the stop came.
+   */
   readonly stoppedAt: Date;
   /** Packets tcpdump reports it captured; equals `packets` unless a limit cut the stream. */
   readonly tcpdumpCaptured: number;
+  /**
+   * Packets tcpdump captured that were stamped outside [startedAt, deadline] and so left out:
+   * the kernel's last block, handed over after the deadline, or one from before the start.
+   */
+  readonly outsideTimeLimit: number;
   /** Set when stopReason is Error: CaptureFailed or LocalFileFailed with the cause. */
   readonly error?: WirewatchError;
 }
 
 /** A clock the runner uses for every timer, so tests can drive time. */
 export interface Clock {
+  /** The wall clock, ms since the epoch (the clock packets are stamped with). */
   now(): number;
+  /** A monotonic clock, ms, that the time limit is measured on; default `now`. */
+  monotonicNow?(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
@@ -116,8 +138,18 @@ const DEFAULT_DISK_RESERVE = 2 * (MAX_SNAPLEN + 16);
 /** How long tcpdump may take to exit after SIGINT before it is killed (a hung disk, say). */
 const KILL_AFTER_MS = 10_000;
 
+/** How far before the start a leading packet's stamp may lie and still be from before it. */
+const START_SLACK_US = 2_000_000;
+
+/**
+ * A step of the wall clock smaller than this between the start and the deadline is not told
+ * apart from the drift between the wall and the monotonic clock.
+ */
+const CLOCK_STEP_MS = 1000;
+
 const systemClock: Clock = {
   now: () => Date.now(),
+  monotonicNow: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
@@ -148,10 +180,28 @@ export class CaptureSession {
   /** Continuous mode: the ring Node writes the stream into. */
   #ring: RingBuffer | undefined;
   #packets = 0;
+  /** Single-file mode: the whole records in the file and their bytes, as last counted. */
+  #count: PcapRecordCount = { bytes: 0, records: 0 };
   /** Single-file mode: the file's size once tcpdump is done and the file is repaired. */
   #finalBytes: number | undefined;
   #startedAt = new Date(0);
   #startedMs = 0;
+  /** The start on the monotonic clock. */
+  #startedMono = 0;
+  /** The deadline: start + the time limit, on the wall clock (the stop time it gives) and the monotonic one. */
+  #deadlineMs = 0;
+  #deadlineMono = 0;
+  /**
+   * Set once the deadline has passed: packets stamped after this (µs since the epoch, on the
+   * clock the kernel stamps with) are left out.
+   */
+  #endUs: number | undefined;
+  /** Single-file mode: the file's size last seen before the deadline; what lies there stays. */
+  #sizeBeforeDeadline = 0;
+  /** Ring mode: a packet was written (packets stamped before the start lead, if any). */
+  #wroteRecord = false;
+  /** Packets left out because they were stamped outside [start, deadline]. */
+  #outsideWindow = 0;
   #stopReason: StopReason | undefined;
   #error: WirewatchError | undefined;
   #writing = true;
@@ -186,6 +236,11 @@ export class CaptureSession {
     };
   }
 
+  /** When tcpdump was capturing (the capture's start; its deadline is this plus the limit). */
+  get startedAt(): Date {
+    return this.#startedAt;
+  }
+
   /** Resolves when the capture has ended, however it ended. */
   get result(): Promise<CaptureResult> {
     if (this.#result === undefined) throw new Error('capture not started');
@@ -193,14 +248,16 @@ export class CaptureSession {
   }
 
   /**
-   * What has been captured so far. In single-file mode packets are tcpdump's own count (its
-   * output is buffered, so the file may trail by a few KiB until the capture ends).
+   * What has been written so far. In single-file mode packets and bytes are counted from the
+   * file at each progress report (tcpdump's output is buffered, so the file may trail the
+   * kernel by a few KiB until the capture ends); both always describe the same packets.
    */
   progress(): CaptureProgress {
-    const packets = this.#ring === undefined ? (this.#stats?.captured ?? 0) : this.#packets;
+    const ring = this.#ring;
+    const done = this.#finalBytes !== undefined;
     return {
-      packets,
-      bytes: this.#ring?.bytesWritten ?? this.#finalBytes ?? this.#file?.size ?? 0,
+      packets: ring !== undefined || done ? this.#packets : this.#count.records,
+      bytes: ring?.bytesWritten ?? this.#finalBytes ?? this.#count.bytes,
       kernelDrops: this.#stats?.droppedByKernel ?? 0,
       receivedByFilter: this.#stats?.receivedByFilter ?? 0,
       elapsedMs: this.#startedMs === 0 ? 0 : this.#clock.now() - this.#startedMs,
@@ -366,8 +423,16 @@ export class CaptureSession {
       if (this.#file !== undefined) await rm(filePath, { force: true });
       throw err;
     }
-    this.#startedAt = new Date(this.#clock.now());
-    this.#startedMs = this.#clock.now();
+    // The start is when tcpdump said it listens: the stderr file's mtime, not when this
+    // process got round to reading it (a loaded host may take a while). An injected clock has
+    // no relation to file times and is taken as it is.
+    const wallNow = this.#clock.now();
+    const monoNow = this.#monotonicNow();
+    const readyAt = o.clock === undefined ? this.#log.changedAtMs : wallNow;
+    // Whole milliseconds, as the start is reported: the window is exactly what it says.
+    this.#startedMs = Math.floor(Math.min(wallNow, readyAt > 0 ? readyAt : wallNow));
+    this.#startedMono = monoNow - (wallNow - this.#startedMs);
+    this.#startedAt = new Date(this.#startedMs);
     this.#listening = true;
     this.#result = this.#run(filePath);
 
@@ -375,8 +440,13 @@ export class CaptureSession {
       o.ring === undefined
         ? this.#limits.timeLimitInSeconds
         : ringDurationSeconds(o.ring, o.limits?.timeLimitInSeconds);
+    this.#deadlineMs = this.#startedMs + seconds * 1000;
+    this.#deadlineMono = this.#startedMono + seconds * 1000;
     this.#timers.push(
-      this.#clock.setTimeout(() => this.#requestStop('TimeExceeded'), seconds * 1000),
+      this.#clock.setTimeout(
+        () => this.#onDeadline(),
+        Math.max(0, this.#deadlineMono - this.#monotonicNow()),
+      ),
     );
     this.#scheduleTicks();
     // A stop that came while tcpdump was starting.
@@ -392,7 +462,11 @@ export class CaptureSession {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const text = await this.#log!.refresh();
-      if (text.includes('listening on')) return;
+      if (text.includes('listening on')) {
+        // Once more, for the mtime of the write that said so.
+        await this.#log!.refresh();
+        return;
+      }
       if (spawnError !== undefined) {
         throw new WirewatchError('CaptureFailed', `cannot run tcpdump: ${spawnError.message}`, {
           cause: spawnError,
@@ -413,6 +487,23 @@ export class CaptureSession {
     }
   }
 
+  #monotonicNow(): number {
+    return this.#clock.monotonicNow?.() ?? this.#clock.now();
+  }
+
+  /**
+   * The time limit is up. Packets stamped after the deadline are left out of what the drain
+   * still brings: on the kernel's clock, the deadline is where the wall clock is now, less how
+   * late this runs (a loaded host), and plus any step of the wall clock since the start.
+   */
+  #onDeadline(): void {
+    const late = this.#monotonicNow() - this.#deadlineMono;
+    const step = this.#clock.now() - late - this.#deadlineMs;
+    const endMs = Math.abs(step) < CLOCK_STEP_MS ? this.#deadlineMs : this.#deadlineMs + step;
+    this.#endUs = Math.round(endMs * 1000);
+    this.#requestStop('TimeExceeded');
+  }
+
   /** Watches the limits tcpdump cannot enforce itself, and reports progress. */
   #scheduleTicks(): void {
     const interval = this.#options.progressIntervalMs ?? 1000;
@@ -427,7 +518,9 @@ export class CaptureSession {
         this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
         // SIGUSR1 makes tcpdump print its counters (captured, kernel drops) for the next tick.
         this.#child?.kill('SIGUSR1');
-        this.#options.onProgress?.(this.progress());
+        if (this.#file !== undefined)
+          this.#count = await countPcapRecords(this.#file.path, this.#count);
+        if (this.#stopReason === undefined) this.#options.onProgress?.(this.progress());
       }
       if (this.#stopReason === undefined && !this.#done) {
         this.#tickTimer = this.#clock.setTimeout(run, watchEvery);
@@ -442,6 +535,8 @@ export class CaptureSession {
     const file = this.#file;
     if (file === undefined) return;
     const size = await file.refreshSize();
+    // Measured before the deadline: every packet in these bytes was stamped before it.
+    if (this.#monotonicNow() < this.#deadlineMono) this.#sizeBeforeDeadline = size;
     if (size > this.#limits.totalBytesPerSession) {
       this.#requestStop('SessionBytesExceeded');
       return;
@@ -553,14 +648,18 @@ export class CaptureSession {
     } finally {
       await this.#cleanUp().catch(() => undefined);
     }
+    // Past the deadline nothing was kept, so the capture ended there, whenever tcpdump did.
+    const stoppedMs = this.#endUs === undefined ? this.#clock.now() : this.#deadlineMs;
     return {
       ...this.progress(),
       packets: this.#packets,
+      elapsedMs: stoppedMs - this.#startedMs,
       stopReason: this.#stopReason,
       files,
       startedAt: this.#startedAt,
-      stoppedAt: new Date(this.#clock.now()),
-      tcpdumpCaptured: this.#stats?.captured ?? this.#packets,
+      stoppedAt: new Date(stoppedMs),
+      tcpdumpCaptured: this.#stats?.captured ?? this.#packets + this.#outsideWindow,
+      outsideTimeLimit: this.#outsideWindow,
       ...(this.#error === undefined ? {} : { error: this.#error }),
     };
   }
@@ -582,12 +681,22 @@ export class CaptureSession {
       return [];
     }
     const limit = this.#limits.totalBytesPerSession;
-    const repaired = await repairPcapFile(file.path, { maxBytes: limit });
+    const repaired = await repairPcapFile(file.path, {
+      maxBytes: limit,
+      window: {
+        startUs: this.#startedMs * 1000,
+        startSlackUs: START_SLACK_US,
+        ...(this.#endUs === undefined
+          ? {}
+          : { endUs: this.#endUs, endFrom: this.#sizeBeforeDeadline }),
+      },
+    });
     this.#packets = repaired.keptRecords;
+    this.#outsideWindow = repaired.outsideWindow;
     this.#finalBytes = before - repaired.removedBytes;
     // tcpdump's output trails the size check by its 4 KiB buffer, so the limit may only show
     // here; it names the stop unless someone stopped the capture by hand first.
-    const cutByLimit = before > limit;
+    const cutByLimit = repaired.reachedMaxBytes;
     if (cutByLimit && this.#stopReason === 'TimeExceeded')
       this.#stopReason = 'SessionBytesExceeded';
     if (closeError !== undefined) this.#requestStop('Error', toWirewatchError(closeError));
@@ -596,15 +705,19 @@ export class CaptureSession {
     return [file.path];
   }
 
-  /** Every packet tcpdump captured must be in the output; a shortfall is a failed write. */
+  /**
+   * Every packet tcpdump captured must be in the output, or left out for its stamp; a shortfall
+   * is a failed write.
+   */
   #checkAllWritten(): void {
     const captured = this.#stats?.captured;
+    const accounted = this.#packets + this.#outsideWindow;
     if (
       captured !== undefined &&
-      this.#packets < captured &&
+      accounted < captured &&
       this.#stopReason !== 'SessionBytesExceeded'
     ) {
-      const missing = captured - this.#packets;
+      const missing = captured - accounted;
       this.#stopReason = 'Error';
       this.#error ??= new WirewatchError(
         'LocalFileFailed',
@@ -624,6 +737,7 @@ export class CaptureSession {
   async #consume(child: ChildProcess, filePath: string): Promise<void> {
     let pending: Buffer | undefined;
     let littleEndian = true;
+    let precision: TimestampPrecision = 'micro';
     for await (const chunk of child.stdout! as AsyncIterable<Buffer>) {
       if (!this.#writing) continue; // drain, so that tcpdump can exit
       const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
@@ -636,12 +750,26 @@ export class CaptureSession {
         }
         const header = parseFileHeader(buf.subarray(0, FILE_HEADER_LENGTH));
         littleEndian = header.byteOrder === 'LE';
+        precision = header.precision;
         this.#ring = await this.#openRing(buf.subarray(0, FILE_HEADER_LENGTH), filePath);
         offset = FILE_HEADER_LENGTH;
       }
-      offset = await this.#writeRecords(buf, offset, littleEndian);
+      offset = await this.#writeRecords(buf, offset, littleEndian, precision);
       if (offset < buf.length) pending = Buffer.from(buf.subarray(offset));
     }
+  }
+
+  #isOutsideWindow(
+    buf: Buffer,
+    offset: number,
+    littleEndian: boolean,
+    precision: TimestampPrecision,
+  ): boolean {
+    return stampedOutside(buf, offset, littleEndian, precision, {
+      startUs: this.#startedMs * 1000,
+      leading: !this.#wroteRecord,
+      endUs: this.#endUs,
+    });
   }
 
   async #openRing(header: Buffer, filePath: string): Promise<RingBuffer> {
@@ -660,7 +788,12 @@ export class CaptureSession {
   }
 
   /** Writes the whole records in buf from offset on; returns where the first incomplete one starts. */
-  async #writeRecords(buf: Buffer, start: number, littleEndian: boolean): Promise<number> {
+  async #writeRecords(
+    buf: Buffer,
+    start: number,
+    littleEndian: boolean,
+    precision: TimestampPrecision,
+  ): Promise<number> {
     const ring = this.#ring!;
     let offset = start;
     let segmentStart = start;
@@ -671,6 +804,20 @@ export class CaptureSession {
       const captured = littleEndian ? buf.readUInt32LE(offset + 8) : buf.readUInt32BE(offset + 8);
       const end = offset + RECORD_HEADER_LENGTH + captured;
       if (end > buf.length) break;
+      // Stamps are read only at the edges: before the first packet and after the deadline.
+      if (
+        (!this.#wroteRecord || this.#endUs !== undefined) &&
+        this.#isOutsideWindow(buf, offset, littleEndian, precision)
+      ) {
+        if (records > 0) await ring.append(buf.subarray(segmentStart, offset), records);
+        this.#packets += records;
+        records = 0;
+        this.#outsideWindow++;
+        offset = end;
+        segmentStart = end;
+        continue;
+      }
+      this.#wroteRecord = true;
       // A record larger than a whole file still gets an empty file to itself.
       if (end - offset > room && (records > 0 || ring.hasRecords)) {
         if (records > 0) await ring.append(buf.subarray(segmentStart, offset), records);
@@ -688,6 +835,27 @@ export class CaptureSession {
     this.#packets += records;
     return offset;
   }
+}
+
+/**
+ * Ring mode: whether the record at `offset` lies outside the capture's time window: a leading
+ * one stamped just before the start, or one stamped after the deadline once it has passed (the
+ * same window repairPcapFile cuts from a single file).
+ */
+function stampedOutside(
+  buf: Buffer,
+  offset: number,
+  littleEndian: boolean,
+  precision: TimestampPrecision,
+  window: { startUs: number; leading: boolean; endUs: number | undefined },
+): boolean {
+  const tsSec = littleEndian ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset);
+  const tsFrac = littleEndian ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
+  if (window.leading) {
+    const early = compareTimestamp(tsSec, tsFrac, precision, window.startUs);
+    if (early < 0 && early >= -START_SLACK_US) return true;
+  }
+  return window.endUs !== undefined && compareTimestamp(tsSec, tsFrac, precision, window.endUs) > 0;
 }
 
 function toWirewatchError(err: unknown): WirewatchError {

@@ -9,6 +9,7 @@ export class TcpdumpLog {
   #offset = 0;
   #text = '';
   #closed = false;
+  #changedAtMs = 0;
 
   private constructor(private readonly handle: FileHandle) {}
 
@@ -26,10 +27,19 @@ export class TcpdumpLog {
     return this.#text;
   }
 
+  /**
+   * When tcpdump last wrote, as of the last refresh (the file's mtime, ms since the epoch). The
+   * kernel stamps it from a coarse clock, so it never lies after the write.
+   */
+  get changedAtMs(): number {
+    return this.#changedAtMs;
+  }
+
   /** Reads what tcpdump appended since the last call. */
   async refresh(): Promise<string> {
     if (this.#closed) return this.#text;
-    const { size } = await this.handle.stat();
+    const { size, mtimeMs } = await this.handle.stat();
+    this.#changedAtMs = mtimeMs;
     if (size > this.#offset) {
       const buf = Buffer.alloc(size - this.#offset);
       const { bytesRead } = await this.handle.read(buf, 0, buf.length, this.#offset);

@@ -35,7 +35,11 @@ function progressLine(p: CaptureProgress): string {
 function summary(result: CaptureResult): string {
   const lines = [
     `stopped: ${result.stopReason}${result.error ? ` (${result.error.code}: ${result.error.message})` : ''}`,
-    `packets: ${result.packets} written, ${result.tcpdumpCaptured} captured, ${result.kernelDrops} dropped by kernel`,
+    `packets: ${result.packets} written, ${result.tcpdumpCaptured} captured${
+      result.outsideTimeLimit > 0
+        ? ` (${result.outsideTimeLimit} stamped outside the time limit, left out)`
+        : ''
+    }, ${result.kernelDrops} dropped by kernel`,
     `bytes:   ${result.bytes} (${formatBytes(result.bytes)})`,
     `time:    ${formatDuration(result.elapsedMs)}`,
     ...result.files.map((f) => `file:    ${f}`),

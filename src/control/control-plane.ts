@@ -855,7 +855,12 @@ export class ControlPlane {
     const patch: SessionPatch = {
       progress,
       ...(files.length > 0 || session.files.length === 0 ? { files } : {}),
-      stopTime: new Date(message.stopTime),
+      stopTime: stopTimeOf(
+        session,
+        message.stopReason,
+        new Date(message.stopTime),
+        session.captureStartTime ?? (message.startTime ? new Date(message.startTime) : null),
+      ),
       ...(message.startTime && !session.captureStartTime
         ? { captureStartTime: new Date(message.startTime) }
         : {}),
@@ -1230,7 +1235,7 @@ export class ControlPlane {
       status: patch.status,
       stopReason: patch.stopReason,
       errors: patch.errors ?? [],
-      stopTime: this.#now(),
+      stopTime: stopTimeOf(session, patch.stopReason, this.#now()),
       stopRequested: null,
       ...(live ? { progress: live.progress } : {}),
     });
@@ -1398,6 +1403,22 @@ function ringGrantBounds(session: SessionRecord): { window: number; maxGrants: n
       ? fileCount
       : 10;
   return { window, maxGrants: MAX_UPLOAD_BLOBS };
+}
+
+/**
+ * The stop time to record: a capture stopped by its time limit ended at its deadline (start +
+ * limit), as the agent reports it, even when a stop came later (the backstop's, or a report
+ * from an agent that ran late); it holds nothing stamped after it.
+ */
+function stopTimeOf(
+  session: SessionRecord,
+  reason: SessionStopReason,
+  at: Date,
+  start: Date | null | undefined = session.captureStartTime,
+): Date {
+  if (reason !== 'TimeExceeded' || !start) return at;
+  const deadline = start.getTime() + timeLimitOf(session) * 1000;
+  return at.getTime() > deadline ? new Date(deadline) : at;
 }
 
 function timeLimitOf(session: SessionRecord): number {

@@ -189,6 +189,7 @@ describe('pcap files', () => {
       keptRecords: 19,
       removedBytes: 0,
       outsideWindow: 0,
+      reachedMaxBytes: false,
     });
   });
 
@@ -201,6 +202,7 @@ describe('pcap files', () => {
       keptRecords: 5,
       removedBytes: 64,
       outsideWindow: 0,
+      reachedMaxBytes: false,
     });
     expect(await readFile(file)).toEqual(good);
     expect(await tsharkFields(file, ['frame.number'])).toHaveLength(5);

@@ -312,6 +312,8 @@ export interface PcapRepairResult {
   readonly removedBytes: number;
   /** Whole records removed because they lie outside the time window. */
   readonly outsideWindow: number;
+  /** Whole records were cut because they did not fit within `maxBytes`. */
+  readonly reachedMaxBytes: boolean;
 }
 
 /**
@@ -399,6 +401,7 @@ export async function repairPcapFile(
     let write = FILE_HEADER_LENGTH;
     let kept = 0;
     let outside = 0;
+    let reachedMaxBytes = false;
     let leading = window !== undefined;
     // Kept records still to be moved down to `runTo`: [runFrom, runEnd) of the original file.
     let runFrom = -1;
@@ -425,7 +428,10 @@ export async function repairPcapFile(
         continue;
       }
       // Beyond the byte limit.
-      if (write + (end - read) > maxBytes) break;
+      if (write + (end - read) > maxBytes) {
+        reachedMaxBytes = true;
+        break;
+      }
       if (write !== read) {
         if (runFrom < 0) {
           runFrom = read;
@@ -442,7 +448,12 @@ export async function repairPcapFile(
       await fh.truncate(write);
       await fh.sync();
     }
-    return { keptRecords: kept, removedBytes: size - write, outsideWindow: outside };
+    return {
+      keptRecords: kept,
+      removedBytes: size - write,
+      outsideWindow: outside,
+      reachedMaxBytes,
+    };
 
     function outsideWindow(w: PcapTimeWindow, b: Buffer, at: number, offset: number): boolean {
       const tsSec = littleEndian ? b.readUInt32LE(at) : b.readUInt32BE(at);

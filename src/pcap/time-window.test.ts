@@ -173,7 +173,7 @@ describe('repairPcapFile with a time window', () => {
       maxBytes,
       window: { startUs: START_US, startSlackUs: 2_000_000 },
     });
-    expect(result).toMatchObject({ keptRecords: 4, outsideWindow: 2 });
+    expect(result).toMatchObject({ keptRecords: 4, outsideWindow: 2, reachedMaxBytes: true });
     expect(await readFile(file)).toEqual(pcapOf(kept).subarray(0, maxBytes - 10));
   });
 });

@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   startServer,
   type RunningServer,
@@ -27,9 +26,10 @@ import {
 } from '../lab/control-plane.js';
 import { run } from '../lab/exec.js';
 import { createLab, type Lab, type LabHost } from '../lab/lab.js';
+import { seqPackets, startSeqStream, type SeqPacket, type SeqStream } from '../lab/seq-stream.js';
 import { serve, type Server } from '../lab/traffic.js';
 
-const seqScript = fileURLToPath(new URL('./seq-traffic.mjs', import.meta.url));
+export { seqPackets, type SeqPacket, type SeqStream };
 
 /** The queryStatus fields the fault tests read. */
 export interface CaptureStatus {
@@ -43,18 +43,6 @@ export interface CaptureStatus {
   blobs?: { url: string; size: number }[];
   agentConnectionState: string;
   files: string[];
-}
-
-/** Numbered datagrams on their way; see seq-traffic.mjs. */
-export interface SeqStream {
-  readonly sport: number;
-  readonly dport: number;
-  /** Datagrams sent so far. */
-  sent(): number;
-  /** Waits until at least `n` datagrams have been sent. */
-  reach(n: number): Promise<void>;
-  /** Stops sending; resolves with the totals. */
-  stop(): Promise<{ sent: number; echoed: number }>;
 }
 
 export interface FaultLabOptions {
@@ -299,67 +287,16 @@ export class FaultLab {
     const src = from === 'a' ? this.lab.a : this.lab.b;
     const dst = from === 'a' ? this.lab.b : this.lab.a;
     const dport = from === 'a' ? 5300 : 5400;
-    const sport = this.#nextPort++;
-    const child = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        src.netns,
-        process.execPath,
-        seqScript,
-        JSON.stringify({
-          src: src.ipv4,
-          sport,
-          dst: dst.ipv4,
-          dport,
-          size: options.size ?? 100,
-          gapMs: options.gapMs ?? 20,
-        }),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
-    this.#streams.add(child);
-    let sent = 0;
-    let last = '';
-    let buffered = '';
-    const waiters = new Set<() => void>();
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      buffered += d;
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) {
-        if (/^\d+$/.test(line)) sent = Number(line);
-        else if (line !== '') last = line;
-      }
-      for (const w of waiters) w();
-    });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    return {
-      sport,
+    const stream = startSeqStream(src, {
+      src: src.ipv4,
+      sport: this.#nextPort++,
+      dst: dst.ipv4,
       dport,
-      sent: () => sent,
-      reach: (n) =>
-        new Promise<void>((resolve, reject) => {
-          const check = () => {
-            if (sent >= n) {
-              waiters.delete(check);
-              resolve();
-            } else if (child.exitCode !== null) {
-              waiters.delete(check);
-              reject(new Error(`traffic ended after ${sent} datagrams`));
-            }
-          };
-          waiters.add(check);
-          check();
-        }),
-      stop: async () => {
-        child.stdin.end();
-        await exited;
-        this.#streams.delete(child);
-        return JSON.parse(last) as { sent: number; echoed: number };
-      },
-    };
+      ...options,
+    });
+    this.#streams.add(stream.process);
+    void stream.ended.then(() => this.#streams.delete(stream.process));
+    return stream;
   }
 
   /** Process ids of the tcpdumps running in a host's namespace. */
@@ -407,56 +344,6 @@ export class FaultLab {
     await step(() => rm(this.root, { recursive: true, force: true }));
     if (failures.length > 0) throw failures[0];
   }
-}
-
-/** One numbered datagram in a capture file, as tshark decodes it. */
-export interface SeqPacket {
-  readonly sport: number;
-  readonly dport: number;
-  readonly seq: number;
-}
-
-/**
- * The numbered datagrams in a capture file, in file order; throws when tshark reports any
- * problem with the file (a cut record, a bad header).
- */
-export async function seqPackets(file: string): Promise<SeqPacket[]> {
-  const result = await run(
-    'tshark',
-    [
-      '-n',
-      '-r',
-      file,
-      '-T',
-      'fields',
-      '-e',
-      'udp.srcport',
-      '-e',
-      'udp.dstport',
-      '-e',
-      'udp.payload',
-    ],
-    { check: false },
-  );
-  const problems = result.stderr
-    .split('\n')
-    .filter((l) => l.trim() !== '' && !l.includes('Running as user'));
-  if (result.code !== 0 || problems.length > 0) {
-    throw new Error(`tshark could not read ${file}: ${problems.join(' | ')}`);
-  }
-  const packets: SeqPacket[] = [];
-  for (const line of result.stdout.split('\n')) {
-    const [sport, dport, payload] = line.split('\t');
-    // "WWSQ" in hex, then the number.
-    if (payload === undefined || !payload.replace(/:/g, '').startsWith('57575351')) continue;
-    const hex = payload.replace(/:/g, '');
-    packets.push({
-      sport: Number(sport),
-      dport: Number(dport),
-      seq: parseInt(hex.slice(8, 16), 16),
-    });
-  }
-  return packets;
 }
 
 /** What a file holds of one stream's datagrams (its requests, not their echoes). */

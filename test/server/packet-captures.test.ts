@@ -463,6 +463,8 @@ describe('packet capture lifecycle', () => {
         (x) => x.packetCaptureStatus === 'Stopped',
       );
       expect(st.stopReason).toBe('TimeExceeded');
+      // The agent stopped well after the deadline; the capture still ended at it.
+      expect(Date.parse(st.captureStopTime) - Date.parse(st.captureStartTime)).toBe(1000);
     } finally {
       await deaf.close();
     }

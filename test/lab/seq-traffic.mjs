@@ -1,4 +1,4 @@
-// A steady stream of numbered UDP datagrams for the fault tests, run inside a lab namespace:
+// A steady stream of numbered UDP datagrams for the lab tests, run inside a lab namespace:
 //   ip netns exec NS node seq-traffic.mjs '{"src","sport","dst","dport","size","gapMs"}'
 // Datagram n carries "WWSQ" and n (uint32 BE) at the start of its payload, so a capture file
 // shows which datagrams it holds, and whether one is there twice. Each datagram waits for its
