@@ -511,8 +511,9 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     });
     const all = flows();
     await sendAll({ outUdp4: all.outUdp4, inUdp4: all.inUdp4, outTcp80: all.outTcp80 });
-    // The kernel hands packets to tcpdump a block at a time, within a second.
-    await new Promise((r) => setTimeout(r, 2500));
+    // The kernel hands packets to tcpdump a block at a time, within a second; a report flushes
+    // tcpdump's output for the next one.
+    await new Promise((r) => setTimeout(r, 3500));
     const result = await session.stop();
     expect(seen.length).toBeGreaterThan(1);
     // Packets and bytes describe the same whole records of the file: never bytes without
@@ -522,7 +523,7 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
       expect(p.bytes, JSON.stringify(p)).toBeLessThanOrEqual(24 + p.packets * (16 + 262144));
     }
     const last = seen.at(-1)!;
-    expect(last.packets).toBeGreaterThan(0);
+    expect(last.packets).toBeGreaterThanOrEqual(16);
     expect(last.packets).toBeLessThanOrEqual(result.packets);
     expect(last.bytes).toBeLessThanOrEqual(result.bytes);
     expect(result.packets).toBeGreaterThanOrEqual(16);

@@ -249,8 +249,9 @@ export class CaptureSession {
 
   /**
    * What has been written so far. In single-file mode packets and bytes are counted from the
-   * file at each progress report (tcpdump's output is buffered, so the file may trail the
-   * kernel by a few KiB until the capture ends); both always describe the same packets.
+   * file at each progress report; tcpdump's output is buffered, so the file may trail the kernel
+   * until the next report (with `onProgress`, each report has tcpdump write out what it holds),
+   * but both always describe the same packets.
    */
   progress(): CaptureProgress {
     const ring = this.#ring;
@@ -518,9 +519,15 @@ export class CaptureSession {
         this.#stats = parseTcpdumpStats(await this.#log!.refresh()) ?? this.#stats;
         // SIGUSR1 makes tcpdump print its counters (captured, kernel drops) for the next tick.
         this.#child?.kill('SIGUSR1');
-        if (this.#file !== undefined)
+        const onProgress = this.#options.onProgress;
+        if (this.#file !== undefined) {
           this.#count = await countPcapRecords(this.#file.path, this.#count);
-        if (this.#stopReason === undefined) this.#options.onProgress?.(this.progress());
+          // Someone reads the reports: have tcpdump write out what it holds, so that the next
+          // count has it (a packet then shows within one interval, however quiet the capture).
+          // One write per interval; tcpdump otherwise writes only when 4 KiB have gathered.
+          if (onProgress !== undefined && this.#watchers === 0) void this.#flush();
+        }
+        if (this.#stopReason === undefined) onProgress?.(this.progress());
       }
       if (this.#stopReason === undefined && !this.#done) {
         this.#tickTimer = this.#clock.setTimeout(run, watchEvery);
