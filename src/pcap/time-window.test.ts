@@ -62,15 +62,15 @@ async function readBack(file: string): Promise<{ seq: number; epoch: string }[]>
   return rows.map(([epoch, data]) => ({ seq: parseInt(data!.slice(0, 8), 16), epoch: epoch! }));
 }
 
-describe('repairPcapFile with a time window', () => {
-  let dir = '';
-  beforeEach(async () => {
-    dir = await makeTempDir();
-  });
-  afterEach(async () => {
-    await removeTempDir(dir);
-  });
+let dir = '';
+beforeEach(async () => {
+  dir = await makeTempDir();
+});
+afterEach(async () => {
+  await removeTempDir(dir);
+});
 
+describe('repairPcapFile with a time window', () => {
   it('keeps exactly the frames stamped within [start, deadline], the deadline itself included', async () => {
     // Every 100 ms from 200 ms before the start to 1.5 s past the deadline (10.5 s).
     const stamps = Array.from({ length: 123 }, (_, i) => ({
@@ -179,14 +179,6 @@ describe('repairPcapFile with a time window', () => {
 });
 
 describe('countPcapRecords', () => {
-  let dir = '';
-  beforeEach(async () => {
-    dir = await makeTempDir();
-  });
-  afterEach(async () => {
-    await removeTempDir(dir);
-  });
-
   it('counts whole records only, and bytes of exactly those records', async () => {
     const bytes = pcapOf(Array.from({ length: 5 }, (_, i) => ({ us: START_US + i })));
     const four = pcapOf(Array.from({ length: 4 }, (_, i) => ({ us: START_US + i }))).length;

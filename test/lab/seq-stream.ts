@@ -5,8 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { run } from './exec.js';
 import type { LabHost } from './lab.js';
+import { tsharkFieldLines } from './tshark.js';
 
 const seqScript = fileURLToPath(new URL('./seq-traffic.mjs', import.meta.url));
 
@@ -112,19 +112,8 @@ export interface SeqPacket {
  */
 export async function seqPackets(file: string): Promise<SeqPacket[]> {
   const fields = ['udp.srcport', 'udp.dstport', 'udp.payload', 'frame.time_epoch'];
-  const result = await run(
-    'tshark',
-    ['-n', '-r', file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f])],
-    { check: false },
-  );
-  const problems = result.stderr
-    .split('\n')
-    .filter((l) => l.trim() !== '' && !l.includes('Running as user'));
-  if (result.code !== 0 || problems.length > 0) {
-    throw new Error(`tshark could not read ${file}: ${problems.join(' | ')}`);
-  }
   const packets: SeqPacket[] = [];
-  for (const line of result.stdout.split('\n')) {
+  for (const line of await tsharkFieldLines(file, fields)) {
     const [sport, dport, payload, time] = line.split('\t');
     // "WWSQ" in hex, then the number.
     if (payload === undefined || !payload.replace(/:/g, '').startsWith('57575351')) continue;
