@@ -69,6 +69,9 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
     }
   });
 
+  /** Only the datagrams to the echo server on b. */
+  const UDP_5300 = ['--filters', '[{"protocol":"UDP","remotePort":"5300"}]'];
+
   const udp = (sport: number, count: number) => ({
     proto: 'udp' as const,
     src: lab.a.ipv4,
@@ -113,15 +116,7 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
 
   it('captures until the time limit and prints the result as JSON', async () => {
     const file = path.join(root, 'time.cap');
-    const c = start([
-      '--time-limit',
-      '2',
-      '--file',
-      file,
-      '--json',
-      '--filters',
-      '[{"protocol":"UDP","remotePort":"5300"}]',
-    ]);
+    const c = start(['--time-limit', '2', '--file', file, '--json', ...UDP_5300]);
     await c.started;
     await send(lab, lab.a, [udp(40001, 5)]);
     const { code, stdout } = await c.exited;
@@ -144,14 +139,7 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
 
   it('--time-limit is exact: the file holds what was stamped within it, the summary says 0:02', async () => {
     const file = path.join(root, 'exact.cap');
-    const c = start([
-      '--time-limit',
-      '2',
-      '--file',
-      file,
-      '--filters',
-      '[{"protocol":"UDP","remotePort":"5300"}]',
-    ]);
+    const c = start(['--time-limit', '2', '--file', file, ...UDP_5300]);
     await c.started;
     // A steady stream across the deadline: the drain brings datagrams from after it.
     const stream = startSeqStream(lab.a, {
@@ -196,8 +184,7 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
       '--file',
       file,
       '--json',
-      '--filters',
-      '[{"protocol":"UDP","remotePort":"5300"}]',
+      ...UDP_5300,
     ]);
     await c.started;
     await send(lab, lab.a, [udp(40005, 5)]);
