@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, run } from './lab/exec.js';
-import { createLab, type Lab } from './lab/lab.js';
+import { createLab, tcpdumpsIn, type Lab } from './lab/lab.js';
 import { seqPackets, startSeqStream } from './lab/seq-stream.js';
 import { send, serve, type Server } from './lab/traffic.js';
 import { tsharkRead } from './lab/tshark.js';
@@ -227,13 +227,10 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
     c.child.kill('SIGKILL');
     await c.exited;
     for (let i = 0; i < 50; i++) {
-      const { stdout } = await run('pgrep', ['-f', `tcpdump -i ${lab.a.iface} `], { check: false });
-      if (stdout.trim() === '') break;
+      if ((await tcpdumpsIn(lab.a)).length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(
-      (await run('pgrep', ['-f', `tcpdump -i ${lab.a.iface} `], { check: false })).stdout,
-    ).toBe('');
+    expect(await tcpdumpsIn(lab.a)).toEqual([]);
     expect((await tsharkRead(file)).filter((p) => p.proto === 'udp')).toHaveLength(12);
   });
 

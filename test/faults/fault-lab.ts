@@ -24,8 +24,7 @@ import {
   type ApiClient,
   type Tenant,
 } from '../lab/control-plane.js';
-import { run } from '../lab/exec.js';
-import { createLab, type Lab, type LabHost } from '../lab/lab.js';
+import { createLab, tcpdumpsIn, type Lab, type LabHost } from '../lab/lab.js';
 import { seqPackets, startSeqStream, type SeqPacket, type SeqStream } from '../lab/seq-stream.js';
 import { serve, type Server } from '../lab/traffic.js';
 
@@ -300,14 +299,8 @@ export class FaultLab {
   }
 
   /** Process ids of the tcpdumps running in a host's namespace. */
-  async tcpdumps(host: LabHost): Promise<number[]> {
-    const { stdout } = await run('ip', ['netns', 'pids', host.netns], { check: false });
-    const found: number[] = [];
-    for (const pid of stdout.split(/\s+/).filter(Boolean)) {
-      const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
-      if (comm.trim() === 'tcpdump') found.push(Number(pid));
-    }
-    return found;
+  tcpdumps(host: LabHost): Promise<number[]> {
+    return tcpdumpsIn(host);
   }
 
   /** Process ids of the guards (src/capture/tcpdump-guard.ts) still watching tcpdump `pid`. */

@@ -4,6 +4,7 @@
  * namespace is removed by `close()`, which tests call in `finally`/`afterAll`.
  */
 import { randomInt } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { run } from './exec.js';
 
 export interface LabHost {
@@ -140,4 +141,18 @@ export async function createLab(): Promise<Lab> {
     exec: (host, file, args) => run('ip', ['netns', 'exec', host.netns, file, ...args]),
     close,
   };
+}
+
+/**
+ * Process ids of the tcpdumps running in a host's namespace (every lab's interfaces have the
+ * same names, so a match on the command line would see other tests' captures).
+ */
+export async function tcpdumpsIn(host: LabHost): Promise<number[]> {
+  const { stdout } = await run('ip', ['netns', 'pids', host.netns], { check: false });
+  const found: number[] = [];
+  for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+    const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
+    if (comm.trim() === 'tcpdump') found.push(Number(pid));
+  }
+  return found;
 }
