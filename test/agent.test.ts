@@ -226,6 +226,8 @@ describe.skipIf(!isRoot)('wirewatch agent on the lab (root)', () => {
     await udp(3);
     const stopped = await server.waitFor('stopped', (m) => m.sessionId === a.sessionId);
     expect(stopped.stopReason).toBe('TimeExceeded');
+    // The start is when tcpdump listened, the stop its deadline: exactly the limit apart.
+    expect(Date.parse(stopped.stopTime) - Date.parse(stopped.startTime!)).toBe(2000);
     expect(stopped.progress.packets).toBe(6);
     expect(await udpPackets(a.filePath)).toBe(6);
   });
