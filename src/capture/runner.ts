@@ -521,7 +521,10 @@ export class CaptureSession {
         this.#child?.kill('SIGUSR1');
         const onProgress = this.#options.onProgress;
         if (this.#file !== undefined) {
-          this.#count = await countPcapRecords(this.#file.path, this.#count);
+          // A file someone removed or cannot read is no reason to stop: the count stays.
+          this.#count = await countPcapRecords(this.#file.path, this.#count).catch(
+            () => this.#count,
+          );
           // Someone reads the reports: have tcpdump write out what it holds, so that the next
           // count has it (a packet then shows within one interval, however quiet the capture).
           // One write per interval; tcpdump otherwise writes only when 4 KiB have gathered.
