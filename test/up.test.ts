@@ -9,20 +9,17 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launch, stopProcess, freePort, type CliProcess } from './lab/cli-process.js';
+import {
+  freePort,
+  launch,
+  stopProcess,
+  upPrinted as printed,
+  type CliProcess,
+  type UpPrinted as Printed,
+} from './lab/cli-process.js';
 import { API, apiClient, waitFor, type ApiClient } from './lab/control-plane.js';
 import { isRoot, run } from './lab/exec.js';
 import { tsharkRead } from './lab/tshark.js';
-
-interface Printed {
-  readonly url: string;
-  readonly token: string;
-  readonly subscriptionId: string;
-  /** The three example commands, as printed. */
-  readonly create: string;
-  readonly status: string;
-  readonly download: string;
-}
 
 const launched: CliProcess[] = [];
 
@@ -30,34 +27,6 @@ function up(args: readonly string[]): CliProcess {
   const proc = launch(['up', ...args], { WIREWATCH_ADMIN_TOKEN: undefined });
   launched.push(proc);
   return proc;
-}
-
-async function printed(proc: CliProcess): Promise<Printed> {
-  const out = await waitFor(
-    () => Promise.resolve(proc.output()),
-    (o) => o.includes('Ctrl-C stops everything') || proc.child.exitCode !== null,
-    45_000,
-  );
-  const field = (re: RegExp) => {
-    const m = re.exec(out);
-    if (!m?.[1]) throw new Error(`wirewatch up did not print ${re}: ${out}`);
-    return m[1];
-  };
-  const command = (heading: string) => {
-    const start = out.indexOf(heading);
-    if (start < 0) throw new Error(`no "${heading}" command in: ${out}`);
-    const lines = out.slice(start).split('\n').slice(1);
-    const end = lines.findIndex((l) => l.trim() === '');
-    return lines.slice(0, end).join('\n');
-  };
-  return {
-    url: field(/portal:\s+(http:\/\/\S+?)\/?\s/),
-    token: field(/access token:\s+(\S+)/),
-    subscriptionId: field(/subscription:\s+([0-9a-f-]{36})/),
-    create: command('# 1. create'),
-    status: command('# 2. status'),
-    download: command('# 3. download'),
-  };
 }
 
 /** Every descendant of a process, from /proc. */

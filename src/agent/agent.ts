@@ -5,9 +5,12 @@
  */
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import type { Agent as HttpAgent } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
+import type { PortRange } from '../capture/filter-spec.js';
+import type { OwnTraffic } from '../capture/own-traffic.js';
 import {
   CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
@@ -24,6 +27,8 @@ import { deleteIdentity, loadOrEnroll } from './enroll.js';
 import { handleFileRequest, sessionFiles } from './file-reader.js';
 import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
 import { handleStreamRequest } from './live-stream.js';
+import { reserveOwnPorts, type OwnPorts } from './own-ports.js';
+import { endpointOf, resolveOwnTraffic, type Endpoint } from './own-traffic.js';
 import { openWrittenFiles, type WrittenFiles } from './written-files.js';
 import {
   recoverSession,
@@ -90,6 +95,11 @@ export interface AgentOptions {
   readonly signal?: AbortSignal;
   /** The wall clock blob uploads read their SAS expiry against (default Date.now; tests jump it). */
   readonly now?: () => number;
+  /**
+   * The local ports every connection of the agent is bound to, so that captures can leave them
+   * out (default: 16 ports next to the kernel's ephemeral range; src/agent/own-ports.ts).
+   */
+  readonly ownPorts?: PortRange;
 }
 
 /** How the agent's run ended. */
@@ -137,7 +147,13 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const lock = await lockDataDir(options.dataDir);
   try {
+    // Every connection of the agent comes from its own ports, the enrollment's too.
+    const ownPorts = await reserveOwnPorts({
+      ...(options.ownPorts === undefined ? {} : { ports: options.ownPorts }),
+      log,
+    });
     const identity = await loadOrEnroll({
+      agent: ownPorts.httpAgent(new URL(options.serverUrl).protocol === 'https:'),
       serverUrl: options.serverUrl,
       ...(options.ca === undefined ? {} : { ca: options.ca }),
       ...(options.enrollToken === undefined ? {} : { enrollToken: options.enrollToken }),
@@ -175,6 +191,7 @@ export async function createAgent(options: AgentOptions): Promise<Agent> {
       hostname,
       journal,
       written,
+      ownPorts,
       agentId: identity.agentId,
       vmId: identity.vmId,
       credential: identity.credential,
@@ -193,6 +210,7 @@ interface AgentParts {
   readonly hostname: string;
   readonly journal: Journal;
   readonly written: WrittenFiles;
+  readonly ownPorts: OwnPorts;
   readonly agentId: string;
   readonly vmId: string;
   readonly credential: string;
@@ -226,6 +244,8 @@ class AgentImpl implements Agent {
   readonly #ackWaiters = new Set<() => void>();
   #shutdown: Promise<void> | undefined;
   #resolveExited!: (exit: AgentExit) => void;
+  /** Connections to blob storage, from the own ports, kept alive between requests. */
+  readonly #blobAgents: { readonly http: HttpAgent; readonly https: HttpAgent };
 
   constructor(parts: AgentParts) {
     this.#parts = parts;
@@ -236,10 +256,17 @@ class AgentImpl implements Agent {
     this.captureRoot = parts.captureRoot;
     this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
     const o = parts.options;
+    // At most this many connections per storage endpoint: a few own ports serve every upload.
+    const blob = { keepAlive: true, maxSockets: 4 };
+    this.#blobAgents = {
+      http: parts.ownPorts.httpAgent(false, blob),
+      https: parts.ownPorts.httpAgent(true, blob),
+    };
     this.#channel = createChannelClient({
       serverUrl: o.serverUrl,
       credential: parts.credential,
       ...(o.ca === undefined ? {} : { ca: o.ca }),
+      agent: parts.ownPorts.httpAgent(new URL(o.serverUrl).protocol === 'https:'),
       log: parts.log,
       backoffMinMs: o.backoffMinMs ?? 250,
       backoffMaxMs: o.backoffMaxMs ?? 15_000,
@@ -466,6 +493,9 @@ class AgentImpl implements Agent {
       },
       releasePath: (capturePath) => this.#paths.delete(capturePath),
       ...(upload === undefined ? {} : { upload }),
+      ...(assignment.includeOwnTraffic === true
+        ? {}
+        : { ownTraffic: () => this.#ownTraffic(assignment) }),
     });
     this.#runners.set(id, runner);
     void runner.finished.then(() => {
@@ -473,9 +503,31 @@ class AgentImpl implements Agent {
     });
   }
 
+  /**
+   * The agent's own connections as a capture starting now leaves them out: the server (every
+   * address its name resolves to, and the one the channel is connected to) and the blob
+   * endpoints of this capture and of every upload still to finish. An endpoint named later (a
+   * capture created afterwards uploading to another storage account) is not in the filter.
+   */
+  async #ownTraffic(assignment: CaptureAssignment): Promise<OwnTraffic | undefined> {
+    const range = this.#parts.ownPorts.range;
+    if (range === undefined) return undefined;
+    const endpoints: Endpoint[] = [];
+    const add = (endpoint: Endpoint | undefined) => {
+      if (endpoint !== undefined) endpoints.push(endpoint);
+    };
+    add(endpointOf(this.#parts.options.serverUrl));
+    const remote = this.#channel.remote;
+    if (remote !== undefined) add({ host: remote.address, port: remote.port });
+    const blobs = [assignment, ...this.#journal.entries().map((e) => e.assignment)];
+    for (const a of blobs) if (a.blob !== undefined) add(endpointOf(a.blob.url));
+    return resolveOwnTraffic(range, endpoints);
+  }
+
   #uploadOptions(assignment: CaptureAssignment): SessionUploadOptions {
     const o = this.#parts.options;
     return {
+      httpAgent: (secure) => (secure ? this.#blobAgents.https : this.#blobAgents.http),
       assignment,
       spoolDir: path.join(o.dataDir, 'spool'),
       journal: this.#journal,
@@ -555,6 +607,11 @@ class AgentImpl implements Agent {
     await step('closing the channel', async () => {
       await this.#channel.drain();
       await this.#channel.close();
+    });
+    await step('closing storage connections', () => {
+      this.#blobAgents.http.destroy();
+      this.#blobAgents.https.destroy();
+      return Promise.resolve();
     });
     await step('unlocking the data dir', () => this.#parts.unlock());
     if (exit.reason === 'unauthorized') this.#log('error', exit.error.message);

@@ -22,6 +22,7 @@ import {
 } from '../blob/azurite.js';
 import { createJsonLineLog } from './agent-log.js';
 import { startBlobUpload, type BlobUpload, type BlobUploadOptions } from './blob-upload.js';
+import { reserveOwnPorts } from './own-ports.js';
 
 const CONTAINER = 'network-watcher-logs';
 
@@ -145,6 +146,30 @@ describe('BlobUpload', () => {
       .getBlockBlobClient(t.name)
       .getBlockList('committed');
     expect(committedBlocks.map((b) => b.size)).toEqual([4096, 4096, 2308]);
+  });
+
+  it('makes its connections from the own-port pool when given the agent of the pool', async () => {
+    const ports = await reserveOwnPorts();
+    const range = ports.range!;
+    const agent = ports.httpAgent(false, { keepAlive: true, maxSockets: 2 });
+    try {
+      const t = target();
+      const content = randomBytes(10_000);
+      const up = upload(await localFile(content), t, { growing: false, blockSize: 2048, agent });
+      expect(await up.outcome).toEqual({ state: 'Completed', url: t.url, size: content.length });
+      expect((await download(t.name)).equals(content)).toBe(true);
+      // The kept-alive connections are the ones the SDK used: all bound to a port of the pool.
+      const used = Object.values(agent.freeSockets)
+        .flat()
+        .map((s) => s?.localPort);
+      expect(used.length).toBeGreaterThan(0);
+      for (const port of used) {
+        expect(port).toBeGreaterThanOrEqual(range.first);
+        expect(port).toBeLessThanOrEqual(range.last);
+      }
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('uploads an empty file as an empty blob', async () => {

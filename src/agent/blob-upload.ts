@@ -7,7 +7,14 @@
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { AnonymousCredential, BlockBlobClient, newPipeline, RestError } from '@azure/storage-blob';
+import type { Agent } from 'node:http';
+import {
+  AnonymousCredential,
+  BlockBlobClient,
+  newPipeline,
+  RestError,
+  type StoragePipelineOptions,
+} from '@azure/storage-blob';
 import type { ChannelError } from '../model/channel.js';
 import { silentLog, type AgentLog } from './agent-log.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -19,6 +26,8 @@ export interface BlobUploadOptions {
   readonly url: string;
   /** The SAS query for `url` (no leading `?`); a secret: never logged. */
   readonly sas: string;
+  /** Makes the connections to storage (the agent's own-port pool, src/agent/own-ports.ts). */
+  readonly agent?: Agent;
   /** When the SAS expires; the upload gives up then. */
   readonly expiresAt: Date;
   /** The file is still being written (a live capture): follow it until finish(). */
@@ -112,13 +121,11 @@ export class BlobUpload {
     this.#deadline = this.#now() + (options.expiresAt.getTime() - (options.now ?? Date.now)());
     this.#final = !(options.growing ?? false);
     this.#canRead = sasPermissions(options.sas).includes('r');
-    // The SDK's own retries are off: this class retries with its own backoff and deadline, and
-    // notices a returning server within its longest wait.
+    // The SDK's own retries are off (pipelineOptions): this class retries with its own backoff
+    // and deadline, and notices a returning server within its longest wait.
     this.#client = new BlockBlobClient(
       `${options.url}?${options.sas}`,
-      newPipeline(new AnonymousCredential(), {
-        retryOptions: { maxTries: 1, tryTimeoutInMs: 120_000 },
-      }),
+      newPipeline(new AnonymousCredential(), pipelineOptions(options.agent)),
     );
     this.outcome = this.#run();
   }
@@ -333,6 +340,20 @@ export class BlobUpload {
       }
     }
   }
+}
+
+/**
+ * The SDK's own retries are off: BlobUpload retries with its own backoff and deadline. `agent`
+ * is not in StoragePipelineOptions' type, but the pipeline hands its options to core-rest-
+ * pipeline's createPipelineFromOptions, whose agentPolicy uses it for every request
+ * (blob-upload.test.ts checks that the connections come from it).
+ */
+function pipelineOptions(agent: Agent | undefined): StoragePipelineOptions {
+  const options: StoragePipelineOptions & { agent?: Agent } = {
+    retryOptions: { maxTries: 1, tryTimeoutInMs: 120_000 },
+    ...(agent === undefined ? {} : { agent }),
+  };
+  return options;
 }
 
 function failed(message: string): BlobUploadOutcome {

@@ -3,6 +3,7 @@
  * server, re-dialled forever with backoff. Nothing is queued while the socket is down: the
  * agent's state lives in its journal and goes out whole in the `hello` of the next connection.
  */
+import type { Agent } from 'node:http';
 import WebSocket, { type RawData } from 'ws';
 import {
   CHANNEL_MAX_PAYLOAD_BYTES,
@@ -20,6 +21,8 @@ export interface ChannelClientOptions {
   readonly credential: string;
   /** CA certificate(s) to trust for wss. */
   readonly ca?: Buffer;
+  /** Makes the connection (the agent's own-port pool, src/agent/own-ports.ts). */
+  readonly agent?: Agent;
   readonly log: AgentLog;
   readonly backoffMinMs: number;
   readonly backoffMaxMs: number;
@@ -41,6 +44,8 @@ export interface ChannelClientOptions {
 
 export interface ChannelClient {
   readonly connected: boolean;
+  /** The server's address and port of the current connection, once upgraded. */
+  readonly remote: { readonly address: string; readonly port: number } | undefined;
   /** Sends a message if the socket is open; false when it is not (the message is dropped). */
   send(message: AgentMessage): boolean;
   /**
@@ -74,6 +79,7 @@ class Channel implements ChannelClient {
   #retryTimer: NodeJS.Timeout | undefined;
   #deadTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
+  #remote: { readonly address: string; readonly port: number } | undefined;
 
   constructor(options: ChannelClientOptions) {
     this.#options = options;
@@ -85,6 +91,10 @@ class Channel implements ChannelClient {
 
   get connected(): boolean {
     return this.#open;
+  }
+
+  get remote(): { readonly address: string; readonly port: number } | undefined {
+    return this.#remote;
   }
 
   send(message: AgentMessage): boolean {
@@ -145,9 +155,16 @@ class Channel implements ChannelClient {
       maxPayload: MAX_PAYLOAD,
       followRedirects: false,
       ...(o.ca === undefined ? {} : { ca: o.ca }),
+      ...(o.agent === undefined ? {} : { agent: o.agent }),
     });
     this.#socket = socket;
 
+    socket.on('upgrade', (response) => {
+      const { remoteAddress, remotePort } = response.socket;
+      if (remoteAddress !== undefined && remotePort !== undefined) {
+        this.#remote = { address: remoteAddress, port: remotePort };
+      }
+    });
     socket.on('unexpected-response', (_request, response) => {
       status = response.statusCode;
       response.resume();

@@ -2,7 +2,7 @@
  * Enrollment: the first start trades the subscription's enrollment token for the agent's own
  * credential and saves it in `<data dir>/agent.json` (mode 0600); later starts reuse it.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type Agent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -130,6 +130,8 @@ export interface EnrollOptions {
   readonly backoffMinMs: number;
   readonly backoffMaxMs: number;
   readonly signal?: AbortSignal;
+  /** Makes the connection (the agent's own-port pool, src/agent/own-ports.ts). */
+  readonly agent?: Agent;
 }
 
 /**
@@ -177,6 +179,7 @@ function postOnce(url: URL, body: string, options: EnrollOptions): Promise<Enrol
       },
       timeout: 30_000,
       ...(options.ca === undefined ? {} : { ca: options.ca }),
+      ...(options.agent === undefined ? {} : { agent: options.agent }),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
     req.on('timeout', () => req.destroy(new Error('the server did not answer within 30 s')));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { checkCapturePath, prepareCapturePath } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
 import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from '../capture/limits.js';
+import type { OwnTraffic } from '../capture/own-traffic.js';
 import { existingRingFiles } from '../capture/ring-buffer.js';
 import { KERNEL_BLOCK_TIMEOUT_MS } from '../capture/tcpdump.js';
 import {
@@ -50,6 +51,11 @@ export interface SessionRunnerOptions {
   readonly releasePath: (capturePath: string) => void;
   /** The session's blob upload, when the assignment has a blob target. */
   readonly upload?: SessionUpload;
+  /**
+   * The agent's own connections to leave out of the capture, found when it starts; absent, or
+   * resolving to undefined, when the capture holds them (includeOwnTraffic, or no own ports).
+   */
+  readonly ownTraffic?: () => Promise<OwnTraffic | undefined>;
 }
 
 /** Runs one session; see {@link SessionRunner}. */
@@ -165,10 +171,18 @@ export class SessionRunner {
         await this.#finish({ reason: this.#requestedStop ?? 'ManualIntervention' });
         return;
       }
+      const ownTraffic = await o.ownTraffic?.();
+      if (ownTraffic !== undefined) {
+        log('info', 'the capture leaves out the agent connections', {
+          localPorts: `${ownTraffic.localPorts.first}-${ownTraffic.localPorts.last}`,
+          remotes: ownTraffic.flows.length,
+        });
+      }
       this.#capture = await startCapture({
         interface: o.interface,
         ...(o.netns === undefined ? {} : { netns: o.netns }),
         filters,
+        ...(ownTraffic === undefined ? {} : { ownTraffic }),
         limits,
         ...(ring === undefined ? {} : { ring }),
         filePath: a.filePath,

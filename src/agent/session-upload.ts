@@ -5,6 +5,7 @@
  * the session's journal entry, so a crash or a stop resumes it; its end goes to the server as
  * `uploaded`.
  */
+import type { Agent } from 'node:http';
 import { copyFile, link, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles, ringFileName } from '../capture/ring-buffer.js';
@@ -39,6 +40,8 @@ export interface SessionUploadOptions {
   readonly grantRetryMs?: number;
   /** The wall clock (default Date.now); read once per upload, see BlobUploadOptions.now. */
   readonly now?: () => number;
+  /** The http(s) agent of a blob URL's scheme (the agent's own-port pool), see BlobUploadOptions. */
+  readonly httpAgent?: (secure: boolean) => Agent;
 }
 
 /** One finished ring file waiting for its upload. */
@@ -199,6 +202,7 @@ export class SessionUpload {
       sas,
       expiresAt: new Date(this.#target.expiresAt),
       growing,
+      ...(o.httpAgent === undefined ? {} : { agent: o.httpAgent(url.startsWith('https:')) }),
       ...(o.pollIntervalMs === undefined ? {} : { pollIntervalMs: o.pollIntervalMs }),
       ...(o.backoffMinMs === undefined ? {} : { backoffMinMs: o.backoffMinMs }),
       ...(o.backoffMaxMs === undefined ? {} : { backoffMaxMs: o.backoffMaxMs }),

@@ -1,7 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
+import { bpfInstructions, isRoot } from '../pcap/test-tools.js';
 import { BPF_MATCH_NOTHING, compileBpf } from './bpf.js';
 import { filterLimits, parseFilter, parseFilters } from './filter.js';
 import type {
@@ -11,9 +10,6 @@ import type {
   PacketCaptureFilter,
   PortRange,
 } from './filter-spec.js';
-
-const execFileAsync = promisify(execFile);
-const isRoot = process.getuid?.() === 0;
 
 // Independent of ip.ts on purpose: expected values are built by hand.
 const v4 = (text: string): bigint =>
@@ -817,14 +813,6 @@ describe('parseFilters and compileBpf', () => {
     }
   });
 });
-
-/** Runs `tcpdump -d` on the expression; returns the number of BPF instructions. */
-async function bpfInstructions(expression: string): Promise<number> {
-  const { stdout } = await execFileAsync('tcpdump', ['-d', '-i', 'lo', expression], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  return stdout.trim().split('\n').length;
-}
 
 describe.skipIf(!isRoot)(
   'tcpdump accepts the compiled expressions (skipped unless root: tcpdump -d -i lo needs root)',

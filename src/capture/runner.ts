@@ -17,6 +17,7 @@ import {
 import { countPcapRecords, repairPcapFile, type PcapRecordCount } from '../pcap/reader.js';
 import type { TimestampPrecision } from '../pcap/types.js';
 import { compileBpf } from './bpf.js';
+import { withoutOwnTraffic, type OwnTraffic } from './own-traffic.js';
 import { CaptureFile } from './capture-file.js';
 import { DEFAULT_CAPTURE_ROOT, prepareCapturePath } from './capture-path.js';
 import type { FilterSpec } from './filter-spec.js';
@@ -103,6 +104,8 @@ export interface CaptureOptions {
   /** Run tcpdump inside this network namespace (`ip netns exec`). */
   readonly netns?: string;
   readonly filters?: readonly FilterSpec[];
+  /** Connections the kernel filter leaves out whatever `filters` say (the agent's own). */
+  readonly ownTraffic?: OwnTraffic;
   readonly limits?: Partial<CaptureLimits>;
   /**
    * Continuous capture: a ring of files instead of one; replaces totalBytesPerSession. Its
@@ -359,7 +362,7 @@ export class CaptureSession {
       );
     }
     const hostAddresses = await interfaceAddresses(o.interface, o.netns);
-    const bpf = compileBpf(o.filters ?? [], { hostAddresses });
+    const bpf = withoutOwnTraffic(compileBpf(o.filters ?? [], { hostAddresses }), o.ownTraffic);
 
     const per = this.#limits.bytesToCapturePerPacket;
     const args = tcpdumpArgs({

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Agent } from '../agent/agent.js';
 import { createJsonLineLog, type AgentLogLevel } from '../agent/agent-log.js';
 import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
+import type { PortRange } from '../capture/filter-spec.js';
 import { isValidNetnsName } from '../capture/interface-addresses.js';
 
 const execFileAsync = promisify(execFile);
@@ -23,7 +24,21 @@ interface AgentCommandOptions {
   netns?: string;
   dataDir: string;
   captureRoot: string;
+  ownPorts?: PortRange;
   logLevel: AgentLogLevel;
+}
+
+/** `--own-ports FIRST-LAST`: at least 2 and at most 1024 ports, above 1023. */
+function ownPortsRange(value: string): PortRange {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(value);
+  const first = Number(m?.[1]);
+  const last = Number(m?.[2]);
+  if (!m || first < 1024 || last > 65535 || last - first < 1 || last - first > 1023) {
+    throw new InvalidArgumentError(
+      'expected FIRST-LAST, 2 to 1024 ports between 1024 and 65535 (e.g. 61000-61015)',
+    );
+  }
+  return { first, last };
 }
 
 /** `wirewatch agent`: the host daemon that runs the captures the server assigns. */
@@ -53,6 +68,11 @@ export function agentCommand(): Command {
       new Option('--capture-root <dir>', 'folder every capture file must lie under').default(
         DEFAULT_CAPTURE_ROOT,
       ),
+    )
+    .option(
+      '--own-ports <first-last>',
+      "local ports the agent's connections use, left out of captures (default: 16 ports above the ephemeral range)",
+      ownPortsRange,
     )
     .addOption(
       new Option('--log-level <level>', 'least important log level written')
@@ -110,6 +130,7 @@ Example (first start; later starts need no token):
             ...(opts.netns === undefined ? {} : { netns: opts.netns }),
             dataDir: opts.dataDir,
             captureRoot: opts.captureRoot,
+            ...(opts.ownPorts === undefined ? {} : { ownPorts: opts.ownPorts }),
             log,
             signal: controller.signal,
           });

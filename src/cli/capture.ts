@@ -171,6 +171,7 @@ interface CreateOptions extends GlobalOptions {
   readonly fileCount?: number;
   readonly fileSize?: number;
   readonly sessionTimeLimit?: number;
+  readonly includeOwnTraffic?: boolean;
   readonly wait?: boolean;
 }
 
@@ -223,6 +224,10 @@ function createCommand(): Command {
       '--session-time-limit <seconds>',
       'continuous: session duration (default 86400)',
       count('--session-time-limit'),
+    )
+    .option(
+      '--include-own-traffic',
+      "capture the agent's own connections too (its channel and uploads; left out by default)",
     )
     .option(
       '--wait',
@@ -313,6 +318,7 @@ function createCommand(): Command {
                 },
               }
             : {}),
+          ...(o.includeOwnTraffic === true ? { includeOwnTraffic: true } : {}),
         };
         const reply = await client.request('PUT', ref.path, { body: { properties } });
         const started = (x: CaptureStatus) =>

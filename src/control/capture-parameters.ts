@@ -28,6 +28,8 @@ export interface CaptureParameters {
     | 'captureSettings'
   >;
   readonly filters: PacketCaptureFilter[];
+  /** wirewatch's includeOwnTraffic: the agent captures its own connections too. */
+  readonly includeOwnTraffic: boolean;
 }
 
 /** The body as the route schema lets it through: types right, rules unchecked. */
@@ -52,6 +54,7 @@ export interface PacketCaptureBody {
       readonly fileSizeInBytes?: number;
       readonly sessionTimeLimitInSeconds?: number;
     };
+    readonly includeOwnTraffic?: boolean;
   };
 }
 
@@ -175,11 +178,13 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
       ? {}
       : { continuousCapture: p.continuousCapture }),
     ...(ring === undefined ? {} : { captureSettings: { ...defaultsOf(p.captureSettings) } }),
+    ...(p.includeOwnTraffic === undefined ? {} : { includeOwnTraffic: p.includeOwnTraffic }),
   };
   return {
     target,
     properties,
     filters,
+    includeOwnTraffic: p.includeOwnTraffic === true,
     limits: {
       bytesToCapturePerPacket,
       totalBytesPerSession,

@@ -1465,5 +1465,6 @@ export function assignmentOf(session: SessionRecord, captureRoot: string): Captu
     filters: parsed.filters,
     ...parsed.limits,
     createdAt: session.createdAt.toISOString(),
+    ...(parsed.includeOwnTraffic ? { includeOwnTraffic: true } : {}),
   };
 }

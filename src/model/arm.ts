@@ -50,6 +50,8 @@ export const PacketCaptureParametersSchema = Type.Object({
       sessionTimeLimitInSeconds: Type.Optional(Type.Number()),
     }),
   ),
+  // wirewatch's own: capture the agent's own connections too (default false: left out).
+  includeOwnTraffic: Type.Optional(Type.Boolean()),
 });
 
 /** PUT body of a packet capture (Azure's PacketCapture). */

@@ -164,6 +164,11 @@ export const CaptureAssignmentSchema = Type.Object({
   createdAt: Time,
   /** Upload the capture to blob storage as it is written (storageId was given). */
   blob: Type.Optional(BlobTargetSchema()),
+  /**
+   * Capture the agent's own connections too (the capture's includeOwnTraffic); absent or false:
+   * the agent leaves them out (docs/agent.md).
+   */
+  includeOwnTraffic: Type.Optional(Type.Boolean()),
 });
 export type CaptureAssignment = Static<typeof CaptureAssignmentSchema>;
 

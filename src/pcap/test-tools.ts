@@ -47,6 +47,16 @@ export function runTool(command: string, args: readonly string[]): Promise<ToolR
   });
 }
 
+/**
+ * Runs `tcpdump -d` on a filter expression (root: it opens lo); returns the number of BPF
+ * instructions. Rejects when tcpdump refuses the expression.
+ */
+export async function bpfInstructions(expression: string): Promise<number> {
+  const result = await runTool(TCPDUMP, ['-d', '-i', 'lo', expression]);
+  if (result.code !== 0) throw new Error(`tcpdump -d refused ${expression}: ${result.stderr}`);
+  return result.stdout.trim().split('\n').length;
+}
+
 export interface TsharkOptions {
   /** Print every occurrence of a field, comma-separated (default: the first only). */
   readonly allOccurrences?: boolean;

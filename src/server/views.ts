@@ -42,6 +42,8 @@ export function packetCaptureView(session: SessionRecord): Record<string, unknow
     properties: {
       ...echoedProperties(session.properties),
       provisioningState: provisioningState(session),
+      // wirewatch's: the agent leaves its own connections out of the capture (docs/agent.md)
+      excludesOwnTraffic: excludesOwnTraffic(session),
     },
   };
 }
@@ -97,7 +99,13 @@ export function captureStatusView(
     ...(session.upload ? { uploadState: session.upload.state, blobs: session.upload.blobs } : {}),
     agentConnectionState: agentConnected ? 'Connected' : 'Disconnected',
     files: session.files,
+    excludesOwnTraffic: excludesOwnTraffic(session),
   };
+}
+
+/** The agent leaves its own connections out unless the capture asked for them (includeOwnTraffic). */
+function excludesOwnTraffic(session: SessionRecord): boolean {
+  return session.properties['includeOwnTraffic'] !== true;
 }
 
 /** Azure's Common.NetworkWatcher. */

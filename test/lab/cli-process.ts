@@ -16,12 +16,25 @@ export interface CliProcess {
   readonly exited: Promise<number | null>;
 }
 
+/** Where the binary runs: `netns` runs it inside that lab namespace (`ip netns exec`). */
+export interface CliPlace {
+  readonly netns?: string;
+}
+
+/** The command line that runs `wirewatch ARGS` (inside a namespace: `ip` execs into node). */
+function command(args: readonly string[], place: CliPlace): [string, string[]] {
+  return place.netns === undefined
+    ? [process.execPath, [cli, ...args]]
+    : ['ip', ['netns', 'exec', place.netns, process.execPath, cli, ...args]];
+}
+
 /** Starts `wirewatch ARGS`; `env` values of undefined remove the variable. */
 export function launch(
   args: readonly string[],
   env: Record<string, string | undefined> = {},
+  place: CliPlace = {},
 ): CliProcess {
-  const child = spawn(process.execPath, [cli, ...args], {
+  const child = spawn(...command(args, place), {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
     env: { ...process.env, ...env },
@@ -74,6 +87,46 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** What `wirewatch up` prints at its start. */
+export interface UpPrinted {
+  readonly url: string;
+  readonly token: string;
+  readonly subscriptionId: string;
+  /** The three example commands, as printed. */
+  readonly create: string;
+  readonly status: string;
+  readonly download: string;
+}
+
+/** Waits for `wirewatch up` to print its banner and reads it; throws if it did not. */
+export async function upPrinted(proc: CliProcess): Promise<UpPrinted> {
+  const out = await waitFor(
+    () => Promise.resolve(proc.output()),
+    (o) => o.includes('Ctrl-C stops everything') || proc.child.exitCode !== null,
+    45_000,
+  );
+  const field = (re: RegExp) => {
+    const m = re.exec(out);
+    if (!m?.[1]) throw new Error(`wirewatch up did not print ${re}: ${out}`);
+    return m[1];
+  };
+  const command = (heading: string) => {
+    const start = out.indexOf(heading);
+    if (start < 0) throw new Error(`no "${heading}" command in: ${out}`);
+    const lines = out.slice(start).split('\n').slice(1);
+    const end = lines.findIndex((l) => l.trim() === '');
+    return lines.slice(0, end).join('\n');
+  };
+  return {
+    url: field(/portal:\s+(http:\/\/\S+?)\/?\s/),
+    token: field(/access token:\s+(\S+)/),
+    subscriptionId: field(/subscription:\s+([0-9a-f-]{36})/),
+    create: command('# 1. create'),
+    status: command('# 2. status'),
+    download: command('# 3. download'),
+  };
+}
+
 /** Waits for `wirewatch server` to print its URL; throws with its output if it exits first. */
 export async function serverUrl(proc: CliProcess): Promise<string> {
   const out = await waitFor(
@@ -104,8 +157,9 @@ export function runCli(
   args: readonly string[],
   env: Record<string, string | undefined> = {},
   timeoutMs = 60_000,
+  place: CliPlace = {},
 ): Promise<CliRun> {
-  const child = spawn(process.execPath, [cli, ...args], {
+  const child = spawn(...command(args, place), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
