@@ -536,6 +536,45 @@ describe('targets and bodies', () => {
     }
   });
 
+  it('leaves the agent’s own traffic out unless includeOwnTraffic asks for it, and says so', async () => {
+    const plain = await t.call('PUT', url('own1'), { token: tenant.contributor, body: body() });
+    expect(plain.status).toBe(201);
+    expect(plain.body.properties).toMatchObject({ excludesOwnTraffic: true });
+    expect(plain.body.properties).not.toHaveProperty('includeOwnTraffic');
+    const optedBody = body({ includeOwnTraffic: true });
+    const opted = await t.call('PUT', url('own2'), { token: tenant.contributor, body: optedBody });
+    expect(opted.status).toBe(201);
+    expect(opted.body.properties).toMatchObject({
+      includeOwnTraffic: true,
+      excludesOwnTraffic: false,
+    });
+    // The agent is told in the start message (and only when it must include them).
+    const starts = await waitFor(
+      () =>
+        Promise.resolve(
+          agent.received.flatMap((m) =>
+            m.type === 'start' && /\/packetCaptures\/own[12]$/.test(m.assignment.resourceId)
+              ? [m.assignment]
+              : [],
+          ),
+        ),
+      (found) => found.length === 2,
+    );
+    const byName = (n: string) => starts.find((a) => a.resourceId.endsWith(`/${n}`));
+    expect(byName('own1')).not.toHaveProperty('includeOwnTraffic');
+    expect(byName('own2')).toMatchObject({ includeOwnTraffic: true });
+    expect(await status('own1')).toMatchObject({ excludesOwnTraffic: true });
+    expect(await status('own2')).toMatchObject({ excludesOwnTraffic: false });
+    // A re-PUT of the same body is the same capture; another value is a conflict.
+    const again = await t.call('PUT', url('own2'), { token: tenant.contributor, body: optedBody });
+    expect(again.status).toBe(200);
+    const changed = await t.call('PUT', url('own1'), {
+      token: tenant.contributor,
+      body: { ...body({ includeOwnTraffic: true }) },
+    });
+    expect(changed.status).toBe(409);
+  });
+
   it('refuses a storageId that names no registered storage account', async () => {
     const r = await t.call('PUT', url('blob'), {
       token: tenant.contributor,
@@ -566,6 +605,12 @@ describe('targets and bodies', () => {
       { properties: { target: 'x' } },
       'InvalidRequestContent',
       'properties.storageLocation',
+    ],
+    [
+      'includeOwnTraffic not a boolean',
+      { properties: { target: 'x', storageLocation: {}, includeOwnTraffic: 'yes' } },
+      'InvalidRequestContent',
+      'properties.includeOwnTraffic',
     ],
     [
       'unknown enum',
