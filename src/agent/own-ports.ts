@@ -191,27 +191,14 @@ export class OwnPorts {
 
   /** An http(s) agent whose connections come from the pool. */
   httpAgent(secure: boolean, options: http.AgentOptions = {}): http.Agent {
-    const connect = this.connect.bind(this);
-    if (secure) {
-      return new (class extends https.Agent {
-        override createConnection(
-          request: https.RequestOptions,
-          callback?: (err: Error | null, stream: Duplex) => void,
-        ): undefined {
-          connect(request, true, callback ?? (() => undefined));
-          return undefined;
-        }
-      })(options);
-    }
-    return new (class extends http.Agent {
-      override createConnection(
-        request: http.ClientRequestArgs,
-        callback?: (err: Error | null, stream: Duplex) => void,
-      ): undefined {
-        connect(request, false, callback ?? (() => undefined));
-        return undefined;
-      }
-    })(options);
+    const agent: http.Agent = secure ? new https.Agent(options) : new http.Agent(options);
+    // The callback form of createConnection (http.Agent supports it): the socket is handed over
+    // once connected from a port of the pool.
+    agent.createConnection = (request, callback) => {
+      this.connect(request, secure, callback ?? (() => undefined));
+      return undefined;
+    };
+    return agent;
   }
 
   /** The pool's ports, starting with the one after the last used. */

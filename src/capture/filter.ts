@@ -14,7 +14,13 @@ import type {
   PortRange,
   PortSet,
 } from './filter-spec.js';
-import { cidrToRange, rangeToCidrs, tryParseCidr, tryParseIpAddress } from './ip.js';
+import {
+  cidrToRange,
+  compareIpAddresses,
+  rangeToCidrs,
+  tryParseCidr,
+  tryParseIpAddress,
+} from './ip.js';
 
 /**
  * Upper bounds that keep the compiled BPF program under the kernel's 4096-instruction limit
@@ -225,13 +231,7 @@ function parseIpToken(token: string, target: string): IpRange {
 /** Sorts by family then start, and merges overlapping and adjacent ranges. */
 function normalizeIpRanges(ranges: readonly IpRange[]): IpRange[] {
   const sorted = [...ranges].sort((a, b) =>
-    a.family !== b.family
-      ? a.family - b.family
-      : a.first < b.first
-        ? -1
-        : a.first > b.first
-          ? 1
-          : 0,
+    compareIpAddresses({ family: a.family, value: a.first }, { family: b.family, value: b.first }),
   );
   const out: IpRange[] = [];
   for (const r of sorted) {

@@ -120,6 +120,12 @@ export function tryParseIpv6(text: string): ParseResult<bigint> {
   return ok(value);
 }
 
+/** Orders addresses: IPv4 before IPv6, then by value. */
+export function compareIpAddresses(a: IpAddress, b: IpAddress): number {
+  if (a.family !== b.family) return a.family - b.family;
+  return a.value < b.value ? -1 : a.value > b.value ? 1 : 0;
+}
+
 /** Parses an IPv4 or IPv6 address (the family is chosen by the presence of ':'). */
 export function tryParseIpAddress(text: string): ParseResult<IpAddress> {
   const family: IpFamily = text.includes(':') ? 6 : 4;

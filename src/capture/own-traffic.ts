@@ -10,7 +10,7 @@
  */
 import { BPF_MATCH_NOTHING } from './bpf.js';
 import type { PortRange } from './filter-spec.js';
-import { formatIp, type IpAddress } from './ip.js';
+import { compareIpAddresses, formatIp, type IpAddress } from './ip.js';
 
 /** One remote endpoint the agent talks to, and the agent's address towards it. */
 export interface OwnFlow {
@@ -72,15 +72,10 @@ function portTerm(range: PortRange): string {
 
 /** Flows in a stable order, so that the same endpoints always give the same text. */
 function sorted(flows: readonly OwnFlow[]): OwnFlow[] {
-  const cmp = (a: IpAddress, b: IpAddress) =>
-    a.family !== b.family
-      ? a.family - b.family
-      : a.value < b.value
-        ? -1
-        : a.value > b.value
-          ? 1
-          : 0;
   return [...flows].sort(
-    (a, b) => cmp(a.remote, b.remote) || a.remotePort - b.remotePort || cmp(a.local, b.local),
+    (a, b) =>
+      compareIpAddresses(a.remote, b.remote) ||
+      a.remotePort - b.remotePort ||
+      compareIpAddresses(a.local, b.local),
   );
 }
