@@ -33,9 +33,10 @@ export interface OwnPortsOptions {
 }
 
 /**
- * Chooses the pool: OWN_PORT_COUNT ports just above the ephemeral range, or just below it when
- * there is no room above; ports a program listens on are skipped. Undefined when no room is left
- * (an ephemeral range covering 1024–65535): every connection then uses an ephemeral port.
+ * Chooses the pool (or takes `ports`): OWN_PORT_COUNT ports just above the ephemeral range, or
+ * just below it when there is no room above; ports a program listens on are skipped. When no
+ * room is left (an ephemeral range covering 1024–65535) the pool's range is undefined and every
+ * connection uses an ephemeral port.
  */
 export async function reserveOwnPorts(options: OwnPortsOptions = {}): Promise<OwnPorts> {
   const log = options.log ?? silentLog;
