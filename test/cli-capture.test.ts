@@ -12,7 +12,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent, type Agent } from '../src/agent/agent.js';
 import { startAzurite, type Azurite } from '../src/blob/azurite.js';
-import { cli, freePort, runCli, type CliResult } from './lab/cli-process.js';
+import {
+  cli,
+  freePort,
+  runCli,
+  runInTerminal,
+  spawnInTerminal,
+  type CliResult,
+} from './lab/cli-process.js';
 import {
   createTenant,
   startTestServer,
@@ -97,6 +104,71 @@ describe('wirewatch capture: help and usage errors', () => {
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stdout).toBe('');
+  });
+});
+
+describe('wirewatch: one error format, `wirewatch: CODE: message`', () => {
+  let config: string;
+  beforeAll(async () => {
+    config = await mkdtemp(path.join(tmpdir(), 'ww-cli-errors-'));
+  });
+  afterAll(async () => {
+    if (config) await rm(config, { recursive: true, force: true });
+  });
+  const env = () => ({ ...clean, XDG_CONFIG_HOME: config });
+
+  it.each([
+    [
+      "commander's missing option",
+      ['capture', 'create', '-n', 'x'],
+      "InvalidCommandLine: required option '--vm <name-or-id>' not specified",
+    ],
+    [
+      "commander's unknown option",
+      ['capture', 'list', '-l', 'w', '--bogus'],
+      "InvalidCommandLine: unknown option '--bogus'",
+    ],
+    [
+      "commander's bad value",
+      ['capture', 'list', '-l', 'w', '-o', 'yaml'],
+      "InvalidCommandLine: option '-o, --output <format>' argument 'yaml' is invalid. Allowed choices are json, table, tsv.",
+    ],
+    ["commander's unknown command", ['nosuch'], "InvalidCommandLine: unknown command 'nosuch'"],
+    [
+      'stream, which writes pcap bytes, without -o',
+      ['capture', 'stream', '-l', 'w', '-n', 'x', '-o', 'json'],
+      "InvalidCommandLine: unknown option '-o'",
+    ],
+    [
+      'help of a command that does not exist',
+      ['help', 'capture', 'nosuch'],
+      'InvalidCommandLine: wirewatch capture nosuch is not a command (wirewatch capture has: create, show, show-status, list, stop, delete, wait, download, stream)',
+    ],
+  ])('%s: exit 2 and one line', async (_name, args, line) => {
+    const r = await runCli(args, env());
+    expect(r.stderr).toBe(`wirewatch: ${line}\n`);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+  });
+
+  it('wirewatch help capture create shows the help of create', async () => {
+    const help = await runCli(['help', 'capture', 'create'], env());
+    const direct = await runCli(['capture', 'create', '--help'], env());
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: wirewatch capture create \[options\]\n/);
+    expect(help.stdout).toBe(direct.stdout);
+  });
+
+  it('pcap bytes on a terminal: download --file - refuses as stream does (same line, exit 2)', async () => {
+    const line =
+      'wirewatch: InvalidCommandLine: stdout is a terminal: pipe the pcap bytes into a reader (| tcpdump -r -, | wireshark -k -i -) or redirect them to a file\r\n';
+    const download = await runInTerminal(
+      ['capture', 'download', 'x', '-l', 'w', '--file', '-'],
+      env(),
+    );
+    expect(download).toEqual({ code: 2, output: line });
+    const stream = await runInTerminal(['capture', 'stream', 'x', '-l', 'w'], env());
+    expect(stream).toEqual({ code: 2, output: line });
   });
 });
 
@@ -766,33 +838,14 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
 
   /** Runs the CLI under `script`, which gives it a terminal; returns what the terminal showed. */
   async function inTerminal(args: string[]): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const child = inTerminalProcess(args, 'ignore');
-      let out = '';
-      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-      child.once('error', reject);
-      child.once('close', (code) =>
-        code === 0 ? resolve(out) : reject(new Error(`exit ${code}: ${out}`)),
-      );
-    });
+    const r = await runInTerminal(args, { ...clean, XDG_CONFIG_HOME: config, COLUMNS: '200' });
+    if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.output}`);
+    return r.output;
   }
 
   /** `script` running the CLI in a terminal; with stdin 'pipe', what is written to it is typed. */
   function inTerminalProcess(args: string[], stdin: 'ignore' | 'pipe') {
-    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-    const command = [process.execPath, cli, ...args].map(quote).join(' ');
-    return spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
-      stdio: [stdin, 'pipe', 'pipe'],
-      env: Object.fromEntries(
-        Object.entries({
-          ...process.env,
-          ...clean,
-          XDG_CONFIG_HOME: config,
-          COLUMNS: '200',
-        }).filter(([, v]) => v !== undefined),
-      ),
-    });
+    return spawnInTerminal(args, { ...clean, XDG_CONFIG_HOME: config, COLUMNS: '200' }, stdin);
   }
 
   it('delete --wait: a running capture is stopped and removed; nothing on stdout', async () => {
@@ -840,17 +893,30 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       'InvalidFilter',
     );
     refused(await ww([...create, '-n', 'x', '--file-path', '/etc/x.cap']), 'InvalidCapturePath');
-    refused(
-      await ww([
+    // The server's refusal names the option typed, not the field (properties.timeLimitInSeconds).
+    const inWords = async (args: string[], line: string) => {
+      const r = await ww([
         ...create,
         '-n',
         'x',
         '--file-path',
         path.join(captures(), 'x.cap'),
-        '--time-limit',
-        '18001',
-      ]),
-      'InvalidCaptureLimit',
+        ...args,
+      ]);
+      expect(r.stderr).toBe(`wirewatch: ${line}\n`);
+      expect(r.code).toBe(1);
+    };
+    await inWords(
+      ['--time-limit', '20000'],
+      'InvalidCaptureLimit: --time-limit 20000 is above the maximum 18000',
+    );
+    await inWords(
+      ['--filters', '[{"protocol":"UDP","localPort":53}]'],
+      'InvalidRequestContent: --filters [0].localPort: 53 is a number; write it as a string, "53"',
+    );
+    await inWords(
+      ['--continuous-capture', '--file-count', '10001'],
+      'InvalidCaptureLimit: --file-count 10001 is above the maximum 10000',
     );
     refused(
       await ww([...create, '-n', 'x', '--storage-account', 'nosuch']),
@@ -1095,7 +1161,19 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     });
     expect(down.code).toBe(3);
     expect(down.stdout).toBe('');
-    expect(down.stderr).toMatch(/^wirewatch: cannot reach http:\/\/127\.0\.0\.1:\d+: .+\n$/);
+    expect(down.stderr).toMatch(
+      /^wirewatch: ServerUnreachable: cannot reach http:\/\/127\.0\.0\.1:\d+: .+\n$/,
+    );
+
+    // https:// to a server that speaks plain HTTP: said so, without OpenSSL's text.
+    const http = new URL(t.url);
+    const wrongScheme = await ww(['capture', 'list', ...at], {
+      WIREWATCH_SERVER: `https://${http.host}`,
+    });
+    expect(wrongScheme.stderr).toBe(
+      `wirewatch: TlsFailure: https://${http.host} answered in plain HTTP, not TLS: this server speaks HTTP; use http://${http.host}\n`,
+    );
+    expect(wrongScheme.code).toBe(3);
 
     tls = await startTestServer({ tls: 'self-signed' });
     const untrusted = await ww(['capture', 'show', ...at, '-n', 'web'], {
@@ -1103,7 +1181,9 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     });
     expect(untrusted.code).toBe(3);
     expect(untrusted.stdout).toBe('');
-    expect(untrusted.stderr).toMatch(/^wirewatch: TLS failure talking to https:\/\/.+\n$/);
+    expect(untrusted.stderr).toMatch(
+      /^wirewatch: TlsFailure: TLS failure talking to https:\/\/.+\n$/,
+    );
   });
 });
 

@@ -28,25 +28,42 @@ describe('wirewatch CLI', () => {
     [
       'a malformed filter',
       [...capture, '--filters', '[{"localPort":"80-"}]'],
-      /InvalidFilter: filters\[0\]\.localPort: "80-"/,
+      /^wirewatch: InvalidFilter: --filters \[0\]\.localPort: "80-"/,
     ],
     ['filters that are not JSON', [...capture, '--filters', '{'], /JSON array/],
-    [
-      'a time limit beyond 18000',
-      [...capture, '--time-limit', '18001'],
-      /InvalidCaptureLimit: timeLimitInSeconds: 18001/,
-    ],
     ['a negative byte count', [...capture, '--bytes-per-session', '-5'], /--bytes-per-session/],
     ['ring options without --continuous', [...capture, '--file-count', '3'], /need --continuous/],
-    [
-      'a file outside the capture root',
-      ['capture-local', '-i', 'lo', '--file', '/etc/x.cap'],
-      /InvalidCapturePath/,
-    ],
   ])('answers %s with exit code 2 and a message naming it', async (_name, args, message) => {
     const { code, stderr } = await wirewatch(args);
     expect(code).toBe(2);
     expect(stderr).toMatch(message);
+  });
+
+  it.each([
+    [
+      'a time limit beyond 18000',
+      [...capture, '--time-limit', '18001'],
+      'InvalidCaptureLimit: --time-limit 18001 is above the maximum 18000',
+    ],
+    [
+      'a ring of too many files',
+      [...capture, '--continuous', '--file-count', '10001'],
+      'InvalidCaptureLimit: --file-count 10001 is above the maximum 10000',
+    ],
+    [
+      'a port given as a number',
+      [...capture, '--filters', '[{"localPort":53}]'],
+      'InvalidFilter: --filters [0].localPort: 53 is a number; write it as a string, "53"',
+    ],
+    [
+      'a file outside the capture root',
+      ['capture-local', '-i', 'lo', '--file', '/etc/x.cap'],
+      'InvalidCapturePath: --file "/etc/x.cap" must lie under --capture-root /var/captures',
+    ],
+  ])('answers %s in its own options, exit code 2', async (_name, args, line) => {
+    const { code, stderr } = await wirewatch(args);
+    expect(stderr).toBe(`wirewatch: ${line}\n`);
+    expect(code).toBe(2);
   });
 });
 
@@ -234,8 +251,25 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
     expect((await tsharkRead(file)).filter((p) => p.proto === 'udp')).toHaveLength(12);
   });
 
-  it('fails with exit code 1 when the interface does not exist', async () => {
-    const { code, stderr } = await wirewatch([
+  it('a missing interface: the same error and exit code as wirewatch up --interface', async () => {
+    const local = await wirewatch([
+      'capture-local',
+      '-i',
+      'nosuch0',
+      '--capture-root',
+      root,
+      '--file',
+      path.join(root, 'none.cap'),
+    ]);
+    const line =
+      'wirewatch: InterfaceNotFound: --interface nosuch0: this host has no such interface (see: ip link)';
+    expect(local.stderr).toBe(`${line}\n`);
+    expect(local.code).toBe(2);
+    const up = await wirewatch(['up', '--interface', 'nosuch0', '--data-dir', root]);
+    expect(up.stderr.trimEnd().split('\n').at(-1)).toBe(line);
+    expect(up.code).toBe(2);
+    // In a namespace, the namespace is named.
+    const inNetns = await wirewatch([
       'capture-local',
       '-i',
       'nosuch0',
@@ -246,7 +280,9 @@ describe.skipIf(!isRoot)('wirewatch capture-local on the lab (root)', () => {
       '--file',
       path.join(root, 'none.cap'),
     ]);
-    expect(code).toBe(1);
-    expect(stderr).toMatch(/CaptureFailed: interface nosuch0 does not exist/);
+    expect(inNetns.stderr).toBe(
+      `wirewatch: InterfaceNotFound: --interface nosuch0: network namespace ${lab.a.netns} has no such interface (see: ip -n ${lab.a.netns} link)\n`,
+    );
+    expect(inNetns.code).toBe(2);
   });
 });

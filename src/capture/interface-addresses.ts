@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { WirewatchError } from '../model/errors.js';
 import type { HostAddress } from './filter-spec.js';
@@ -18,6 +20,52 @@ export function isValidInterfaceName(name: string): boolean {
 /** Network namespace names as `ip netns` keeps them under /run/netns. */
 export function isValidNetnsName(name: string): boolean {
   return /^[A-Za-z0-9_.-]{1,64}$/.test(name) && name !== '.' && name !== '..';
+}
+
+/**
+ * Checks, before anything starts, that an interface a user named on the command line exists on
+ * this host (or in network namespace `netns`): one error for `wirewatch up --interface` and
+ * `wirewatch capture-local -i`, so both say the same. A namespace that does not exist is left to
+ * the capture, which names it.
+ *
+ * @throws WirewatchError `InvalidCommandLine` for a name no interface can have,
+ *   `InterfaceNotFound` for one this host (or the namespace) does not have.
+ */
+export async function checkInterfaceExists(
+  iface: string,
+  netns?: string,
+  ipPath = 'ip',
+): Promise<void> {
+  const target = '--interface';
+  if (!isValidInterfaceName(iface)) {
+    throw new WirewatchError(
+      'InvalidCommandLine',
+      `--interface ${JSON.stringify(iface)} is not an interface name`,
+      { target },
+    );
+  }
+  let missing: boolean;
+  if (netns === undefined) {
+    missing = await access(`/sys/class/net/${iface}`, constants.F_OK).then(
+      () => false,
+      () => true,
+    );
+  } else {
+    missing = await execFileAsync(ipPath, ['-n', netns, 'link', 'show', 'dev', iface], {
+      timeout: 10_000,
+    }).then(
+      () => false,
+      (cause: { stderr?: unknown }) =>
+        typeof cause.stderr === 'string' && /does not exist/.test(cause.stderr),
+    );
+  }
+  if (missing) {
+    const where =
+      netns === undefined
+        ? 'this host has no such interface (see: ip link)'
+        : `network namespace ${netns} has no such interface (see: ip -n ${netns} link)`;
+    throw new WirewatchError('InterfaceNotFound', `--interface ${iface}: ${where}`, { target });
+  }
 }
 
 /**

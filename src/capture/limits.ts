@@ -39,7 +39,14 @@ export function resolveLimit(
 ): number {
   const bounds: { default: number; max: number; min?: number } = captureLimitBounds[name];
   if (value === undefined || value === null) return bounds.default;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > bounds.max) {
+  if (typeof value === 'number' && Number.isInteger(value) && value > bounds.max) {
+    throw new WirewatchError(
+      'InvalidCaptureLimit',
+      `${target}: ${value} is above the maximum ${bounds.max}`,
+      { target },
+    );
+  }
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
     throw new WirewatchError(
       'InvalidCaptureLimit',
       `${target}: ${JSON.stringify(value)} is not a whole number from 0 to ${bounds.max}`,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { RefusedError, UnreachableError, UsageError } from './cli-errors.js';
+import { RefusedError, unreachableOf, UsageError, type UnreachableError } from './cli-errors.js';
 import type { Connection } from './profile.js';
 
 /** The api-version the CLI speaks on ARM routes. */
@@ -21,16 +21,6 @@ export interface JsonReply {
   readonly headers: IncomingMessage['headers'];
   readonly body: unknown;
 }
-
-const TLS_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-]);
 
 /**
  * The CLI's HTTP client: bearer token, the profile's CA, JSON in and out. A refusal (HTTP 4xx/5xx)
@@ -130,13 +120,7 @@ export class ApiClient {
   }
 
   #unreachable(err: NodeJS.ErrnoException): UnreachableError {
-    const code = err.code ?? '';
-    if (TLS_CODES.has(code) || /certificate|SSL|TLS/i.test(err.message)) {
-      return new UnreachableError(
-        `TLS failure talking to ${this.connection.server}: ${err.message}${this.connection.ca ? '' : ' (pass --ca FILE at login, or set WIREWATCH_CA)'}`,
-      );
-    }
-    return new UnreachableError(`cannot reach ${this.connection.server}: ${err.message}`);
+    return unreachableOf(err, this.connection.server, this.connection.ca !== undefined);
   }
 }
 

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import { Option, type Command } from 'commander';
 import { readAll, refusal, type ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
-import { UnreachableError, UsageError } from './cli-errors.js';
+import { refuseTerminalStdout, UnreachableError, UsageError } from './cli-errors.js';
 import { captureRefOf, LOCATION_HELP, type CaptureRef } from './capture-ref.js';
 import { formatBytes } from './format.js';
 import { printResult, type Column } from './output.js';
@@ -79,6 +79,7 @@ Run the same command again after an interruption: it resumes from FILE.part.
       const name = positional ?? o.name;
       if (name === undefined) throw new UsageError('the capture name is required: NAME or -n NAME');
       const file = o.file ?? `${name}.${o.format === 'tar' ? 'tar' : 'cap'}`;
+      if (file === '-') refuseTerminalStdout();
       await withClient(command, async ({ client, output }) => {
         const ref = await captureRefOf(client, o.location, name);
         if (file === '-') {

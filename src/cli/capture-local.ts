@@ -2,10 +2,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
 import type { PacketCaptureFilter } from '../capture/filter-spec.js';
+import { checkInterfaceExists } from '../capture/interface-addresses.js';
 import { resolveCaptureLimits, resolveRingSettings } from '../capture/limits.js';
 import { startCapture, type CaptureProgress, type CaptureResult } from '../capture/runner.js';
 import { WirewatchError } from '../model/errors.js';
 import { filtersJson, formatBytes, formatDuration } from './format.js';
+import { inOptionWords, type OptionFields } from './option-words.js';
 
 function wholeNumber(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
@@ -45,6 +47,32 @@ function summary(result: CaptureResult): string {
     ...result.files.map((f) => `file:    ${f}`),
   ];
   return lines.join('\n') + '\n';
+}
+
+/** The fields the model's checks name, by the option of capture-local that sets them. */
+const FIELDS: OptionFields = {
+  bytesToCapturePerPacket: '--bytes-per-packet',
+  totalBytesPerSession: '--bytes-per-session',
+  timeLimitInSeconds: '--time-limit',
+  'captureSettings.fileCount': '--file-count',
+  'captureSettings.fileSizeInBytes': '--file-size',
+  'captureSettings.sessionTimeLimitInSeconds': '--session-time-limit',
+  filters: '--filters',
+  filePath: '--file',
+  interface: '--interface',
+  netns: '--netns',
+};
+
+/** A model error about a field, said about capture-local's option (and its --capture-root). */
+function inLocalWords(err: unknown, opts: CaptureLocalOptions): unknown {
+  if (!(err instanceof WirewatchError)) return err;
+  const message = inOptionWords(err, FIELDS, { filters: opts.filters }) ?? err.message;
+  const rooted = message.replace(/(the )?capture root /g, '--capture-root ');
+  if (rooted === err.message) return err;
+  return new WirewatchError(err.code, rooted, {
+    ...(err.target === undefined ? {} : { target: err.target }),
+    cause: err,
+  });
 }
 
 /** `wirewatch capture-local`: one capture on this host, in the foreground. */
@@ -88,73 +116,78 @@ Example:
     --time-limit 60 --file /var/captures/https.cap`,
     )
     .action(async (opts: CaptureLocalOptions) => {
-      const ringOptions = [opts.fileCount, opts.fileSize, opts.sessionTimeLimit];
-      if (!opts.continuous && ringOptions.some((v) => v !== undefined)) {
-        throw new WirewatchError(
-          'InvalidCaptureLimit',
-          '--file-count, --file-size and --session-time-limit need --continuous',
-        );
-      }
-      const filters = parseFilters(opts.filters);
-      const { timeLimitInSeconds, ...otherLimits } = resolveCaptureLimits({
-        bytesToCapturePerPacket: opts.bytesPerPacket,
-        totalBytesPerSession: opts.bytesPerSession,
-        timeLimitInSeconds: opts.timeLimit,
-      });
-      // A ring runs for its session limit; an explicit --time-limit bounds it too (the earlier
-      // limit ends the capture), its default does not.
-      const limits =
-        opts.continuous && opts.timeLimit === undefined
-          ? otherLimits
-          : { ...otherLimits, timeLimitInSeconds };
-      const ring = opts.continuous
-        ? resolveRingSettings(
-            {
-              fileCount: opts.fileCount,
-              fileSizeInBytes: opts.fileSize,
-              sessionTimeLimitInSeconds: opts.sessionTimeLimit,
-            },
-            '--',
-          )
-        : undefined;
-      const tty = process.stderr.isTTY;
-      const controller = new AbortController();
-      // Every Ctrl-C is caught: a second one must not kill wirewatch while it finishes the file.
-      const onSignal = () => {
-        process.stderr.write(controller.signal.aborted ? 'still stopping…\n' : '\nstopping…\n');
-        controller.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
       try {
-        const session = await startCapture({
-          interface: opts.interface,
-          ...(opts.netns === undefined ? {} : { netns: opts.netns }),
-          filters,
-          limits,
-          ...(ring === undefined ? {} : { ring }),
-          filePath: opts.file,
-          captureRoot: opts.captureRoot,
-          signal: controller.signal,
-          ...(tty
-            ? {
-                onProgress: (p: CaptureProgress) =>
-                  process.stderr.write(`\r\x1b[K${progressLine(p)}`),
-              }
-            : {}),
-        });
-        if (!tty) process.stderr.write(`capturing on ${opts.interface}\n`);
-        const result = await session.result;
-        if (tty) process.stderr.write('\r\x1b[K');
-        process.stdout.write(
-          opts.json
-            ? JSON.stringify({ ...result, error: result.error?.toBody().error }, null, 2) + '\n'
-            : summary(result),
-        );
-        if (result.stopReason === 'Error') process.exitCode = 1;
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        await captureLocal(opts);
+      } catch (err) {
+        throw inLocalWords(err, opts);
       }
     });
+}
+
+async function captureLocal(opts: CaptureLocalOptions): Promise<void> {
+  const ringOptions = [opts.fileCount, opts.fileSize, opts.sessionTimeLimit];
+  if (!opts.continuous && ringOptions.some((v) => v !== undefined)) {
+    throw new WirewatchError(
+      'InvalidCaptureLimit',
+      '--file-count, --file-size and --session-time-limit need --continuous',
+    );
+  }
+  const filters = parseFilters(opts.filters);
+  const { timeLimitInSeconds, ...otherLimits } = resolveCaptureLimits({
+    bytesToCapturePerPacket: opts.bytesPerPacket,
+    totalBytesPerSession: opts.bytesPerSession,
+    timeLimitInSeconds: opts.timeLimit,
+  });
+  // A ring runs for its session limit; an explicit --time-limit bounds it too (the earlier
+  // limit ends the capture), its default does not.
+  const limits =
+    opts.continuous && opts.timeLimit === undefined
+      ? otherLimits
+      : { ...otherLimits, timeLimitInSeconds };
+  const ring = opts.continuous
+    ? resolveRingSettings({
+        fileCount: opts.fileCount,
+        fileSizeInBytes: opts.fileSize,
+        sessionTimeLimitInSeconds: opts.sessionTimeLimit,
+      })
+    : undefined;
+  await checkInterfaceExists(opts.interface, opts.netns);
+  const tty = process.stderr.isTTY;
+  const controller = new AbortController();
+  // Every Ctrl-C is caught: a second one must not kill wirewatch while it finishes the file.
+  const onSignal = () => {
+    process.stderr.write(controller.signal.aborted ? 'still stopping…\n' : '\nstopping…\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const session = await startCapture({
+      interface: opts.interface,
+      ...(opts.netns === undefined ? {} : { netns: opts.netns }),
+      filters,
+      limits,
+      ...(ring === undefined ? {} : { ring }),
+      filePath: opts.file,
+      captureRoot: opts.captureRoot,
+      signal: controller.signal,
+      ...(tty
+        ? {
+            onProgress: (p: CaptureProgress) => process.stderr.write(`\r\x1b[K${progressLine(p)}`),
+          }
+        : {}),
+    });
+    if (!tty) process.stderr.write(`capturing on ${opts.interface}\n`);
+    const result = await session.result;
+    if (tty) process.stderr.write('\r\x1b[K');
+    process.stdout.write(
+      opts.json
+        ? JSON.stringify({ ...result, error: result.error?.toBody().error }, null, 2) + '\n'
+        : summary(result),
+    );
+    if (result.stopReason === 'Error') process.exitCode = 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }

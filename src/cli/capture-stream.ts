@@ -17,7 +17,13 @@ import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../pc
 import type { ByteOrder } from '../pcap/types.js';
 import { readAll, refusal } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
-import { RefusedError, UnreachableError, UsageError } from './cli-errors.js';
+import {
+  RefusedError,
+  refuseTerminalStdout,
+  unreachableOf,
+  UnreachableError,
+  UsageError,
+} from './cli-errors.js';
 import { captureRefOf, LOCATION_HELP } from './capture-ref.js';
 import { LiveLine } from './capture-status.js';
 
@@ -42,7 +48,7 @@ const HANDSHAKE_TIMEOUT_MS = 15_000;
 
 /** `wirewatch capture stream -l LOCATION -n NAME` (NAME may also come positionally). */
 export function captureStreamCommand(): Command {
-  return apiCommand('stream')
+  return apiCommand('stream', { output: false })
     .description("write a running capture's packets to stdout as a live pcap stream")
     .argument('[name]', 'name of the packet capture (instead of -n)')
     .option('-l, --location <location>', LOCATION_HELP)
@@ -51,7 +57,9 @@ export function captureStreamCommand(): Command {
       'after',
       `
 Packets captured from the moment the stream starts; it ends by itself when the capture stops.
-Drops (for this viewer only; the stored capture keeps every packet) and lag go to stderr.
+stdout carries the pcap bytes only (no -o/--output). Drops (for this viewer only; the stored
+capture keeps every packet) and lag go to stderr; the last stderr line is the summary, also
+when the reader quits first.
 
 Examples:
   wirewatch capture stream -l westeurope -n https1 | tcpdump -n -r -
@@ -65,11 +73,7 @@ Examples:
       }
       const name = o.name ?? positional;
       if (name === undefined) throw new UsageError('-n/--name (or NAME) is required');
-      if (process.stdout.isTTY) {
-        throw new UsageError(
-          'stdout is a terminal: pipe the stream into a reader (| tcpdump -r -, | wireshark -k -i -) or redirect it to a file',
-        );
-      }
+      refuseTerminalStdout();
       await withClient(command, async ({ client }) => {
         const ref = await captureRefOf(client, o.location, name);
         const url = client.url(`${ref.path}/stream`);
@@ -131,9 +135,16 @@ function runStream(o: RunStreamOptions): Promise<void> {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       live.clear();
-      if (opened && !readerGone) {
+      if (opened) {
         const counts = end ?? { packets: written.records, dropped: last.dropped };
-        const verb = end !== undefined ? 'ended' : interrupted ? 'stopped' : 'cut off';
+        const verb =
+          end !== undefined
+            ? 'ended'
+            : readerGone
+              ? 'closed by the reader'
+              : interrupted
+                ? 'stopped'
+                : 'cut off';
         process.stderr.write(
           `stream ${verb}: ${counts.packets} packets, ${counts.dropped} dropped for this viewer\n`,
         );
@@ -161,7 +172,7 @@ function runStream(o: RunStreamOptions): Promise<void> {
       socket.close(1000, 'reader gone');
       setTimeout(() => socket.terminate(), 2000).unref();
       if (err.code !== 'EPIPE') {
-        process.stderr.write(`wirewatch: cannot write to stdout: ${err.message}\n`);
+        process.stderr.write(`wirewatch: CommandFailed: cannot write to stdout: ${err.message}\n`);
       }
     });
 
@@ -213,7 +224,7 @@ function runStream(o: RunStreamOptions): Promise<void> {
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (settled || opened || interrupted) return;
-      finish(unreachable(err, o));
+      finish(unreachableOf(err, o.server, o.ca !== undefined));
     });
     socket.on('close', (code: number, reason: Buffer) => {
       if (settled) return;
@@ -354,13 +365,4 @@ function asBuffer(data: RawData): Buffer {
 /** The HTTP status a code of the registry stands for (the end of a stream carries no status). */
 function statusOf(code: string): number {
   return code in errorCodes ? errorCodes[code as ErrorCode].status : 502;
-}
-
-function unreachable(err: NodeJS.ErrnoException, o: RunStreamOptions): UnreachableError {
-  if (/certificate|SSL|TLS|self.signed/i.test(`${err.code ?? ''} ${err.message}`)) {
-    return new UnreachableError(
-      `TLS failure talking to ${o.server}: ${err.message}${o.ca === undefined ? ' (pass --ca FILE at login, or set WIREWATCH_CA)' : ''}`,
-    );
-  }
-  return new UnreachableError(`cannot reach ${o.server}: ${err.message}`);
 }

@@ -36,6 +36,7 @@ import {
   waitForStatus,
   type CaptureStatus,
 } from './capture-status.js';
+import { inOptionWords, type OptionFields } from './option-words.js';
 import { printResult, type Column } from './output.js';
 import {
   defaultHint,
@@ -173,6 +174,38 @@ interface CreateOptions extends GlobalOptions {
   readonly sessionTimeLimit?: number;
   readonly includeOwnTraffic?: boolean;
   readonly wait?: boolean;
+}
+
+/** The PacketCapture fields (under `properties`) by the option of `create` that sets them. */
+const CREATE_FIELDS: OptionFields = {
+  target: '--vm',
+  targetType: '--target-type',
+  'scope.include': '--include',
+  'scope.exclude': '--exclude',
+  bytesToCapturePerPacket: '--capture-size',
+  totalBytesPerSession: '--capture-limit',
+  timeLimitInSeconds: '--time-limit',
+  'storageLocation.storageId': '--storage-account',
+  'storageLocation.storagePath': '--storage-path',
+  'storageLocation.filePath': '--file-path',
+  'storageLocation.localPath': '--local-path',
+  filters: '--filters',
+  continuousCapture: '--continuous-capture',
+  'captureSettings.fileCount': '--file-count',
+  'captureSettings.fileSizeInBytes': '--file-size',
+  'captureSettings.sessionTimeLimitInSeconds': '--session-time-limit',
+};
+
+/** The server's refusal of a create, about the option the user typed rather than the field. */
+function inCreateWords(err: unknown, o: CreateOptions, properties: unknown): unknown {
+  if (!(err instanceof RefusedError)) return err;
+  // --file-path goes to localPath with --continuous-capture (Azure's rule): name what was typed.
+  const fields =
+    o.localPath === undefined
+      ? { ...CREATE_FIELDS, 'storageLocation.localPath': '--file-path' }
+      : CREATE_FIELDS;
+  const message = inOptionWords(err, fields, properties);
+  return message === undefined ? err : new RefusedError(err.status, err.code, message, err.target);
 }
 
 function createCommand(): Command {
@@ -320,7 +353,11 @@ function createCommand(): Command {
             : {}),
           ...(o.includeOwnTraffic === true ? { includeOwnTraffic: true } : {}),
         };
-        const reply = await client.request('PUT', ref.path, { body: { properties } });
+        const reply = await client
+          .request('PUT', ref.path, { body: { properties } })
+          .catch((err: unknown) => {
+            throw inCreateWords(err, o, properties);
+          });
         const started = (x: CaptureStatus) =>
           ['Running', 'Stopped', 'Error'].includes(x.packetCaptureStatus);
         if (o.wait) {

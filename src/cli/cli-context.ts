@@ -12,17 +12,25 @@ import { resolveConnection } from './profile.js';
 export interface GlobalOptions {
   readonly subscription?: string;
   readonly profile?: string;
-  readonly output: OutputFormat;
+  /** Absent on a command without -o (`capture stream`). */
+  readonly output?: OutputFormat;
 }
 
-/** An API command: a Command with --subscription, --profile and --output. */
-export function apiCommand(name: string): Command {
-  return new Command(name)
+/**
+ * An API command: a Command with --subscription, --profile and --output (`output: false` for a
+ * command whose stdout is not a result, as `capture stream`'s pcap bytes).
+ */
+export function apiCommand(name: string, { output = true }: { output?: boolean } = {}): Command {
+  const command = new Command(name)
     .option('--subscription <id>', "subscription to act in (default: the profile's)")
-    .option('--profile <name>', 'saved profile to use (default: the current one)')
-    .addOption(
-      new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS).default('json'),
-    );
+    .option('--profile <name>', 'saved profile to use (default: the current one)');
+  return output
+    ? command.addOption(
+        new Option('-o, --output <format>', 'output format')
+          .choices(OUTPUT_FORMATS)
+          .default('json'),
+      )
+    : command;
 }
 
 export interface CliContext {
@@ -43,7 +51,7 @@ export async function withClient<T>(
   });
   const client = new ApiClient(connection);
   try {
-    return await fn({ client, output: options.output, options });
+    return await fn({ client, output: options.output ?? 'json', options });
   } finally {
     client.close();
   }

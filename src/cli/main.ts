@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { WirewatchError } from '../model/errors.js';
-import { describeCliError, isCliError } from './cli-errors.js';
+import { reportOf, UsageError } from './cli-errors.js';
 import { adminCommand } from './admin.js';
 import { agentCommand } from './agent.js';
 import { auditCommand } from './audit.js';
@@ -39,33 +38,62 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addCommand(adminCommand())
     .addCommand(auditCommand())
     .addCommand(completionCommand());
+  program.helpCommand(false).addCommand(helpCommand(program));
   exitOverrideAll(program);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? 0 : 2;
-    }
-    if (isCliError(err)) {
-      process.stderr.write(`${describeCliError(err)}\n`);
-      return err.exitCode;
-    }
-    if (err instanceof WirewatchError) {
-      process.stderr.write(`wirewatch: ${err.code}: ${err.message}\n`);
-      return err.status < 500 ? 2 : 1;
-    }
-    process.stderr.write(`wirewatch: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    // --help and --version end by a CommanderError with exit code 0.
+    if (err instanceof CommanderError && err.exitCode === 0) return 0;
+    // A group called without its subcommand has printed its help on stderr.
+    const { line, exitCode } = reportOf(
+      err instanceof CommanderError && err.code === 'commander.help'
+        ? new UsageError('a command is missing: the help above lists them')
+        : err,
+    );
+    process.stderr.write(`${line}\n`);
+    return exitCode;
   }
 }
 
-/** Usage errors anywhere in the tree exit 2 instead of ending the process from commander. */
+/**
+ * Usage errors anywhere in the tree exit 2 instead of ending the process from commander, and
+ * are printed by main in the one error format instead of commander's `error: …`.
+ */
 function exitOverrideAll(command: Command): void {
-  for (const sub of command.commands) {
-    sub.exitOverride();
-    exitOverrideAll(sub);
-  }
+  command.exitOverride().configureOutput({ outputError: () => undefined });
+  for (const sub of command.commands) exitOverrideAll(sub);
+}
+
+/**
+ * `wirewatch help [COMMAND…]`: the help of any command, however deep (`help capture create`);
+ * commander's own help command reaches only the first level.
+ */
+function helpCommand(program: Command): Command {
+  return new Command('help')
+    .description('show the help of a command: wirewatch help capture create')
+    .argument('[command...]', 'the command, as typed after wirewatch')
+    .action((names: string[]) => {
+      let command = program;
+      for (const name of names) {
+        const sub = command.commands.find((c) => c.name() === name || c.aliases().includes(name));
+        if (sub === undefined) {
+          const known = command.commands.map((c) => c.name()).join(', ');
+          throw new UsageError(
+            `${fullName(command)} ${name} is not a command (${fullName(command)} has: ${known})`,
+          );
+        }
+        command = sub;
+      }
+      command.outputHelp();
+    });
+}
+
+function fullName(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -58,6 +58,12 @@ export const errorCodes = {
   CaptureNotRunning: { status: 409, area: 'streams' },
   // The server itself
   InternalServerError: { status: 500, area: 'server' },
+  // The command line (the CLI's own errors; never sent by the API, the status is the nearest)
+  InvalidCommandLine: { status: 400, area: 'cli' },
+  InterfaceNotFound: { status: 400, area: 'cli' },
+  ServerUnreachable: { status: 503, area: 'cli' },
+  TlsFailure: { status: 502, area: 'cli' },
+  CommandFailed: { status: 500, area: 'cli' },
 } as const satisfies Record<string, { status: number; area: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

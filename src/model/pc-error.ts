@@ -67,6 +67,12 @@ const fromRegistry: Readonly<Record<ErrorCode, PcError>> = {
   CaptureStillRunning: 'InternalError',
   RangeNotSatisfiable: 'InternalError',
   InternalServerError: 'InternalError',
+  // The CLI's own codes: never a capture's.
+  InvalidCommandLine: 'InternalError',
+  InterfaceNotFound: 'InternalError',
+  ServerUnreachable: 'InternalError',
+  TlsFailure: 'InternalError',
+  CommandFailed: 'InternalError',
 };
 
 /**

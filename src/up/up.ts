@@ -10,8 +10,7 @@
  *   agent/     the local agent's agent.json and journal
  *   captures/  the local agent's capture root (local files of captures)
  */
-import { constants } from 'node:fs';
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyServerOptions } from 'fastify';
@@ -19,7 +18,7 @@ import { createAgent, type Agent } from '../agent/agent.js';
 import { silentLog, type AgentLog } from '../agent/agent-log.js';
 import { readIdentity } from '../agent/enroll.js';
 import { startAzurite, type Azurite } from '../blob/azurite.js';
-import { isValidInterfaceName } from '../capture/interface-addresses.js';
+import { checkInterfaceExists } from '../capture/interface-addresses.js';
 import { defaultRouteInterface } from '../cli/agent.js';
 import { WirewatchError } from '../model/errors.js';
 import {
@@ -140,7 +139,7 @@ export async function startUp(options: UpOptions): Promise<Up> {
     captures: path.join(dataDir, 'captures'),
   };
   const iface = options.interface ?? (await defaultRouteInterface());
-  await checkInterface(iface);
+  await checkInterfaceExists(iface);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await mkdir(dirs.captures, { recursive: true, mode: 0o700 });
 
@@ -289,25 +288,6 @@ export async function startUp(options: UpOptions): Promise<Up> {
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;
-  }
-}
-
-async function checkInterface(iface: string): Promise<void> {
-  if (!isValidInterfaceName(iface)) {
-    throw new WirewatchError(
-      'InvalidRequestContent',
-      `--interface: ${JSON.stringify(iface)} is not an interface name`,
-      { target: 'interface' },
-    );
-  }
-  try {
-    await access(path.join('/sys/class/net', iface), constants.F_OK);
-  } catch {
-    throw new WirewatchError(
-      'InvalidRequestContent',
-      `--interface: this host has no interface "${iface}" (see: ip link)`,
-      { target: 'interface' },
-    );
   }
 }
 

@@ -193,3 +193,40 @@ export function timeFirst(row: string): [time: string, ...rest: string[]] {
   if (!m) throw new Error(`no time in the first column of: ${row}`);
   return [m[1]!, ...m[2]!.split(/ +/)];
 }
+
+/**
+ * `wirewatch ARGS` under `script`, which gives it a terminal on stdin, stdout and stderr; with
+ * stdin 'pipe', what is written to it is typed. `env` values of undefined remove the variable.
+ */
+export function spawnInTerminal(
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+  stdin: 'ignore' | 'pipe' = 'ignore',
+): ChildProcess {
+  const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, cli, ...args].map(quote).join(' ');
+  return spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
+    stdio: [stdin, 'pipe', 'pipe'],
+    env: Object.fromEntries(
+      Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined),
+    ),
+  });
+}
+
+/**
+ * Runs `wirewatch ARGS` in a terminal ({@link spawnInTerminal}) to its end: its exit code and what
+ * the terminal showed (stdout and stderr together, `\r\n` line ends).
+ */
+export function runInTerminal(
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawnInTerminal(args, env);
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, output }));
+  });
+}
