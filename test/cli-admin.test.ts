@@ -964,7 +964,7 @@ describe(
         expect(r).toMatchObject({ code: 3, stdout: '' });
         expect(r.stderr).toMatch(
           new RegExp(
-            `^wirewatch: cannot reach http://127\\.0\\.0\\.1:${port}: [^\\n]*ECONNREFUSED[^\\n]*\\n$`,
+            `^wirewatch: ServerUnreachable: cannot reach http://127\\.0\\.0\\.1:${port}: [^\\n]*ECONNREFUSED[^\\n]*\\n$`,
           ),
         );
       });
@@ -976,7 +976,7 @@ describe(
           const r = await ww(['admin', 'subscription', 'list'], { home: home('none'), env });
           expect(r).toMatchObject({ code: 3, stdout: '' });
           expect(r.stderr).toMatch(
-            /^wirewatch: TLS failure talking to https:[^\n]*WIREWATCH_CA[^\n]*\n$/,
+            /^wirewatch: TlsFailure: TLS failure talking to https:[^\n]*WIREWATCH_CA[^\n]*\n$/,
           );
           const ok = await ww(['admin', 'subscription', 'list'], {
             home: home('none'),

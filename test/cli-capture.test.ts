@@ -788,7 +788,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       expect(r.code, r.stderr).toBe(3);
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(
-        /^wirewatch: download interrupted after \d+ bytes \(kept in .+\.part\)/,
+        /^wirewatch: ServerUnreachable: download interrupted after \d+ bytes \(kept in .+\.part\)/,
       );
     } finally {
       await cut.close();
