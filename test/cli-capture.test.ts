@@ -1149,7 +1149,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^long\tRunning\t/);
     expect(r.stderr).toMatch(
-      /^wirewatch: timed out after 1 s: packet capture 'long' is Running\n$/,
+      /^wirewatch: WaitTimedOut: timed out after 1 s: packet capture 'long' is Running\n$/,
     );
     ok(await ww(['capture', 'delete', ...at, '-n', 'long', '--wait']));
   });

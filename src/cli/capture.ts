@@ -560,7 +560,7 @@ function waitCommand(): Command {
           const last = await queryStatus(client, ref);
           printResult(output, last, STATUS_COLUMNS);
           process.stderr.write(
-            `wirewatch: timed out after ${o.timeout} s: packet capture '${ref.name}' is ${last.packetCaptureStatus}\n`,
+            `wirewatch: WaitTimedOut: timed out after ${o.timeout} s: packet capture '${ref.name}' is ${last.packetCaptureStatus}\n`,
           );
           process.exitCode = 1;
           return;

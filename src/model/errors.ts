@@ -61,6 +61,7 @@ export const errorCodes = {
   // The command line (the CLI's own errors; never sent by the API, the status is the nearest)
   InvalidCommandLine: { status: 400, area: 'cli' },
   InterfaceNotFound: { status: 400, area: 'cli' },
+  WaitTimedOut: { status: 408, area: 'cli' },
   ServerUnreachable: { status: 503, area: 'cli' },
   TlsFailure: { status: 502, area: 'cli' },
   CommandFailed: { status: 500, area: 'cli' },

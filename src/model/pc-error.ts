@@ -70,6 +70,7 @@ const fromRegistry: Readonly<Record<ErrorCode, PcError>> = {
   // The CLI's own codes: never a capture's.
   InvalidCommandLine: 'InternalError',
   InterfaceNotFound: 'InternalError',
+  WaitTimedOut: 'InternalError',
   ServerUnreachable: 'InternalError',
   TlsFailure: 'InternalError',
   CommandFailed: 'InternalError',
