@@ -105,16 +105,8 @@ describe('wirewatch capture: help and usage errors', () => {
     expect(r.stderr).toMatch(message);
     expect(r.stdout).toBe('');
   });
-});
 
-describe('wirewatch: one error format, `wirewatch: CODE: message`', () => {
-  let config: string;
-  beforeAll(async () => {
-    config = await mkdtemp(path.join(tmpdir(), 'ww-cli-errors-'));
-  });
-  afterAll(async () => {
-    if (config) await rm(config, { recursive: true, force: true });
-  });
+  // One error format, `wirewatch: CODE: message`, commander's usage errors included.
   const env = () => ({ ...clean, XDG_CONFIG_HOME: config });
 
   it.each([
@@ -145,15 +137,15 @@ describe('wirewatch: one error format, `wirewatch: CODE: message`', () => {
       'InvalidCommandLine: wirewatch capture nosuch is not a command (wirewatch capture has: create, show, show-status, list, stop, delete, wait, download, stream)',
     ],
   ])('%s: exit 2 and one line', async (_name, args, line) => {
-    const r = await runCli(args, env());
+    const r = await ww(args);
     expect(r.stderr).toBe(`wirewatch: ${line}\n`);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
   });
 
   it('wirewatch help capture create shows the help of create', async () => {
-    const help = await runCli(['help', 'capture', 'create'], env());
-    const direct = await runCli(['capture', 'create', '--help'], env());
+    const help = await ww(['help', 'capture', 'create']);
+    const direct = await ww(['capture', 'create', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: wirewatch capture create \[options\]\n/);
     expect(help.stdout).toBe(direct.stdout);
