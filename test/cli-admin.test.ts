@@ -832,31 +832,34 @@ describe(
           ]),
           'StorageAccountAccessDenied',
         );
-        refused(
-          await owner([
-            'storage',
-            'add',
-            '-g',
-            'captures',
-            '-n',
-            'bad',
-            '--connection-string',
-            'AccountName=x;Nonsense',
-          ]),
-          'InvalidConnectionString',
+        // The refusals name the options typed, not the body's fields.
+        const badString = await owner([
+          'storage',
+          'add',
+          '-g',
+          'captures',
+          '-n',
+          'bad',
+          '--connection-string',
+          'AccountName=x;Nonsense',
+        ]);
+        refused(badString, 'InvalidConnectionString');
+        expect(badString.stderr).toMatch(
+          /^wirewatch: InvalidConnectionString: --connection-string: /,
         );
-        refused(
-          await owner([
-            'storage',
-            'add',
-            '-g',
-            'captures',
-            '-n',
-            'Bad_Name',
-            '--connection-string',
-            cs,
-          ]),
-          'InvalidResourceName',
+        const badName = await owner([
+          'storage',
+          'add',
+          '-g',
+          'captures',
+          '-n',
+          'Bad_Name',
+          '--connection-string',
+          cs,
+        ]);
+        refused(badName, 'InvalidResourceName');
+        expect(badName.stderr).toBe(
+          'wirewatch: InvalidResourceName: --name "Bad_Name" is not a valid storage account name: 3 to 24 lower-case letters and digits\n',
         );
         usage(await owner(['storage', 'add', '-g', 'captures', '-n', 'x']), /--connection-string/);
         usage(

@@ -9,7 +9,7 @@ import { captureLimitBounds } from '../capture/limits.js';
 import { filtersJson } from './format.js';
 import type { ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
-import { describeCliError, RefusedError, UsageError } from './cli-errors.js';
+import { describeCliError, UsageError } from './cli-errors.js';
 import { captureDownloadCommand } from './capture-download.js';
 import { captureStreamCommand } from './capture-stream.js';
 import {
@@ -36,7 +36,7 @@ import {
   waitForStatus,
   type CaptureStatus,
 } from './capture-status.js';
-import { inOptionWords, type OptionFields } from './option-words.js';
+import { refusalInOptionWords, type OptionFields } from './option-words.js';
 import { printResult, type Column } from './output.js';
 import {
   defaultHint,
@@ -198,14 +198,12 @@ const CREATE_FIELDS: OptionFields = {
 
 /** The server's refusal of a create, about the option the user typed rather than the field. */
 function inCreateWords(err: unknown, o: CreateOptions, properties: unknown): unknown {
-  if (!(err instanceof RefusedError)) return err;
   // --file-path goes to localPath with --continuous-capture (Azure's rule): name what was typed.
   const fields =
     o.localPath === undefined
       ? { ...CREATE_FIELDS, 'storageLocation.localPath': '--file-path' }
       : CREATE_FIELDS;
-  const message = inOptionWords(err, fields, properties);
-  return message === undefined ? err : new RefusedError(err.status, err.code, message, err.target);
+  return refusalInOptionWords(err, fields, properties);
 }
 
 function createCommand(): Command {

@@ -5,6 +5,8 @@
  * only says which of its options sets which field.
  */
 
+import { RefusedError } from './cli-errors.js';
+
 /** A command's options by the field they set (the path under `properties`), e.g. `filters`. */
 export type OptionFields = Readonly<Record<string, string>>;
 
@@ -42,8 +44,19 @@ export function inOptionWords(
   ) {
     return `${where}: ${String(value)} is a ${typeof value}; write it as a string, "${String(value)}"`;
   }
-  // `--time-limit 20000 is above …` for a whole option; `--filters [0].localPort: …` inside one.
-  return rest === '' && rule !== err.message ? `${where} ${rule}` : `${where}: ${rule}`;
+  // `--time-limit 20000 is above …` when the rule begins with the value given to a whole option;
+  // otherwise `--filters [0].localPort: …`, `--connection-string: AccountKey …`.
+  return rest === '' && /^[-\d"]/.test(rule) ? `${where} ${rule}` : `${where}: ${rule}`;
+}
+
+/**
+ * The server's refusal of a request that options filled in, said about those options (see
+ * {@link inOptionWords}); any other error as it is.
+ */
+export function refusalInOptionWords(err: unknown, fields: OptionFields, sent: unknown): unknown {
+  if (!(err instanceof RefusedError)) return err;
+  const message = inOptionWords(err, fields, sent);
+  return message === undefined ? err : new RefusedError(err.status, err.code, message, err.target);
 }
 
 /** The value at a field path (`filters[0].localPort`) of `root`. */

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { apiCommand, withClient } from './cli-context.js';
 import { UsageError } from './cli-errors.js';
+import { refusalInOptionWords, type OptionFields } from './option-words.js';
 import { printResult, type Column } from './output.js';
 import { listValue, requireResourceGroup, resolveSubscription, segment } from './resource-scope.js';
 
@@ -84,13 +85,25 @@ Examples:
         const resourceGroup = requireResourceGroup(client, o.resourceGroup);
         const connectionString = await readConnectionString(o.connectionString);
         const path = accountsPath(await resolveSubscription(client));
-        const reply = await client.request('POST', path, {
-          body: { name: o.name, resourceGroup, connectionString },
-        });
+        const reply = await client
+          .request('POST', path, {
+            body: { name: o.name, resourceGroup, connectionString },
+          })
+          .catch((err: unknown) => {
+            // Nothing sent is passed for hints: the connection string is never echoed.
+            throw refusalInOptionWords(err, ADD_FIELDS, {});
+          });
         printResult(output, reply.body as StorageAccount, COLUMNS);
       }),
     );
 }
+
+/** The fields of a storage account registration, by the option of `storage add` that sets them. */
+const ADD_FIELDS: OptionFields = {
+  name: '--name',
+  resourceGroup: '--resource-group',
+  connectionString: '--connection-string',
+};
 
 /** The value of --connection-string: literal, `@FILE`, or `-` for stdin; never echoed. */
 async function readConnectionString(value: string): Promise<string> {
