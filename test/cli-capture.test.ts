@@ -722,6 +722,17 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     expect(piped.code, piped.stderr).toBe(0);
     expect(piped.stderr).toBe('');
     expect(piped.stdoutBytes.equals(local)).toBe(true);
+    // A reader that quits first (`| head -c 100`): exit 0, nothing on stderr (no EPIPE trace).
+    const early = await run('sh', [
+      '-c',
+      '{ ( XDG_CONFIG_HOME="$1" "$2" "$3" capture download -n web -l "$4" --file - 2>&3; echo "exit $?" >&3 ) | head -c 100 >/dev/null; } 3>&1',
+      'sh',
+      config,
+      process.execPath,
+      cli,
+      L,
+    ]);
+    expect(early.stdout).toBe('exit 0\n');
 
     const table = ok(await ww(['capture', 'download', 'web', ...at, '--file', out, '-o', 'table']));
     const mib = (local.length / 1024 ** 2).toFixed(1);

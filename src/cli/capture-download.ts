@@ -207,18 +207,38 @@ async function toStdout(client: ApiClient, ref: CaptureRef, format: Format): Pro
   const res = await client.open('GET', contentUrl(client, ref, format));
   if ((res.statusCode ?? 0) !== 200) return refuse(res);
   const bar = new ProgressBar(lengthOf(res), 0);
+  // The reader went away (`| head -c 100`, `tshark -c 10`): not a failure of the download.
+  let readerGone = false;
+  const onError = (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') readerGone = true;
+    res.destroy();
+  };
+  process.stdout.on('error', onError);
   let written: number;
   try {
     written = await copy(
       res,
       async (chunk) => {
+        if (readerGone) return;
         if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       },
       bar,
       0,
-    );
+    ).catch((err: NodeJS.ErrnoException) => {
+      if (readerGone || err.code === 'EPIPE') {
+        readerGone = true;
+        return 0;
+      }
+      throw err;
+    });
   } finally {
     bar.done();
+    // Once the reader is gone, writes still queued fail too: the listener stays to take them.
+    if (!readerGone) process.stdout.off('error', onError);
+  }
+  if (readerGone) {
+    res.destroy();
+    return;
   }
   const expected = lengthOf(res);
   if (!res.complete || (expected !== undefined && written !== expected)) {
