@@ -149,6 +149,16 @@ describe('wirewatch capture: help and usage errors', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^Usage: wirewatch capture create \[options\]\n/);
     expect(help.stdout).toBe(direct.stdout);
+    // A reader that is gone before the help is written (`| true`): exit 0, no EPIPE trace.
+    const gone = await run('sh', [
+      '-c',
+      '{ ( XDG_CONFIG_HOME="$1" "$2" "$3" help capture create 2>&3; echo "exit $?" >&3 ) | true; } 3>&1',
+      'sh',
+      config,
+      process.execPath,
+      cli,
+    ]);
+    expect(gone.stdout).toBe('exit 0\n');
   });
 
   it('pcap bytes on a terminal: download --file - refuses as stream does (same line, exit 2)', async () => {

@@ -166,14 +166,12 @@ function runStream(o: RunStreamOptions): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
 
-    out.on('error', (err: NodeJS.ErrnoException) => {
-      // The reader went away (`| head`, tcpdump -c): not a failure of the stream.
+    out.on('error', () => {
+      // The reader went away (`| head`, tcpdump -c): not a failure of the stream. (main says
+      // what a failure other than EPIPE was.)
       readerGone = true;
       socket.close(1000, 'reader gone');
       setTimeout(() => socket.terminate(), 2000).unref();
-      if (err.code !== 'EPIPE') {
-        process.stderr.write(`wirewatch: CommandFailed: cannot write to stdout: ${err.message}\n`);
-      }
     });
 
     socket.on('unexpected-response', (_request, response) => {

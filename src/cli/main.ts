@@ -39,6 +39,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addCommand(auditCommand())
     .addCommand(completionCommand());
   program.helpCommand(false).addCommand(helpCommand(program));
+  // A reader that quits first (`wirewatch … | head -1`) is no failure: what is left to write is
+  // dropped (stream and download stop reading as well). Any other write error is one line.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') return;
+    process.stderr.write(`wirewatch: CommandFailed: cannot write to stdout: ${err.message}\n`);
+    process.exitCode = 1;
+  });
   exitOverrideAll(program);
   try {
     await program.parseAsync([...argv], { from: 'user' });
