@@ -9,7 +9,7 @@ import { captureLimitBounds } from '../capture/limits.js';
 import { filtersJson } from './format.js';
 import type { ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
-import { describeCliError, UsageError } from './cli-errors.js';
+import { describeCliError, RefusedError, UsageError } from './cli-errors.js';
 import { captureDownloadCommand } from './capture-download.js';
 import { captureStreamCommand } from './capture-stream.js';
 import {
