@@ -642,7 +642,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       expect({ code: several.code, stdout: several.stdout, stderr: several.stderr }).toEqual({
         code: 2,
         stdout: '',
-        stderr: `wirewatch: -l/--location is required: subscription '${tenant.subscriptionId}' has network watchers in 2 locations (eastus, westeurope); pass -l LOCATION, or set a default: wirewatch configure --defaults location=LOCATION\n`,
+        stderr: `wirewatch: InvalidCommandLine: -l/--location is required: subscription '${tenant.subscriptionId}' has network watchers in 2 locations (eastus, westeurope); pass -l LOCATION, or set a default: wirewatch configure --defaults location=LOCATION\n`,
       });
       expect((await ww(['capture', 'show', '-n', 'web'])).code).toBe(2);
       expect(
@@ -671,7 +671,7 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
       // An empty value clears a default.
       expect(json(await ww(['configure', '--defaults', 'location=', 'group=']))).toEqual([]);
       expect((await ww(['vm', 'show', '-n', 'host-a'])).stderr).toMatch(
-        /^wirewatch: -g\/--resource-group and -n\/--name are required \(or --ids\); -g may come from a default: wirewatch configure --defaults group=RG\n$/,
+        /^wirewatch: InvalidCommandLine: -g\/--resource-group and -n\/--name are required \(or --ids\); -g may come from a default: wirewatch configure --defaults group=RG\n$/,
       );
       const bad = await ww(['configure', '--defaults', 'region=eastus']);
       expect(bad.code).toBe(2);
