@@ -191,6 +191,7 @@ const CREATE_FIELDS: OptionFields = {
   'storageLocation.localPath': '--local-path',
   filters: '--filters',
   continuousCapture: '--continuous-capture',
+  includeOwnTraffic: '--include-own-traffic',
   'captureSettings.fileCount': '--file-count',
   'captureSettings.fileSizeInBytes': '--file-size',
   'captureSettings.sessionTimeLimitInSeconds': '--session-time-limit',
