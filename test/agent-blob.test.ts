@@ -19,7 +19,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
 import { createJsonLineLog } from '../src/agent/agent-log.js';
 import type { JournalEntry } from '../src/agent/journal.js';
-import { startFakeServer, type FakeServer } from '../src/agent/test-fake-server.js';
+import { startFakeServer, type FakeServer } from './support/fake-server.js';
 import {
   AZURITE_ACCOUNT_KEY,
   AZURITE_ACCOUNT_NAME,

@@ -1,6 +1,6 @@
 /**
  * The agent end to end on the lab: real tcpdump on a veth inside a network namespace, driven
- * through the channel protocol by a fake server (src/agent/test-fake-server.ts), with tshark
+ * through the channel protocol by a fake server (test/support/fake-server.ts), with tshark
  * as the judge of the capture files. The crash and signal tests run the built binary.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
 import { createJsonLineLog } from '../src/agent/agent-log.js';
 import type { JournalEntry } from '../src/agent/journal.js';
-import { startFakeServer, type FakeServer } from '../src/agent/test-fake-server.js';
+import { startFakeServer, type FakeServer } from './support/fake-server.js';
 import type { CaptureAssignment } from '../src/model/channel.js';
 import { isRoot, run } from './lab/exec.js';
 import { createLab, type Lab } from './lab/lab.js';

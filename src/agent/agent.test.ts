@@ -27,7 +27,7 @@ import { createJsonLineLog } from './agent-log.js';
 import { backoffDelay } from './backoff.js';
 import { EnrollmentRefusedError } from './enroll.js';
 import type { JournalEntry } from './journal.js';
-import { startFakeServer, type FakeServer } from './test-fake-server.js';
+import { startFakeServer, type FakeServer } from '../../test/support/fake-server.js';
 
 const subscriptionId = randomUUID();
 

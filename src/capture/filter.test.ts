@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
-import { bpfInstructions, isRoot } from '../pcap/test-tools.js';
+import { bpfInstructions, isRoot } from '../../test/support/pcap-tools.js';
 import { BPF_MATCH_NOTHING, compileBpf } from './bpf.js';
 import { filterLimits, parseFilter, parseFilters } from './filter.js';
 import type {

@@ -15,7 +15,7 @@ import {
   tryParseCidr,
   tryParseIpv6,
 } from './ip.js';
-import { random } from './test-random.js';
+import { random } from '../../test/support/random.js';
 
 describe('IPv4', () => {
   it.each([

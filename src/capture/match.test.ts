@@ -11,7 +11,7 @@ import { parseFilters } from './filter.js';
 import type { HostAddress, PacketCaptureFilter } from './filter-spec.js';
 import { parseIpAddress } from './ip.js';
 import { matchesFilters } from './match.js';
-import { random } from './test-random.js';
+import { random } from '../../test/support/random.js';
 
 const execFileAsync = promisify(execFile);
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bpfInstructions, isRoot } from '../pcap/test-tools.js';
+import { bpfInstructions, isRoot } from '../../test/support/pcap-tools.js';
 import { BPF_MATCH_NOTHING, compileBpf } from './bpf.js';
 import { parseFilters } from './filter.js';
 import { tryParseIpAddress, type IpAddress } from './ip.js';

@@ -16,8 +16,13 @@ import {
   sll2,
   tcp,
   udp,
-} from './test-frames.js';
-import { makeTempDir, removeTempDir, summarize, tsharkSummaries } from './test-tools.js';
+} from '../../test/support/pcap-frames.js';
+import {
+  makeTempDir,
+  removeTempDir,
+  summarize,
+  tsharkSummaries,
+} from '../../test/support/pcap-tools.js';
 import { LinkType } from './types.js';
 import type { DecodedIp } from './types.js';
 import { createPcapWriter } from './writer.js';

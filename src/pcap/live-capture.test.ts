@@ -20,8 +20,8 @@ import {
   summarize,
   tsharkFields,
   tsharkSummaries,
-} from './test-tools.js';
-import type { TcpdumpCapture } from './test-tools.js';
+} from '../../test/support/pcap-tools.js';
+import type { TcpdumpCapture } from '../../test/support/pcap-tools.js';
 import { LinkType } from './types.js';
 import type { DecodedPacket, PcapRecord } from './types.js';
 

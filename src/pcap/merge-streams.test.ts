@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
 import { mergePcaps } from './merge.js';
 import { mergePcapStreams, type PcapStreamInput } from './merge-streams.js';
-import { makeTempDir, removeTempDir } from './test-tools.js';
+import { makeTempDir, removeTempDir } from '../../test/support/pcap-tools.js';
 import type { TimestampPrecision } from './types.js';
 import { createPcapWriter } from './writer.js';
 

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
 import { mergePcaps } from './merge.js';
 import { openPcapFile } from './reader.js';
-import { makeTempDir, removeTempDir, tsharkFields } from './test-tools.js';
+import { makeTempDir, removeTempDir, tsharkFields } from '../../test/support/pcap-tools.js';
 import type { ByteOrder, PcapRecord, TimestampPrecision } from './types.js';
 import { createPcapWriter } from './writer.js';
 

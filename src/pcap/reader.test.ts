@@ -4,7 +4,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
 import { encodeFileHeader, encodeRecordHeader } from './format.js';
 import { createPcapParser, openPcapFile, readPcapFile, repairPcapFile } from './reader.js';
-import { makeTempDir, removeTempDir, runTool, TSHARK, tsharkFields } from './test-tools.js';
+import {
+  makeTempDir,
+  removeTempDir,
+  runTool,
+  TSHARK,
+  tsharkFields,
+} from '../../test/support/pcap-tools.js';
 import type { PcapFileHeader, PcapRecord } from './types.js';
 import { encodeRecord } from './writer.js';
 

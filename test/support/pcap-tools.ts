@@ -1,6 +1,6 @@
 /**
- * Test helpers for src/pcap: temp dirs, and the real tcpdump and tshark as references. Not part
- * of the build (tsconfig.build.json leaves out src/**\/test-*.ts).
+ * Test helpers for src/pcap: temp dirs, and the real tcpdump and tshark as references. Test
+ * support, not part of the build (tsconfig.build.json builds only test/lab of test/).
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -8,9 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { decodePacket } from './decode.js';
-import { createPcapParser, openPcapFile } from './reader.js';
-import type { DecodedPacket } from './types.js';
+import { decodePacket } from '../../src/pcap/decode.js';
+import { createPcapParser, openPcapFile } from '../../src/pcap/reader.js';
+import type { DecodedPacket } from '../../src/pcap/types.js';
 
 export const TSHARK = '/usr/bin/tshark';
 export const TCPDUMP = '/usr/bin/tcpdump';

@@ -18,7 +18,7 @@ import {
   type AgentMessage,
   type EnrollRequest,
   type ServerMessage,
-} from '../model/channel.js';
+} from '../../src/model/channel.js';
 
 const enrollCheck = Compile(EnrollRequestSchema);
 
