@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseProcNetRoute } from '../cli/agent.js';
 import {
   CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
@@ -603,17 +602,6 @@ describe('helpers', () => {
     expect(backoffDelay(3, 250, 15_000, () => 1)).toBe(2000);
     expect(backoffDelay(50, 250, 15_000, () => 1)).toBe(15_000);
     expect(backoffDelay(50, 250, 15_000, () => 0)).toBe(7500);
-  });
-
-  it('finds the default route in /proc/net/route', () => {
-    const table = [
-      'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT',
-      'eth1\t00000000\t0102A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0',
-      'eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0',
-      'eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0',
-    ].join('\n');
-    expect(parseProcNetRoute(table)).toBe('eth0');
-    expect(parseProcNetRoute(table.split('\n').slice(0, 1).join('\n'))).toBeUndefined();
   });
 });
 

@@ -18,8 +18,8 @@ import { createAgent, type Agent } from '../agent/agent.js';
 import { silentLog, type AgentLog } from '../agent/agent-log.js';
 import { readIdentity } from '../agent/enroll.js';
 import { startAzurite, type Azurite } from '../blob/azurite.js';
+import { defaultRouteInterface } from '../capture/default-route.js';
 import { checkInterfaceExists } from '../capture/interface-addresses.js';
-import { defaultRouteInterface } from '../cli/agent.js';
 import { WirewatchError } from '../model/errors.js';
 import {
   isLoopback,
