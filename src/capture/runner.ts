@@ -8,6 +8,7 @@ import { access, mkdtemp, rm, stat, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WirewatchError } from '../model/errors.js';
+import type { SessionStopReason } from '../model/stop-reason.js';
 import {
   compareTimestamp,
   FILE_HEADER_LENGTH,
@@ -44,7 +45,7 @@ import {
 } from './tcpdump.js';
 
 /** Why a capture ended. AgentRestarted and TargetDeleted are added by the agent and server. */
-export type StopReason = 'TimeExceeded' | 'SessionBytesExceeded' | 'ManualIntervention' | 'Error';
+export type StopReason = Exclude<SessionStopReason, 'AgentRestarted' | 'TargetDeleted'>;
 
 export interface CaptureProgress {
   /** Packets written to the capture file(s): whole records, counted from the file(s). */

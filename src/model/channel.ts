@@ -12,6 +12,15 @@
  */
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { StopReasonSchema, StopRequestReasonSchema } from './stop-reason.js';
+
+// The stop reasons are the channel's too; their home is stop-reason.ts.
+export {
+  StopReasonSchema,
+  StopRequestReasonSchema,
+  type SessionStopReason,
+  type StopRequestReason,
+} from './stop-reason.js';
 
 export const CHANNEL_PATH = '/api/v1/agent/channel';
 export const ENROLL_PATH = '/api/v1/agent/enroll';
@@ -74,25 +83,6 @@ const Time = Type.Refine(
   isChannelTime,
   () => 'must be a real date-time between 2000 and 2200',
 );
-
-/** Why a capture ended, as the API reports it (docs/errors.md "Stop reasons"). */
-export const StopReasonSchema = Type.Union([
-  Type.Literal('TimeExceeded'),
-  Type.Literal('SessionBytesExceeded'),
-  Type.Literal('ManualIntervention'),
-  Type.Literal('AgentRestarted'),
-  Type.Literal('TargetDeleted'),
-  Type.Literal('Error'),
-]);
-export type SessionStopReason = Static<typeof StopReasonSchema>;
-
-/** Why the server asks an agent to stop a session. */
-export const StopRequestReasonSchema = Type.Union([
-  Type.Literal('ManualIntervention'),
-  Type.Literal('TargetDeleted'),
-  Type.Literal('TimeExceeded'),
-]);
-export type StopRequestReason = Static<typeof StopRequestReasonSchema>;
 
 export const ChannelFilterSchema = Type.Object({
   protocol: Type.Optional(Type.String({ maxLength: 8 })),

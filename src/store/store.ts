@@ -8,6 +8,7 @@
  * case-insensitively where Azure does (resource groups, watchers, captures, VMs), so records keep
  * the casing they were created with and lookups fold case. Every method is atomic.
  */
+import type { SessionStopReason } from '../model/stop-reason.js';
 
 export type Role = 'Reader' | 'Contributor' | 'Owner';
 
@@ -97,13 +98,7 @@ export interface NetworkWatcherRecord {
 /** Status as stored. `Unknown` is never stored: it is derived when the agent is unreachable. */
 export type SessionStatus = 'NotStarted' | 'Running' | 'Stopped' | 'Error';
 
-export type SessionStopReason =
-  | 'TimeExceeded'
-  | 'SessionBytesExceeded'
-  | 'ManualIntervention'
-  | 'AgentRestarted'
-  | 'TargetDeleted'
-  | 'Error';
+export type { SessionStopReason };
 
 export interface SessionError {
   readonly code: string;
