@@ -17,7 +17,7 @@ import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles } from '../capture/ring-buffer.js';
 import type { AgentMessage, ChannelError, ServerMessage } from '../model/channel.js';
-import { BINARY_FRAME_ID_LENGTH } from '../model/channel.js';
+import { BINARY_FRAME_ID_LENGTH, toChannelError } from '../model/channel.js';
 import type { AgentLog } from './agent-log.js';
 import type { JournalEntry } from './journal.js';
 
@@ -192,9 +192,8 @@ function isInside(root: string, candidate: string): boolean {
  */
 function toReadError(err: unknown): ChannelError {
   if (err instanceof ReadRefused) return { code: err.code, message: err.message };
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  const message = (err instanceof Error ? err.message : String(err)).slice(0, 4096);
-  if (code === 'ENOENT' || code === 'ENOTDIR') return { code: 'CaptureFileGone', message };
-  if (code === 'ELOOP') return { code: 'InvalidCapturePath', message };
-  return { code: 'LocalFileFailed', message };
+  const errno = (err as NodeJS.ErrnoException | null)?.code;
+  if (errno === 'ENOENT' || errno === 'ENOTDIR') return toChannelError(err, 'CaptureFileGone');
+  if (errno === 'ELOOP') return toChannelError(err, 'InvalidCapturePath');
+  return toChannelError(err, 'LocalFileFailed');
 }

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { existingRingFiles, ringFileName } from '../capture/ring-buffer.js';
 import { MAX_SNAPLEN } from '../capture/tcpdump.js';
 import type { AgentMessage, ChannelError, ServerMessage } from '../model/channel.js';
-import { BINARY_FRAME_ID_LENGTH } from '../model/channel.js';
+import { BINARY_FRAME_ID_LENGTH, toChannelError } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import {
   FILE_HEADER_LENGTH,
@@ -336,7 +336,7 @@ export class LiveStream {
           // A read cut short by the stream's own end is no failure.
           if (this.#done) return;
           this.#o.log('warn', 'live stream failed', { streamId: this.streamId, error: err });
-          void this.#end({ error: streamError(err) });
+          void this.#end({ error: toChannelError(err, 'LocalFileFailed') });
         },
       );
     }, ms);
@@ -655,11 +655,4 @@ async function ringFiles(stem: string): Promise<{ index: number; path: string }[
     }))
     .filter((f) => Number.isSafeInteger(f.index) && f.index > 0)
     .sort((x, y) => x.index - y.index);
-}
-
-/** A failure while streaming, as the channel error of `streamEnd`. */
-function streamError(err: unknown): ChannelError {
-  const message = (err instanceof Error ? err.message : String(err)).slice(0, 4096);
-  if (err instanceof WirewatchError) return { code: err.code, message };
-  return { code: 'LocalFileFailed', message };
 }

@@ -25,6 +25,7 @@ import type {
   SessionStopReason,
   StopRequestReason,
 } from '../model/channel.js';
+import { toChannelError } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import { FILE_HEADER_LENGTH } from '../pcap/format.js';
 import { repairPcapFile } from '../pcap/reader.js';
@@ -205,7 +206,7 @@ export class SessionRunner {
         log('error', 'journal write failed', { error: err });
       });
     } catch (err) {
-      const detail = toChannelError(err);
+      const detail = captureError(err);
       log('warn', 'capture could not start', { error: detail });
       // The session's errors are for every Reader of the capture: a refused path reads the same
       // whatever the reason (a file is there, another capture writes it, a link, a permission),
@@ -224,7 +225,7 @@ export class SessionRunner {
           ? this.#requestedStop
           : result.stopReason,
       result,
-      ...(result.error === undefined ? {} : { error: toChannelError(result.error) }),
+      ...(result.error === undefined ? {} : { error: captureError(result.error) }),
     });
     if (claimed !== undefined) o.releasePath(claimed);
   }
@@ -345,15 +346,10 @@ export function pathRefused(filePath: string): ChannelError {
   };
 }
 
-export function toChannelError(err: unknown): ChannelError {
-  const code =
-    err instanceof WirewatchError
-      ? err.code
-      : err instanceof Error && typeof (err as { code?: unknown }).code === 'string'
-        ? 'LocalFileFailed'
-        : 'CaptureFailed';
-  const message = err instanceof Error ? err.message : String(err);
-  return { code, message: message.slice(0, 4096) };
+/** A capture's failure as a channel error: one with an errno code is the file system's. */
+function captureError(err: unknown): ChannelError {
+  const errno = err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+  return toChannelError(err, errno ? 'LocalFileFailed' : 'CaptureFailed');
 }
 
 async function existing(file: string): Promise<string[]> {
@@ -415,7 +411,7 @@ export async function recoverSession(entry: JournalEntry, log: AgentLog): Promis
         files.push(file);
       } catch (err) {
         // Left as it is for a person to look at.
-        error = toChannelError(err);
+        error = captureError(err);
         log('error', 'cannot repair a capture file', { sessionId: a.sessionId, file, error });
       }
     }

@@ -4,7 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { isChannelTime, MAX_HELLO_SESSIONS, parseAgentMessage } from './channel.js';
+import { isChannelTime, MAX_HELLO_SESSIONS, parseAgentMessage, toChannelError } from './channel.js';
+import { WirewatchError } from './errors.js';
 
 const progress = (at: string, packets: unknown = 1) =>
   JSON.stringify({
@@ -59,5 +60,29 @@ describe('lists', () => {
       });
     expect(parseAgentMessage(hello(MAX_HELLO_SESSIONS))).toBeDefined();
     expect(parseAgentMessage(hello(MAX_HELLO_SESSIONS + 1))).toBeUndefined();
+  });
+});
+
+describe('toChannelError', () => {
+  it('keeps the code of a WirewatchError and gives anything else the other code', () => {
+    expect(
+      toChannelError(new WirewatchError('InvalidCapturePath', 'no'), 'LocalFileFailed'),
+    ).toEqual({ code: 'InvalidCapturePath', message: 'no' });
+    const enoent = Object.assign(new Error('ENOENT: gone'), { code: 'ENOENT' });
+    expect(toChannelError(enoent, 'CaptureFileGone')).toEqual({
+      code: 'CaptureFileGone',
+      message: 'ENOENT: gone',
+    });
+    expect(toChannelError('thrown string', 'CaptureFailed')).toEqual({
+      code: 'CaptureFailed',
+      message: 'thrown string',
+    });
+  });
+
+  it('cuts the message to what the channel carries', () => {
+    const error = toChannelError(new Error('x'.repeat(5000)), 'CaptureFailed');
+    expect(error.message).toBe('x'.repeat(4096));
+    const end = { type: 'streamEnd', streamId: randomUUID(), packets: 0, dropped: 0, error };
+    expect(parseAgentMessage(JSON.stringify(end))).toEqual(end);
   });
 });

@@ -12,6 +12,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { WirewatchError } from './errors.js';
 import { StopReasonSchema, StopRequestReasonSchema } from './stop-reason.js';
 
 // The stop reasons are the channel's too; their home is stop-reason.ts.
@@ -115,6 +116,27 @@ function BlobTargetSchema() {
   });
 }
 
+/** The longest message a channel error carries. */
+const MAX_ERROR_MESSAGE_LENGTH = 4096;
+
+export const ChannelErrorSchema = Type.Object({
+  code: Type.String({ maxLength: 64 }),
+  message: Type.String({ maxLength: MAX_ERROR_MESSAGE_LENGTH }),
+});
+export type ChannelError = Static<typeof ChannelErrorSchema>;
+
+/**
+ * A thrown value as a channel error: a {@link WirewatchError} keeps its code, anything else gets
+ * `otherCode`; the message is cut to the length the channel carries.
+ */
+export function toChannelError(err: unknown, otherCode: string): ChannelError {
+  const message = (err instanceof Error ? err.message : String(err)).slice(
+    0,
+    MAX_ERROR_MESSAGE_LENGTH,
+  );
+  return { code: err instanceof WirewatchError ? err.code : otherCode, message };
+}
+
 /** A blob upload's outcome, reported in `uploaded` and in `hello`. */
 export const UploadReportSchema = Type.Object({
   state: Type.Union([Type.Literal('Pending'), Type.Literal('Completed'), Type.Literal('Failed')]),
@@ -122,12 +144,7 @@ export const UploadReportSchema = Type.Object({
   blobs: Type.Array(Type.Object({ url: Type.String({ maxLength: 4096 }), size: Count }), {
     maxItems: MAX_UPLOAD_BLOBS,
   }),
-  error: Type.Optional(
-    Type.Object({
-      code: Type.String({ maxLength: 64 }),
-      message: Type.String({ maxLength: 4096 }),
-    }),
-  ),
+  error: Type.Optional(ChannelErrorSchema),
 });
 export type UploadReport = Static<typeof UploadReportSchema>;
 
@@ -161,12 +178,6 @@ export const CaptureAssignmentSchema = Type.Object({
   includeOwnTraffic: Type.Optional(Type.Boolean()),
 });
 export type CaptureAssignment = Static<typeof CaptureAssignmentSchema>;
-
-export const ChannelErrorSchema = Type.Object({
-  code: Type.String({ maxLength: 64 }),
-  message: Type.String({ maxLength: 4096 }),
-});
-export type ChannelError = Static<typeof ChannelErrorSchema>;
 
 export const ProgressSchema = Type.Object({
   packets: Count,
