@@ -1,17 +1,14 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
   checkResourceGroupName,
   checkResourceName,
   normalizeLocation,
-  watcherResourceId,
 } from '../../control/resource-ids.js';
-import { isActive } from '../../control/control-plane.js';
 import { NetworkWatcherSchema, type NetworkWatcherInput } from '../../model/arm.js';
 import { WirewatchError } from '../../model/errors.js';
 import { authorize } from '../auth.js';
-import { principalOf, setOperationHeaders, type ServerContext } from '../context.js';
+import { callerOf, principalOf, setOperationHeaders, type ServerContext } from '../context.js';
 import { networkWatcherView } from '../views.js';
 
 const SUB = '/subscriptions/:subscriptionId';
@@ -40,30 +37,12 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
       const resourceGroup = checkResourceGroupName(p.resourceGroupName);
       const name = checkResourceName(p.networkWatcherName, 'networkWatcherName');
       const location = normalizeLocation(request.body.location);
-      const existing = await store.getWatcher(subscriptionId, resourceGroup, name);
-      if (existing && existing.location !== location) {
-        throw new WirewatchError(
-          'InvalidLocation',
-          `location: network watcher '${existing.name}' is in '${existing.location}'; a resource's location cannot change`,
-          { target: 'location' },
-        );
-      }
-      const other = await store.findWatcherByLocation(subscriptionId, location);
-      if (!existing && other) {
-        throw new WirewatchError(
-          'NetworkWatcherCountLimitReached',
-          `Subscription '${subscriptionId}' already has network watcher '${other.name}' (resource group '${other.resourceGroup}') in location '${location}'; there is at most one per location`,
-          { target: 'location' },
-        );
-      }
-      const { record, created } = await store.putWatcher({
+      const { record, created } = await control.putWatcher({
         subscriptionId,
         resourceGroup,
         name,
         location,
-        tags: request.body.tags ?? existing?.tags ?? {},
-        etag: randomUUID(),
-        createdAt: existing?.createdAt ?? new Date(),
+        tags: request.body.tags,
       });
       return reply.code(created ? 201 : 200).send(networkWatcherView(record));
     },
@@ -93,29 +72,13 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
     async (request, reply) => {
       const p = request.params;
       await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
-      const subscriptionId = p.subscriptionId.toLowerCase();
-      const w = await store.getWatcher(subscriptionId, p.resourceGroupName, p.networkWatcherName);
-      if (!w) return reply.code(204).send();
-      // Its captures go with it; running ones are told to stop first.
-      let page = await store.listSessions(subscriptionId, w.resourceGroup, w.name, { limit: 1000 });
-      for (;;) {
-        for (const s of page.items) {
-          if (isActive(s.status))
-            ctx.hub.send(s.vmId, { type: 'stop', sessionId: s.id, reason: 'ManualIntervention' });
-        }
-        if (!page.next) break;
-        page = await store.listSessions(subscriptionId, w.resourceGroup, w.name, {
-          limit: 1000,
-          after: page.next,
-        });
-      }
-      await store.deleteWatcher(subscriptionId, w.resourceGroup, w.name);
-      const op = await control.completedOperation(
-        'delete',
-        subscriptionId,
-        w.location,
-        watcherResourceId(subscriptionId, w.resourceGroup, w.name),
+      const op = await control.deleteWatcher(
+        p.subscriptionId.toLowerCase(),
+        p.resourceGroupName,
+        p.networkWatcherName,
+        callerOf(request),
       );
+      if (!op) return reply.code(204).send();
       setOperationHeaders(request, reply, op, 'Location');
       return reply.code(202).send();
     },
