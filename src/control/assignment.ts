@@ -3,7 +3,7 @@ import type { SessionRecord, VmRecord } from '../store/store.js';
 import type { BlobGrants } from './blob-grants.js';
 import { parseCaptureBody, type PacketCaptureBody } from './capture-parameters.js';
 import type { ControlContext } from './control-context.js';
-import { captureResourceId } from './resource-ids.js';
+import { sessionResourceId } from './resource-ids.js';
 import { plannedCapturePath } from './session-files.js';
 
 /**
@@ -15,12 +15,7 @@ export function assignmentOf(session: SessionRecord, captureRoot: string): Captu
   const parsed = parseCaptureBody({ properties: p });
   return {
     sessionId: session.id,
-    resourceId: captureResourceId(
-      session.subscriptionId,
-      session.resourceGroup,
-      session.watcherName,
-      session.name,
-    ),
+    resourceId: sessionResourceId(session),
     filePath: plannedCapturePath(session, captureRoot),
     filters: parsed.filters,
     ...parsed.limits,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SessionRecord } from '../store/store.js';
 import type { Caller, ControlContext } from './control-context.js';
-import { captureResourceId } from './resource-ids.js';
+import { sessionResourceId } from './resource-ids.js';
 
 /** One audit entry, stamped with an id and the control plane's clock. */
 export async function appendAudit(
@@ -37,12 +37,7 @@ export async function auditCapture(
   await appendAudit(ctx, caller, {
     subscriptionId: session.subscriptionId,
     action,
-    resourceId: captureResourceId(
-      session.subscriptionId,
-      session.resourceGroup,
-      session.watcherName,
-      session.name,
-    ),
+    resourceId: sessionResourceId(session),
     detail,
   });
 }

@@ -6,7 +6,7 @@ import type {
   SessionRecord,
 } from '../store/store.js';
 import type { ControlContext } from './control-context.js';
-import { captureResourceId } from './resource-ids.js';
+import { sessionResourceId } from './resource-ids.js';
 import {
   finishSession,
   forgetSession,
@@ -45,12 +45,7 @@ export class CaptureOperations {
       location: session.location,
       kind,
       sessionId: session.id,
-      resourceId: captureResourceId(
-        session.subscriptionId,
-        session.resourceGroup,
-        session.watcherName,
-        session.name,
-      ),
+      resourceId: sessionResourceId(session),
       status: 'InProgress',
       error: null,
       createdAt: now,

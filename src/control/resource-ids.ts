@@ -74,6 +74,21 @@ export function captureResourceId(
   return `${watcherResourceId(subscriptionId, resourceGroup, watcherName)}/packetCaptures/${name}`;
 }
 
+/** The ARM id of a stored capture. */
+export function sessionResourceId(session: {
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly watcherName: string;
+  readonly name: string;
+}): string {
+  return captureResourceId(
+    session.subscriptionId,
+    session.resourceGroup,
+    session.watcherName,
+    session.name,
+  );
+}
+
 export interface VmRef {
   readonly subscriptionId: string;
   readonly resourceGroup: string;
