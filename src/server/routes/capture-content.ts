@@ -295,7 +295,7 @@ async function blobSource(
   const storageId = (session.properties['storageLocation'] as { storageId?: unknown } | undefined)
     ?.storageId;
   const ref = typeof storageId === 'string' ? parseStorageAccountId(storageId) : undefined;
-  // In the capture's own subscription: creating it accepted no other (control-plane.ts).
+  // In the capture's own subscription: creating it accepted no other (control/captures.ts).
   const account = ref
     ? await store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
     : undefined;
