@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import type { StopRequestReason } from '../model/channel.js';
+import type { StopRequestReason } from '../model/stop-reason.js';
 import { WirewatchError } from '../model/errors.js';
 import type {
   OperationKind,

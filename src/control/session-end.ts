@@ -1,4 +1,4 @@
-import type { StopRequestReason } from '../model/channel.js';
+import type { StopRequestReason } from '../model/stop-reason.js';
 import type {
   SessionError,
   SessionRecord,
