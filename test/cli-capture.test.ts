@@ -1018,7 +1018,10 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     const create = await ww(createArgs('host-a', 'taken', taken, '--wait'));
     refused(create, 'LocalFileFailed');
     const refusal = fileTaken(taken);
-    expect(create.stderr).toBe(`wirewatch: LocalFileFailed: ${refusal}\n`);
+    // create names the option typed; the status (wait, show-status) keeps the agent's words.
+    expect(create.stderr).toBe(
+      `wirewatch: LocalFileFailed: ${refusal.replace(/^filePath:/, '--file-path:')}\n`,
+    );
     const waited = await ww(['capture', 'wait', ...at, '-n', 'taken', '-o', 'tsv']);
     expect(waited.code).toBe(1);
     expect(waited.stdout).toBe(`taken\tError\tError\t0\t0\t0\t\tLocalFileFailed: ${refusal}\n`);
@@ -1035,7 +1038,9 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     const quick = await ww(createArgs('host-a', 'taken-again', again, '-o', 'table'));
     expect(quick.code).toBe(1);
     expect(quick.stdout).toBe('');
-    expect(quick.stderr).toBe(`wirewatch: LocalFileFailed: ${fileTaken(again)}\n`);
+    expect(quick.stderr).toBe(
+      `wirewatch: LocalFileFailed: ${fileTaken(again).replace(/^filePath:/, '--file-path:')}\n`,
+    );
     const listed = ok(await ww(['capture', 'list', ...at, '-o', 'tsv'])).stdout.split('\n');
     expect(listed).toContain(`taken-again\tError\tError\thost-a\t18000\t${again}\t`);
   });

@@ -207,6 +207,22 @@ function inCreateWords(err: unknown, o: CreateOptions, properties: unknown): unk
   return refusalInOptionWords(err, fields, properties);
 }
 
+/**
+ * A capture that failed to start, said about the option typed: the agent's error names the
+ * field (`filePath: cannot create …`) in its message only, which `--file-path` (or
+ * `--local-path`) set.
+ */
+function startFailureInCreateWords(err: unknown, o: CreateOptions, properties: unknown): unknown {
+  if (!(err instanceof RefusedError) || err.target !== undefined) return err;
+  const field = /^(filePath|localPath): /.exec(err.message)?.[1];
+  if (field === undefined) return err;
+  // The agent says filePath for a ring's localPath too: the field is the one create sent.
+  const sent = o.localPath === undefined && o.continuousCapture !== true ? 'filePath' : 'localPath';
+  const target = `properties.storageLocation.${sent}`;
+  const message = `${target}: ${err.message.slice(field.length + 2)}`;
+  return inCreateWords(new RefusedError(err.status, err.code, message, target), o, properties);
+}
+
 function createCommand(): Command {
   return apiCommand('create')
     .description('create and start a packet capture on a VM')
@@ -359,40 +375,46 @@ function createCommand(): Command {
           });
         const started = (x: CaptureStatus) =>
           ['Running', 'Stopped', 'Error'].includes(x.packetCaptureStatus);
-        if (o.wait) {
-          const live = new LiveLine();
-          await interruptible(
-            live,
-            `wirewatch: stopped waiting; packet capture '${ref.name}' keeps running. Stop it with: ${captureCommandLine('stop', ref, location, options)}`,
-            async () => {
-              const operation = operationOf(reply.headers);
-              if (operation) {
-                await waitForOperation(client, ref, operation, live);
-              } else {
-                // An identical re-PUT answers 200 without an operation: wait on the status.
-                const s = await waitForStatus(client, ref, started, live);
-                if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
-              }
-            },
-          );
-        } else {
-          // Most failures to start (a file that exists, an interface that is gone) come within
-          // a second: report them as --wait would; a slower start is left to `capture wait`.
-          const s = await waitForStatus(
-            client,
-            ref,
-            started,
-            new LiveLine(false),
-            Date.now() + START_WATCH_MS,
-          );
-          if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
-          if (s === undefined) {
-            process.stderr.write(
-              `wirewatch: packet capture '${ref.name}' has not started yet; to see it start: ${captureCommandLine('wait', ref, location, options)} --for running\n`,
+        await watchStart().catch((err: unknown) => {
+          throw startFailureInCreateWords(err, o, properties);
+        });
+        printResult(output, await getCapture(client, ref), CAPTURE_COLUMNS);
+
+        async function watchStart(): Promise<void> {
+          if (o.wait) {
+            const live = new LiveLine();
+            await interruptible(
+              live,
+              `wirewatch: stopped waiting; packet capture '${ref.name}' keeps running. Stop it with: ${captureCommandLine('stop', ref, location, options)}`,
+              async () => {
+                const operation = operationOf(reply.headers);
+                if (operation) {
+                  await waitForOperation(client, ref, operation, live);
+                } else {
+                  // An identical re-PUT answers 200 without an operation: wait on the status.
+                  const s = await waitForStatus(client, ref, started, live);
+                  if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
+                }
+              },
             );
+          } else {
+            // Most failures to start (a file that exists, an interface that is gone) come within
+            // a second: report them as --wait would; a slower start is left to `capture wait`.
+            const s = await waitForStatus(
+              client,
+              ref,
+              started,
+              new LiveLine(false),
+              Date.now() + START_WATCH_MS,
+            );
+            if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
+            if (s === undefined) {
+              process.stderr.write(
+                `wirewatch: packet capture '${ref.name}' has not started yet; to see it start: ${captureCommandLine('wait', ref, location, options)} --for running\n`,
+              );
+            }
           }
         }
-        printResult(output, await getCapture(client, ref), CAPTURE_COLUMNS);
       });
     });
 }
