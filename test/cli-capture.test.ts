@@ -1011,6 +1011,23 @@ describe.skipIf(!isRoot)('wirewatch capture against a server and agent on the la
     );
   });
 
+  it('a capture into a storage account only shows no file in tables: its spool is gone once uploaded', async () => {
+    const args = ['capture', 'create', '-g', 'lab', '--vm', 'host-a', '-n', 'blobonly'];
+    ok(await ww([...args, '--storage-account', 'logs', '--time-limit', '1', '--wait']));
+    await waitFor(
+      async () => json<Status>(await ww(['capture', 'show-status', ...at, '-n', 'blobonly'])),
+      (s) => s.uploadState === 'Completed',
+      30_000,
+    );
+    // json keeps what the server says; the File column does not name a removed spool file.
+    const listed = ok(await ww(['capture', 'list', ...at, '-o', 'tsv'])).stdout.split('\n');
+    expect(listed).toContain('blobonly\tStopped\tTimeExceeded\thost-a\t1\t\tlogs');
+    const shown = ok(await ww(['capture', 'show', ...at, '-n', 'blobonly', '-o', 'table']));
+    expect(shown.stdout.split('\n')[2]).toMatch(
+      /^blobonly +Stopped +TimeExceeded +host-a +1 +logs$/,
+    );
+  });
+
   it('a capture that cannot start: create --wait and wait exit 1 with its error', async () => {
     // An existing file is never overwritten: the agent refuses to start the capture.
     const taken = path.join(captures(), 'taken.cap');

@@ -105,9 +105,13 @@ function timeLimitOf(p: CaptureView['properties']): number | undefined {
 
 /**
  * The capture's files: those the agent reported (a ring's `ring1_4.cap …`, which its localPath
- * only names the stem of); before a plain capture has started, the file it asked for.
+ * only names the stem of); before a plain capture has started, the file it asked for. A capture
+ * that asked for no file has none: what the agent reports is its spool, removed once uploaded.
  */
 function filesOf(p: CaptureView['properties']): readonly string[] | string | undefined {
+  if (p.storageLocation?.filePath === undefined && p.storageLocation?.localPath === undefined) {
+    return undefined;
+  }
   const files = p.status?.files ?? [];
   if (files.length > 0 || p.continuousCapture === true) return files;
   return p.storageLocation?.filePath ?? p.storageLocation?.localPath;
