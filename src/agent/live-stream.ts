@@ -29,6 +29,7 @@ import {
   parseFileHeader,
   RECORD_HEADER_LENGTH,
 } from '../pcap/format.js';
+import { PcapRecordWalker } from '../pcap/record-walker.js';
 import type { ByteOrder, TimestampPrecision } from '../pcap/types.js';
 import type { AgentLog } from './agent-log.js';
 import type { JournalEntry } from './journal.js';
@@ -206,25 +207,23 @@ export class PcapTail {
    * one ends, and the length of the first (header included) when it can be read.
    */
   #walk(buf: Buffer, length: number): { records: number; end: number; firstLength?: number } {
-    let offset = 0;
-    let records = 0;
-    let firstLength: number | undefined;
-    const le = this.#byteOrder === 'LE';
-    while (offset + RECORD_HEADER_LENGTH <= length) {
-      const captured = le ? buf.readUInt32LE(offset + 8) : buf.readUInt32BE(offset + 8);
-      if (captured > MAX_RECORD_DATA) {
-        throw new WirewatchError(
-          'InvalidPcap',
-          `${this.path}: a record at offset ${this.#offset + offset} claims ${captured} bytes, more than any capture holds`,
-        );
-      }
-      const end = offset + RECORD_HEADER_LENGTH + captured;
-      firstLength ??= end;
-      if (end > length) break;
-      records++;
-      offset = end;
+    const walker = new PcapRecordWalker(buf, this.#byteOrder, {
+      length,
+      maxCapturedLength: MAX_RECORD_DATA,
+    }).walk();
+    if (walker.badLength !== undefined) {
+      throw new WirewatchError(
+        'InvalidPcap',
+        `${this.path}: a record at offset ${this.#offset + walker.offset} claims ${walker.badLength} bytes, more than any capture holds`,
+      );
     }
-    return { records, end: offset, ...(firstLength === undefined ? {} : { firstLength }) };
+    // Only asked for when no record is whole: the length of the first one.
+    const firstLength = walker.records === 0 ? walker.pendingLength : undefined;
+    return {
+      records: walker.records,
+      end: walker.offset,
+      ...(firstLength === undefined ? {} : { firstLength }),
+    };
   }
 
   #timeMs(buf: Buffer, offset: number): number {

@@ -13,9 +13,9 @@ import {
   compareTimestamp,
   FILE_HEADER_LENGTH,
   parseFileHeader,
-  RECORD_HEADER_LENGTH,
 } from '../pcap/format.js';
 import { countPcapRecords, repairPcapFile, type PcapRecordCount } from '../pcap/reader.js';
+import { PcapRecordWalker } from '../pcap/record-walker.js';
 import type { TimestampPrecision } from '../pcap/types.js';
 import { compileBpf } from './bpf.js';
 import { withoutOwnTraffic, type OwnTraffic } from './own-traffic.js';
@@ -809,15 +809,14 @@ export class CaptureSession {
     precision: TimestampPrecision,
   ): Promise<number> {
     const ring = this.#ring!;
-    let offset = start;
     let segmentStart = start;
     let records = 0;
     let room = ring.room();
-    // Hot path: read the captured length straight from the record header (bytes 8..11).
-    while (offset + RECORD_HEADER_LENGTH <= buf.length) {
-      const captured = littleEndian ? buf.readUInt32LE(offset + 8) : buf.readUInt32BE(offset + 8);
-      const end = offset + RECORD_HEADER_LENGTH + captured;
-      if (end > buf.length) break;
+    // Hot path: the walker reads only the captured length of each record header.
+    const walker = new PcapRecordWalker(buf, littleEndian ? 'LE' : 'BE', { start });
+    while (walker.next()) {
+      const offset = walker.start;
+      const end = walker.offset;
       // Stamps are read only at the edges: before the first packet and after the deadline.
       if (
         (!this.#wroteRecord || this.#endUs !== undefined) &&
@@ -827,7 +826,6 @@ export class CaptureSession {
         this.#packets += records;
         records = 0;
         this.#outsideWindow++;
-        offset = end;
         segmentStart = end;
         continue;
       }
@@ -843,11 +841,10 @@ export class CaptureSession {
       }
       room -= end - offset;
       records++;
-      offset = end;
     }
-    if (records > 0) await ring.append(buf.subarray(segmentStart, offset), records);
+    if (records > 0) await ring.append(buf.subarray(segmentStart, walker.offset), records);
     this.#packets += records;
-    return offset;
+    return walker.offset;
   }
 }
 

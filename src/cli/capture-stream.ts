@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import WebSocket, { type RawData } from 'ws';
 import { errorCodes, type ErrorCode } from '../model/errors.js';
-import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../pcap/format.js';
+import { FILE_HEADER_LENGTH, parseFileHeader } from '../pcap/format.js';
+import { countWholeRecords } from '../pcap/record-walker.js';
 import type { ByteOrder } from '../pcap/types.js';
 import { readAll, refusal } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
@@ -307,13 +308,7 @@ class RecordCounter {
       }
       frame = frame.subarray(FILE_HEADER_LENGTH);
     }
-    const le = this.#byteOrder === 'LE';
-    for (let offset = 0; offset + RECORD_HEADER_LENGTH <= frame.length;) {
-      offset +=
-        RECORD_HEADER_LENGTH +
-        (le ? frame.readUInt32LE(offset + 8) : frame.readUInt32BE(offset + 8));
-      if (offset <= frame.length) this.records++;
-    }
+    this.records += countWholeRecords(frame, this.#byteOrder);
   }
 }
 

@@ -14,7 +14,8 @@ import type { WebSocket } from 'ws';
 import { captureResourceId } from '../../control/resource-ids.js';
 import type { AgentMessage } from '../../model/channel.js';
 import { WirewatchError } from '../../model/errors.js';
-import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../../pcap/format.js';
+import { FILE_HEADER_LENGTH, parseFileHeader } from '../../pcap/format.js';
+import { countWholeRecords } from '../../pcap/record-walker.js';
 import type { ByteOrder } from '../../pcap/types.js';
 import type { SessionRecord } from '../../store/store.js';
 import type { AgentHub } from '../agent-hub.js';
@@ -163,7 +164,7 @@ function relayStream(
         return;
       }
       if (socket.bufferedAmount > MAX_VIEWER_BUFFERED) {
-        droppedHere += countRecords(data, byteOrder);
+        droppedHere += countWholeRecords(data, byteOrder);
         return;
       }
       socket.send(data, { binary: true });
@@ -212,18 +213,4 @@ function viewerError(
     code: 'CaptureFileUnavailable',
     message: `The agent could not stream packet capture '${session.name}' (${error.code})`,
   };
-}
-
-/** The whole records in a frame of records (a frame dropped for a viewer is counted). */
-function countRecords(data: Buffer, byteOrder: ByteOrder): number {
-  let records = 0;
-  let offset = 0;
-  while (offset + RECORD_HEADER_LENGTH <= data.length) {
-    const captured =
-      byteOrder === 'LE' ? data.readUInt32LE(offset + 8) : data.readUInt32BE(offset + 8);
-    offset += RECORD_HEADER_LENGTH + captured;
-    if (offset > data.length) break;
-    records++;
-  }
-  return records;
 }
