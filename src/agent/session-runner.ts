@@ -28,7 +28,7 @@ import type {
 import { toChannelError } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
 import { FILE_HEADER_LENGTH } from '../pcap/format.js';
-import { repairPcapFile } from '../pcap/reader.js';
+import { repairPcapFile } from '../pcap/repair.js';
 import type { AgentLog } from './agent-log.js';
 import type { Journal, JournalEntry } from './journal.js';
 import { pendingUpload, type SessionUpload } from './session-upload.js';

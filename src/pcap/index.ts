@@ -34,23 +34,26 @@ export type { RecordHeader } from './format.js';
 export {
   MAX_CAPTURED_LENGTH_LIMIT,
   MIN_CAPTURED_LENGTH_LIMIT,
-  countPcapRecords,
   createPcapParser,
   openPcapFile,
   readPcapFile,
-  repairPcapFile,
 } from './reader.js';
+export { countPcapRecords, repairPcapFile } from './repair.js';
 export type {
   OpenPcapFileOptions,
   PcapFileReader,
   PcapParser,
   PcapParserEnd,
   PcapParserOptions,
+} from './reader.js';
+export type {
   PcapRecordCount,
   PcapRepairResult,
   PcapTimeWindow,
   RepairPcapFileOptions,
-} from './reader.js';
+} from './repair.js';
+export { PcapRecordWalker, countWholeRecords } from './record-walker.js';
+export type { PcapRecordWalkerOptions } from './record-walker.js';
 export { createPcapWriter, encodeRecord } from './writer.js';
 export type {
   EncodeRecordOptions,

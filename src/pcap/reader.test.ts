@@ -1,41 +1,12 @@
-import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
-import { encodeFileHeader, encodeRecordHeader } from './format.js';
-import { createPcapParser, openPcapFile, readPcapFile, repairPcapFile } from './reader.js';
-import {
-  makeTempDir,
-  removeTempDir,
-  runTool,
-  TSHARK,
-  tsharkFields,
-} from '../../test/support/pcap-tools.js';
-import type { PcapFileHeader, PcapRecord } from './types.js';
-import { encodeRecord } from './writer.js';
-
-function fileBytes(header: Partial<PcapFileHeader>, count: number): Buffer {
-  const h: PcapFileHeader = {
-    byteOrder: 'LE',
-    precision: 'micro',
-    versionMajor: 2,
-    versionMinor: 4,
-    snaplen: 65535,
-    linkType: 1,
-    ...header,
-  };
-  const parts = [encodeFileHeader(h)];
-  for (let i = 0; i < count; i++) {
-    const data = Buffer.alloc((i * 37) % 300, i & 0xff);
-    parts.push(
-      encodeRecord(
-        { tsSec: 1000 + i, tsFrac: i * 7, originalLength: data.length + (i % 3), data },
-        { byteOrder: h.byteOrder },
-      ),
-    );
-  }
-  return Buffer.concat(parts);
-}
+import { encodeRecordHeader } from './format.js';
+import { createPcapParser, openPcapFile, readPcapFile } from './reader.js';
+import { fileBytes } from '../../test/support/pcap-frames.js';
+import { makeTempDir, removeTempDir } from '../../test/support/pcap-tools.js';
+import type { PcapRecord } from './types.js';
 
 function plain(records: readonly PcapRecord[]): unknown[] {
   return records.map((r) => ({ ...r, data: r.data.toString('hex') }));
@@ -174,50 +145,5 @@ describe('pcap files', () => {
     const empty = join(dir, 'empty.pcap');
     await writeFile(empty, '');
     await expect(readPcapFile(empty).next()).rejects.toThrow(/24 bytes/);
-  });
-
-  it('repairs a file cut mid-record so that tshark reads it cleanly', async () => {
-    const file = join(dir, 'crash.pcap');
-    const bytes = fileBytes({}, 20);
-    const cut = bytes.length - 30;
-    await writeFile(file, bytes.subarray(0, cut));
-
-    const broken = await runTool(TSHARK, ['-r', file]);
-    expect(broken.stderr).toMatch(/cut short/);
-
-    const result = await repairPcapFile(file);
-    expect(result.keptRecords).toBe(19);
-    expect(result.removedBytes).toBe(cut - (bytes.length - 16 - ((19 * 37) % 300)));
-    expect((await stat(file)).size).toBe(cut - result.removedBytes);
-    expect(await tsharkFields(file, ['frame.number'])).toHaveLength(19);
-
-    expect(await repairPcapFile(file)).toEqual({
-      keptRecords: 19,
-      removedBytes: 0,
-      outsideWindow: 0,
-      reachedMaxBytes: false,
-    });
-  });
-
-  it('repairs a file whose tail is garbage', async () => {
-    const file = join(dir, 'garbage.pcap');
-    const good = fileBytes({ snaplen: 262144 }, 5);
-    await writeFile(file, good);
-    await appendFile(file, Buffer.alloc(64, 0xff));
-    expect(await repairPcapFile(file)).toEqual({
-      keptRecords: 5,
-      removedBytes: 64,
-      outsideWindow: 0,
-      reachedMaxBytes: false,
-    });
-    expect(await readFile(file)).toEqual(good);
-    expect(await tsharkFields(file, ['frame.number'])).toHaveLength(5);
-  });
-
-  it('refuses to repair a file without a whole header', async () => {
-    const file = join(dir, 'stub.pcap');
-    await writeFile(file, fileBytes({}, 0).subarray(0, 12));
-    await expect(repairPcapFile(file)).rejects.toMatchObject({ code: 'InvalidPcap' });
-    expect((await stat(file)).size).toBe(12);
   });
 });

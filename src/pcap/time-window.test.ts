@@ -7,7 +7,7 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeFileHeader } from './format.js';
-import { countPcapRecords, repairPcapFile } from './reader.js';
+import { countPcapRecords, repairPcapFile } from './repair.js';
 import { ethernet, ip4, ipv4, udp } from '../../test/support/pcap-frames.js';
 import { makeTempDir, removeTempDir, tsharkFields } from '../../test/support/pcap-tools.js';
 import type { ByteOrder, TimestampPrecision } from './types.js';

@@ -2,6 +2,9 @@
  * Builders of hand-made frames for the decoder tests. Checksums are left 0: neither the
  * decoder nor tshark (by default) checks them. Not part of the build.
  */
+import { encodeFileHeader } from '../../src/pcap/format.js';
+import type { PcapFileHeader } from '../../src/pcap/types.js';
+import { encodeRecord } from '../../src/pcap/writer.js';
 
 export interface Ipv4Fields {
   readonly src: number;
@@ -186,3 +189,27 @@ export function sll2(packetType: number, protocol: number, payload: Buffer, ifin
 
 export const ip4 = (a: number, b: number, c: number, d: number): number =>
   ((a << 24) >>> 0) + (b << 16) + (c << 8) + d;
+
+/** A pcap file of `count` records of assorted lengths (the reader and repair tests). */
+export function fileBytes(header: Partial<PcapFileHeader>, count: number): Buffer {
+  const h: PcapFileHeader = {
+    byteOrder: 'LE',
+    precision: 'micro',
+    versionMajor: 2,
+    versionMinor: 4,
+    snaplen: 65535,
+    linkType: 1,
+    ...header,
+  };
+  const parts = [encodeFileHeader(h)];
+  for (let i = 0; i < count; i++) {
+    const data = Buffer.alloc((i * 37) % 300, i & 0xff);
+    parts.push(
+      encodeRecord(
+        { tsSec: 1000 + i, tsFrac: i * 7, originalLength: data.length + (i % 3), data },
+        { byteOrder: h.byteOrder },
+      ),
+    );
+  }
+  return Buffer.concat(parts);
+}
