@@ -40,6 +40,9 @@ export type {
   StopReason,
 } from './capture-options.js';
 
+/** The longest a file's mtime (the kernel's coarse clock) may lag the write: one tick at HZ=100. */
+const COARSE_CLOCK_TICK_MS = 10;
+
 /**
  * Starts a capture and resolves once tcpdump is capturing. Problems found before that (bad path,
  * tcpdump missing, interface or namespace missing, permission denied) reject with a
@@ -242,9 +245,15 @@ export class CaptureSession {
       throw err;
     }
     // The start is when tcpdump said it listens: the stderr file's mtime, not when this
-    // process got round to reading it (a loaded host may take a while). An injected clock has
-    // no relation to file times and is taken as it is.
-    const readyAt = o.clock === undefined ? this.#tcpdump.log.changedAtMs : this.#clock.now();
+    // process got round to reading it (a loaded host may take a while). The kernel stamps
+    // mtimes from its coarse clock, up to a tick behind the time of the write: one tick is
+    // added, so that the start is never before tcpdump was listening (a packet stamped in
+    // between would be inside the window yet not captured). An injected clock has no relation
+    // to file times and is taken as it is.
+    const readyAt =
+      o.clock === undefined
+        ? Math.ceil(this.#tcpdump.log.changedAtMs) + COARSE_CLOCK_TICK_MS
+        : this.#clock.now();
     this.#window.start(readyAt);
     if (this.#ring !== undefined) this.#ring.startUs = this.#window.startedMs * 1000;
     this.#listening = true;
