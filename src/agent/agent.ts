@@ -24,11 +24,11 @@ import {
 import { silentLog, type AgentLog } from './agent-log.js';
 import { createChannelClient, type ChannelClient } from './channel-client.js';
 import { deleteIdentity, loadOrEnroll } from './enroll.js';
-import { handleFileRequest, sessionFiles } from './file-reader.js';
+import { FileReader, sessionFiles } from './file-reader.js';
 import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
-import { handleStreamRequest } from './live-stream.js';
 import { reserveOwnPorts, type OwnPorts } from './own-ports.js';
 import { endpointOf, resolveOwnTraffic, type Endpoint } from './own-traffic.js';
+import { StreamRequests } from './stream-requests.js';
 import { openWrittenFiles, type WrittenFiles } from './written-files.js';
 import {
   recoverSession,
@@ -226,6 +226,10 @@ class AgentImpl implements Agent {
   readonly #log: AgentLog;
   readonly #journal: Journal;
   readonly #channel: ChannelClient;
+  /** Downloads of captures whose only copy is here, served over the channel. */
+  readonly #fileReader: FileReader;
+  /** Live views of captures running here. */
+  readonly #streams: StreamRequests;
   readonly #runners = new Map<string, SessionRunner>();
   /** Blob uploads under way: of running captures, and of stopped ones not yet uploaded. */
   readonly #uploads = new Map<string, SessionUpload>();
@@ -290,6 +294,35 @@ class AgentImpl implements Agent {
           ),
         });
       },
+    });
+    this.#fileReader = new FileReader({
+      roots: [this.captureRoot, path.join(o.dataDir, 'spool')],
+      files: async (sessionId) => {
+        const entry = this.#journal.get(sessionId);
+        return entry === undefined ? parts.written.get(sessionId) : sessionFiles(entry);
+      },
+      send: (reply) => this.#send(reply),
+      sendBinary: (frame) => this.#channel.sendBinary(frame),
+      log: this.#log,
+    });
+    this.#streams = new StreamRequests({
+      session: (sessionId) => {
+        const runner = this.#runners.get(sessionId);
+        if (runner === undefined || runner.stopped) return undefined;
+        return {
+          entry: () => this.#journal.get(sessionId),
+          finished: runner.finished,
+          watch: () => runner.watch(),
+        };
+      },
+      captureRoot: this.captureRoot,
+      send: (reply) => this.#send(reply),
+      sendBinary: (frame) => this.#channel.sendBinary(frame),
+      onDisconnect: (listener) =>
+        this.onEvent((event) => {
+          if (event.type === 'disconnected') listener();
+        }),
+      log: this.#log,
     });
     parts.log('info', 'agent started', {
       agentId: this.agentId,
@@ -426,39 +459,12 @@ class AgentImpl implements Agent {
       case 'readFile':
       case 'readFileCancel':
         // A download of a capture whose only copy is here (src/agent/file-reader.ts).
-        handleFileRequest(this.#channel, message, {
-          roots: [this.captureRoot, path.join(this.#parts.options.dataDir, 'spool')],
-          files: async (sessionId) => {
-            const entry = this.#journal.get(sessionId);
-            return entry === undefined ? this.#parts.written.get(sessionId) : sessionFiles(entry);
-          },
-          send: (reply) => this.#send(reply),
-          sendBinary: (frame) => this.#channel.sendBinary(frame),
-          log: this.#log,
-        });
+        this.#fileReader.handle(message);
         return;
       case 'streamStart':
       case 'streamStop':
         // A live view of a capture running here (src/agent/live-stream.ts).
-        handleStreamRequest(this.#channel, message, {
-          session: (sessionId) => {
-            const runner = this.#runners.get(sessionId);
-            if (runner === undefined || runner.stopped) return undefined;
-            return {
-              entry: () => this.#journal.get(sessionId),
-              finished: runner.finished,
-              watch: () => runner.watch(),
-            };
-          },
-          captureRoot: this.captureRoot,
-          send: (reply) => this.#send(reply),
-          sendBinary: (frame) => this.#channel.sendBinary(frame),
-          onDisconnect: (listener) =>
-            this.onEvent((event) => {
-              if (event.type === 'disconnected') listener();
-            }),
-          log: this.#log,
-        });
+        this.#streams.handle(message);
         return;
     }
   }
@@ -607,6 +613,11 @@ class AgentImpl implements Agent {
     await step('closing the channel', async () => {
       await this.#channel.drain();
       await this.#channel.close();
+    });
+    await step('closing file reads and live streams', () => {
+      this.#fileReader.close();
+      this.#streams.close();
+      return Promise.resolve();
     });
     await step('closing storage connections', () => {
       this.#blobAgents.http.destroy();

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentMessage, CaptureAssignment } from '../model/channel.js';
 import {
-  handleFileRequest,
+  FileReader,
   MAX_CHUNK_BYTES,
   sessionFiles,
   type FileReaderOptions,
@@ -54,35 +54,31 @@ function read(
   let inFlight = 0;
   let maxInFlight = 0;
   return new Promise((resolve) => {
-    handleFileRequest(
-      {},
-      {
-        type: 'readFile',
-        requestId,
-        sessionId: request.sessionId ?? randomUUID(),
-        path: request.path,
-        offset: request.offset ?? 0,
-        ...(request.length === undefined ? {} : { length: request.length }),
+    new FileReader({
+      roots: [root, spool],
+      // Unless a test says otherwise, the session wrote the file asked for.
+      files: () => Promise.resolve([request.path]),
+      log: () => undefined,
+      send: (message) => {
+        if (message.type === 'readFileEnd') resolve({ frames, end: message, maxInFlight });
       },
-      {
-        roots: [root, spool],
-        // Unless a test says otherwise, the session wrote the file asked for.
-        files: () => Promise.resolve([request.path]),
-        log: () => undefined,
-        send: (message) => {
-          if (message.type === 'readFileEnd') resolve({ frames, end: message, maxInFlight });
-        },
-        sendBinary: async (frame) => {
-          expect(frame.toString('latin1', 0, 36)).toBe(requestId);
-          frames.push(frame.subarray(36));
-          maxInFlight = Math.max(maxInFlight, ++inFlight);
-          await new Promise((r) => setTimeout(r, 1));
-          inFlight--;
-          return true;
-        },
-        ...options,
+      sendBinary: async (frame) => {
+        expect(frame.toString('latin1', 0, 36)).toBe(requestId);
+        frames.push(frame.subarray(36));
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await new Promise((r) => setTimeout(r, 1));
+        inFlight--;
+        return true;
       },
-    );
+      ...options,
+    }).handle({
+      type: 'readFile',
+      requestId,
+      sessionId: request.sessionId ?? randomUUID(),
+      path: request.path,
+      offset: request.offset ?? 0,
+      ...(request.length === undefined ? {} : { length: request.length }),
+    });
   });
 }
 
@@ -121,31 +117,43 @@ describe('serving a capture file', () => {
     expect(bytesOf(await read({ path: file })).toString()).toBe('spooled');
   });
 
-  it('stops at a cancel and sends no end', async () => {
+  /** A reader of a 1 MiB file whose first frame calls `onFirstFrame`. */
+  async function bigRead(onFirstFrame: (reader: FileReader, requestId: string) => void) {
     const file = path.join(root, 'big.cap');
     await writeFile(file, randomBytes(4 * MAX_CHUNK_BYTES));
-    const channel = {};
     const requestId = randomUUID();
     const sent: AgentMessage[] = [];
     let frames = 0;
-    const options: FileReaderOptions = {
+    const reader: FileReader = new FileReader({
       roots: [root],
       files: () => Promise.resolve([file]),
       log: () => undefined,
       send: (m) => sent.push(m),
       sendBinary: () => {
-        if (++frames === 1) {
-          handleFileRequest(channel, { type: 'readFileCancel', requestId }, options);
-        }
+        if (++frames === 1) onFirstFrame(reader, requestId);
         return Promise.resolve(true);
       },
-    };
-    handleFileRequest(
-      channel,
-      { type: 'readFile', requestId, sessionId: randomUUID(), path: file, offset: 0 },
-      options,
+    });
+    reader.handle({ type: 'readFile', requestId, sessionId: randomUUID(), path: file, offset: 0 });
+    expect(reader.size).toBe(1);
+    // The read is forgotten once it has stopped.
+    while (reader.size > 0) await new Promise((r) => setImmediate(r));
+    return { frames, sent };
+  }
+
+  it('stops at a cancel and sends no end', async () => {
+    const { frames, sent } = await bigRead((reader, requestId) =>
+      reader.handle({ type: 'readFileCancel', requestId }),
     );
-    await new Promise((r) => setTimeout(r, 100));
+    expect(frames).toBe(1);
+    expect(sent).toEqual([]);
+  });
+
+  it('close() ends every read, and is safe to call twice', async () => {
+    const { frames, sent } = await bigRead((reader) => {
+      reader.close();
+      reader.close();
+    });
     expect(frames).toBe(1);
     expect(sent).toEqual([]);
   });

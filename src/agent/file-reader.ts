@@ -12,12 +12,13 @@
  * the operating system, so a download never floods the channel that also carries the captures'
  * control messages.
  */
-import { constants } from 'node:fs';
-import { open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { isUnder, openCaptureFile } from '../capture/capture-path.js';
 import { existingRingFiles } from '../capture/ring-buffer.js';
 import type { AgentMessage, ChannelError, ServerMessage } from '../model/channel.js';
 import { BINARY_FRAME_ID_LENGTH, toChannelError } from '../model/channel.js';
+import { WirewatchError } from '../model/errors.js';
 import type { AgentLog } from './agent-log.js';
 import type { JournalEntry } from './journal.js';
 
@@ -41,44 +42,43 @@ export interface FileReaderOptions {
   readonly log: AgentLog;
 }
 
-/** Reads in progress per channel (so a cancel finds its read), created on first use. */
-const inProgress = new WeakMap<object, Map<string, AbortController>>();
-
 /**
- * Handles a `readFile` (starts sending; returns at once) or a `readFileCancel`. `channel` is the
- * agent's channel client, which the reads in progress are kept with.
+ * The file reads of this agent's channel: a `readFile` starts sending (and returns at once), a
+ * `readFileCancel` ends its read; {@link close} ends them all.
  */
-export function handleFileRequest(
-  channel: object,
-  message: FileRequest,
-  options: FileReaderOptions,
-): void {
-  let reads = inProgress.get(channel);
-  if (reads === undefined) {
-    reads = new Map();
-    inProgress.set(channel, reads);
-  }
-  if (message.type === 'readFileCancel') {
-    reads.get(message.requestId)?.abort();
-    return;
-  }
-  const abort = new AbortController();
-  const own = reads;
-  own.set(message.requestId, abort);
-  void serveRead(message, options, abort.signal)
-    .catch((err: unknown) => {
-      options.log('error', 'file read failed', { requestId: message.requestId, error: err });
-    })
-    .finally(() => own.delete(message.requestId));
-}
+export class FileReader {
+  readonly #o: FileReaderOptions;
+  /** Reads in progress, by request id, so a cancel finds its read. */
+  readonly #reads = new Map<string, AbortController>();
 
-/** Why a read is refused, as the channel error the server gets. */
-class ReadRefused extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
+  constructor(options: FileReaderOptions) {
+    this.#o = options;
+  }
+
+  /** The reads in progress now. */
+  get size(): number {
+    return this.#reads.size;
+  }
+
+  /** Handles a `readFile` (starts sending; returns at once) or a `readFileCancel`. */
+  handle(message: FileRequest): void {
+    const reads = this.#reads;
+    if (message.type === 'readFileCancel') {
+      reads.get(message.requestId)?.abort();
+      return;
+    }
+    const abort = new AbortController();
+    reads.set(message.requestId, abort);
+    void serveRead(message, this.#o, abort.signal)
+      .catch((err: unknown) => {
+        this.#o.log('error', 'file read failed', { requestId: message.requestId, error: err });
+      })
+      .finally(() => reads.delete(message.requestId));
+  }
+
+  /** Ends every read in progress (each stops before its next frame); safe to call twice. */
+  close(): void {
+    for (const abort of this.#reads.values()) abort.abort();
   }
 }
 
@@ -90,7 +90,7 @@ async function serveRead(
   const { requestId } = request;
   let file: FileHandle | undefined;
   try {
-    file = await openCaptureFile(request, o);
+    file = await openSessionFile(request, o);
     const { size } = await file.stat();
     const start = Math.min(request.offset, size);
     const end = Math.min(size, request.length === undefined ? size : start + request.length);
@@ -130,47 +130,28 @@ async function serveRead(
 }
 
 /** Opens the file for reading if it may be served; see the module comment for the rules. */
-async function openCaptureFile(
+async function openSessionFile(
   request: Extract<FileRequest, { type: 'readFile' }>,
   o: FileReaderOptions,
 ): Promise<FileHandle> {
   const asked = request.path;
   if (!path.isAbsolute(asked) || asked.includes('\0')) {
-    throw new ReadRefused('InvalidCapturePath', `${asked} is not an absolute path`);
+    throw new WirewatchError('InvalidCapturePath', `${asked} is not an absolute path`);
   }
   const resolved = path.resolve(asked);
   const roots = o.roots.map((r) => path.resolve(r));
   // Nothing outside the roots is even opened (opening a device or a FIFO can have effects).
-  if (!roots.some((root) => isInside(root, resolved))) {
-    throw new ReadRefused('InvalidCapturePath', `${asked} is not under a capture folder`);
+  if (!roots.some((root) => isUnder(root, resolved))) {
+    throw new WirewatchError('InvalidCapturePath', `${asked} is not under a capture folder`);
   }
   const own = (await o.files(request.sessionId)).map((f) => path.resolve(f));
   if (!own.includes(resolved)) {
-    throw new ReadRefused(
+    throw new WirewatchError(
       'InvalidCapturePath',
       `${asked} is not a file this agent wrote for session ${request.sessionId}`,
     );
   }
-  // O_NOFOLLOW: the file itself is no symbolic link; O_NONBLOCK: a FIFO does not hang the open.
-  const file = await open(
-    resolved,
-    constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-  );
-  try {
-    if (!(await file.stat()).isFile()) {
-      throw new ReadRefused('InvalidCapturePath', `${asked} is not a regular file`);
-    }
-    // Where the opened file really is: a link among the folders above it cannot lead out.
-    const real = await readlink(`/proc/self/fd/${file.fd}`);
-    const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
-    if (!realRoots.some((root) => root !== undefined && isInside(root, real))) {
-      throw new ReadRefused('InvalidCapturePath', `${asked} leads out of the capture folders`);
-    }
-    return file;
-  } catch (err) {
-    await file.close();
-    throw err;
-  }
+  return openCaptureFile(resolved, { roots, name: asked });
 }
 
 /** The files a session may be read from: its final files, or what it writes while running. */
@@ -181,17 +162,11 @@ export async function sessionFiles(entry: JournalEntry): Promise<string[]> {
   return entry.assignment.continuousCapture ? existingRingFiles(capturePath) : [capturePath];
 }
 
-function isInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
-}
-
 /**
  * The server maps CaptureFileGone to 410 and everything else to 502; the message stays in the
  * agent's log and the server's (it names paths of this host).
  */
 function toReadError(err: unknown): ChannelError {
-  if (err instanceof ReadRefused) return { code: err.code, message: err.message };
   const errno = (err as NodeJS.ErrnoException | null)?.code;
   if (errno === 'ENOENT' || errno === 'ENOTDIR') return toChannelError(err, 'CaptureFileGone');
   if (errno === 'ELOOP') return toChannelError(err, 'InvalidCapturePath');

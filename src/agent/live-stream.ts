@@ -15,35 +15,17 @@
  * in the file and counts the records it skipped as dropped (the server drops further for a slow
  * viewer on its side, and adds those).
  */
-import { constants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles, ringFileName } from '../capture/ring-buffer.js';
-import { MAX_SNAPLEN } from '../capture/tcpdump.js';
-import type { AgentMessage, ChannelError, ServerMessage } from '../model/channel.js';
+import type { Clock } from '../capture/runner.js';
+import type { AgentMessage, ChannelError } from '../model/channel.js';
 import { BINARY_FRAME_ID_LENGTH, toChannelError } from '../model/channel.js';
-import { WirewatchError } from '../model/errors.js';
-import {
-  FILE_HEADER_LENGTH,
-  fractionsPerSecond,
-  parseFileHeader,
-  RECORD_HEADER_LENGTH,
-} from '../pcap/format.js';
-import { PcapRecordWalker } from '../pcap/record-walker.js';
-import type { ByteOrder, TimestampPrecision } from '../pcap/types.js';
 import type { AgentLog } from './agent-log.js';
-import type { JournalEntry } from './journal.js';
+import { PcapTail, type RecordBatch } from './pcap-tail.js';
 
-/** Bytes of the ASCII stream id that starts every binary frame. */
 /** Largest data part of one frame (a single larger record still goes whole, alone). */
 export const MAX_FRAME_DATA = 256 * 1024;
-/** How much a skip reads at a time while it walks record headers. */
-const SKIP_CHUNK = 1024 * 1024;
-/**
- * The largest record a capture can hold: tcpdump's largest snaplen. A larger length in a record
- * header means the file is not what the stream thinks it is.
- */
-const MAX_RECORD_DATA = MAX_SNAPLEN;
 
 /** Where a stream reads: one file, or a ring of files `stem_N`. */
 export type StreamSource =
@@ -54,185 +36,6 @@ export type StreamSource =
       readonly maxBytes?: number;
     }
   | { readonly kind: 'ring'; readonly stem: string };
-
-/** Whole records read from a file's tail. */
-export interface RecordBatch {
-  /** The `reserve` bytes asked for (left as they are), then the records as they are in the file. */
-  readonly data: Buffer;
-  readonly records: number;
-  /** Capture time of the first record, ms since the epoch. */
-  readonly firstMs: number;
-}
-
-/**
- * Reads whole pcap records from a file that is still being written: an offset that only ever
- * moves past whole records, so a record the writer has only partly written is read again, whole,
- * once it is complete.
- */
-export class PcapTail {
-  readonly path: string;
-  #file: FileHandle | undefined;
-  #offset = 0;
-  #header: Buffer | undefined;
-  #byteOrder: ByteOrder = 'LE';
-  #precision: TimestampPrecision = 'micro';
-  readonly #limit: number;
-
-  private constructor(file: FileHandle, filePath: string, limit: number) {
-    this.#file = file;
-    this.path = filePath;
-    this.#limit = limit;
-  }
-
-  /**
-   * Opens a capture file for tailing: a regular file, not through a symbolic link.
-   * `limit`: bytes past it are never read (a single file cut at the session's byte limit).
-   */
-  static async open(filePath: string, limit = Number.MAX_SAFE_INTEGER): Promise<PcapTail> {
-    const file = await open(
-      filePath,
-      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
-    );
-    try {
-      if (!(await file.stat()).isFile()) {
-        throw new WirewatchError('InvalidCapturePath', `${filePath} is not a regular file`);
-      }
-    } catch (err) {
-      await file.close();
-      throw err;
-    }
-    return new PcapTail(file, filePath, limit);
-  }
-
-  /** The file's pcap header, once it has been read. */
-  get header(): Buffer | undefined {
-    return this.#header;
-  }
-
-  /** Where the next record starts. */
-  get offset(): number {
-    return this.#offset;
-  }
-
-  /**
-   * Reads the 24-byte pcap header; undefined while the writer has not written all of it.
-   *
-   * @throws WirewatchError `InvalidPcap` when the file does not start with a pcap header.
-   */
-  async readHeader(): Promise<Buffer | undefined> {
-    if (this.#header !== undefined) return this.#header;
-    const buf = Buffer.alloc(FILE_HEADER_LENGTH);
-    const { bytesRead } = await this.#handle().read(buf, 0, FILE_HEADER_LENGTH, 0);
-    if (bytesRead < FILE_HEADER_LENGTH) return undefined;
-    const parsed = parseFileHeader(buf);
-    this.#byteOrder = parsed.byteOrder;
-    this.#precision = parsed.precision;
-    this.#header = buf;
-    this.#offset = FILE_HEADER_LENGTH;
-    return buf;
-  }
-
-  /**
-   * The whole records from the offset on, at most `maxBytes` of them (but always the first
-   * record whole, however large), after `reserve` free bytes (room for a frame's prefix);
-   * undefined when no whole record is there yet.
-   */
-  async read(maxBytes: number, reserve = 0): Promise<RecordBatch | undefined> {
-    const room = this.#limit - this.#offset;
-    if (room < RECORD_HEADER_LENGTH) return undefined;
-    let want = Math.min(maxBytes, room);
-    for (;;) {
-      const buf = Buffer.allocUnsafe(reserve + want);
-      const { bytesRead } = await this.#handle().read(buf, reserve, want, this.#offset);
-      const data = buf.subarray(reserve, reserve + bytesRead);
-      const walk = this.#walk(data, data.length);
-      if (walk.records > 0) {
-        this.#offset += walk.end;
-        return {
-          data: buf.subarray(0, reserve + walk.end),
-          records: walk.records,
-          firstMs: this.#timeMs(data, 0),
-        };
-      }
-      // The first record is larger than what was read: read it alone, whole, if it is there.
-      const needed = walk.firstLength;
-      if (needed === undefined || needed <= want || needed > room || bytesRead < want) {
-        return undefined;
-      }
-      want = needed;
-    }
-  }
-
-  /**
-   * Moves the offset past every whole record there is now, reading only to walk their headers.
-   * Returns how many records it passed.
-   */
-  async skip(): Promise<number> {
-    let skipped = 0;
-    const buf = Buffer.allocUnsafe(SKIP_CHUNK);
-    for (;;) {
-      const want = Math.min(SKIP_CHUNK, this.#limit - this.#offset);
-      if (want < RECORD_HEADER_LENGTH) return skipped;
-      const { bytesRead } = await this.#handle().read(buf, 0, want, this.#offset);
-      const walk = this.#walk(buf, bytesRead);
-      if (walk.records === 0) {
-        // A record larger than the chunk: step over it by its header alone, once it is whole.
-        const length = walk.firstLength;
-        if (length === undefined || length <= bytesRead) return skipped;
-        const { size } = await this.#handle().stat();
-        if (this.#offset + length > Math.min(size, this.#limit)) return skipped;
-        this.#offset += length;
-        skipped++;
-        continue;
-      }
-      this.#offset += walk.end;
-      skipped += walk.records;
-      if (bytesRead < want) return skipped;
-    }
-  }
-
-  async close(): Promise<void> {
-    const file = this.#file;
-    this.#file = undefined;
-    await file?.close();
-  }
-
-  #handle(): FileHandle {
-    if (this.#file === undefined) throw new Error(`${this.path} is closed`);
-    return this.#file;
-  }
-
-  /**
-   * Walks the record headers of `buf[0, length)`: the number of whole records, where the last
-   * one ends, and the length of the first (header included) when it can be read.
-   */
-  #walk(buf: Buffer, length: number): { records: number; end: number; firstLength?: number } {
-    const walker = new PcapRecordWalker(buf, this.#byteOrder, {
-      length,
-      maxCapturedLength: MAX_RECORD_DATA,
-    }).walk();
-    if (walker.badLength !== undefined) {
-      throw new WirewatchError(
-        'InvalidPcap',
-        `${this.path}: a record at offset ${this.#offset + walker.offset} claims ${walker.badLength} bytes, more than any capture holds`,
-      );
-    }
-    // Only asked for when no record is whole: the length of the first one.
-    const firstLength = walker.records === 0 ? walker.pendingLength : undefined;
-    return {
-      records: walker.records,
-      end: walker.offset,
-      ...(firstLength === undefined ? {} : { firstLength }),
-    };
-  }
-
-  #timeMs(buf: Buffer, offset: number): number {
-    const le = this.#byteOrder === 'LE';
-    const sec = le ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset);
-    const frac = le ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
-    return sec * 1000 + (frac * 1000) / fractionsPerSecond(this.#precision);
-  }
-}
 
 export interface LiveStreamOptions {
   readonly streamId: string;
@@ -252,8 +55,26 @@ export interface LiveStreamOptions {
   readonly pollMs?: number;
   /** How often `streamStats` is sent (default 1000 ms). */
   readonly statsIntervalMs?: number;
-  readonly now?: () => number;
+  /**
+   * Every file read must really lie under it (checked on each file opened, so no symbolic link
+   * leads out); undefined: not checked.
+   */
+  readonly captureRoot?: string;
+  /** The poll and stats timers, and the clock a record's lag is measured on (default: real). */
+  readonly clock?: Clock;
 }
+
+/**
+ * The system's clock; its timers do not keep the process alive. A handle is the timer's number,
+ * which clearTimeout takes as it takes the timer.
+ */
+const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref()[Symbol.toPrimitive](),
+  clearTimeout: (handle) => {
+    if (typeof handle === 'number') clearTimeout(handle);
+  },
+};
 
 const DEFAULT_MAX_BUFFERED = 2 * 1024 * 1024;
 
@@ -263,7 +84,8 @@ export class LiveStream {
   readonly #o: LiveStreamOptions;
   readonly #id: Buffer;
   readonly #maxBuffered: number;
-  readonly #now: () => number;
+  readonly #clock: Clock;
+  readonly #statsIntervalMs: number;
   #tail: PcapTail | undefined;
   /** Ring: the number of the file being read. */
   #ringIndex = 0;
@@ -279,17 +101,17 @@ export class LiveStream {
   #lagMs = 0;
   #captureEnded = false;
   #done = false;
-  #timer: NodeJS.Timeout | undefined;
-  readonly #stats: NodeJS.Timeout;
+  #timer: unknown;
+  #stats: unknown;
 
   constructor(options: LiveStreamOptions) {
     this.#o = options;
     this.streamId = options.streamId;
     this.#id = Buffer.from(options.streamId, 'latin1');
     this.#maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED;
-    this.#now = options.now ?? Date.now;
-    this.#stats = setInterval(() => this.#sendStats(), options.statsIntervalMs ?? 1000);
-    this.#stats.unref();
+    this.#clock = options.clock ?? systemClock;
+    this.#statsIntervalMs = options.statsIntervalMs ?? 1000;
+    this.#scheduleStats();
     void options.captureEnded.then(
       () => this.#onCaptureEnded(),
       () => this.#onCaptureEnded(),
@@ -319,13 +141,22 @@ export class LiveStream {
     this.#captureEnded = true;
     // Read what is left at once rather than at the next poll.
     if (!this.#done && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      this.#clock.clearTimeout(this.#timer);
       this.#schedule(0);
     }
   }
 
+  /** `streamStats` every statsIntervalMs while the stream runs. */
+  #scheduleStats(): void {
+    this.#stats = this.#clock.setTimeout(() => {
+      if (this.#done) return;
+      this.#sendStats();
+      this.#scheduleStats();
+    }, this.#statsIntervalMs);
+  }
+
   #schedule(ms: number): void {
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
       void this.#pump().then(
         () => {
@@ -339,7 +170,6 @@ export class LiveStream {
         },
       );
     }, ms);
-    this.#timer.unref();
   }
 
   /** Sends what is new; once the capture has ended, what is left, and then the end. */
@@ -391,7 +221,7 @@ export class LiveStream {
       this.#ringIndex = first.index;
       filePath = first.path;
     }
-    const tail = await openIfThere(filePath, source.kind === 'file' ? source.maxBytes : undefined);
+    const tail = await this.#open(filePath, source.kind === 'file' ? source.maxBytes : undefined);
     if (tail === undefined) return false;
     const header = await tail.readHeader().catch(async (err: unknown) => {
       await tail.close();
@@ -426,7 +256,7 @@ export class LiveStream {
       return this.#nextFile !== undefined;
     }
     const next = this.#nextFile;
-    const tail = await openIfThere(next.path);
+    const tail = await this.#open(next.path);
     if (tail === undefined) {
       // Deleted by the ring before the stream got there: on to whatever follows it.
       this.#ringIndex = next.index;
@@ -449,6 +279,17 @@ export class LiveStream {
     return true;
   }
 
+  /** Opens a file of the capture, undefined while it is not there. */
+  async #open(filePath: string, limit?: number): Promise<PcapTail | undefined> {
+    const root = this.#o.captureRoot;
+    try {
+      return await PcapTail.open(filePath, limit, root === undefined ? [] : [root]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
   /** The ring file after the current one, if it exists (the first one still there). */
   async #findNext(stem: string): Promise<{ index: number; path: string } | undefined> {
     const nextPath = ringFileName(stem, this.#ringIndex + 1);
@@ -462,7 +303,7 @@ export class LiveStream {
   #sendRecords(batch: RecordBatch): void {
     this.#id.copy(batch.data, 0);
     this.#packets += batch.records;
-    this.#lagMs = Math.max(this.#lagMs, Math.round(this.#now() - batch.firstMs));
+    this.#lagMs = Math.max(this.#lagMs, Math.round(this.#clock.now() - batch.firstMs));
     this.#sendPrefixed(batch.data);
   }
 
@@ -497,8 +338,8 @@ export class LiveStream {
   async #end(how: { error?: ChannelError; silent?: boolean } = {}): Promise<void> {
     if (this.#done) return;
     this.#done = true;
-    clearTimeout(this.#timer);
-    clearInterval(this.#stats);
+    this.#clock.clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#stats);
     await this.#tail?.close().catch(() => undefined);
     this.#tail = undefined;
     if (!how.silent) {
@@ -524,115 +365,6 @@ export class LiveStream {
 /** Starts a stream; it runs until the capture ends, `stop()` or `abandon()`. */
 export function startLiveStream(options: LiveStreamOptions): LiveStream {
   return new LiveStream(options);
-}
-
-/** A running session as a stream needs it. */
-export interface StreamedSession {
-  /** The session's journal entry now (its capture path appears once the capture is prepared). */
-  readonly entry: () => JournalEntry | undefined;
-  /** Settles once the capture has ended and its files are final. */
-  readonly finished: Promise<unknown>;
-  /**
-   * Holds the capture's output flushed for a live viewer (packets reach the file as they are
-   * captured, not 4 KiB at a time) until the returned function is called.
-   */
-  readonly watch?: () => () => void;
-}
-
-export interface StreamRequestOptions {
-  /** A session this agent runs now; undefined for one it does not know or that has ended. */
-  readonly session: (sessionId: string) => StreamedSession | undefined;
-  /** Every capture file lies under it; nothing else is streamed. */
-  readonly captureRoot: string;
-  readonly send: (message: AgentMessage) => void;
-  readonly sendBinary: (frame: Buffer) => Promise<boolean>;
-  /** Subscribes to the channel's disconnection; returns the unsubscribe function. */
-  readonly onDisconnect: (listener: () => void) => () => void;
-  readonly log: AgentLog;
-}
-
-type StreamRequest = Extract<ServerMessage, { type: 'streamStart' | 'streamStop' }>;
-
-/** Streams per channel (so a stop finds its stream, and a disconnect ends them all). */
-const streamsOf = new WeakMap<object, Map<string, LiveStream>>();
-
-/**
- * Handles a `streamStart` (starts the stream; returns at once) or a `streamStop`. `channel` is
- * the agent's channel client, which the streams are kept with.
- */
-export function handleStreamRequest(
-  channel: object,
-  message: StreamRequest,
-  options: StreamRequestOptions,
-): void {
-  let streams = streamsOf.get(channel);
-  if (streams === undefined) {
-    const own = new Map<string, LiveStream>();
-    streams = own;
-    streamsOf.set(channel, own);
-    options.onDisconnect(() => {
-      for (const stream of [...own.values()]) stream.abandon();
-    });
-  }
-  if (message.type === 'streamStop') {
-    streams.get(message.streamId)?.stop();
-    return;
-  }
-  const { streamId, sessionId } = message;
-  if (streams.has(streamId)) return;
-  const refuse = (error: ChannelError) => {
-    options.log('info', 'live stream refused', { streamId, sessionId, error });
-    options.send({ type: 'streamEnd', streamId, packets: 0, dropped: 0, error });
-  };
-  const session = options.session(sessionId);
-  if (session === undefined) {
-    refuse({
-      code: 'CaptureNotRunning',
-      message: `session ${sessionId} is not running on this agent`,
-    });
-    return;
-  }
-  const root = path.resolve(options.captureRoot);
-  const own = streams;
-  const unwatch = session.watch?.();
-  own.set(
-    streamId,
-    startLiveStream({
-      streamId,
-      source: () => sourceOf(session.entry(), root),
-      captureEnded: session.finished,
-      send: options.send,
-      sendBinary: options.sendBinary,
-      log: options.log,
-      onClosed: () => {
-        own.delete(streamId);
-        unwatch?.();
-      },
-    }),
-  );
-  options.log('info', 'live stream started', { streamId, sessionId });
-}
-
-/** Where a session's capture is written, if it is known and lies under the capture root. */
-function sourceOf(entry: JournalEntry | undefined, root: string): StreamSource | undefined {
-  const capturePath = entry?.capturePath;
-  if (entry === undefined || capturePath === undefined) return undefined;
-  const resolved = path.resolve(capturePath);
-  const relative = path.relative(root, resolved);
-  if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) {
-    throw new WirewatchError('InvalidCapturePath', `${capturePath} is not under the capture root`);
-  }
-  if (entry.assignment.continuousCapture) return { kind: 'ring', stem: resolved };
-  return { kind: 'file', path: resolved, maxBytes: entry.assignment.totalBytesPerSession };
-}
-
-async function openIfThere(filePath: string, limit?: number): Promise<PcapTail | undefined> {
-  try {
-    return await PcapTail.open(filePath, limit);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 async function exists(filePath: string): Promise<boolean> {

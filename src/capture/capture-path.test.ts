@@ -1,8 +1,14 @@
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkCapturePath, prepareCapturePath } from './capture-path.js';
+import {
+  checkCapturePath,
+  isInside,
+  isUnder,
+  openCaptureFile,
+  prepareCapturePath,
+} from './capture-path.js';
 
 describe('capture paths', () => {
   let root: string;
@@ -57,5 +63,40 @@ describe('capture paths', () => {
     ).rejects.toMatchObject({
       code: 'InvalidCapturePath',
     });
+  });
+
+  it('tells what lies inside a root, and under it', () => {
+    expect([isInside('/r', '/r'), isUnder('/r', '/r')]).toEqual([true, false]);
+    expect([isInside('/r', '/r/a/b'), isUnder('/r', '/r/a/b')]).toEqual([true, true]);
+    for (const outside of ['/', '/rx', '/rx/a', '/other/r', '/r/../x']) {
+      expect([isInside('/r', outside), isUnder('/r', outside)]).toEqual([false, false]);
+    }
+    // A first name that starts with two dots counts as outside: refused rather than risked.
+    expect(isUnder('/r', '/r/..a')).toBe(false);
+  });
+
+  it('opens a regular file really under a root, and nothing else', async () => {
+    await writeFile(path.join(outside, 'x.cap'), 'x');
+    await writeFile(path.join(root, 'inner', 'y.cap'), 'y');
+    const file = await openCaptureFile(path.join(root, 'inner', 'y.cap'), { roots: [root] });
+    expect((await file.readFile()).toString()).toBe('y');
+    await file.close();
+    await expect(
+      openCaptureFile(path.join(root, 'escape', 'x.cap'), { roots: [root], name: 'asked.cap' }),
+    ).rejects.toMatchObject({
+      code: 'InvalidCapturePath',
+      message: 'asked.cap leads out of the capture folders',
+    });
+    // Without roots only the file itself is checked.
+    const anywhere = await openCaptureFile(path.join(root, 'escape', 'x.cap'), { roots: [] });
+    await anywhere.close();
+    await expect(openCaptureFile(root, { roots: [root] })).rejects.toMatchObject({
+      code: 'InvalidCapturePath',
+      message: `${root} is not a regular file`,
+    });
+    await symlink(path.join(root, 'inner', 'y.cap'), path.join(root, 'link.cap'));
+    await expect(
+      openCaptureFile(path.join(root, 'link.cap'), { roots: [root] }),
+    ).rejects.toMatchObject({ code: 'ELOOP' });
   });
 });

@@ -1,4 +1,5 @@
-import { mkdir, realpath } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { WirewatchError } from '../model/errors.js';
 
@@ -7,9 +8,19 @@ export const DEFAULT_CAPTURE_ROOT = '/var/captures';
 
 const captureExtensions = new Set(['.cap', '.pcap']);
 
-function isInside(root: string, candidate: string): boolean {
+/**
+ * The one "is this path inside the capture root" test: true when `candidate` is `root` itself or
+ * lies below it (both absolute). Paths are compared as strings; {@link openCaptureFile} adds the
+ * real-path test on the file actually opened.
+ */
+export function isInside(root: string, candidate: string): boolean {
   const relative = path.relative(root, candidate);
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/** True when `candidate` lies below `root` (not `root` itself). */
+export function isUnder(root: string, candidate: string): boolean {
+  return path.relative(root, candidate) !== '' && isInside(root, candidate);
 }
 
 /**
@@ -25,7 +36,7 @@ export function checkCapturePath(filePath: string, root: string, target = 'fileP
   if (!path.isAbsolute(filePath)) fail('must be an absolute path');
   if (filePath.split('/').includes('..')) fail('must not contain ".." segments');
   const resolved = path.resolve(filePath);
-  if (!isInside(path.resolve(root), resolved) || resolved === path.resolve(root)) {
+  if (!isUnder(path.resolve(root), resolved)) {
     fail(`must lie under the capture root ${root}`);
   }
   if (!captureExtensions.has(path.extname(resolved).toLowerCase())) {
@@ -85,6 +96,53 @@ export async function prepareCapturePath(
     current = real;
   }
   return path.join(current, path.basename(resolved));
+}
+
+export interface OpenCaptureFileOptions {
+  /**
+   * The folders the file must really lie under: checked on the file actually opened, so no
+   * symbolic link among the folders above it leads elsewhere. Empty: not checked.
+   */
+  readonly roots: readonly string[];
+  /** How errors name the file (default: the path opened). */
+  readonly name?: string;
+}
+
+/**
+ * Opens a capture file for reading: not through a symbolic link (O_NOFOLLOW), without hanging on
+ * a FIFO (O_NONBLOCK), a regular file, and really under one of `roots`.
+ *
+ * @throws WirewatchError `InvalidCapturePath` when it is not a regular file or leads out of the
+ *   roots; errors of `open` (ENOENT, ELOOP, …) as they are.
+ */
+export async function openCaptureFile(
+  filePath: string,
+  options: OpenCaptureFileOptions,
+): Promise<FileHandle> {
+  const name = options.name ?? filePath;
+  const file = await open(
+    filePath,
+    constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+  );
+  try {
+    if (!(await file.stat()).isFile()) {
+      throw new WirewatchError('InvalidCapturePath', `${name} is not a regular file`);
+    }
+    if (options.roots.length > 0) {
+      // Where the opened file really is: a link among the folders above it cannot lead out.
+      const real = await readlink(`/proc/self/fd/${file.fd}`);
+      const realRoots = await Promise.all(
+        options.roots.map((r) => realpath(r).catch(() => undefined)),
+      );
+      if (!realRoots.some((root) => root !== undefined && isUnder(root, real))) {
+        throw new WirewatchError('InvalidCapturePath', `${name} leads out of the capture folders`);
+      }
+    }
+    return file;
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
 }
 
 function message(cause: unknown): string {
