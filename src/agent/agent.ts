@@ -3,46 +3,30 @@
  * server assigns, and keeps a journal so that no final state is lost across crashes, restarts
  * and lost connections (the flow is described in src/model/channel.ts and docs/agent.md).
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import type { Agent as HttpAgent } from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
-import type { PortRange } from '../capture/filter-spec.js';
 import type { OwnTraffic } from '../capture/own-traffic.js';
 import {
-  CHANNEL_MAX_PAYLOAD_BYTES,
   CHANNEL_PROTOCOL_VERSION,
-  MAX_HELLO_SESSIONS,
   type AgentMessage,
   type CaptureAssignment,
   type ObservedSession,
   type ServerMessage,
   type StopRequestReason,
 } from '../model/channel.js';
-import { silentLog, type AgentLog } from './agent-log.js';
+import type { AgentLog } from './agent-log.js';
+import type { Agent, AgentEvent, AgentExit, AgentOptions } from './agent-options.js';
+import { prepareAgent, type AgentParts } from './agent-start.js';
+import { AgentUploads } from './agent-uploads.js';
 import { createChannelClient, type ChannelClient } from './channel-client.js';
-import { deleteIdentity, loadOrEnroll } from './enroll.js';
+import { deleteIdentity } from './enroll.js';
 import { FileReader, sessionFiles } from './file-reader.js';
-import { observedSession, openJournal, uploadReport, type Journal } from './journal.js';
-import { reserveOwnPorts, type OwnPorts } from './own-ports.js';
+import { fitHello } from './hello.js';
+import { observedSession, uploadReport, type Journal } from './journal.js';
 import { endpointOf, resolveOwnTraffic, type Endpoint } from './own-traffic.js';
 import { StreamRequests } from './stream-requests.js';
-import { openWrittenFiles, type WrittenFiles } from './written-files.js';
-import {
-  recoverSession,
-  runSession,
-  stoppedMessage,
-  type SessionRunner,
-} from './session-runner.js';
-import {
-  removeSpooledFiles,
-  resumeSessionUpload,
-  startSessionUpload,
-  type SessionUpload,
-  type SessionUploadOptions,
-} from './session-upload.js';
+import { runSession, stoppedMessage, type SessionRunner } from './session-runner.js';
+
+export type { Agent, AgentEvent, AgentExit, AgentOptions } from './agent-options.js';
 
 /** Reported in `hello`; the same version the CLI prints. */
 export const AGENT_VERSION = '0.1.0';
@@ -50,171 +34,18 @@ export const AGENT_VERSION = '0.1.0';
 /** The longest gap between two progress reports of a running capture. */
 const MAX_PROGRESS_INTERVAL_MS = 5000;
 
-export interface AgentOptions {
-  /** The server's base URL, http:// or https://. */
-  readonly serverUrl: string;
-  /** CA certificate(s) to trust for an https server (PEM). */
-  readonly ca?: Buffer;
-  /** The subscription's enrollment token; needed only while the agent is not enrolled. */
-  readonly enrollToken?: string;
-  readonly subscriptionId: string;
-  readonly resourceGroup: string;
-  /** The VM name this host appears as. */
-  readonly name: string;
-  readonly location: string;
-  /** The interface captures run on. */
-  readonly interface: string;
-  /** The network namespace the interface lives in. */
-  readonly netns?: string;
-  /** Holds agent.json and the journal. */
-  readonly dataDir: string;
-  /** Every capture file lies under it (default /var/captures). */
-  readonly captureRoot?: string;
-  /** Reported at enrollment and in `hello` (default: os.hostname()). */
-  readonly hostname?: string;
-  readonly log?: AgentLog;
-  /** Reconnect backoff, first and longest wait (default 250 ms and 15 s). */
-  readonly backoffMinMs?: number;
-  readonly backoffMaxMs?: number;
-  /** Silence from the server after which the channel is re-dialled (default 45 s). */
-  readonly deadAfterMs?: number;
-  /** How often a running capture reports progress (default 2000 ms, at most 5000). */
-  readonly progressIntervalMs?: number;
-  readonly tcpdumpPath?: string;
-  /** On close, how long to wait for the server to acknowledge the final states (default 2 s). */
-  readonly ackWaitMs?: number;
-  /**
-   * On close, how long blob uploads may take to complete after the captures have stopped
-   * (default 10 s); the rest stay Pending in the journal and resume at the next start.
-   */
-  readonly uploadWaitMs?: number;
-  /** Blob upload retry waits, first and longest (default 500 ms and 10 s). */
-  readonly uploadBackoffMinMs?: number;
-  readonly uploadBackoffMaxMs?: number;
-  /** Aborts enrollment (which retries until it reaches the server). */
-  readonly signal?: AbortSignal;
-  /** The wall clock blob uploads read their SAS expiry against (default Date.now; tests jump it). */
-  readonly now?: () => number;
-  /**
-   * The local ports every connection of the agent is bound to, so that captures can leave them
-   * out (default: 16 ports next to the kernel's ephemeral range; src/agent/own-ports.ts).
-   */
-  readonly ownPorts?: PortRange;
-}
-
-/** How the agent's run ended. */
-export type AgentExit =
-  | { readonly reason: 'closed' }
-  /** The server deregistered the VM: captures stopped (TargetDeleted), agent.json removed. */
-  | { readonly reason: 'deregistered' }
-  /** The server refused the credential (HTTP 401): same clean-up, and `error` says so. */
-  | { readonly reason: 'unauthorized'; readonly error: Error };
-
-export type AgentEvent =
-  | { readonly type: 'connected' }
-  | { readonly type: 'disconnected' }
-  | { readonly type: 'received'; readonly message: ServerMessage }
-  | { readonly type: 'sent'; readonly message: AgentMessage }
-  | { readonly type: 'exit'; readonly exit: AgentExit };
-
-export interface Agent {
-  readonly agentId: string;
-  readonly vmId: string;
-  readonly captureRoot: string;
-  readonly connected: boolean;
-  /** Settles when the agent has stopped, for whatever reason; never rejects. */
-  readonly exited: Promise<AgentExit>;
-  /** Every session in the journal, as `hello` would report it. */
-  sessions(): ObservedSession[];
-  /** Subscribes to what the agent does; returns the unsubscribe function. */
-  onEvent(listener: (event: AgentEvent) => void): () => void;
-  /**
-   * Stops every running capture (ManualIntervention; each file complete and fsynced, each
-   * final state journaled and sent), waits briefly for the server's acks, and disconnects.
-   * Safe to call twice.
-   */
-  close(): Promise<void>;
-}
-
 /**
  * Starts an agent: enrolls if needed, recovers what a previous process left running, and
  * connects. Rejects when enrollment is refused or the data dir is unusable.
  */
 export async function createAgent(options: AgentOptions): Promise<Agent> {
-  const log = options.log ?? silentLog;
-  const captureRoot = path.resolve(options.captureRoot ?? DEFAULT_CAPTURE_ROOT);
-  const hostname = options.hostname ?? os.hostname();
-  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-  const lock = await lockDataDir(options.dataDir);
+  const parts = await prepareAgent(options);
   try {
-    // Every connection of the agent comes from its own ports, the enrollment's too.
-    const ownPorts = await reserveOwnPorts({
-      ...(options.ownPorts === undefined ? {} : { ports: options.ownPorts }),
-      log,
-    });
-    const identity = await loadOrEnroll({
-      agent: ownPorts.httpAgent(new URL(options.serverUrl).protocol === 'https:'),
-      serverUrl: options.serverUrl,
-      ...(options.ca === undefined ? {} : { ca: options.ca }),
-      ...(options.enrollToken === undefined ? {} : { enrollToken: options.enrollToken }),
-      dataDir: options.dataDir,
-      subscriptionId: options.subscriptionId,
-      resourceGroup: options.resourceGroup,
-      name: options.name,
-      location: options.location,
-      hostname,
-      captureRoot,
-      log,
-      backoffMinMs: options.backoffMinMs ?? 250,
-      backoffMaxMs: options.backoffMaxMs ?? 15_000,
-      ...(options.signal === undefined ? {} : { signal: options.signal }),
-    });
-    const journal = await openJournal({ dataDir: options.dataDir, log });
-    for (const entry of journal.entries()) {
-      if (entry.state === 'Running') await journal.save(await recoverSession(entry, log));
-    }
-    const written = await openWrittenFiles({ dataDir: options.dataDir, log });
-    const spoolDir = path.join(options.dataDir, 'spool');
-    await mkdir(spoolDir, { recursive: true, mode: 0o700 });
-    for (const entry of journal.entries()) {
-      await removeSpooledFiles(entry, spoolDir).catch((err: unknown) =>
-        log('warn', 'cannot remove a spooled capture', {
-          sessionId: entry.assignment.sessionId,
-          error: err,
-        }),
-      );
-    }
-    return new AgentImpl({
-      options,
-      log,
-      captureRoot,
-      hostname,
-      journal,
-      written,
-      ownPorts,
-      agentId: identity.agentId,
-      vmId: identity.vmId,
-      credential: identity.credential,
-      unlock: lock,
-    });
+    return new AgentImpl(parts);
   } catch (err) {
-    await lock();
+    await parts.unlock();
     throw err;
   }
-}
-
-interface AgentParts {
-  readonly options: AgentOptions;
-  readonly log: AgentLog;
-  readonly captureRoot: string;
-  readonly hostname: string;
-  readonly journal: Journal;
-  readonly written: WrittenFiles;
-  readonly ownPorts: OwnPorts;
-  readonly agentId: string;
-  readonly vmId: string;
-  readonly credential: string;
-  readonly unlock: () => Promise<void>;
 }
 
 class AgentImpl implements Agent {
@@ -232,7 +63,7 @@ class AgentImpl implements Agent {
   readonly #streams: StreamRequests;
   readonly #runners = new Map<string, SessionRunner>();
   /** Blob uploads under way: of running captures, and of stopped ones not yet uploaded. */
-  readonly #uploads = new Map<string, SessionUpload>();
+  readonly #uploads: AgentUploads;
   /**
    * Final reports (`stopped`, `uploaded`, a Stopped session in `hello`) sent on this connection
    * and not yet acknowledged, per session: a session is forgotten only once the server has
@@ -248,8 +79,6 @@ class AgentImpl implements Agent {
   readonly #ackWaiters = new Set<() => void>();
   #shutdown: Promise<void> | undefined;
   #resolveExited!: (exit: AgentExit) => void;
-  /** Connections to blob storage, from the own ports, kept alive between requests. */
-  readonly #blobAgents: { readonly http: HttpAgent; readonly https: HttpAgent };
 
   constructor(parts: AgentParts) {
     this.#parts = parts;
@@ -260,12 +89,16 @@ class AgentImpl implements Agent {
     this.captureRoot = parts.captureRoot;
     this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
     const o = parts.options;
-    // At most this many connections per storage endpoint: a few own ports serve every upload.
-    const blob = { keepAlive: true, maxSockets: 4 };
-    this.#blobAgents = {
-      http: parts.ownPorts.httpAgent(false, blob),
-      https: parts.ownPorts.httpAgent(true, blob),
-    };
+    this.#uploads = new AgentUploads({
+      ownPorts: parts.ownPorts,
+      spoolDir: path.join(o.dataDir, 'spool'),
+      journal: this.#journal,
+      report: (message) => this.#send(message),
+      log: this.#log,
+      ...(o.uploadBackoffMinMs === undefined ? {} : { backoffMinMs: o.uploadBackoffMinMs }),
+      ...(o.uploadBackoffMaxMs === undefined ? {} : { backoffMaxMs: o.uploadBackoffMaxMs }),
+      ...(o.now === undefined ? {} : { now: o.now }),
+    });
     this.#channel = createChannelClient({
       serverUrl: o.serverUrl,
       credential: parts.credential,
@@ -334,7 +167,7 @@ class AgentImpl implements Agent {
     // Uploads a previous process left unfinished (stopped, crashed) go on from the files.
     for (const entry of this.#journal.entries()) {
       if (entry.upload?.state !== 'Pending' || entry.state !== 'Stopped') continue;
-      this.#trackUpload(resumeSessionUpload(this.#uploadOptions(entry.assignment), entry));
+      this.#uploads.resume(entry);
     }
   }
 
@@ -443,9 +276,7 @@ class AgentImpl implements Agent {
         return;
       }
       case 'blobGrant': {
-        const upload = this.#uploads.get(message.sessionId);
-        if (upload !== undefined) upload.grant(message);
-        else
+        if (!this.#uploads.grant(message))
           this.#log('debug', 'blob grant for no upload; ignored', { sessionId: message.sessionId });
         return;
       }
@@ -478,10 +309,7 @@ class AgentImpl implements Agent {
     }
     const o = this.#parts.options;
     this.#log('info', 'start requested', { sessionId: id, resourceId: assignment.resourceId });
-    const upload =
-      assignment.blob === undefined
-        ? undefined
-        : this.#trackUpload(startSessionUpload(this.#uploadOptions(assignment)));
+    const upload = assignment.blob === undefined ? undefined : this.#uploads.start(assignment);
     const runner = runSession({
       assignment,
       interface: o.interface,
@@ -528,29 +356,6 @@ class AgentImpl implements Agent {
     const blobs = [assignment, ...this.#journal.entries().map((e) => e.assignment)];
     for (const a of blobs) if (a.blob !== undefined) add(endpointOf(a.blob.url));
     return resolveOwnTraffic(range, endpoints);
-  }
-
-  #uploadOptions(assignment: CaptureAssignment): SessionUploadOptions {
-    const o = this.#parts.options;
-    return {
-      httpAgent: (secure) => (secure ? this.#blobAgents.https : this.#blobAgents.http),
-      assignment,
-      spoolDir: path.join(o.dataDir, 'spool'),
-      journal: this.#journal,
-      report: (message) => this.#send(message),
-      log: this.#log,
-      ...(o.uploadBackoffMinMs === undefined ? {} : { backoffMinMs: o.uploadBackoffMinMs }),
-      ...(o.uploadBackoffMaxMs === undefined ? {} : { backoffMaxMs: o.uploadBackoffMaxMs }),
-      ...(o.now === undefined ? {} : { now: o.now }),
-    };
-  }
-
-  #trackUpload(upload: SessionUpload): SessionUpload {
-    this.#uploads.set(upload.sessionId, upload);
-    void upload.done.then(() => {
-      if (this.#uploads.get(upload.sessionId) === upload) this.#uploads.delete(upload.sessionId);
-    });
-    return upload;
   }
 
   #ack(sessionId: string): void {
@@ -603,7 +408,7 @@ class AgentImpl implements Agent {
       for (const runner of runners) runner.stop(reason);
       await Promise.all(runners.map((runner) => runner.finished));
     });
-    await step('finishing uploads', () => this.#finishUploads(o.uploadWaitMs ?? 10_000));
+    await step('finishing uploads', () => this.#uploads.finish(o.uploadWaitMs ?? 10_000));
     if (exit.reason === 'closed') {
       await step('waiting for acks', () => this.#waitForAcks(o.ackWaitMs ?? 2000));
     } else {
@@ -620,8 +425,7 @@ class AgentImpl implements Agent {
       return Promise.resolve();
     });
     await step('closing storage connections', () => {
-      this.#blobAgents.http.destroy();
-      this.#blobAgents.https.destroy();
+      this.#uploads.closeConnections();
       return Promise.resolve();
     });
     await step('unlocking the data dir', () => this.#parts.unlock());
@@ -629,25 +433,6 @@ class AgentImpl implements Agent {
     this.#log('info', 'agent stopped', { exit: exit.reason, failures: failures.length });
     this.#emit({ type: 'exit', exit });
     this.#resolveExited(exit);
-  }
-
-  /** Gives the uploads up to `ms` to complete; the rest stay Pending for the next start. */
-  async #finishUploads(ms: number): Promise<void> {
-    const uploads = [...this.#uploads.values()];
-    if (uploads.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(uploads.map((u) => u.done)),
-      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-    clearTimeout(timer);
-    const left = [...this.#uploads.values()];
-    if (left.length > 0) {
-      this.#log('warn', 'uploads not finished; they resume at the next start', {
-        sessions: left.map((u) => u.sessionId),
-      });
-    }
-    await Promise.all(left.map((u) => u.close()));
   }
 
   /** While connected, gives the server up to `ms` to acknowledge every stopped session. */
@@ -668,105 +453,5 @@ class AgentImpl implements Agent {
       const timer = setTimeout(done, ms);
       this.#ackWaiters.add(check);
     });
-  }
-}
-
-/** Room kept in a hello for everything but its sessions. */
-const HELLO_ENVELOPE_BYTES = 64 * 1024;
-
-/**
- * The sessions a hello can carry within CHANNEL_MAX_PAYLOAD_BYTES and MAX_HELLO_SESSIONS: every
- * running one (the server would otherwise take a running session it does not hear of as lost),
- * then stopped ones while they fit. The others are held back, to be offered after welcome.
- * Running sessions go without their files and the blobs of their pending upload, which the
- * server reads only from a session's end, so that all of them fit: 10,000 take about 3 MiB.
- */
-export function fitHello(all: readonly ObservedSession[]): {
-  sessions: ObservedSession[];
-  heldBack: string[];
-} {
-  const running = all.filter((s) => s.state === 'Running').map(withoutBulk);
-  const stopped = all.filter((s) => s.state !== 'Running');
-  const sessions: ObservedSession[] = [];
-  const heldBack: string[] = [];
-  let bytes = HELLO_ENVELOPE_BYTES;
-  for (const s of [...running, ...stopped]) {
-    const size = Buffer.byteLength(JSON.stringify(s)) + 1;
-    const fits = sessions.length < MAX_HELLO_SESSIONS && bytes + size <= CHANNEL_MAX_PAYLOAD_BYTES;
-    if (fits || s.state === 'Running') {
-      sessions.push(s);
-      bytes += size;
-    } else heldBack.push(s.sessionId);
-  }
-  return { sessions, heldBack };
-}
-
-function withoutBulk(s: ObservedSession): ObservedSession {
-  const { files: _files, ...rest } = s;
-  return s.upload?.state === 'Pending' ? { ...rest, upload: { ...s.upload, blobs: [] } } : rest;
-}
-
-/** Data dirs locked by agents of this process. */
-const lockedHere = new Set<string>();
-
-/**
- * One agent per data dir: a second one would mark the first one's captures AgentRestarted and
- * write the same journal. The lock file names its owner by pid and process start time, so a
- * lock left by a crash is taken over even when a new process got the same pid (a container's
- * pid 1 is the agent on every restart).
- */
-async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
-  const key = path.resolve(dataDir);
-  if (lockedHere.has(key)) throw new Error(`an agent in this process is already using ${dataDir}`);
-  const file = path.join(dataDir, 'agent.lock');
-  const me = `${process.pid} ${await processStartTime(process.pid)}`;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const handle = await open(
-        file,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o600,
-      );
-      try {
-        await handle.writeFile(`${me}\n`);
-      } finally {
-        await handle.close();
-      }
-      lockedHere.add(key);
-      let released = false;
-      return async () => {
-        if (released) return;
-        released = true;
-        lockedHere.delete(key);
-        await rm(file, { force: true });
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const [pid, started] = (await readFile(file, 'utf8').catch(() => '')).trim().split(' ');
-    const owner = Number(pid);
-    if (
-      Number.isInteger(owner) &&
-      owner > 0 &&
-      `${owner} ${started}` !== me &&
-      (await processStartTime(owner)) === started
-    ) {
-      throw new Error(`another agent (pid ${owner}) is using ${dataDir}`);
-    }
-    // The owner is gone: the lock is stale.
-    await rm(file, { force: true });
-  }
-  throw new Error(`cannot lock ${dataDir}`);
-}
-
-/** A process's start time in clock ticks since boot (/proc/PID/stat field 22); '' if none. */
-async function processStartTime(pid: number): Promise<string> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may itself contain spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19] ?? '';
-  } catch {
-    return '';
   }
 }

@@ -15,7 +15,6 @@
  * in the file and counts the records it skipped as dropped (the server drops further for a slow
  * viewer on its side, and adds those).
  */
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles, ringFileName } from '../capture/ring-buffer.js';
 import type { Clock } from '../capture/runner.js';
@@ -23,6 +22,7 @@ import type { AgentMessage, ChannelError } from '../model/channel.js';
 import { BINARY_FRAME_ID_LENGTH, toChannelError } from '../model/channel.js';
 import type { AgentLog } from './agent-log.js';
 import { PcapTail, type RecordBatch } from './pcap-tail.js';
+import { exists } from './spool-files.js';
 
 /** Largest data part of one frame (a single larger record still goes whole, alone). */
 export const MAX_FRAME_DATA = 256 * 1024;
@@ -365,15 +365,6 @@ export class LiveStream {
 /** Starts a stream; it runs until the capture ends, `stop()` or `abandon()`. */
 export function startLiveStream(options: LiveStreamOptions): LiveStream {
   return new LiveStream(options);
-}
-
-async function exists(filePath: string): Promise<boolean> {
-  try {
-    await stat(filePath);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The ring's files that exist, by number. */

@@ -6,7 +6,7 @@
  * `uploaded`.
  */
 import type { Agent } from 'node:http';
-import { copyFile, link, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles, ringFileName } from '../capture/ring-buffer.js';
 import type {
@@ -17,8 +17,8 @@ import type {
 } from '../model/channel.js';
 import type { AgentLog } from './agent-log.js';
 import { startBlobUpload, type BlobUpload, type BlobUploadOutcome } from './blob-upload.js';
-import { syncFolder } from './durable-file.js';
 import { uploadReport, type Journal, type JournalEntry, type JournalUpload } from './journal.js';
+import { exists, keepInSpool, removeLocalFiles, ringIndex, spoolIndex } from './spool-files.js';
 
 type BlobTarget = NonNullable<CaptureAssignment['blob']>;
 export type BlobGrant = Extract<ServerMessage, { type: 'blobGrant' }>;
@@ -136,18 +136,13 @@ export class SessionUpload {
   async ringFileClosed(file: string, index: number): Promise<void> {
     if (this.#queued.has(index) || this.#isDone(index)) return;
     this.#queued.add(index);
-    const spool = path.join(this.#o.spoolDir, `${this.sessionId}_${index}${path.extname(file)}`);
-    let kept = spool;
+    let kept: string;
     try {
-      await mkdir(this.#o.spoolDir, { recursive: true, mode: 0o700 });
-      await rm(spool, { force: true });
-      try {
-        await link(file, spool);
-      } catch (err) {
-        // The spool is on another file system than the captures: a copy does the same job.
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
-        await copyFile(file, spool);
-      }
+      kept = await keepInSpool(file, {
+        spoolDir: this.#o.spoolDir,
+        sessionId: this.sessionId,
+        index,
+      });
     } catch (err) {
       // Uploaded from the ring itself then, if the ring has not deleted it by that time.
       this.#log('warn', 'cannot keep a ring file in the spool', { file, error: err });
@@ -467,55 +462,6 @@ export class SessionUpload {
   }
 }
 
-/**
- * At start: the local files of a Completed upload with spoolOnly that a crash kept from being
- * removed (between the journal write and the removal).
- */
-export async function removeSpooledFiles(entry: JournalEntry, spoolDir: string): Promise<void> {
-  const a = entry.assignment;
-  if (entry.upload?.state !== 'Completed' || a.blob?.spoolOnly !== true) return;
-  const files: string[] = [];
-  if (entry.capturePath !== undefined) {
-    if (a.continuousCapture) files.push(...(await existingRingFiles(entry.capturePath)));
-    else files.push(entry.capturePath);
-  }
-  for (const name of await readdir(spoolDir).catch(() => [] as string[])) {
-    if (spoolIndex(name, a.sessionId) !== undefined) files.push(path.join(spoolDir, name));
-  }
-  await removeLocalFiles(files);
-}
-
-async function removeLocalFiles(files: readonly string[]): Promise<void> {
-  const folders = new Set<string>();
-  for (const file of files) {
-    if (!(await exists(file))) continue;
-    await rm(file, { force: true });
-    folders.add(path.dirname(file));
-  }
-  // Durable, so that a crash cannot bring back a file the journal says is gone.
-  for (const folder of folders) await syncFolder(folder);
-}
-
 function noSas(): ChannelError {
   return { code: 'StorageFailed', message: 'the assignment has a blob target but no SAS' };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The n of a ring file `<stem>_<n><ext>`. */
-function ringIndex(file: string): number | undefined {
-  const n = /_(\d+)(\.[^./_]*)?$/.exec(path.basename(file))?.[1];
-  return n === undefined ? undefined : Number(n);
-}
-
-/** The n of this session's spool link `<sessionId>_<n><ext>`. */
-function spoolIndex(name: string, sessionId: string): number | undefined {
-  return name.startsWith(`${sessionId}_`) ? ringIndex(name) : undefined;
 }
