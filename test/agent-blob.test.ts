@@ -20,6 +20,7 @@ import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.j
 import { createJsonLineLog } from '../src/agent/agent-log.js';
 import type { JournalEntry } from '../src/agent/journal.js';
 import { startFakeServer, type FakeServer } from './support/fake-server.js';
+import { pcapBytes } from './support/pcap-records.js';
 import {
   AZURITE_ACCOUNT_KEY,
   AZURITE_ACCOUNT_NAME,
@@ -27,8 +28,6 @@ import {
   type Azurite,
 } from '../src/blob/azurite.js';
 import type { CaptureAssignment, UploadReport } from '../src/model/channel.js';
-import { encodeFileHeader } from '../src/pcap/format.js';
-import { encodeRecord } from '../src/pcap/writer.js';
 import { launch, stopProcess, type CliProcess } from './lab/cli-process.js';
 import { isRoot } from './lab/exec.js';
 import { createLab, type Lab } from './lab/lab.js';
@@ -616,23 +615,3 @@ describe.skipIf(!isRoot)('agent blob uploads on the lab (root)', () => {
     expect(second.output()).not.toContain('sig=');
   });
 });
-
-/** A pcap file of `records` 60-byte Ethernet frames, plus `tail` bytes of a cut record. */
-function pcapBytes(records: number, tail = 0): Buffer {
-  const header = encodeFileHeader({
-    byteOrder: 'LE',
-    precision: 'micro',
-    versionMajor: 2,
-    versionMinor: 4,
-    snaplen: 262144,
-    linkType: 1,
-  });
-  const frames = Array.from({ length: records }, (_, i) =>
-    encodeRecord(
-      { tsSec: 1_700_000_000 + i, tsFrac: 0, data: Buffer.alloc(60, i) },
-      { byteOrder: 'LE' },
-    ),
-  );
-  const cut = encodeRecord({ tsSec: 1, tsFrac: 0, data: Buffer.alloc(60, 7) }, { byteOrder: 'LE' });
-  return Buffer.concat([header, ...frames, cut.subarray(0, tail)]);
-}

@@ -12,15 +12,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CHANNEL_PROTOCOL_VERSION, type CaptureAssignment } from '../model/channel.js';
-import { encodeFileHeader } from '../pcap/format.js';
 import { readPcapFile } from '../pcap/reader.js';
-import { encodeRecord } from '../pcap/writer.js';
 import { createAgent, type Agent, type AgentEvent, type AgentOptions } from './agent.js';
 import { createJsonLineLog } from './agent-log.js';
 import { backoffDelay } from './backoff.js';
 import { EnrollmentRefusedError } from './enroll.js';
 import type { JournalEntry } from './journal.js';
 import { startFakeServer, type FakeServer } from '../../test/support/fake-server.js';
+import { pcapBytes } from '../../test/support/pcap-records.js';
 
 const subscriptionId = randomUUID();
 
@@ -107,28 +106,6 @@ function nextEvent(agent: Agent, type: AgentEvent['type']): Promise<AgentEvent> 
 }
 
 const journalFile = (id: string) => path.join(dir, 'data', 'sessions', `${id}.json`);
-
-/** A pcap file of `records` 60-byte Ethernet frames, plus `tail` bytes of a cut record. */
-function pcapBytes(records: number, tail = 0): Buffer {
-  const header = encodeFileHeader({
-    byteOrder: 'LE',
-    precision: 'micro',
-    versionMajor: 2,
-    versionMinor: 4,
-    snaplen: 262144,
-    linkType: 1,
-  });
-  const frames = Array.from({ length: records }, (_, i) =>
-    encodeRecord(
-      { tsSec: 1_700_000_000 + i, tsFrac: 0, data: Buffer.alloc(60, i) },
-      {
-        byteOrder: 'LE',
-      },
-    ),
-  );
-  const cut = encodeRecord({ tsSec: 1, tsFrac: 0, data: Buffer.alloc(60, 7) }, { byteOrder: 'LE' });
-  return Buffer.concat([header, ...frames, cut.subarray(0, tail)]);
-}
 
 async function countRecords(file: string): Promise<number> {
   let n = 0;

@@ -1,7 +1,7 @@
 /**
- * Hand-written pcap content for tests that read capture files while they are written (the
- * agent's live streams and their tail reader): a header, and numbered records that tell which
- * they are by their time stamp and bytes.
+ * Hand-written pcap content for the agent's tests: a header, numbered records that tell which
+ * they are by their time stamp and bytes (for live streams and their tail reader), and whole
+ * files with an optional cut record (for recovery and uploads).
  */
 import { encodeFileHeader } from '../../src/pcap/format.js';
 import { encodeRecord } from '../../src/pcap/writer.js';
@@ -21,6 +21,18 @@ export function record(n: number, size = 20 + n): Buffer {
     { tsSec: 1_767_225_600 + n, tsFrac: 0, data: Buffer.alloc(size, n & 0xff) },
     { byteOrder: 'LE' },
   );
+}
+
+/** A pcap file of `records` 60-byte Ethernet frames, plus `tail` bytes of a cut record. */
+export function pcapBytes(records: number, tail = 0): Buffer {
+  const frames = Array.from({ length: records }, (_, i) =>
+    encodeRecord(
+      { tsSec: 1_700_000_000 + i, tsFrac: 0, data: Buffer.alloc(60, i) },
+      { byteOrder: 'LE' },
+    ),
+  );
+  const cut = encodeRecord({ tsSec: 1, tsFrac: 0, data: Buffer.alloc(60, 7) }, { byteOrder: 'LE' });
+  return Buffer.concat([HEADER, ...frames, cut.subarray(0, tail)]);
 }
 
 /** Records from..to, one after the other. */
