@@ -3,6 +3,7 @@
  * scripted TCP and UDP flows over IPv4 and IPv6, and tshark as the independent judge of what
  * each capture holds.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -474,6 +475,53 @@ describe.skipIf(!isRoot)('capture on the lab (root)', () => {
     expect(result.stopReason).toBe('TimeExceeded');
     expect(result.files).toHaveLength(1);
     await tsharkRead(result.files[0]!);
+  });
+
+  it('a ring stopped while its reader is behind loses no packet tcpdump captured', async () => {
+    // A flood, and a reader stuck (in onRingFileClosed) across the stop: tcpdump's output pipe
+    // is full and its write blocked when the stop comes. tcpdump does not restart a write a
+    // SIGINT interrupts, so a SIGINT then made stdio throw away the 4 KiB it held: packets
+    // counted as captured but never written, reported as a failed write.
+    const { a, b } = lab;
+    const flood = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        a.netns,
+        process.execPath,
+        '-e',
+        `const s = require('node:dgram').createSocket('udp4'); const d = Buffer.alloc(600);
+         const go = () => { for (let i = 0; i < 100; i++) s.send(d, 9, '${b.ipv4}'); setImmediate(go); };
+         go();`,
+      ],
+      { stdio: 'ignore' },
+    );
+    const flooding = new Promise<void>((resolve) => flood.once('exit', () => resolve()));
+    running.push({ close: () => (flood.kill('SIGKILL'), flooding) });
+    let release = () => {};
+    const stuck = new Promise<void>((resolve) => (release = resolve));
+    let closed = 0;
+    const session = await capture('ring-behind', {
+      ring: { fileCount: 3, fileSizeInBytes: 20_000, sessionTimeLimitInSeconds: 1 },
+      drainMs: 200,
+      onRingFileClosed: async () => {
+        if (closed++ === 0) await stuck;
+      },
+    });
+    // Stuck from the first rotation until well after the stop (deadline 1 s, SIGINT 0.2 s later).
+    const timer = setTimeout(release, 2500);
+    try {
+      const result = await session.result;
+      expect(closed, 'the reader was held up').toBeGreaterThan(1);
+      expect(result.error?.message).toBeUndefined();
+      expect(result.stopReason).toBe('TimeExceeded');
+      expect(result.packets + result.outsideTimeLimit).toBe(result.tcpdumpCaptured);
+      for (const file of result.files) await tsharkRead(file);
+    } finally {
+      clearTimeout(timer);
+      release();
+    }
   });
 
   it('flushes its output while watched (a live viewer), and only then', async () => {

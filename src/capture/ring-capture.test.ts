@@ -47,6 +47,22 @@ describe('RingCapture', () => {
   beforeEach(async () => (dir = await makeTempDir()));
   afterEach(() => removeTempDir(dir));
 
+  it('tells a stream that ended inside a record (tcpdump stopped while writing) from a whole one', async () => {
+    const records = [record('LE', 1), record('LE', 2)];
+    const stream = Buffer.concat([header('LE'), ...records]);
+    const options = {
+      ring: { fileCount: 2, fileSizeInBytes: 10_000, sessionTimeLimitInSeconds: 60 },
+    };
+    const whole = new RingCapture({ filePath: path.join(dir, 'whole.pcap'), ...options });
+    await whole.consume(pieces(stream, 50), () => true);
+    await whole.close();
+    expect([whole.packets, whole.cutShort]).toEqual([2, false]);
+    const cut = new RingCapture({ filePath: path.join(dir, 'cut.pcap'), ...options });
+    await cut.consume(pieces(stream.subarray(0, stream.length - 30), 50), () => true);
+    await cut.close();
+    expect([cut.packets, cut.cutShort]).toEqual([1, true]);
+  });
+
   for (const byteOrder of ['LE', 'BE'] as const) {
     it(`writes whole records split anywhere across files (${byteOrder})`, async () => {
       const records = Array.from({ length: 20 }, (_, i) => record(byteOrder, i));

@@ -29,6 +29,8 @@ export class RingCapture {
   startUs = 0;
   /** Set once the deadline has passed: records stamped after it are left out. */
   endUs: number | undefined;
+  /** tcpdump's output ended with part of a record, which cannot be kept. */
+  cutShort = false;
   #wroteRecord = false;
 
   constructor(options: RingCaptureOptions) {
@@ -67,6 +69,7 @@ export class RingCapture {
       offset = await this.#writeRecords(buf, offset, littleEndian, precision);
       if (offset < buf.length) pending = Buffer.from(buf.subarray(offset));
     }
+    this.cutShort = pending !== undefined;
   }
 
   /** Closes the ring and returns its files, oldest first; undefined if it was never opened. */

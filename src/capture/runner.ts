@@ -27,7 +27,9 @@ import { KILL_AFTER_MS, TcpdumpProcess, type TcpdumpExit } from './tcpdump-proce
 import {
   explainTcpdumpFailure,
   KERNEL_BLOCK_TIMEOUT_MS,
+  outputWriteState,
   parseTcpdumpStats,
+  type OutputWriteState,
   type TcpdumpStats,
 } from './tcpdump.js';
 
@@ -42,6 +44,12 @@ export type {
 
 /** The longest a file's mtime (the kernel's coarse clock) may lag the write: one tick at HZ=100. */
 const COARSE_CLOCK_TICK_MS = 10;
+
+/** Ring mode: how long a stop waits for tcpdump to be between writes before it interrupts anyway. */
+const BETWEEN_WRITES_WAIT_MS = 5_000;
+
+/** Ring mode: how often a stop looks again whether tcpdump is between writes. */
+const BETWEEN_WRITES_RETRY_MS = 10;
 
 /**
  * Starts a capture and resolves once tcpdump is capturing. Problems found before that (bad path,
@@ -352,6 +360,45 @@ export class CaptureSession {
   #interrupt(): void {
     if (this.#done || this.#interrupted) return;
     this.#interrupted = true;
+    if (this.#ring === undefined) this.#sendInterrupt();
+    else this.#interruptBetweenWrites(this.#monotonicNow() + BETWEEN_WRITES_WAIT_MS);
+  }
+
+  #monotonicNow(): number {
+    return this.#clock.monotonicNow?.() ?? this.#clock.now();
+  }
+
+  /**
+   * Ring mode: tcpdump writes into a pipe this process reads, and its SIGINT handler does not
+   * restart an interrupted write (only SIGUSR1/SIGUSR2 have SA_RESTART). A SIGINT that lands
+   * while the pipe is full (this process reading behind) fails the write with EINTR, and stdio
+   * throws away the 4 KiB it held: packets tcpdump counted as captured but never wrote. So
+   * tcpdump is frozen (SIGSTOP) and interrupted only when it is not inside a write to its
+   * output; otherwise it goes on, this process reads on, and the stop looks again shortly.
+   */
+  #interruptBetweenWrites(untilMono: number): void {
+    const child = this.#tcpdump?.child;
+    if (this.#done || child?.pid === undefined) return;
+    const waitOn = this.#monotonicNow() < untilMono;
+    let state: OutputWriteState = 'unknown';
+    try {
+      if (child.kill('SIGSTOP')) state = outputWriteState(child.pid);
+      // A pending SIGINT is handled as tcpdump resumes, before it can start another write.
+      if (state === 'between-writes' || state === 'unknown' || !waitOn) this.#sendInterrupt();
+    } finally {
+      child.kill('SIGCONT');
+    }
+    if ((state === 'writing' || state === 'not-stopped') && waitOn) {
+      this.#timers.push(
+        this.#clock.setTimeout(
+          () => this.#interruptBetweenWrites(untilMono),
+          BETWEEN_WRITES_RETRY_MS,
+        ),
+      );
+    }
+  }
+
+  #sendInterrupt(): void {
     this.#tcpdump?.child?.kill('SIGINT');
     this.#timers.push(
       this.#clock.setTimeout(() => {
@@ -472,6 +519,16 @@ export class CaptureSession {
     ) {
       const missing = captured - accounted;
       this.#stopReason = 'Error';
+      if (this.#ring !== undefined) {
+        // A ring's writes fail with their own error (RingCapture.consume); a shortfall here is
+        // packets tcpdump counted but never handed over: it was stopped in the middle of writing.
+        const how = this.#ring.cutShort ? 'in the middle of a packet' : 'before them';
+        this.#error ??= new WirewatchError(
+          'CaptureFailed',
+          `${missing} of ${captured} captured packets never reached wirewatch: tcpdump's output ended ${how}; the packets it wrote are kept`,
+        );
+        return;
+      }
       this.#error ??= new WirewatchError(
         'LocalFileFailed',
         `${missing} of ${captured} captured packets could not be written to the capture file (no space left on device?)`,

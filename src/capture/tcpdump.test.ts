@@ -1,5 +1,11 @@
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { explainTcpdumpFailure, parseTcpdumpStats, tcpdumpArgs } from './tcpdump.js';
+import {
+  explainTcpdumpFailure,
+  outputWriteState,
+  parseTcpdumpStats,
+  tcpdumpArgs,
+} from './tcpdump.js';
 
 describe('tcpdump', () => {
   it('reads the counters of SIGUSR1 and of the exit, newest last', () => {
@@ -57,4 +63,25 @@ describe('tcpdump', () => {
       '--',
     );
   });
+
+  it.skipIf(process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch))(
+    'tells a process stopped inside a write to its output from one stopped elsewhere',
+    async () => {
+      // `yes` into a pipe nobody reads blocks in write(1, …); `sleep` waits in nanosleep.
+      const writer = spawn('yes', [], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(outputWriteState(sleeper.pid!, 0)).toBe('not-stopped');
+        writer.kill('SIGSTOP');
+        sleeper.kill('SIGSTOP');
+        expect(outputWriteState(writer.pid!, 2000)).toBe('writing');
+        expect(outputWriteState(sleeper.pid!, 2000)).toBe('between-writes');
+        expect(outputWriteState(2 ** 22 + 1)).toBe('unknown');
+      } finally {
+        writer.kill('SIGKILL');
+        sleeper.kill('SIGKILL');
+      }
+    },
+  );
 });

@@ -2,6 +2,7 @@
  * Everything wirewatch knows about the tcpdump process: where it is, how it is spawned (an
  * argument array, never a shell), what its stderr means.
  */
+import { readFileSync } from 'node:fs';
 import { access, constants, readFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
@@ -37,6 +38,42 @@ export async function catchesSignal(pid: number, signal: NodeJS.Signals): Promis
     return mask !== undefined && ((BigInt(`0x${mask}`) >> BigInt(number - 1)) & 1n) === 1n;
   } catch {
     return false;
+  }
+}
+
+/** write(2) and writev(2), by architecture: what stdio flushes tcpdump's output with. */
+const WRITE_SYSCALLS: Partial<Record<NodeJS.Architecture, readonly number[]>> = {
+  x64: [1, 20],
+  arm64: [64, 66],
+};
+
+/**
+ * Where a process that has just been sent SIGSTOP stands: stopped inside a write(2) to its
+ * standard output, stopped elsewhere, not stopped (yet) after `waitMs` (a busy host), or unknown
+ * (no /proc, another architecture, the process is gone).
+ */
+export type OutputWriteState = 'writing' | 'between-writes' | 'not-stopped' | 'unknown';
+
+/**
+ * Reads {@link OutputWriteState} from /proc/PID/stat and /proc/PID/syscall. Synchronous: the
+ * process is frozen meanwhile, so the answer holds until it is sent SIGCONT.
+ */
+export function outputWriteState(pid: number, waitMs = 5): OutputWriteState {
+  const writes = WRITE_SYSCALLS[process.arch];
+  if (writes === undefined) return 'unknown';
+  const until = performance.now() + waitMs;
+  try {
+    // Stopping takes the target a moment (it may be running, or waiting for a core).
+    for (;;) {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const end = stat.lastIndexOf(')');
+      if (stat.slice(end + 2, end + 3) === 'T') break;
+      if (performance.now() > until) return 'not-stopped';
+    }
+    const [nr, fd] = readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ');
+    return writes.includes(Number(nr)) && Number(fd) === 1 ? 'writing' : 'between-writes';
+  } catch {
+    return 'unknown';
   }
 }
 
