@@ -200,6 +200,20 @@ describe('BlobUpload', () => {
     expect(logLines.some((l) => l.includes('blob storage unavailable; retrying'))).toBe(true);
   });
 
+  it('stages again what the capture engine rewrote: the blob is the final file, not the bytes first staged', async () => {
+    const t = target();
+    const first = randomBytes(5000);
+    const file = await localFile(first);
+    const up = upload(file, t);
+    await until(() => up.stagedBytes === 5000);
+    // The repair closed up a record left out at 1000: the bytes from there on moved down.
+    const final = Buffer.concat([first.subarray(0, 1000), first.subarray(1400)]);
+    await writeFile(file, final);
+    up.finish(1000);
+    expect(await up.outcome).toEqual({ state: 'Completed', url: t.url, size: 4600 });
+    expect((await download(t.name)).equals(final)).toBe(true);
+  });
+
   it('stages everything again when the service lost the staged blocks', async () => {
     const t = target();
     const file = await localFile(randomBytes(4200));

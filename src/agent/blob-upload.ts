@@ -102,6 +102,7 @@ export class BlobUpload {
   readonly #deadline: number;
   readonly #canRead: boolean;
   #final: boolean;
+  #rewrittenFrom: number | undefined;
   #wake: (() => void) | undefined;
   #blocks: StagedBlock[] = [];
   #stagedEnd = 0;
@@ -135,8 +136,13 @@ export class BlobUpload {
     return this.#stagedEnd;
   }
 
-  /** The file is final (the capture is over and the file repaired): commit it. */
-  finish(): void {
+  /**
+   * The file is final (the capture is over and the file repaired): commit it. `rewrittenFrom`:
+   * the repair rewrote the file from there on (records left out were closed up), so blocks
+   * staged from those bytes are staged again.
+   */
+  finish(rewrittenFrom?: number): void {
+    this.#rewrittenFrom = rewrittenFrom;
     this.#final = true;
     this.#wake?.();
   }
@@ -186,7 +192,7 @@ export class BlobUpload {
       }
       const size = await this.#retrying(async () => {
         const final = (await handle.stat()).size;
-        this.#cutTo(final);
+        this.#cutTo(Math.min(final, this.#rewrittenFrom ?? final));
         await this.#stage(handle, final, { wholeBlocksOnly: false });
         await this.#client.commitBlockList(
           this.#blocks.map((b) => b.id),

@@ -287,7 +287,7 @@ export class SessionRunner {
     });
     o.report(stoppedMessage(this.#entry));
     // The upload ends after this, so `uploaded` always follows `stopped`.
-    o.upload?.captureEnded(files);
+    o.upload?.captureEnded(files, end.result?.rewrittenFrom);
   }
 
   /**

@@ -99,6 +99,7 @@ export class SessionUpload {
   readonly #ended: Promise<readonly string[] | undefined>;
   #resolveEnded!: (files: readonly string[] | undefined) => void;
   #hasEnded = false;
+  #rewrittenFrom: number | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: SessionUploadOptions, resumeFrom?: JournalEntry) {
@@ -153,7 +154,12 @@ export class SessionUpload {
   }
 
   /** The capture is over; `files` are its final files (repaired, complete). */
-  captureEnded(files: readonly string[]): void {
+  /**
+   * The capture is over: `files` are final. `rewrittenFrom`: where the capture engine rewrote the
+   * single file's bytes while repairing it (CaptureResult.rewrittenFrom).
+   */
+  captureEnded(files: readonly string[], rewrittenFrom?: number): void {
+    this.#rewrittenFrom = rewrittenFrom;
     this.#hasEnded = true;
     this.#resolveEnded(files);
     this.#wakeJobs?.();
@@ -225,7 +231,7 @@ export class SessionUpload {
       await this.#end(noSas());
       return;
     }
-    this.#single.finish();
+    this.#single.finish(this.#rewrittenFrom);
     await this.#endSingle(file, await this.#single.outcome);
   }
 

@@ -45,6 +45,12 @@ export interface CaptureResult extends CaptureProgress {
    * the kernel's last block, handed over after the deadline, or one from before the start.
    */
   readonly outsideTimeLimit: number;
+  /**
+   * Single file: where the file's bytes were rewritten when records left out from before its
+   * end were closed up (see PcapRepairResult.rewrittenFrom); a reader of the growing file (the
+   * blob upload) reads again from there.
+   */
+  readonly rewrittenFrom?: number;
   /** Set when stopReason is Error: CaptureFailed or LocalFileFailed with the cause. */
   readonly error?: WirewatchError;
 }

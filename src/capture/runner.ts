@@ -77,6 +77,7 @@ export class CaptureSession {
   readonly #window: CaptureWindow;
   /** Single-file mode: packets left out because they were stamped outside [start, deadline]. */
   #outsideWindow = 0;
+  #rewrittenFrom: number | undefined;
   #stopReason: StopReason | undefined;
   #error: WirewatchError | undefined;
   #writing = true;
@@ -466,6 +467,7 @@ export class CaptureSession {
       stoppedAt: new Date(stoppedMs),
       tcpdumpCaptured: this.#stats?.captured ?? packets + outsideWindow,
       outsideTimeLimit: outsideWindow,
+      ...(this.#rewrittenFrom === undefined ? {} : { rewrittenFrom: this.#rewrittenFrom }),
       ...(this.#error === undefined ? {} : { error: this.#error }),
     };
   }
@@ -492,6 +494,7 @@ export class CaptureSession {
     if (finished === undefined) return [];
     this.#packets = finished.packets;
     this.#outsideWindow = finished.outsideWindow;
+    this.#rewrittenFrom = finished.rewrittenFrom;
     // tcpdump's output trails the size check by its 4 KiB buffer, so the limit may only show
     // here; it names the stop unless someone stopped the capture by hand first.
     const cutByLimit = finished.cutByLimit;

@@ -92,7 +92,9 @@ export class SingleFileCapture {
     readonly totalBytesPerSession: number;
     readonly startedMs: number;
     readonly endUs: number | undefined;
-  }): Promise<(FinishedFile & { packets: number; outsideWindow: number }) | undefined> {
+  }): Promise<
+    (FinishedFile & { packets: number; outsideWindow: number; rewrittenFrom?: number }) | undefined
+  > {
     const file = this.file;
     let closeError: unknown;
     await file.close().catch((err: unknown) => (closeError = err));
@@ -121,6 +123,7 @@ export class SingleFileCapture {
       closeError,
       packets: repaired.keptRecords,
       outsideWindow: repaired.outsideWindow,
+      ...(repaired.rewrittenFrom === undefined ? {} : { rewrittenFrom: repaired.rewrittenFrom }),
     };
   }
 

@@ -33,6 +33,12 @@ export interface PcapRepairResult {
   readonly outsideWindow: number;
   /** Whole records were cut because they did not fit within `maxBytes`. */
   readonly reachedMaxBytes: boolean;
+  /**
+   * Where the first record removed from before the end lay (records after it moved down): bytes
+   * from here on differ from what the file held, so whoever read them before (an upload under
+   * way) must read them again. Undefined when the file was only cut at its end, or left whole.
+   */
+  readonly rewrittenFrom?: number;
 }
 
 /**
@@ -121,6 +127,7 @@ export async function repairPcapFile(
     let kept = 0;
     let outside = 0;
     let reachedMaxBytes = false;
+    let removedAt: number | undefined;
     let leading = window !== undefined;
     // Kept records still to be moved down to `runTo`: [runFrom, runEnd) of the original file.
     let runFrom = -1;
@@ -142,6 +149,7 @@ export async function repairPcapFile(
       if (captured > maxCaptured || end > size) break;
       if (window !== undefined && outsideWindow(window, buf, at, read)) {
         await moveRun();
+        removedAt ??= write;
         outside++;
         read = end;
         continue;
@@ -167,11 +175,15 @@ export async function repairPcapFile(
       await fh.truncate(write);
       await fh.sync();
     }
+    // A record moved down means the bytes from the first removal on were rewritten; with none
+    // moved, the file was only cut at its end.
+    const moved = removedAt !== undefined && write > removedAt;
     return {
       keptRecords: kept,
       removedBytes: size - write,
       outsideWindow: outside,
       reachedMaxBytes,
+      ...(moved ? { rewrittenFrom: removedAt } : {}),
     };
 
     function outsideWindow(w: PcapTimeWindow, b: Buffer, at: number, offset: number): boolean {

@@ -88,6 +88,9 @@ describe('repairPcapFile with a time window', () => {
     const inside = stamps.flatMap((s, seq) => (s.us >= START_US && s.us <= END_US ? [seq] : []));
     expect(inside).toHaveLength(106); // 0 s … 10.5 s, both ends included
     expect(result).toMatchObject({ keptRecords: 106, outsideWindow: 17 });
+    // The two leading frames went: every byte after the file header moved, and a reader of
+    // the growing file (the blob upload) must read them again.
+    expect(result.rewrittenFrom).toBe(24);
     const back = await readBack(file);
     expect(back.map((r) => r.seq)).toEqual(inside);
     expect(back[0]!.epoch).toBe('1700000000.000000000');
@@ -141,6 +144,8 @@ describe('repairPcapFile with a time window', () => {
     });
     expect(result).toMatchObject({ keptRecords: 4, outsideWindow: 2 });
     expect((await readBack(file)).map((r) => r.seq)).toEqual([0, 1, 2, 3]);
+    // Only cut at its end: nothing a reader already read has changed.
+    expect(result.rewrittenFrom).toBeUndefined();
   });
 
   it('drops only the leading frames stamped just before the start, never older ones', async () => {
