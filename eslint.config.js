@@ -25,6 +25,43 @@ export default tseslint.config(
     rules: { '@typescript-eslint/require-await': 'off' },
   },
   {
+    // The store sits behind the control plane (docs/design.md, "What each folder may import"):
+    // outside src/store and src/control only the record types of its contract
+    // (src/store/store.ts) may be named, never the Store handle. start-server.ts and app.ts
+    // compose the server: they open the store (with its secrets key, secrets-key.ts) and hand
+    // it to the ControlPlane.
+    files: ['src/server/**/*.ts', 'src/cli/**/*.ts', 'src/up/**/*.ts', 'src/agent/**/*.ts'],
+    ignores: [
+      '**/*.test.ts',
+      'src/server/start-server.ts',
+      'src/server/app.ts',
+      'src/server/secrets-key.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/store/**', '!**/store/store.js'],
+              message: 'Only the control plane reaches the store: call src/control.',
+            },
+            {
+              group: ['**/store/store.js'],
+              importNames: ['Store'],
+              message: 'Only the control plane holds the Store: call src/control.',
+            },
+            {
+              group: ['**/store/store.js'],
+              allowTypeImports: true,
+              message: "Import the store's record types with `import type`.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // vitest's asymmetric matchers (expect.stringMatching …) are typed `any`, and API tests
     // inspect JSON bodies, which are `any` until asserted on.
     files: ['**/*.test.ts'],

@@ -52,6 +52,11 @@ export class AgentReconciler {
     this.#uploads = options.uploads;
   }
 
+  /** The agent's channel closed: its VM was last seen now. */
+  async seen(vmId: string): Promise<void> {
+    await this.#ctx.store.touchVm(vmId, this.#ctx.now());
+  }
+
   /**
    * Reconciles an agent's report with the desired state (kubelet-style) after it (re)connects.
    * A large report is worked through in slices that yield to the event loop, so one agent's

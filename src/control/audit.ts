@@ -3,16 +3,19 @@ import type { SessionRecord } from '../store/store.js';
 import type { Caller, ControlContext } from './control-context.js';
 import { sessionResourceId } from './resource-ids.js';
 
+/** What an audit entry says; who and from where come from the Caller. */
+export interface AuditEntry {
+  readonly subscriptionId: string;
+  readonly action: string;
+  readonly resourceId: string;
+  readonly detail: Record<string, unknown>;
+}
+
 /** One audit entry, stamped with an id and the control plane's clock. */
 export async function appendAudit(
   ctx: ControlContext,
   caller: Caller,
-  entry: {
-    subscriptionId: string;
-    action: string;
-    resourceId: string;
-    detail: Record<string, unknown>;
-  },
+  entry: AuditEntry,
 ): Promise<void> {
   await ctx.store.appendAudit({
     id: randomUUID(),

@@ -4,15 +4,9 @@ import { WirewatchError } from '../model/errors.js';
 import type { SessionRecord, StorageAccountRecord, VmRecord } from '../store/store.js';
 import { ringFileBlobUrl } from '../blob/blob-names.js';
 import { blobNameOfUrl } from '../blob/storage-account.js';
-import { parseStorageAccountId } from './capture-parameters.js';
 import type { BlobWriter, ControlContext } from './control-context.js';
-import {
-  isContinuous,
-  ringFileCountOf,
-  storageLocationOf,
-  timeLimitOf,
-  type StorageLocation,
-} from './stored-properties.js';
+import { captureStorageOf } from './storage-accounts.js';
+import { isContinuous, ringFileCountOf, timeLimitOf } from './stored-properties.js';
 
 export interface BlobGrantsOptions {
   /** Opens a storage account for minting SAS tokens (the server wires @azure/storage-blob). */
@@ -48,21 +42,9 @@ export class BlobGrants {
     return this.#openStorageAccount(account);
   }
 
-  /** A session's storage location and the storage account its storageId names (if registered). */
-  async storageOf(
-    session: SessionRecord,
-  ): Promise<{ location: StorageLocation; account: StorageAccountRecord | undefined }> {
-    const location = storageLocationOf(session);
-    const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
-    const account = ref
-      ? await this.#ctx.store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
-      : undefined;
-    return { location, account };
-  }
-
   /** The blob target of a session stored in a storage account, with a fresh SAS. */
   async target(session: SessionRecord): Promise<CaptureAssignment['blob']> {
-    const { location, account } = await this.storageOf(session);
+    const { location, account } = await captureStorageOf(this.#ctx, session);
     if (!account || !location.storagePath) return undefined;
     const writer = this.writer(account);
     const expiresAt = this.#sasExpiry(session);
@@ -97,7 +79,7 @@ export class BlobGrants {
       });
       return;
     }
-    const { location, account } = await this.storageOf(session);
+    const { location, account } = await captureStorageOf(this.#ctx, session);
     if (!account || !location.storagePath) return;
     const granted = await store.grantRingFile(session.id, fileIndex, ringGrantBounds(session));
     if (granted.kind === 'refused') {

@@ -5,7 +5,10 @@ import { WirewatchError } from '../model/errors.js';
 import type {
   OperationKind,
   OperationRecord,
+  Page,
+  PageRequest,
   SessionRecord,
+  SessionStatus,
   StorageAccountRecord,
   VmRecord,
 } from '../store/store.js';
@@ -24,6 +27,7 @@ import type { Caller, CaptureRef, ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
 import { vmResourceId } from './resource-ids.js';
 import { finishSession, forgetSession, isActive, type SessionMemory } from './session-end.js';
+import { findStorageAccount } from './storage-accounts.js';
 import type { NetworkWatchers } from './watchers.js';
 
 export interface CapturesOptions {
@@ -183,11 +187,7 @@ export class Captures {
     subscriptionId: string,
     ref: { subscriptionId: string; resourceGroup: string; name: string },
   ): Promise<StorageAccountRecord> {
-    // Another subscription's account reads exactly like one that does not exist.
-    const account =
-      ref.subscriptionId.toLowerCase() === subscriptionId.toLowerCase()
-        ? await this.#ctx.store.getStorageAccount(subscriptionId, ref.resourceGroup, ref.name)
-        : undefined;
+    const account = await findStorageAccount(this.#ctx, subscriptionId, ref);
     if (!account) {
       throw new WirewatchError(
         'StorageAccountNotFound',
@@ -215,6 +215,21 @@ export class Captures {
     );
     if (!session) throw notFound(ref);
     return this.#memory.progress.withLive(session);
+  }
+
+  /** A page of the watcher's captures as stored (live progress is the caller's to add). */
+  list(ref: Omit<CaptureRef, 'name'>, page: PageRequest): Promise<Page<SessionRecord>> {
+    return this.#ctx.store.listSessions(
+      ref.subscriptionId,
+      ref.resourceGroup,
+      ref.watcherName,
+      page,
+    );
+  }
+
+  /** Captures per status, across all tenants (for /metrics). */
+  countByStatus(): Promise<Record<SessionStatus, number>> {
+    return this.#ctx.store.countSessionsByStatus();
   }
 
   /** POST …/stop: undefined operation when the capture had already ended (200). */

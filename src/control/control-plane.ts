@@ -1,15 +1,22 @@
 import type { AgentMessage, EnrollRequest, ObservedSession } from '../model/channel.js';
 import type {
+  AuditRecord,
   EnrollmentTokenRecord,
   NetworkWatcherRecord,
   OperationKind,
   OperationRecord,
+  Page,
+  PageRequest,
   SessionRecord,
+  SessionStatus,
   StorageAccountRecord,
   Store,
+  Upserted,
   VmRecord,
 } from '../store/store.js';
 import { AgentReconciler } from './agent-reconciliation.js';
+import { ApiTokens } from './api-tokens.js';
+import { appendAudit, type AuditEntry } from './audit.js';
 import { BlobGrants } from './blob-grants.js';
 import type { PacketCaptureBody } from './capture-parameters.js';
 import { Captures } from './captures.js';
@@ -23,10 +30,13 @@ import type {
 } from './control-context.js';
 import { DeadlineBackstop } from './deadlines.js';
 import { Enrollment, type Enrolled } from './enrollment.js';
+import { EnrollmentTokens } from './enrollment-tokens.js';
 import { LiveProgress } from './live-progress.js';
 import { CaptureOperations } from './operations.js';
 import { watcherResourceId } from './resource-ids.js';
 import type { SessionMemory } from './session-end.js';
+import { captureStorageOf, StorageAccounts, type StorageAccountProbe } from './storage-accounts.js';
+import { Subscriptions } from './subscriptions.js';
 import { UploadChecks } from './upload-checks.js';
 import { NetworkWatchers, type WatcherPut } from './watchers.js';
 
@@ -35,12 +45,16 @@ export { isActive } from './session-end.js';
 export { assignmentOf } from './assignment.js';
 export { invalidEnrollmentToken, type Enrolled } from './enrollment.js';
 export type { WatcherPut } from './watchers.js';
+export type { AuditEntry } from './audit.js';
+export type { StorageAccountProbe, StorageAccountPut } from './storage-accounts.js';
 
 export interface ControlPlaneOptions {
   readonly store: Store;
   readonly agents: AgentLink;
   /** Opens a storage account for minting SAS tokens (the server wires @azure/storage-blob). */
   readonly openStorageAccount?: (record: StorageAccountRecord) => BlobWriter;
+  /** Checks a connection string before it is registered (the server wires @azure/storage-blob). */
+  readonly probeStorageAccount?: StorageAccountProbe;
   /** How long past a session's deadline its SAS stays valid for uploads; default 1 h. */
   readonly uploadGraceMs?: number;
   /** Sessions NotStarted or Running per (subscription, location); default 10,000. */
@@ -71,11 +85,15 @@ export const DEFAULT_QUOTA = 10_000;
  * (`captures.ts`), agent reconciliation (`agent-reconciliation.ts`), long-running operations
  * (`operations.ts`), deadlines (`deadlines.ts`), live progress (`live-progress.ts`), blob grants
  * (`blob-grants.ts`) and upload checks (`upload-checks.ts`), audit (`audit.ts`), network watchers
- * (`watchers.ts`) and enrollment (`enrollment.ts`). No HTTP and no SQL: routes call it, it calls
- * the Store and the AgentLink.
+ * (`watchers.ts`), enrollment (`enrollment.ts`), and the tenancy parts it exposes as they are:
+ * subscriptions, API tokens, enrollment tokens and storage accounts. No HTTP and no SQL: routes
+ * call it, it calls the Store and the AgentLink; the store is reachable only through it.
  */
 export class ControlPlane {
-  readonly store: Store;
+  readonly subscriptions: Subscriptions;
+  readonly tokens: ApiTokens;
+  readonly enrollmentTokens: EnrollmentTokens;
+  readonly storageAccounts: StorageAccounts;
   readonly #ctx: ControlContext;
   readonly #quota: number;
   readonly #memory: SessionMemory;
@@ -87,7 +105,6 @@ export class ControlPlane {
   readonly #enrollment: Enrollment;
 
   constructor(options: ControlPlaneOptions) {
-    this.store = options.store;
     this.#quota = options.quota ?? DEFAULT_QUOTA;
     const ctx: ControlContext = {
       store: options.store,
@@ -127,6 +144,10 @@ export class ControlPlane {
       uploads: this.#uploads,
     });
     this.#enrollment = new Enrollment(ctx, this.#watchers);
+    this.subscriptions = new Subscriptions(ctx);
+    this.tokens = new ApiTokens(ctx);
+    this.enrollmentTokens = new EnrollmentTokens(ctx);
+    this.storageAccounts = new StorageAccounts(ctx, options.probeStorageAccount);
   }
 
   get quota(): number {
@@ -149,6 +170,21 @@ export class ControlPlane {
 
   getCapture(ref: CaptureRef): Promise<SessionRecord> {
     return this.#captures.get(ref);
+  }
+
+  /** A page of a watcher's captures as stored; {@link withLiveProgress} adds live progress. */
+  listCaptures(ref: Omit<CaptureRef, 'name'>, page: PageRequest): Promise<Page<SessionRecord>> {
+    return this.#captures.list(ref, page);
+  }
+
+  /** Captures per status, across all tenants (for /metrics). */
+  countCapturesByStatus(): Promise<Record<SessionStatus, number>> {
+    return this.#captures.countByStatus();
+  }
+
+  /** The registered storage account a capture's storageId names, if any (storage-accounts.ts). */
+  async captureStorageAccount(session: SessionRecord): Promise<StorageAccountRecord | undefined> {
+    return (await captureStorageOf(this.#ctx, session)).account;
   }
 
   withLiveProgress(session: SessionRecord): SessionRecord {
@@ -184,12 +220,22 @@ export class ControlPlane {
     return this.#agentsSide.message(vm, message);
   }
 
+  /** The agent's channel closed: its VM was last seen now. */
+  agentSeen(vmId: string): Promise<void> {
+    return this.#agentsSide.seen(vmId);
+  }
+
   deleteVm(vm: VmRecord, caller: Caller): Promise<void> {
     return this.#agentsSide.deleteVm(vm, caller);
   }
 
   findEnrollmentToken(token: string | undefined): Promise<EnrollmentTokenRecord | undefined> {
     return this.#enrollment.findUsableToken(token);
+  }
+
+  /** The VM whose agent holds this credential; undefined when none does. */
+  agentVm(credential: string): Promise<VmRecord | undefined> {
+    return this.#enrollment.vmOfCredential(credential);
   }
 
   checkEnrollmentUses(record: EnrollmentTokenRecord): void {
@@ -216,6 +262,11 @@ export class ControlPlane {
     return this.#operations.sweep();
   }
 
+  /** GET of an operation: OperationNotFound unless the subscription has it in that location. */
+  getOperation(subscriptionId: string, location: string, id: string): Promise<OperationRecord> {
+    return this.#operations.get(subscriptionId, location, id);
+  }
+
   /** An operation that is complete as soon as it exists (watcher delete). */
   completedOperation(
     kind: OperationKind,
@@ -236,7 +287,20 @@ export class ControlPlane {
     return this.#watchers.require(subscriptionId, resourceGroup, watcherName);
   }
 
-  putWatcher(input: WatcherPut): Promise<{ record: NetworkWatcherRecord; created: boolean }> {
+  /** GET: ResourceNotFound when there is no such watcher. */
+  getWatcher(
+    subscriptionId: string,
+    resourceGroup: string,
+    name: string,
+  ): Promise<NetworkWatcherRecord> {
+    return this.#watchers.get(subscriptionId, resourceGroup, name);
+  }
+
+  listWatchers(subscriptionId: string, resourceGroup?: string): Promise<NetworkWatcherRecord[]> {
+    return this.#watchers.list(subscriptionId, resourceGroup);
+  }
+
+  putWatcher(input: WatcherPut): Promise<Upserted<NetworkWatcherRecord>> {
     return this.#watchers.put(input);
   }
 
@@ -256,5 +320,17 @@ export class ControlPlane {
 
   watcherId(w: NetworkWatcherRecord): string {
     return watcherResourceId(w.subscriptionId, w.resourceGroup, w.name);
+  }
+
+  // ---- audit (audit.ts) -----------------------------------------------------------------------
+
+  /** Appends an audit entry of the caller, stamped now. */
+  audit(caller: Caller, entry: AuditEntry): Promise<void> {
+    return appendAudit(this.#ctx, caller, entry);
+  }
+
+  /** A page of the subscription's audit log, newest first. */
+  listAudit(subscriptionId: string, page: PageRequest): Promise<Page<AuditRecord>> {
+    return this.#ctx.store.listAudit(subscriptionId, page);
   }
 }

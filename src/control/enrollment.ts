@@ -153,4 +153,9 @@ export class Enrollment {
     });
     return { agentId: vm.id, vmId, credential };
   }
+
+  /** The VM whose agent holds this credential (the agent channel's login); undefined if none. */
+  vmOfCredential(credential: string): Promise<VmRecord | undefined> {
+    return this.#ctx.store.getVmByCredentialHash(hashToken(credential));
+  }
 }

@@ -5,6 +5,7 @@ import type {
   SessionError,
   SessionRecord,
 } from '../store/store.js';
+import { WirewatchError } from '../model/errors.js';
 import type { ControlContext } from './control-context.js';
 import { sessionResourceId } from './resource-ids.js';
 import {
@@ -35,6 +36,17 @@ export class CaptureOperations {
     this.#ctx = ctx;
     this.#memory = memory;
     this.#timeoutMs = timeoutMs;
+  }
+
+  /** The operation of the subscription in the location; OperationNotFound when there is none. */
+  async get(subscriptionId: string, location: string, id: string): Promise<OperationRecord> {
+    const op = await this.#ctx.store.getOperation(subscriptionId, id);
+    if (!op || op.location !== location.toLowerCase()) {
+      throw new WirewatchError('OperationNotFound', `Operation '${id}' was not found`, {
+        target: 'operationId',
+      });
+    }
+    return op;
   }
 
   async open(kind: OperationKind, session: SessionRecord): Promise<OperationRecord> {

@@ -5,6 +5,7 @@ import type { BlobGrants } from './blob-grants.js';
 import type { ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
 import { matchReportedBlobs, type SessionBlob } from './session-files.js';
+import { captureStorageOf } from './storage-accounts.js';
 import { isContinuous } from './stored-properties.js';
 
 export interface UploadChecksOptions {
@@ -140,7 +141,7 @@ export class UploadChecks {
       blobs: [],
       error: { code: 'StorageFailed', message },
     });
-    const { location, account } = await this.#grants.storageOf(session);
+    const { location, account } = await captureStorageOf(this.#ctx, session);
     if (!account || !location.storagePath) {
       return fail('the storage account is no longer registered');
     }

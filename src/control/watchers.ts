@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { WirewatchError } from '../model/errors.js';
-import type { NetworkWatcherRecord, OperationRecord } from '../store/store.js';
+import type { NetworkWatcherRecord, OperationRecord, Upserted } from '../store/store.js';
 import { appendAudit } from './audit.js';
 import type { Caller, ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
@@ -44,8 +44,30 @@ export class NetworkWatchers {
     return watcher;
   }
 
-  /** PUT: creates the watcher, or updates its tags; its location cannot change. */
-  async put(input: WatcherPut): Promise<{ record: NetworkWatcherRecord; created: boolean }> {
+  /** GET: the watcher; ResourceNotFound when there is none. */
+  async get(
+    subscriptionId: string,
+    resourceGroup: string,
+    name: string,
+  ): Promise<NetworkWatcherRecord> {
+    const watcher = await this.#ctx.store.getWatcher(subscriptionId, resourceGroup, name);
+    if (!watcher) {
+      throw new WirewatchError(
+        'ResourceNotFound',
+        `Network watcher '${name}' was not found in resource group '${resourceGroup}'`,
+        { target: 'networkWatcherName' },
+      );
+    }
+    return watcher;
+  }
+
+  /** The subscription's watchers, or one resource group's, by resource group and name. */
+  list(subscriptionId: string, resourceGroup?: string): Promise<NetworkWatcherRecord[]> {
+    return this.#ctx.store.listWatchers(subscriptionId, resourceGroup);
+  }
+
+  /** PUT: creates the watcher (201), or updates its tags (200); its location cannot change. */
+  async put(input: WatcherPut): Promise<Upserted<NetworkWatcherRecord>> {
     const { store } = this.#ctx;
     const { subscriptionId, resourceGroup, name, location } = input;
     const existing = await store.getWatcher(subscriptionId, resourceGroup, name);
@@ -71,7 +93,7 @@ export class NetworkWatchers {
       location,
       tags: input.tags ?? existing?.tags ?? {},
       etag: randomUUID(),
-      createdAt: existing?.createdAt ?? new Date(),
+      createdAt: this.#ctx.now(), // an update keeps the stored one
     });
   }
 

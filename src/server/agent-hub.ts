@@ -253,7 +253,7 @@ export class AgentHub implements AgentLink {
         this.#connections.delete(vm.id);
         this.files.disconnected(vm.id);
         log.info('agent disconnected');
-        void this.#control?.store.touchVm(vm.id, new Date()).catch(() => undefined);
+        void this.#control?.agentSeen(vm.id).catch(() => undefined);
       }
     });
     socket.on('error', (err) => log.warn({ err }, 'agent socket error'));

@@ -168,11 +168,21 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
       : { uploadCheckBackoff: options.uploadCheckBackoff }),
     log: (level, msg, fields) => app.log[level](fields ?? {}, msg),
     openStorageAccount: (record) => storageClients.open(record.connectionString),
+    probeStorageAccount: async (connectionString) => {
+      // Parses the string (InvalidConnectionString) and proves endpoint and key work.
+      const client = new StorageAccountClient(connectionString);
+      await client.ensureContainer();
+      return { accountName: client.accountName, blobEndpoint: client.blobEndpoint };
+    },
   });
   hub.bind(control);
-  const auth = new Authenticator(store);
-  const metrics = new ServerMetrics(store, hub);
+  const auth = new Authenticator(control.tokens);
+  const metrics = new ServerMetrics(control, hub);
   const sockets = new WebSocketGate(options.webSockets);
+  // Open live streams of a revoked token end at once (after the authenticator forgets it).
+  control.tokens.onRevoked((tokenId) =>
+    sockets.closeOwner({ kind: 'token', tokenId }, 'token revoked'),
+  );
   const limits = new RequestLimits({
     perToken: options.rateLimit ?? DEFAULT_RATE_LIMIT,
     perAddress: options.anonymousRateLimit ?? DEFAULT_ANONYMOUS_RATE_LIMIT,
@@ -269,7 +279,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     // The route's role and subscription check, before its body is read (the handler checks
     // again; this one only answers earlier).
     const need = request.routeOptions.config.need;
-    if (need !== undefined) await authorizeRoute(store, principal, request.params, need);
+    if (need !== undefined) await authorizeRoute(control, principal, request.params, need);
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.requestDuration.observe(

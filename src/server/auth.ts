@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify';
+import type { ControlPlane } from '../control/control-plane.js';
 import { hashToken } from '../control/tokens.js';
 import { WirewatchError } from '../model/errors.js';
+// eslint-disable-next-line no-restricted-imports -- until the VM routes call control/hosts.ts (issue 11)
 import type { Role, Store, TokenRecord } from '../store/store.js';
 
 /** Who a request comes from: the admin (sees all) or a token scoped to one subscription. */
@@ -35,14 +37,15 @@ export function bearerToken(request: FastifyRequest): string | undefined {
  * lets it through.
  */
 export class Authenticator {
-  readonly #store: Store;
+  readonly #tokens: ControlPlane['tokens'];
   readonly #cache = new Map<string, { record: TokenRecord | undefined; at: number }>();
   readonly #ttlMs: number;
   readonly #revoked = new Set<string>();
 
-  constructor(store: Store, ttlMs = 5000) {
-    this.#store = store;
+  constructor(tokens: ControlPlane['tokens'], ttlMs = 5000) {
+    this.#tokens = tokens;
     this.#ttlMs = ttlMs;
+    tokens.onRevoked((tokenId) => this.revoke(tokenId));
   }
 
   async authenticate(request: FastifyRequest): Promise<Principal> {
@@ -57,7 +60,7 @@ export class Authenticator {
     const now = Date.now();
     let entry = this.#cache.get(hash);
     if (!entry || now - entry.at > this.#ttlMs) {
-      entry = { record: await this.#store.findTokenByHash(hash), at: now };
+      entry = { record: await this.#tokens.findByHash(hash), at: now };
       if (this.#cache.size > 10_000) this.#cache.clear();
       this.#cache.set(hash, entry);
     }
@@ -85,12 +88,24 @@ export class Authenticator {
 }
 
 /**
+ * Where authorize() learns whether a subscription exists: the control plane. The store is
+ * accepted only until the VM routes (routes/virtual-machines.ts, the native agent list) call the
+ * control plane's hosts (issue 11); then this is `Pick<ControlPlane, 'subscriptions'>` alone.
+ */
+export type SubscriptionLookup =
+  Pick<ControlPlane, 'subscriptions'> | Pick<Store, 'getSubscription'>;
+
+function findSubscription(lookup: SubscriptionLookup, id: string): Promise<unknown> {
+  return 'subscriptions' in lookup ? lookup.subscriptions.get(id) : lookup.getSubscription(id);
+}
+
+/**
  * Checks that the principal may act on the subscription with at least `need`. Another
  * tenant's subscription reads exactly like one that does not exist (404), so nobody learns
  * what exists elsewhere; too weak a role in one's own subscription is a 403.
  */
 export async function authorize(
-  store: Store,
+  subscriptions: SubscriptionLookup,
   principal: Principal,
   subscriptionId: string,
   need: Role | 'Admin',
@@ -102,7 +117,7 @@ export async function authorize(
       { target: 'subscriptionId' },
     );
   if (principal.kind === 'admin') {
-    if (!(await store.getSubscription(subscriptionId.toLowerCase()))) throw missing();
+    if (!(await findSubscription(subscriptions, subscriptionId.toLowerCase()))) throw missing();
     return;
   }
   if (principal.subscriptionId.toLowerCase() !== subscriptionId.toLowerCase()) throw missing();
@@ -129,7 +144,7 @@ declare module 'fastify' {
  * token for a route outside any subscription. Same answers as the handlers' own checks.
  */
 export async function authorizeRoute(
-  store: Store,
+  subscriptions: SubscriptionLookup,
   principal: Principal,
   params: unknown,
   need: Role | 'Admin',
@@ -139,7 +154,7 @@ export async function authorizeRoute(
       ? (params as Record<string, unknown>)['subscriptionId']
       : undefined;
   if (typeof subscriptionId === 'string') {
-    await authorize(store, principal, subscriptionId, need);
+    await authorize(subscriptions, principal, subscriptionId, need);
   } else if (need === 'Admin') {
     requireAdmin(principal);
   }

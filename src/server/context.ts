@@ -1,15 +1,19 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Caller, ControlPlane } from '../control/control-plane.js';
+import type { AuditEntry, Caller, ControlPlane } from '../control/control-plane.js';
 import { DEFAULT_NETWORK_API_VERSION } from '../control/api-versions.js';
+// eslint-disable-next-line no-restricted-imports -- until the VM routes call control/hosts.ts (issue 11)
 import type { Store } from '../store/store.js';
 import type { AgentHub } from './agent-hub.js';
 import { actorOf, type Authenticator, type Principal } from './auth.js';
 import type { RequestLimits } from './request-limits.js';
 import type { WebSocketGate } from './websocket-gate.js';
 
-/** What every route plugin gets: the store, the control plane, the agent hub. */
+/** What every route plugin gets: the control plane, the agent hub, authentication and limits. */
 export interface ServerContext {
+  /**
+   * Only for the VM routes (routes/virtual-machines.ts and the native agent list), until they
+   * call the control plane's hosts (issue 11); every other route goes through `control`.
+   */
   readonly store: Store;
   readonly control: ControlPlane;
   readonly hub: AgentHub;
@@ -48,26 +52,11 @@ export function apiVersionOf(request: FastifyRequest): string {
 
 /** Appends an audit record of this request's caller (who, from where, now). */
 export async function auditRequest(
-  store: Store,
+  control: ControlPlane,
   request: FastifyRequest,
-  entry: {
-    subscriptionId: string;
-    action: string;
-    resourceId: string;
-    detail?: Record<string, unknown>;
-  },
+  entry: Omit<AuditEntry, 'detail'> & { readonly detail?: Record<string, unknown> },
 ): Promise<void> {
-  const caller = callerOf(request);
-  await store.appendAudit({
-    id: randomUUID(),
-    subscriptionId: entry.subscriptionId,
-    at: new Date(),
-    actor: caller.actor,
-    action: entry.action,
-    resourceId: entry.resourceId,
-    sourceIp: caller.sourceIp,
-    detail: entry.detail ?? {},
-  });
+  await control.audit(callerOf(request), { ...entry, detail: entry.detail ?? {} });
 }
 
 /**

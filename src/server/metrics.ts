@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { SessionStatus, Store } from '../store/store.js';
+import type { ControlPlane } from '../control/control-plane.js';
+import type { SessionStatus } from '../store/store.js';
 import type { AgentHub } from './agent-hub.js';
 
 /** The server's Prometheus metrics, in a registry of its own (one per server instance). */
@@ -8,7 +9,7 @@ export class ServerMetrics {
   readonly requestDuration: Histogram<'method' | 'route' | 'status_code'>;
   readonly agentMessages: Counter<'type'>;
 
-  constructor(store: Store, hub: AgentHub) {
+  constructor(control: ControlPlane, hub: AgentHub) {
     this.requestDuration = new Histogram({
       name: 'wirewatch_http_request_duration_seconds',
       help: 'API latency by method, route and status',
@@ -56,7 +57,7 @@ export class ServerMetrics {
       labelNames: ['status'],
       registers: [this.registry],
       async collect() {
-        const counts = await store.countSessionsByStatus();
+        const counts = await control.countCapturesByStatus();
         for (const [status, n] of Object.entries(counts) as [SessionStatus, number][]) {
           this.set({ status }, n);
         }

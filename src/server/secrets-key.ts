@@ -10,7 +10,7 @@
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { generateSecretsKey, SecretBox, SecretsKeyError } from '../store/secret-box.js';
-import type { Store } from '../store/store.js';
+import type { StorageAccountStore } from '../store/store.js';
 
 export interface SecretsKeyOptions {
   /** The key file. */
@@ -27,7 +27,9 @@ export interface SecretsKeys {
    * Re-seals every secret of the store with `box`'s key and finishes a rotation. On a key that
    * does not open the stored secrets, throws an Error that says which file to fix.
    */
-  settle(store: Store): Promise<{ resealed: number; rotated: boolean }>;
+  settle(
+    store: Pick<StorageAccountStore, 'resealSecrets'>,
+  ): Promise<{ resealed: number; rotated: boolean }>;
 }
 
 const KEY_TEXT = /^[A-Za-z0-9+/]{43}=$/;

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import type { FastifyServerOptions } from 'fastify';
-import { generateToken, hashToken } from '../control/tokens.js';
+import { installAdminToken } from '../control/api-tokens.js';
+import { generateToken } from '../control/tokens.js';
 import { WirewatchError } from '../model/errors.js';
 import { createSqliteStore } from '../store/sqlite/sqlite-store.js';
 import type { SecretBox } from '../store/secret-box.js';
@@ -284,40 +284,7 @@ async function ensureAdminToken(
     await chmod(tmp, 0o600);
     await rename(tmp, tokenPath);
   }
-  if (token.length < 16) {
-    throw new WirewatchError(
-      'InvalidRequestContent',
-      'WIREWATCH_ADMIN_TOKEN must be at least 16 characters',
-      { target: 'WIREWATCH_ADMIN_TOKEN' },
-    );
-  }
-  const source = fromEnv?.trim() ? 'WIREWATCH_ADMIN_TOKEN' : tokenPath;
-  const hash = hashToken(token);
-  const existing = await store.findTokenByHash(hash);
-  if (existing && existing.role !== 'Admin') {
-    throw new WirewatchError(
-      'InvalidRequestContent',
-      `the admin token (${source}) is already an API token of a subscription; choose another`,
-      { target: 'WIREWATCH_ADMIN_TOKEN' },
-    );
-  }
-  if (existing?.revokedAt) {
-    throw new WirewatchError(
-      'InvalidRequestContent',
-      `the admin token (${source}) was retired on ${existing.revokedAt.toISOString()} and stays revoked; choose a new one (or remove ${tokenPath} and unset WIREWATCH_ADMIN_TOKEN to have one generated)`,
-      { target: 'WIREWATCH_ADMIN_TOKEN' },
-    );
-  }
-  if (!existing) {
-    await store.createToken({
-      id: randomUUID(),
-      subscriptionId: null,
-      role: 'Admin',
-      hash,
-      createdAt: new Date(),
-      revokedAt: null,
-    });
-  }
-  await store.revokeAdminTokensExcept(hash, new Date());
+  const name = fromEnv?.trim() ? 'WIREWATCH_ADMIN_TOKEN' : tokenPath;
+  await installAdminToken(store, token, { name, tokenPath });
   return fresh;
 }

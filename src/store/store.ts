@@ -224,6 +224,16 @@ export interface AuditRecord {
 }
 
 /** A page of a list, in a stable order; `next` is an opaque cursor for the following page. */
+/**
+ * What an upsert answers: the stored record and whether it was new. Every upsert of the store
+ * (network watchers, storage accounts) matches on (subscription, resource group, name), folding
+ * case; an update keeps the record's name casing and createdAt and takes everything else.
+ */
+export interface Upserted<R> {
+  readonly record: R;
+  readonly created: boolean;
+}
+
 export interface Page<T> {
   readonly items: readonly T[];
   readonly next: string | null;
@@ -304,10 +314,8 @@ export interface VmStore {
 
 /** Network watchers. */
 export interface NetworkWatcherStore {
-  /** Creates or updates (location and tags); returns the stored record and whether it was new. */
-  putWatcher(
-    record: NetworkWatcherRecord,
-  ): Promise<{ record: NetworkWatcherRecord; created: boolean }>;
+  /** Creates or updates (location, tags and etag): an {@link Upserted} record. */
+  putWatcher(record: NetworkWatcherRecord): Promise<Upserted<NetworkWatcherRecord>>;
   /**
    * Creates the watcher only if neither a watcher of that name nor one in that location exists
    * in the subscription; never changes an existing one. Returns the new record, or undefined
@@ -379,10 +387,8 @@ export interface SessionStore {
 
 /** Storage accounts and the secrets they hold. */
 export interface StorageAccountStore {
-  /** Creates or replaces (same subscription, resource group, name: case-insensitive). */
-  putStorageAccount(
-    record: StorageAccountRecord,
-  ): Promise<{ record: StorageAccountRecord; created: boolean }>;
+  /** Creates or updates (account name, blob endpoint, connection string): an {@link Upserted} record. */
+  putStorageAccount(record: StorageAccountRecord): Promise<Upserted<StorageAccountRecord>>;
   getStorageAccount(
     subscriptionId: string,
     resourceGroup: string,

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { hashToken } from '../../control/tokens.js';
 import { invalidEnrollmentToken } from '../../control/control-plane.js';
 import {
   CHANNEL_MAX_PAYLOAD_BYTES,
@@ -37,7 +36,7 @@ declare module 'fastify' {
  */
 export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control, hub, sockets, limits, maxVmsPerSubscription } = ctx;
+  const { control, hub, sockets, limits, maxVmsPerSubscription } = ctx;
 
   /**
    * The enrollment token is checked before the body is read: this route is open to anyone, and
@@ -73,7 +72,7 @@ export const agentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) =
    */
   async function authenticateAgent(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const token = bearerToken(request);
-    const vm = token ? await store.getVmByCredentialHash(hashToken(token)) : undefined;
+    const vm = token ? await control.agentVm(token) : undefined;
     if (!vm) {
       throw limits.failedLogin(
         request,

@@ -10,12 +10,11 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { StorageAccountClient } from '../../blob/storage-account.js';
-import { parseStorageAccountId } from '../../control/capture-parameters.js';
-import { isActive } from '../../control/control-plane.js';
+import { isActive, type ControlPlane } from '../../control/control-plane.js';
 import { captureResourceId } from '../../control/resource-ids.js';
 import { WirewatchError } from '../../model/errors.js';
 import { mergePcapStreams } from '../../pcap/merge-streams.js';
-import type { SessionRecord, Store } from '../../store/store.js';
+import type { SessionRecord } from '../../store/store.js';
 import type { AgentHub } from '../agent-hub.js';
 import { auditRequest, type ServerContext } from '../context.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
@@ -53,7 +52,7 @@ type RangeAnswer =
   | { readonly kind: 'unsatisfiable' };
 
 export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { control, store, hub } = ctx;
+  const { control, hub } = ctx;
 
   // A download's headers are on the raw response once its stream is handed over, and stay
   // there if the stream fails before its first byte: the error answer must not say it is an
@@ -86,7 +85,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
         { target: 'packetCaptureName' },
       );
     }
-    const source = await sourceOf(session, store, hub);
+    const source = await sourceOf(session, control, hub);
     if (source.names.length === 0) {
       throw new WirewatchError(
         'CaptureFileGone',
@@ -98,7 +97,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
     // Only what is served is a download: HEAD, refusals and 416 read no bytes.
     const audit = async (range: string | null) => {
       if (head) return;
-      await auditRequest(store, request, {
+      await auditRequest(control, request, {
         subscriptionId: session.subscriptionId,
         action: 'packetCapture.download',
         resourceId: captureResourceId(
@@ -254,12 +253,12 @@ async function mergedStream(source: ContentSource, request: FastifyRequest): Pro
 
 async function sourceOf(
   session: SessionRecord,
-  store: Store,
+  control: ControlPlane,
   hub: AgentHub,
 ): Promise<ContentSource> {
   const upload = session.upload;
   if (upload?.state === 'Completed' && upload.blobs.length > 0) {
-    return blobSource(session, upload.blobs, store);
+    return blobSource(session, upload.blobs, control);
   }
   if (!hub.isConnected(session.vmId)) {
     throw new WirewatchError(
@@ -290,15 +289,9 @@ function mergeWindow(files: number): number {
 async function blobSource(
   session: SessionRecord,
   blobs: readonly { url: string; size: number }[],
-  store: Store,
+  control: ControlPlane,
 ): Promise<ContentSource> {
-  const storageId = (session.properties['storageLocation'] as { storageId?: unknown } | undefined)
-    ?.storageId;
-  const ref = typeof storageId === 'string' ? parseStorageAccountId(storageId) : undefined;
-  // In the capture's own subscription: creating it accepted no other (control/captures.ts).
-  const account = ref
-    ? await store.getStorageAccount(session.subscriptionId, ref.resourceGroup, ref.name)
-    : undefined;
+  const account = await control.captureStorageAccount(session);
   if (!account) {
     throw new WirewatchError(
       'CaptureFileUnavailable',

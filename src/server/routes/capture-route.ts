@@ -30,12 +30,12 @@ export function captureRefOf(params: CaptureParams): CaptureRef {
  * network watcher exists; returns the capture's reference.
  */
 export async function authorizeCapture(
-  ctx: Pick<ServerContext, 'store' | 'control'>,
+  ctx: Pick<ServerContext, 'control'>,
   request: FastifyRequest,
   params: CaptureParams,
   need: 'Reader' | 'Contributor',
 ): Promise<CaptureRef> {
-  await authorize(ctx.store, principalOf(request), params.subscriptionId, need);
+  await authorize(ctx.control, principalOf(request), params.subscriptionId, need);
   const ref = captureRefOf(params);
   await ctx.control.requireWatcher(ref.subscriptionId, ref.resourceGroup, ref.watcherName);
   return ref;

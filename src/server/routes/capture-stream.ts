@@ -44,7 +44,7 @@ type StreamStats = Extract<AgentMessage, { type: 'streamStats' }>;
 type StreamEnd = Extract<AgentMessage, { type: 'streamEnd' }>;
 
 export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { control, store, hub, sockets } = ctx;
+  const { control, hub, sockets } = ctx;
 
   /** Everything that can refuse a stream is checked here, so it is refused before the upgrade. */
   const check = async (request: FastifyRequest) => {
@@ -87,7 +87,7 @@ export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app
       sockets.accept(request, reply, { owner, maxPayload: VIEWER_MAX_PAYLOAD }, (socket) => {
         const viewer = relayStream(socket, session, hub, request.log);
         if (viewer === undefined) return;
-        auditRequest(store, request, {
+        auditRequest(control, request, {
           subscriptionId: session.subscriptionId,
           action: 'packetCapture.stream',
           resourceId: captureResourceId(

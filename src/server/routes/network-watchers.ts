@@ -6,7 +6,6 @@ import {
   normalizeLocation,
 } from '../../control/resource-ids.js';
 import { NetworkWatcherSchema, type NetworkWatcherInput } from '../../model/arm.js';
-import { WirewatchError } from '../../model/errors.js';
 import { authorize } from '../auth.js';
 import { callerOf, principalOf, setOperationHeaders, type ServerContext } from '../context.js';
 import { networkWatcherView } from '../views.js';
@@ -25,14 +24,14 @@ interface Params {
 /** networkWatchers: PUT, GET, DELETE, list per resource group and per subscription. */
 export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control } = ctx;
+  const { control } = ctx;
 
   api.put<{ Params: Params; Body: NetworkWatcherInput }>(
     WATCHER,
     { schema: { body: NetworkWatcherSchema }, config: { need: 'Contributor' } },
     async (request, reply) => {
       const p = request.params;
-      await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
+      await authorize(control, principalOf(request), p.subscriptionId, 'Contributor');
       const subscriptionId = p.subscriptionId.toLowerCase();
       const resourceGroup = checkResourceGroupName(p.resourceGroupName);
       const name = checkResourceName(p.networkWatcherName, 'networkWatcherName');
@@ -50,19 +49,12 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
 
   api.get<{ Params: Params }>(WATCHER, async (request) => {
     const p = request.params;
-    await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
-    const w = await store.getWatcher(
+    await authorize(control, principalOf(request), p.subscriptionId, 'Reader');
+    const w = await control.getWatcher(
       p.subscriptionId.toLowerCase(),
       p.resourceGroupName,
       p.networkWatcherName,
     );
-    if (!w) {
-      throw new WirewatchError(
-        'ResourceNotFound',
-        `Network watcher '${p.networkWatcherName}' was not found in resource group '${p.resourceGroupName}'`,
-        { target: 'networkWatcherName' },
-      );
-    }
     return networkWatcherView(w);
   });
 
@@ -71,7 +63,7 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
     { config: { need: 'Contributor' } },
     async (request, reply) => {
       const p = request.params;
-      await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
+      await authorize(control, principalOf(request), p.subscriptionId, 'Contributor');
       const op = await control.deleteWatcher(
         p.subscriptionId.toLowerCase(),
         p.resourceGroupName,
@@ -86,8 +78,8 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
 
   api.get<{ Params: Omit<Params, 'networkWatcherName'> }>(WATCHERS, async (request) => {
     const p = request.params;
-    await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
-    const list = await store.listWatchers(p.subscriptionId.toLowerCase(), p.resourceGroupName);
+    await authorize(control, principalOf(request), p.subscriptionId, 'Reader');
+    const list = await control.listWatchers(p.subscriptionId.toLowerCase(), p.resourceGroupName);
     return { value: list.map(networkWatcherView) };
   });
 
@@ -95,8 +87,8 @@ export const networkWatcherRoutes: FastifyPluginAsync<ServerContext> = async (ap
     `${SUB}/providers/Microsoft.Network/networkWatchers`,
     async (request) => {
       const p = request.params;
-      await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
-      const list = await store.listWatchers(p.subscriptionId.toLowerCase());
+      await authorize(control, principalOf(request), p.subscriptionId, 'Reader');
+      const list = await control.listWatchers(p.subscriptionId.toLowerCase());
       return { value: list.map(networkWatcherView) };
     },
   );

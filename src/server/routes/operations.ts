@@ -1,5 +1,4 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { WirewatchError } from '../../model/errors.js';
 import type { OperationRecord } from '../../store/store.js';
 import { authorize } from '../auth.js';
 import { principalOf, setOperationHeaders, type ServerContext } from '../context.js';
@@ -19,18 +18,12 @@ interface Params {
  */
 export const operationRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   async function load(params: Params, principal: Parameters<typeof authorize>[1]) {
-    await authorize(ctx.store, principal, params.subscriptionId, 'Reader');
-    const op = await ctx.store.getOperation(
+    await authorize(ctx.control, principal, params.subscriptionId, 'Reader');
+    const op = await ctx.control.getOperation(
       params.subscriptionId.toLowerCase(),
+      params.location,
       params.operationId,
     );
-    if (!op || op.location !== params.location.toLowerCase()) {
-      throw new WirewatchError(
-        'OperationNotFound',
-        `Operation '${params.operationId}' was not found`,
-        { target: 'operationId' },
-      );
-    }
     return op;
   }
 

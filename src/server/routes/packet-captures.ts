@@ -20,7 +20,7 @@ const CAPTURES = CAPTURE_ROUTE.slice(0, CAPTURE_ROUTE.lastIndexOf('/'));
 /** packetCaptures under a network watcher: Create, Get, List, Delete, Stop, queryStatus. */
 export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { control, store } = ctx;
+  const { control } = ctx;
 
   /**
    * `$expand=status` (wirewatch's extension, as ARM's `$expand=instanceView`): each capture with
@@ -88,7 +88,7 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
     const topText = request.query['$top'];
     const path = request.url.split('?')[0]!;
     const list = (after: string | null, limit: number) =>
-      store.listSessions(ref.subscriptionId, ref.resourceGroup, ref.watcherName, { limit, after });
+      control.listCaptures(ref, { limit, after });
     // Azure's SDK reads one response and ignores nextLink (PacketCaptures_List is not pageable
     // there), so a plain list answers every capture; a client that asks for pages with $top
     // (or follows a $skipToken) gets pages linked by nextLink.

@@ -3,29 +3,34 @@ import type { Kysely } from 'kysely';
 import { foldName } from '../migrations/schema.js';
 import type { StoreDatabase } from '../migrations/schema.js';
 import { byName, toWatcher, watcherToRow } from '../sql/rows.js';
-import type { NetworkWatcherRecord, NetworkWatcherStore } from '../store.js';
+import { upsertByName } from '../sql/upsert.js';
+import type { NetworkWatcherRecord, NetworkWatcherStore, Upserted } from '../store.js';
 
 export function createSqliteNetworkWatcherStore(db: Kysely<StoreDatabase>): NetworkWatcherStore {
   return {
     /** An update keeps the name's casing and createdAt, and takes location, tags and etag. */
-    async putWatcher(
-      record: NetworkWatcherRecord,
-    ): Promise<{ record: NetworkWatcherRecord; created: boolean }> {
+    async putWatcher(record: NetworkWatcherRecord): Promise<Upserted<NetworkWatcherRecord>> {
       const row = watcherToRow(record);
-      return db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('network_watchers')
-          .set({ location: row.location, tags: row.tags, etag: row.etag })
-          .where((eb) => eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)))
-          .returningAll()
-          .executeTakeFirst();
-        if (updated !== undefined) return { record: toWatcher(updated), created: false };
-        const inserted = await trx
-          .insertInto('network_watchers')
-          .values(row)
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        return { record: toWatcher(inserted), created: true };
+      return upsertByName(db, {
+        update: async (trx) => {
+          const updated = await trx
+            .updateTable('network_watchers')
+            .set({ location: row.location, tags: row.tags, etag: row.etag })
+            .where((eb) =>
+              eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)),
+            )
+            .returningAll()
+            .executeTakeFirst();
+          return updated && toWatcher(updated);
+        },
+        insert: async (trx) =>
+          toWatcher(
+            await trx
+              .insertInto('network_watchers')
+              .values(row)
+              .returningAll()
+              .executeTakeFirstOrThrow(),
+          ),
       });
     },
 

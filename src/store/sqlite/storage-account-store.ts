@@ -10,36 +10,42 @@ import {
   storageAccountToRow,
   toStorageAccount,
 } from '../sql/rows.js';
-import type { StorageAccountRecord, StorageAccountStore } from '../store.js';
+import { upsertByName } from '../sql/upsert.js';
+import type { StorageAccountRecord, StorageAccountStore, Upserted } from '../store.js';
 
 export function createSqliteStorageAccountStore(
   db: Kysely<StoreDatabase>,
   box: SecretBox,
 ): StorageAccountStore {
   return {
-    async putStorageAccount(
-      record: StorageAccountRecord,
-    ): Promise<{ record: StorageAccountRecord; created: boolean }> {
+    /** An update keeps the name's casing and createdAt, and takes the account and its secret. */
+    async putStorageAccount(record: StorageAccountRecord): Promise<Upserted<StorageAccountRecord>> {
       const row = storageAccountToRow(record, box);
-      return db.transaction().execute(async (trx) => {
-        const updated = await trx
-          .updateTable('storage_accounts')
-          .set({
-            account_name: row.account_name,
-            blob_endpoint: row.blob_endpoint,
-            connection_string: row.connection_string,
-          })
-          .where((eb) => eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)))
-          .returningAll()
-          .executeTakeFirst();
-        if (updated !== undefined)
-          return { record: toStorageAccount(updated, box), created: false };
-        const inserted = await trx
-          .insertInto('storage_accounts')
-          .values(row)
-          .returningAll()
-          .executeTakeFirstOrThrow();
-        return { record: toStorageAccount(inserted, box), created: true };
+      return upsertByName(db, {
+        update: async (trx) => {
+          const updated = await trx
+            .updateTable('storage_accounts')
+            .set({
+              account_name: row.account_name,
+              blob_endpoint: row.blob_endpoint,
+              connection_string: row.connection_string,
+            })
+            .where((eb) =>
+              eb.and(byName(row.subscription_id, row.resource_group_key, row.name_key)),
+            )
+            .returningAll()
+            .executeTakeFirst();
+          return updated && toStorageAccount(updated, box);
+        },
+        insert: async (trx) =>
+          toStorageAccount(
+            await trx
+              .insertInto('storage_accounts')
+              .values(row)
+              .returningAll()
+              .executeTakeFirstOrThrow(),
+            box,
+          ),
       });
     },
 
