@@ -92,12 +92,12 @@ export async function ensureWatcher(api: ApiCall, subscriptionId: string): Promi
   const at =
     `/subscriptions/${subscriptionId}/resourceGroups/${UP_RESOURCE_GROUP}` +
     `/providers/Microsoft.Network/networkWatchers/${UP_NETWORK_WATCHER}?api-version=${UP_API_VERSION}`;
-  const existing = await api('GET', at);
-  if (existing.status === 200) return;
-  const put = await api('PUT', at, { location: UP_LOCATION });
-  if (put.status !== 200 && put.status !== 201) {
-    throw failed(`creating network watcher ${UP_NETWORK_WATCHER}`, put);
-  }
+  await ensureResource({
+    what: `creating network watcher ${UP_NETWORK_WATCHER}`,
+    find: async () => ((await api('GET', at)).status === 200 ? true : undefined),
+    upsert: () => api('PUT', at, { location: UP_LOCATION }),
+    made: () => true,
+  });
 }
 
 /** Storage account `local` on the embedded Azurite; registered again if its endpoint moved. */
@@ -108,29 +108,49 @@ export async function ensureStorageAccount(
   blobEndpoint: string,
 ): Promise<string> {
   const native = `/api/v1/subscriptions/${subscriptionId}/storageAccounts`;
-  const list = await api('GET', native);
-  if (list.status !== 200) throw failed('listing storage accounts', list);
-  const accounts = (
-    list.body as {
-      value: { id: string; name: string; resourceGroup: string; blobEndpoint: string }[];
-    }
-  ).value;
-  const found = accounts.find(
-    (a) =>
-      a.name === UP_STORAGE_ACCOUNT &&
-      a.resourceGroup.toLowerCase() === UP_RESOURCE_GROUP &&
-      a.blobEndpoint === blobEndpoint,
-  );
-  if (found !== undefined) return found.id;
-  const put = await api('POST', native, {
-    name: UP_STORAGE_ACCOUNT,
-    resourceGroup: UP_RESOURCE_GROUP,
-    connectionString,
+  return ensureResource({
+    what: `registering storage account ${UP_STORAGE_ACCOUNT}`,
+    find: async () => {
+      const list = await api('GET', native);
+      if (list.status !== 200) throw failed('listing storage accounts', list);
+      const accounts = (
+        list.body as {
+          value: { id: string; name: string; resourceGroup: string; blobEndpoint: string }[];
+        }
+      ).value;
+      return accounts.find(
+        (a) =>
+          a.name === UP_STORAGE_ACCOUNT &&
+          a.resourceGroup.toLowerCase() === UP_RESOURCE_GROUP &&
+          a.blobEndpoint === blobEndpoint,
+      )?.id;
+    },
+    upsert: () =>
+      api('POST', native, {
+        name: UP_STORAGE_ACCOUNT,
+        resourceGroup: UP_RESOURCE_GROUP,
+        connectionString,
+      }),
+    made: (body) => (body as { id: string }).id,
   });
-  if (put.status !== 200 && put.status !== 201) {
-    throw failed(`registering storage account ${UP_STORAGE_ACCOUNT}`, put);
-  }
-  return (put.body as { id: string }).id;
+}
+
+/**
+ * The bootstrap's one create-or-keep, over the server's upserts (network watcher PUT, storage
+ * account POST: 201 created, 200 updated): a resource `find` finds is kept as it is (its etag,
+ * tags and createdAt untouched, nothing audited); else the upsert makes it.
+ */
+async function ensureResource<T>(steps: {
+  readonly what: string;
+  find(): Promise<T | undefined>;
+  upsert(): Promise<ApiAnswer>;
+  made(body: unknown): T;
+}): Promise<T> {
+  const found = await steps.find();
+  if (found !== undefined) return found;
+  const answer = await steps.upsert();
+  if (answer.status !== 200 && answer.status !== 201) throw failed(steps.what, answer);
+  return steps.made(answer.body);
 }
 
 /**
