@@ -28,32 +28,30 @@ export class NetworkWatchers {
     this.#operations = operations;
   }
 
-  async require(
+  /** The watcher a capture's path names; ParentResourceNotFound when there is none. */
+  require(
     subscriptionId: string,
     resourceGroup: string,
     watcherName: string,
   ): Promise<NetworkWatcherRecord> {
-    const watcher = await this.#ctx.store.getWatcher(subscriptionId, resourceGroup, watcherName);
-    if (!watcher) {
-      throw new WirewatchError(
-        'ParentResourceNotFound',
-        `Network watcher '${watcherName}' was not found in resource group '${resourceGroup}'`,
-        { target: 'networkWatcherName' },
-      );
-    }
-    return watcher;
+    return this.#find(subscriptionId, resourceGroup, watcherName, 'ParentResourceNotFound');
   }
 
   /** GET: the watcher; ResourceNotFound when there is none. */
-  async get(
+  get(subscriptionId: string, resourceGroup: string, name: string): Promise<NetworkWatcherRecord> {
+    return this.#find(subscriptionId, resourceGroup, name, 'ResourceNotFound');
+  }
+
+  async #find(
     subscriptionId: string,
     resourceGroup: string,
     name: string,
+    missing: 'ParentResourceNotFound' | 'ResourceNotFound',
   ): Promise<NetworkWatcherRecord> {
     const watcher = await this.#ctx.store.getWatcher(subscriptionId, resourceGroup, name);
     if (!watcher) {
       throw new WirewatchError(
-        'ResourceNotFound',
+        missing,
         `Network watcher '${name}' was not found in resource group '${resourceGroup}'`,
         { target: 'networkWatcherName' },
       );
