@@ -14,9 +14,9 @@ describe('StorageAccounts', () => {
   let f: ControlFixture;
   let accounts: StorageAccounts;
   const probed: string[] = [];
-  const probe: StorageAccountProbe = async (connectionString) => {
+  const probe: StorageAccountProbe = (connectionString) => {
     probed.push(connectionString);
-    return { accountName: 'devstoreaccount1', blobEndpoint: ENDPOINT };
+    return Promise.resolve({ accountName: 'devstoreaccount1', blobEndpoint: ENDPOINT });
   };
   beforeEach(async () => {
     f = await createControlFixture();
