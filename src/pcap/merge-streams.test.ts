@@ -7,31 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
 import { mergePcaps } from './merge.js';
 import { mergePcapStreams, type PcapStreamInput } from './merge-streams.js';
+import { writePcap } from '../../test/support/pcap-files.js';
 import { makeTempDir, removeTempDir } from '../../test/support/pcap-tools.js';
-import type { TimestampPrecision } from './types.js';
-import { createPcapWriter } from './writer.js';
-
-interface FileSpec {
-  readonly name: string;
-  readonly precision: TimestampPrecision;
-  readonly linkType?: number;
-  readonly snaplen?: number;
-  readonly times: readonly (readonly [number, number])[];
-}
-
-async function writePcap(dir: string, spec: FileSpec): Promise<string> {
-  const file = join(dir, `${spec.name}.pcap`);
-  const writer = createPcapWriter(createWriteStream(file), {
-    linkType: spec.linkType ?? 1,
-    snaplen: spec.snaplen ?? 65535,
-    precision: spec.precision,
-  });
-  for (const [i, [tsSec, tsFrac]] of spec.times.entries()) {
-    await writer.write({ tsSec, tsFrac, data: Buffer.from(`${spec.name}#${i}`.padEnd(60, '.')) });
-  }
-  await writer.close();
-  return file;
-}
 
 /** Collects what a merge writes. */
 function sink(): { output: PassThrough; bytes: () => Buffer } {

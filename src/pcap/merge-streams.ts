@@ -1,29 +1,70 @@
 /**
- * Merging pcap byte streams by timestamp: the k-way merge of {@link mergePcaps} for inputs that
- * are not local files (a download merges a ring's files as they come from blob storage or from
- * an agent). Each input is parsed incrementally and holds one pending record at a time, so memory
- * is bounded by the inputs' own buffering, not by their size.
+ * Merging capture byte streams by timestamp: the k-way merge behind {@link mergePcaps}, for
+ * inputs that are not local files too (a download merges a ring's files as they come from blob
+ * storage or from an agent; a scale-set download merges one stream per instance). Each input is
+ * pcap or pcapng, parsed incrementally, and holds one pending packet at a time, so memory is
+ * bounded by the inputs' own buffering, not by their size or number.
+ *
+ * Two outputs (`format`):
+ * - `'pcap'` (default): one classic pcap stream; every input interface must have the same link
+ *   type.
+ * - `'pcapng'`: one section with an IDB per input interface, in input order, named by the
+ *   caller (`interfaceName`, e.g. `vmss1_0`), each with its input's link type, snaplen and
+ *   timestamp resolution, so Wireshark's `frame.interface_name` says which input saw a packet.
+ *
+ * ```ts
+ * await mergePcapStreams(
+ *   instances.map((i) => ({ name: i.blobName, interfaceName: `${ss}_${i.id}`, stream: i.body })),
+ *   response,
+ *   { format: 'pcapng', signal },
+ * );
+ * ```
+ *
+ * An input that is a ring of several files is one input with `files`: one interface for all.
  */
 import type { Writable } from 'node:stream';
 import { WirewatchError } from '../model/errors.js';
 import type { MergePcapsOptions, MergePcapsResult } from './merge.js';
-import { createPcapParser, type PcapParser } from './reader.js';
-import type { PcapFileHeader, PcapRecord, TimestampPrecision } from './types.js';
+import { createCaptureParser, type CaptureParser } from './capture-file.js';
+import { createPcapngWriter } from './pcapng-writer.js';
+import type { CaptureInterface, CapturePacket, TimestampPrecision } from './types.js';
 import { createPcapWriter } from './writer.js';
 
-/** One input of {@link mergePcapStreams}. */
-export interface PcapStreamInput {
+/** One input of {@link mergePcapStreams}: one stream, or the files of a ring in order. */
+export type PcapStreamInput = {
   /** Names the input in errors (an error's `target`). */
   readonly name: string;
   /**
-   * The pcap file's bytes, in chunks of any size. Read once. When the merge fails it is left
-   * (its iterator's `return`), or destroyed if it has a `destroy` and was never read.
+   * The name of its interface in a pcapng output (`if_name`); default {@link name}. A pcapng
+   * input's further interfaces are named `{interfaceName}/{their if_name or index}`.
    */
-  readonly stream: AsyncIterable<Buffer>;
-}
+  readonly interfaceName?: string;
+} & (
+  | {
+      /**
+       * A pcap or pcapng file's bytes, in chunks of any size. Read once, one chunk ahead of the
+       * merge at most. When the merge fails it is left (its iterator's `return`), or destroyed
+       * if it has a `destroy` and was never read.
+       */
+      readonly stream: AsyncIterable<Buffer>;
+    }
+  | {
+      /**
+       * Several files read one after the other as one input (a ring's files, oldest first):
+       * each is opened when the one before has ended. The interfaces of each file are those of
+       * the first, by position, when their link type, snaplen and precision agree.
+       */
+      readonly files: readonly (() => AsyncIterable<Buffer>)[];
+    }
+);
+
+/** The output of {@link mergePcapStreams}. */
+export type MergeFormat = 'pcap' | 'pcapng';
 
 /** Options of {@link mergePcapStreams}. */
 export interface MergePcapStreamsOptions extends MergePcapsOptions {
+  /** Default `'pcap'`. */
+  readonly format?: MergeFormat;
   /**
    * On failure, destroy `output` without the error (its writer learns of the failure from the
    * rejected promise alone and need not listen for `error`).
@@ -35,15 +76,21 @@ const NS_PER_SECOND = 1_000_000_000;
 const MAX_UINT32 = 0xffffffff;
 
 /**
- * Merges pcap streams into one pcap stream ordered by timestamp, exactly as {@link mergePcaps}
- * merges files (same ordering, tie-breaking, precision and snaplen rules, same output bytes).
- * An incomplete record at the end of an input is skipped, as a reader of that file would.
- * `output` is ended when the merge is done and destroyed with the error if it fails, so that
- * whoever reads it learns why (it needs an `error` listener, as a piped stream has).
+ * Merges pcap or pcapng streams into one stream ordered by timestamp, exactly as
+ * {@link mergePcaps} merges files (same ordering, tie-breaking, precision and snaplen rules,
+ * same output bytes). Packets with equal timestamps come in the order of `inputs`; each input's
+ * own order is kept. An incomplete record at the end of an input is skipped, as a reader of
+ * that file would. `output` is ended when the merge is done and destroyed with the error if it
+ * fails, so that whoever reads it learns why (it needs an `error` listener, as a piped stream
+ * has).
  *
- * @throws WirewatchError `InvalidPcap` if `inputs` is empty, if the inputs do not all have the
- *   same link type (target: the first input that differs), or if an input is not a valid pcap
- *   stream (target: its name); an input stream's own error as it is.
+ * A pcap output has nanosecond precision if any input interface has it at the start
+ * (microsecond timestamps are converted), microsecond otherwise; its snaplen is the largest of
+ * the inputs'. A pcapng output keeps each interface's own.
+ *
+ * @throws WirewatchError `InvalidPcap` if `inputs` is empty, if a pcap output's inputs do not
+ *   all have the same link type (target: the first input that differs), or if an input is not
+ *   a valid pcap or pcapng stream (target: its name); an input stream's own error as it is.
  */
 export async function mergePcapStreams(
   inputs: readonly PcapStreamInput[],
@@ -59,51 +106,39 @@ export async function mergePcapStreams(
         target: 'inputs',
       });
     }
-    const headers: PcapFileHeader[] = [];
-    for (const source of sources) headers.push(await source.open());
-    const first = headers[0]!;
-    for (const [i, header] of headers.entries()) {
-      if (header.linkType !== first.linkType) {
-        const name = sources[i]!.name;
-        throw new WirewatchError(
-          'InvalidPcap',
-          `${name} has link type ${header.linkType}, but ${sources[0]!.name} has link type ${first.linkType}; only files of one link type can be merged`,
-          { target: name },
-        );
-      }
-    }
-    const precision: TimestampPrecision = headers.some((h) => h.precision === 'nano')
-      ? 'nano'
-      : 'micro';
-    const snaplen = Math.max(1, ...headers.map((h) => h.snaplen));
-    const writer = createPcapWriter(output, { linkType: first.linkType, snaplen, precision });
-    const toNs = headers.map((h) => (h.precision === 'nano' ? 1 : 1000));
+    for (const source of sources) await source.open();
+    const sink =
+      options.format === 'pcapng'
+        ? pcapngSink(output)
+        : pcapSink(
+            output,
+            sources,
+            sources.flatMap((s) => s.interfaces),
+          );
+    for (const source of sources) source.describeAll(sink);
 
     const heap = new HeadHeap();
     const advance = async (input: number): Promise<void> => {
-      const record = await sources[input]!.next();
-      if (record === undefined) return;
+      const source = sources[input]!;
+      const packet = await source.next();
+      if (packet === undefined) return;
       // Fractions of a second beyond 1 s (files from the wild) are carried into the seconds.
-      const ns = record.tsFrac * toNs[input]!;
-      const tsSec = Math.min(record.tsSec + Math.floor(ns / NS_PER_SECOND), MAX_UINT32);
-      heap.push({ record, tsSec, fracNs: ns % NS_PER_SECOND, input });
+      const local = source.interface;
+      const ns = packet.tsFrac * source.nsPerFraction(local);
+      const tsSec = Math.min(packet.tsSec + Math.floor(ns / NS_PER_SECOND), MAX_UINT32);
+      heap.push({ packet, local, tsSec, fracNs: ns % NS_PER_SECOND, input });
     };
     for (let i = 0; i < sources.length; i++) await advance(i);
 
     let records = 0;
     for (let head = heap.pop(); head !== undefined; head = heap.pop()) {
       signal?.throwIfAborted();
-      await writer.write({
-        tsSec: head.tsSec,
-        tsFrac: precision === 'nano' ? head.fracNs : head.fracNs / 1000,
-        originalLength: head.record.originalLength,
-        data: head.record.data,
-      });
+      await sink.write(sources[head.input]!.describe(head.local, sink), head);
       records++;
       await advance(head.input);
     }
-    await writer.close();
-    return { records, precision };
+    await sink.close();
+    return { records, precision: sink.precision() };
   } catch (error) {
     if (options.destroyQuietly) output.destroy();
     else output.destroy(error instanceof Error ? error : new Error(String(error)));
@@ -113,26 +148,121 @@ export async function mergePcapStreams(
   }
 }
 
-/** An input being parsed: its header, then its records one at a time. */
+/** Where merged packets go: a pcap or a pcapng writer. */
+interface MergeSink {
+  /** Makes `iface` of `source` an interface of the output; returns its id there. */
+  add(source: StreamSource, local: number, iface: CaptureInterface): number;
+  write(outputId: number, head: Head): Promise<void>;
+  precision(): TimestampPrecision;
+  close(): Promise<void>;
+}
+
+function pcapSink(
+  output: Writable,
+  sources: readonly StreamSource[],
+  known: readonly CaptureInterface[],
+): MergeSink {
+  const first = known[0];
+  if (first === undefined) {
+    throw new WirewatchError('InvalidPcap', 'the pcap streams to merge describe no interface', {
+      target: sources[0]!.name,
+    });
+  }
+  const firstName = sources.find((s) => s.interfaces.length > 0)!.name;
+  const precision: TimestampPrecision = known.some((i) => i.precision === 'nano')
+    ? 'nano'
+    : 'micro';
+  const snaplen = Math.max(1, ...known.map((i) => i.snaplen));
+  const writer = createPcapWriter(output, { linkType: first.linkType, snaplen, precision });
+  return {
+    add(source, _local, iface) {
+      if (iface.linkType !== first.linkType) {
+        throw new WirewatchError(
+          'InvalidPcap',
+          `${source.name} has link type ${iface.linkType}, but ${firstName} has link type ${first.linkType}; only files of one link type can be merged`,
+          { target: source.name },
+        );
+      }
+      return 0;
+    },
+    write: (_id, head) =>
+      writer.write({
+        tsSec: head.tsSec,
+        tsFrac: precision === 'nano' ? head.fracNs : Math.floor(head.fracNs / 1000),
+        originalLength: head.packet.originalLength,
+        data: head.packet.data,
+      }),
+    precision: () => precision,
+    close: () => writer.close(),
+  };
+}
+
+function pcapngSink(output: Writable): MergeSink {
+  const writer = createPcapngWriter(output);
+  return {
+    add(source, local, iface) {
+      const base = source.interfaceName;
+      return writer.addInterface({
+        linkType: iface.linkType,
+        snaplen: iface.snaplen,
+        precision: iface.precision,
+        name: local === 0 ? base : `${base}/${iface.name ?? local}`,
+      });
+    },
+    write(id, head) {
+      const nano = writer.interfaces[id]!.precision === 'nano';
+      return writer.write({
+        interfaceId: id,
+        tsSec: head.tsSec,
+        tsFrac: nano ? head.fracNs : Math.floor(head.fracNs / 1000),
+        originalLength: head.packet.originalLength,
+        data: head.packet.data,
+      });
+    },
+    precision: () => (writer.interfaces.some((i) => i.precision === 'nano') ? 'nano' : 'micro'),
+    close: () => writer.close(),
+  };
+}
+
+/** An input being parsed: its interfaces, then its packets one at a time. */
 class StreamSource {
   readonly name: string;
-  readonly #stream: AsyncIterable<Buffer>;
-  readonly #parser: PcapParser = createPcapParser();
+  readonly interfaceName: string;
+  /** The files still to read, after the one being read. */
+  readonly #files: (() => AsyncIterable<Buffer>)[];
+  #stream: AsyncIterable<Buffer> | undefined;
+  #parser: CaptureParser = createCaptureParser();
+  /** The input's interfaces, over all its files. */
+  readonly #interfaces: CaptureInterface[] = [];
+  /** This input's interface for each interface of the file being read. */
+  #fileInterfaces: number[] = [];
+  /** The output's id of each of this input's interfaces, once described there. */
+  readonly #outputIds: number[] = [];
   #iterator: AsyncIterator<Buffer> | undefined;
-  #parsed: PcapRecord[] = [];
+  #parsed: CapturePacket[] = [];
   #position = 0;
   #done = false;
+  /** The input's interface of the packet {@link next} returned last. */
+  interface = 0;
 
   constructor(input: PcapStreamInput) {
     this.name = input.name;
-    this.#stream = input.stream;
+    this.interfaceName = input.interfaceName ?? input.name;
+    this.#files = 'stream' in input ? [] : [...input.files];
+    this.#stream = 'stream' in input ? input.stream : this.#files.shift()?.();
   }
 
-  /** Reads until the file header is complete. */
-  async open(): Promise<PcapFileHeader> {
-    this.#iterator = this.#stream[Symbol.asyncIterator]();
-    while (this.#parser.header === undefined) {
+  get interfaces(): readonly CaptureInterface[] {
+    return this.#interfaces;
+  }
+
+  /** Reads until the first interface is described (a pcap file header is whole). */
+  async open(): Promise<void> {
+    this.#iterator = this.#stream?.[Symbol.asyncIterator]();
+    while (this.#interfaces.length === 0) {
       if (!(await this.#pull())) {
+        // A pcapng section without interfaces has no packets either: nothing to merge.
+        if (this.#parser.format === 'pcapng' || this.#stream === undefined) return;
         throw new WirewatchError(
           'InvalidPcap',
           `${this.name}: the stream ended before a whole pcap file header`,
@@ -140,24 +270,50 @@ class StreamSource {
         );
       }
     }
-    return this.#parser.header;
   }
 
-  async next(): Promise<PcapRecord | undefined> {
+  /** Describes every interface known so far to `sink`, in order. */
+  describeAll(sink: MergeSink): void {
+    for (let i = 0; i < this.#interfaces.length; i++) this.describe(i, sink);
+  }
+
+  /** The output's id of interface `local`, describing it to `sink` the first time. */
+  describe(local: number, sink: MergeSink): number {
+    return (this.#outputIds[local] ??= sink.add(this, local, this.#interfaces[local]!));
+  }
+
+  nsPerFraction(local: number): number {
+    return this.#interfaces[local]!.precision === 'nano' ? 1 : 1000;
+  }
+
+  /** The next packet; {@link interface} then says its interface. */
+  async next(): Promise<CapturePacket | undefined> {
     while (this.#position >= this.#parsed.length) {
       if (!(await this.#pull())) return undefined;
     }
-    return this.#parsed[this.#position++];
+    const packet = this.#parsed[this.#position++]!;
+    this.interface = this.#fileInterfaces[packet.interfaceId]!;
+    return packet;
   }
 
-  /** Parses the next chunk; false at the end of the stream. */
+  /** Parses the next chunk, going on to the next file at the end of one; false at the end. */
   async #pull(): Promise<boolean> {
-    if (this.#done) return false;
-    const chunk = await this.#iterator!.next();
+    if (this.#done || this.#iterator === undefined) return false;
+    const chunk = await this.#iterator.next();
     if (chunk.done === true) {
-      this.#done = true;
       this.#parser.end();
-      return false;
+      const nextFile = this.#files.shift();
+      if (nextFile === undefined) {
+        this.#done = true;
+        return false;
+      }
+      this.#stream = nextFile();
+      this.#iterator = this.#stream[Symbol.asyncIterator]();
+      this.#parser = createCaptureParser();
+      this.#fileInterfaces = [];
+      this.#parsed = [];
+      this.#position = 0;
+      return true;
     }
     try {
       this.#parsed = this.#parser.push(chunk.value);
@@ -171,7 +327,24 @@ class StreamSource {
       throw error;
     }
     this.#position = 0;
+    this.#mapInterfaces();
     return true;
+  }
+
+  /** Maps the file's new interfaces onto the input's: the same position if alike, else new. */
+  #mapInterfaces(): void {
+    const fileInterfaces = this.#parser.interfaces;
+    for (let i = this.#fileInterfaces.length; i < fileInterfaces.length; i++) {
+      const iface = fileInterfaces[i]!;
+      const same = this.#interfaces[i];
+      const alike =
+        same !== undefined &&
+        same.linkType === iface.linkType &&
+        same.snaplen === iface.snaplen &&
+        same.precision === iface.precision &&
+        !this.#fileInterfaces.includes(i);
+      this.#fileInterfaces.push(alike ? i : this.#interfaces.push(iface) - 1);
+    }
   }
 
   /** Leaves the stream (a Readable is destroyed), also one the merge never got to read. */
@@ -180,7 +353,7 @@ class StreamSource {
     this.#done = true;
     if (this.#iterator === undefined) {
       // An iterator's return() does nothing before its first next(): destroy a stream as such.
-      (this.#stream as { destroy?: () => void }).destroy?.();
+      (this.#stream as { destroy?: () => void } | undefined)?.destroy?.();
       return;
     }
     await this.#iterator.return?.();
@@ -188,7 +361,9 @@ class StreamSource {
 }
 
 interface Head {
-  readonly record: PcapRecord;
+  readonly packet: CapturePacket;
+  /** Its input's interface. */
+  readonly local: number;
   /** The record's seconds, plus any whole seconds its fraction held. */
   readonly tsSec: number;
   /** Nanoseconds within the second, whatever the input's precision. */

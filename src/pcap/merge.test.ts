@@ -5,39 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
 import { mergePcaps } from './merge.js';
 import { openPcapFile } from './reader.js';
+import { labelOf, writePcap } from '../../test/support/pcap-files.js';
 import { makeTempDir, removeTempDir, tsharkFields } from '../../test/support/pcap-tools.js';
-import type { ByteOrder, PcapRecord, TimestampPrecision } from './types.js';
-import { createPcapWriter } from './writer.js';
-
-interface FileSpec {
-  readonly name: string;
-  readonly precision: TimestampPrecision;
-  readonly byteOrder?: ByteOrder;
-  readonly snaplen?: number;
-  readonly linkType?: number;
-  /** [seconds, fraction in the file's precision] */
-  readonly times: readonly (readonly [number, number])[];
-}
-
-/** A record's data says where it came from: "<file>#<index>", padded to 60 bytes. */
-function label(name: string, index: number): Buffer {
-  return Buffer.from(`${name}#${index}`.padEnd(60, '.'));
-}
-
-async function writePcap(dir: string, spec: FileSpec): Promise<string> {
-  const file = join(dir, `${spec.name}.pcap`);
-  const writer = createPcapWriter(createWriteStream(file), {
-    linkType: spec.linkType ?? 1,
-    snaplen: spec.snaplen ?? 65535,
-    precision: spec.precision,
-    byteOrder: spec.byteOrder ?? 'LE',
-  });
-  for (const [i, [tsSec, tsFrac]] of spec.times.entries()) {
-    await writer.write({ tsSec, tsFrac, data: label(spec.name, i) });
-  }
-  await writer.close();
-  return file;
-}
+import type { PcapRecord } from './types.js';
 
 async function readAll(file: string) {
   const reader = await openPcapFile(file);
@@ -45,8 +15,6 @@ async function readAll(file: string) {
   for await (const r of reader.records) records.push(r);
   return { header: reader.header, records };
 }
-
-const labelOf = (r: PcapRecord): string => r.data.toString().replace(/\.+$/, '');
 
 describe('mergePcaps', () => {
   let dir = '';

@@ -91,3 +91,30 @@ export interface DecodedIcmp {
   readonly type: number;
   readonly code: number;
 }
+
+/**
+ * An interface of a capture file: a classic pcap file has one (its header); a pcapng file one
+ * per Interface Description Block, in the order of the blocks, over all its sections.
+ */
+export interface CaptureInterface {
+  readonly linkType: number;
+  /** Largest number of bytes stored per packet; 0 in a pcapng IDB means no limit. */
+  readonly snaplen: number;
+  /**
+   * Resolution of its packets' `tsFrac`: `'micro'` for pcapng resolutions of a microsecond or
+   * coarser, `'nano'` for finer ones (cut to the nanosecond).
+   */
+  readonly precision: TimestampPrecision;
+  /** pcapng `if_name`. */
+  readonly name?: string;
+  /** pcapng `if_description`. */
+  readonly description?: string;
+  /** The pcapng section it belongs to, from 0 (a classic pcap file: 0). */
+  readonly section: number;
+}
+
+/** A packet of a capture file of either format, with the interface that saw it. */
+export interface CapturePacket extends PcapRecord {
+  /** Index into the file's {@link CaptureInterface} list (a classic pcap file: 0). */
+  readonly interfaceId: number;
+}

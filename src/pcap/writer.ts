@@ -2,16 +2,15 @@
  * Streaming pcap writing: a file header, then one buffer per record, written to any Writable
  * with its backpressure respected.
  */
-import { finished } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import {
-  FILE_HEADER_LENGTH,
   PCAP_VERSION_MAJOR,
   PCAP_VERSION_MINOR,
   RECORD_HEADER_LENGTH,
   encodeFileHeader,
   encodeRecordHeader,
 } from './format.js';
+import { createOutputSink, toError } from './output-sink.js';
 import type { ByteOrder, PcapFileHeader, TimestampPrecision } from './types.js';
 
 /** A record to write: a `PcapRecord` without its capturedLength, which `data` gives. */
@@ -86,8 +85,6 @@ export interface PcapWriter {
   close(): Promise<void>;
 }
 
-const resolved = Promise.resolve();
-
 /**
  * Creates a pcap writer on `output` and writes the file header at once.
  *
@@ -113,39 +110,11 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
     linkType,
   };
   const encodeOptions: EncodeRecordOptions = { byteOrder: header.byteOrder, snaplen };
-
-  let failure: unknown;
-  let closing: Promise<void> | undefined;
-  let draining: Promise<void> | undefined;
+  const sink = createOutputSink(output, 'pcap');
   let recordsWritten = 0;
-  let bytesWritten = FILE_HEADER_LENGTH;
 
-  output.on('error', (error) => {
-    failure ??= error;
-  });
-
-  function waitForDrain(): Promise<void> {
-    draining ??= new Promise<void>((resolve, reject) => {
-      const settle = (error?: unknown): void => {
-        output.off('drain', onDrain);
-        output.off('error', onError);
-        output.off('close', onClose);
-        draining = undefined;
-        if (error === undefined) resolve();
-        else reject(toError(error));
-      };
-      const onDrain = (): void => settle();
-      const onError = (error: unknown): void => settle(error);
-      const onClose = (): void =>
-        settle(failure ?? new Error('the pcap output closed before it drained'));
-      output.on('drain', onDrain);
-      output.on('error', onError);
-      output.on('close', onClose);
-    });
-    return draining;
-  }
-
-  output.write(encodeFileHeader(header));
+  // A failure here is the output's, which the next write or close reports.
+  sink.write(encodeFileHeader(header)).catch(() => undefined);
 
   return {
     header,
@@ -153,33 +122,21 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
       return recordsWritten;
     },
     get bytesWritten() {
-      return bytesWritten;
+      return sink.bytesWritten;
     },
     write(record) {
-      if (failure !== undefined) return Promise.reject(toError(failure));
-      if (closing !== undefined) return Promise.reject(new Error('PcapWriter.write after close'));
+      const failure = sink.failure();
+      if (failure !== undefined) return Promise.reject(failure);
       let buf: Buffer;
       try {
         buf = encodeRecord(record, encodeOptions);
       } catch (error) {
         return Promise.reject(toError(error));
       }
-      const hasRoom = output.write(buf);
+      const written = sink.write(buf);
       recordsWritten++;
-      bytesWritten += buf.length;
-      return hasRoom ? resolved : waitForDrain();
+      return written;
     },
-    close() {
-      closing ??= (async () => {
-        if (failure !== undefined) throw toError(failure);
-        output.end();
-        await finished(output, { readable: false });
-      })();
-      return closing;
-    },
+    close: () => sink.close(),
   };
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error('the pcap output failed', { cause: error });
 }
