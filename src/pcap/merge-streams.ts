@@ -73,6 +73,8 @@ export interface MergePcapStreamsOptions extends MergePcapsOptions {
 }
 
 const NS_PER_SECOND = 1_000_000_000;
+/** Packets are gathered into writes of this size, and flushed whenever an input may wait. */
+const BATCH_BYTES = 64 * 1024;
 const MAX_UINT32 = 0xffffffff;
 
 /**
@@ -120,7 +122,8 @@ export async function mergePcapStreams(
     const heap = new HeadHeap();
     const advance = async (input: number): Promise<void> => {
       const source = sources[input]!;
-      const packet = await source.next();
+      // What is gathered goes out before the merge may wait for an input (a live one).
+      const packet = await source.next(() => sink.flush());
       if (packet === undefined) return;
       // Fractions of a second beyond 1 s (files from the wild) are carried into the seconds.
       const local = source.interface;
@@ -154,6 +157,8 @@ interface MergeSink {
   add(source: StreamSource, local: number, iface: CaptureInterface): number;
   write(outputId: number, head: Head): Promise<void>;
   precision(): TimestampPrecision;
+  /** Hands what is gathered to the output; resolves when the output has room again. */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -173,7 +178,12 @@ function pcapSink(
     ? 'nano'
     : 'micro';
   const snaplen = Math.max(1, ...known.map((i) => i.snaplen));
-  const writer = createPcapWriter(output, { linkType: first.linkType, snaplen, precision });
+  const writer = createPcapWriter(output, {
+    linkType: first.linkType,
+    snaplen,
+    precision,
+    batchBytes: BATCH_BYTES,
+  });
   return {
     add(source, _local, iface) {
       if (iface.linkType !== first.linkType) {
@@ -193,12 +203,13 @@ function pcapSink(
         data: head.packet.data,
       }),
     precision: () => precision,
+    flush: () => writer.flush(),
     close: () => writer.close(),
   };
 }
 
 function pcapngSink(output: Writable): MergeSink {
-  const writer = createPcapngWriter(output);
+  const writer = createPcapngWriter(output, { batchBytes: BATCH_BYTES });
   return {
     add(source, local, iface) {
       const base = source.interfaceName;
@@ -220,6 +231,7 @@ function pcapngSink(output: Writable): MergeSink {
       });
     },
     precision: () => (writer.interfaces.some((i) => i.precision === 'nano') ? 'nano' : 'micro'),
+    flush: () => writer.flush(),
     close: () => writer.close(),
   };
 }
@@ -286,9 +298,14 @@ class StreamSource {
     return this.#interfaces[local]!.precision === 'nano' ? 1 : 1000;
   }
 
-  /** The next packet; {@link interface} then says its interface. */
-  async next(): Promise<CapturePacket | undefined> {
+  /**
+   * The next packet; {@link interface} then says its interface.
+   *
+   * @param beforeWait - awaited before reading more of the stream, which may wait.
+   */
+  async next(beforeWait?: () => Promise<void>): Promise<CapturePacket | undefined> {
     while (this.#position >= this.#parsed.length) {
+      await beforeWait?.();
       if (!(await this.#pull())) return undefined;
     }
     const packet = this.#parsed[this.#position++]!;

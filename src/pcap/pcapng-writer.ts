@@ -7,13 +7,15 @@
 import type { Writable } from 'node:stream';
 import { createOutputSink, toError } from './output-sink.js';
 import {
+  EPB_OVERHEAD,
   encodeEnhancedPacket,
   encodeInterfaceDescription,
   encodeSectionHeader,
+  padded,
   type PcapngInterfaceFields,
 } from './pcapng-format.js';
 import type { ByteOrder } from './types.js';
-import type { PcapRecordInput } from './writer.js';
+import { capturedLengthOf, type PcapRecordInput } from './writer.js';
 
 /** A packet to write: a pcap record on one of the writer's interfaces. */
 export interface PcapngPacketInput extends PcapRecordInput {
@@ -27,6 +29,11 @@ export interface PcapngWriterOptions {
   readonly byteOrder?: ByteOrder;
   /** Written as the section's `shb_userappl` (default "wirewatch"). */
   readonly application?: string;
+  /**
+   * Gather blocks into writes of this many bytes (see `OutputSinkOptions.batchBytes`); then
+   * call {@link PcapngWriter.flush} whenever the reader should see what was written. Default 0.
+   */
+  readonly batchBytes?: number;
 }
 
 /** Writes a pcapng stream; see {@link createPcapngWriter}. */
@@ -51,6 +58,8 @@ export interface PcapngWriter {
    *   {@link close}, or with the output's error once it has failed.
    */
   write(packet: PcapngPacketInput): Promise<void>;
+  /** Hands a batch being gathered to the output (see {@link PcapngWriterOptions.batchBytes}). */
+  flush(): Promise<void>;
   /** Ends the output and resolves when it has flushed. Safe to call more than once. */
   close(): Promise<void>;
 }
@@ -64,7 +73,7 @@ export function createPcapngWriter(
   options: PcapngWriterOptions = {},
 ): PcapngWriter {
   const byteOrder = options.byteOrder ?? 'LE';
-  const sink = createOutputSink(output, 'pcapng');
+  const sink = createOutputSink(output, 'pcapng', { batchBytes: options.batchBytes ?? 0 });
   const interfaces: PcapngInterfaceFields[] = [];
   let packetsWritten = 0;
   // A failure here is the output's, which the next write or close reports.
@@ -98,28 +107,28 @@ export function createPcapngWriter(
         return Promise.reject(new RangeError(`no interface ${packet.interfaceId} was added`));
       }
       const { data } = packet;
-      const capturedLength =
-        idb.snaplen > 0 && data.length > idb.snaplen ? idb.snaplen : data.length;
-      let buf: Buffer;
+      const capturedLength = capturedLengthOf(data, idb.snaplen);
+      const fields = {
+        interfaceId: packet.interfaceId,
+        tsSec: packet.tsSec,
+        tsFrac: packet.tsFrac,
+        precision: idb.precision,
+        capturedLength,
+        originalLength: Math.max(packet.originalLength ?? data.length, capturedLength),
+        data,
+      };
+      let written: Promise<void>;
       try {
-        buf = encodeEnhancedPacket(
-          {
-            interfaceId: packet.interfaceId,
-            tsSec: packet.tsSec,
-            tsFrac: packet.tsFrac,
-            precision: idb.precision,
-            capturedLength,
-            originalLength: Math.max(packet.originalLength ?? data.length, capturedLength),
-            data,
-          },
-          byteOrder,
+        written = sink.writeWith(EPB_OVERHEAD + padded(capturedLength), (target, offset) =>
+          encodeEnhancedPacket(fields, byteOrder, target, offset),
         );
       } catch (error) {
         return Promise.reject(toError(error, 'pcapng'));
       }
       packetsWritten++;
-      return sink.write(buf);
+      return written;
     },
+    flush: () => sink.flush(),
     close: () => sink.close(),
   };
 }

@@ -36,20 +36,29 @@ export interface EncodeRecordOptions {
  *
  * @throws RangeError if tsSec, tsFrac or originalLength is not an unsigned 32-bit integer.
  */
-export function encodeRecord(record: PcapRecordInput, options: EncodeRecordOptions): Buffer {
+export function encodeRecord(
+  record: PcapRecordInput,
+  options: EncodeRecordOptions,
+  target?: Buffer,
+  offset = 0,
+): Buffer {
   const { data } = record;
-  const capturedLength =
-    options.snaplen !== undefined && data.length > options.snaplen ? options.snaplen : data.length;
+  const capturedLength = capturedLengthOf(data, options.snaplen);
   const originalLength = Math.max(record.originalLength ?? data.length, capturedLength);
-  const buf = Buffer.allocUnsafe(RECORD_HEADER_LENGTH + capturedLength);
+  const buf = target ?? Buffer.allocUnsafe(RECORD_HEADER_LENGTH + capturedLength);
   encodeRecordHeader(
     { tsSec: record.tsSec, tsFrac: record.tsFrac, capturedLength, originalLength },
     options.byteOrder,
     buf,
-    0,
+    offset,
   );
-  data.copy(buf, RECORD_HEADER_LENGTH, 0, capturedLength);
+  data.copy(buf, offset + RECORD_HEADER_LENGTH, 0, capturedLength);
   return buf;
+}
+
+/** Bytes of `data` a capture with `snaplen` keeps (0 or undefined: no limit). */
+export function capturedLengthOf(data: Buffer, snaplen: number | undefined): number {
+  return snaplen !== undefined && snaplen > 0 && data.length > snaplen ? snaplen : data.length;
 }
 
 /** Options of {@link createPcapWriter}. */
@@ -62,6 +71,11 @@ export interface PcapWriterOptions {
   readonly precision?: TimestampPrecision;
   /** Default `'LE'`. */
   readonly byteOrder?: ByteOrder;
+  /**
+   * Gather records into writes of this many bytes (see `OutputSinkOptions.batchBytes`); then
+   * call {@link PcapWriter.flush} whenever the reader should see what was written. Default 0.
+   */
+  readonly batchBytes?: number;
 }
 
 /** Writes a pcap stream; see {@link createPcapWriter}. */
@@ -79,6 +93,8 @@ export interface PcapWriter {
    *   a RangeError for a field that does not fit its 32 bits (the record is then not written).
    */
   write(record: PcapRecordInput): Promise<void>;
+  /** Hands a batch being gathered to the output (see {@link PcapWriterOptions.batchBytes}). */
+  flush(): Promise<void>;
   /**
    * Ends the output and resolves when it has flushed (`finish`). Safe to call more than once.
    */
@@ -110,7 +126,7 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
     linkType,
   };
   const encodeOptions: EncodeRecordOptions = { byteOrder: header.byteOrder, snaplen };
-  const sink = createOutputSink(output, 'pcap');
+  const sink = createOutputSink(output, 'pcap', { batchBytes: options.batchBytes ?? 0 });
   let recordsWritten = 0;
 
   // A failure here is the output's, which the next write or close reports.
@@ -125,18 +141,19 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
       return sink.bytesWritten;
     },
     write(record) {
-      const failure = sink.failure();
-      if (failure !== undefined) return Promise.reject(failure);
-      let buf: Buffer;
+      const length = RECORD_HEADER_LENGTH + capturedLengthOf(record.data, snaplen);
+      let written: Promise<void>;
       try {
-        buf = encodeRecord(record, encodeOptions);
+        written = sink.writeWith(length, (target, offset) =>
+          encodeRecord(record, encodeOptions, target, offset),
+        );
       } catch (error) {
         return Promise.reject(toError(error));
       }
-      const written = sink.write(buf);
       recordsWritten++;
       return written;
     },
+    flush: () => sink.flush(),
     close: () => sink.close(),
   };
 }

@@ -1,0 +1,181 @@
+/**
+ * bench/merge: the merge of a scale-set download — 50 instance files into one pcapng with an
+ * interface per instance (src/pcap/merge-streams.ts) — against `mergecap -w` of the same files,
+ * in the same run, alternating, so the machine's noise hits both.
+ *
+ * The files are written first: 50 classic pcap files (alternately µs and ns) of --packets
+ * packets each (default 10,000; 60–1,514 bytes, at random times over the same 10 minutes, as
+ * instances capturing at once). Each side then runs as its own process under /usr/bin/time
+ * (our merge: `node dist/bench/merge.js --child OUT FILES…`, reading the files as streams and
+ * writing the file as a download's response would be written), --runs times (default 3).
+ * Printed: elapsed and CPU seconds, peak RSS, and the ratios mergecap / wirewatch (throughput:
+ * ≥ 1 means we merge at least as fast). Both outputs are checked: the same packet count
+ * (capinfos), and ours names an interface per file.
+ *
+ * Run: `npm run build && npm run bench:merge [-- --packets N --runs N]`.
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { mergePcapStreams } from '../src/pcap/merge-streams.js';
+import { createPcapWriter } from '../src/pcap/writer.js';
+import { random } from '../test/support/random.js';
+
+const FILES = 50;
+
+function intFlag(name: string, fallback: number): number {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(args[i + 1]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: a whole number ≥ 1`);
+  return value;
+}
+
+async function writeFiles(dir: string, packets: number): Promise<string[]> {
+  const next = random(7);
+  const payload = Buffer.alloc(1514, 0x5a);
+  const files: string[] = [];
+  for (let f = 0; f < FILES; f++) {
+    const file = path.join(dir, `vmss1_${f}.pcap`);
+    const nano = f % 2 === 1;
+    const writer = createPcapWriter(createWriteStream(file), {
+      linkType: 1,
+      snaplen: 65535,
+      precision: nano ? 'nano' : 'micro',
+    });
+    const times = Array.from({ length: packets }, () => Math.floor(next() * 600e6)).sort(
+      (a, b) => a - b,
+    );
+    for (const us of times) {
+      const size = 60 + Math.floor(next() * 1455);
+      await writer.write({
+        tsSec: 1_765_000_000 + Math.floor(us / 1e6),
+        tsFrac: (us % 1e6) * (nano ? 1000 : 1),
+        data: payload.subarray(0, size),
+      });
+    }
+    await writer.close();
+    files.push(file);
+  }
+  return files;
+}
+
+interface Measure {
+  readonly elapsed: number;
+  readonly cpu: number;
+  readonly rssMiB: number;
+}
+
+/** Runs a command under /usr/bin/time; its last stderr line is "elapsed user system maxrss". */
+function timed(command: string, args: readonly string[]): Promise<Measure> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', '%e %U %S %M', command, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const last = stderr.trim().split('\n').at(-1) ?? '';
+      const [elapsed, user, system, rss] = last.split(' ').map(Number);
+      if (code !== 0 || rss === undefined || Number.isNaN(rss)) {
+        reject(new Error(`${command} failed (${code}): ${stderr}`));
+      } else resolve({ elapsed: elapsed!, cpu: user! + system!, rssMiB: rss / 1024 });
+    });
+  });
+}
+
+/** capinfos's report on `file` with `flags` (e.g. -c: packets, -I: interfaces). */
+function capinfos(file: string, flags: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('capinfos', [...flags, file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    child.on('error', reject);
+    child.on('close', () => resolve(out));
+  });
+}
+
+/** The child: our merge of FILES into OUT, as a download streams it. */
+async function child(out: string, files: readonly string[]): Promise<void> {
+  const inputs = files.map((file) => ({
+    name: file,
+    interfaceName: path.basename(file, '.pcap'),
+    stream: createReadStream(file),
+  }));
+  await mergePcapStreams(inputs, createWriteStream(out), { format: 'pcapng' });
+}
+
+async function main(): Promise<void> {
+  const packets = intFlag('packets', 10_000);
+  const runs = intFlag('runs', 3);
+  const dir = await mkdtemp(path.join(tmpdir(), 'wirewatch-bench-merge-'));
+  try {
+    process.stdout.write(`writing ${FILES} files of ${packets} packets…\n`);
+    const files = await writeFiles(dir, packets);
+    let inputBytes = 0;
+    for (const file of files) inputBytes += (await stat(file)).size;
+    const ours = path.join(dir, 'ours.pcapng');
+    const theirs = path.join(dir, 'theirs.pcapng');
+    const self = process.argv[1]!;
+    const rows: { side: string; m: Measure }[] = [];
+    for (let r = 0; r < runs; r++) {
+      // Alternate who goes first, so a burst of load does not always hit the same side.
+      const sides = [
+        ['wirewatch', () => timed(process.execPath, [self, '--child', ours, ...files])],
+        ['mergecap', () => timed('mergecap', ['-w', theirs, ...files])],
+      ] as const;
+      for (const [side, run] of r % 2 === 0 ? sides : [...sides].reverse()) {
+        rows.push({ side, m: await run() });
+      }
+    }
+    const packetCount = async (file: string) =>
+      (await capinfos(file, ['-T', '-r', '-c'])).trim().split('\t')[1];
+    const count = [await packetCount(ours), await packetCount(theirs)];
+    if (count[0] !== count[1]) throw new Error(`packet counts differ: ${count.join(' vs ')}`);
+    const interfaces = await capinfos(ours, ['-I']);
+    const median = (side: string, key: keyof Measure): number => {
+      const v = rows
+        .filter((r) => r.side === side)
+        .map((r) => r.m[key])
+        .sort((a, b) => a - b);
+      return v[Math.floor(v.length / 2)]!;
+    };
+    const mb = inputBytes / 1e6;
+    process.stdout.write(
+      `\n${FILES} files, ${count[0]} packets, ${mb.toFixed(0)} MB in; ours names ${
+        (interfaces.match(/Name = vmss1_\d+/g) ?? []).length
+      } interfaces\n\n`,
+    );
+    process.stdout.write('side       run  elapsed s  CPU s  MB/s (CPU)  peak RSS MiB\n');
+    for (const [i, { side, m }] of rows.entries()) {
+      process.stdout.write(
+        `${side.padEnd(10)} ${String(Math.floor(i / 2) + 1).padStart(3)}  ${m.elapsed
+          .toFixed(2)
+          .padStart(9)}  ${m.cpu.toFixed(2).padStart(5)}  ${(mb / m.cpu)
+          .toFixed(0)
+          .padStart(11)}  ${m.rssMiB.toFixed(0).padStart(12)}\n`,
+      );
+    }
+    const ratio = (key: keyof Measure) => median('mergecap', key) / median('wirewatch', key);
+    process.stdout.write(
+      `\nratios, medians (mergecap / wirewatch; ≥ 1: wirewatch at least as fast):\n` +
+        `  throughput by CPU      ${ratio('cpu').toFixed(2)}\n` +
+        `  throughput by elapsed  ${ratio('elapsed').toFixed(2)}\n` +
+        `  peak RSS (wirewatch / mergecap) ${(1 / ratio('rssMiB')).toFixed(2)}\n`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const childAt = process.argv.indexOf('--child');
+if (childAt >= 0) {
+  const [out, ...files] = process.argv.slice(childAt + 1);
+  await child(out!, files);
+} else {
+  await main();
+}
