@@ -19,20 +19,12 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { intFlag } from './flags.js';
 import { mergePcapStreams } from '../src/pcap/merge-streams.js';
 import { createPcapWriter } from '../src/pcap/writer.js';
 import { random } from '../test/support/random.js';
 
 const FILES = 50;
-
-function intFlag(name: string, fallback: number): number {
-  const args = process.argv.slice(2);
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(args[i + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: a whole number ≥ 1`);
-  return value;
-}
 
 async function writeFiles(dir: string, packets: number): Promise<string[]> {
   const next = random(7);

@@ -49,6 +49,7 @@ import {
   type CaptureAssignment,
   type ServerMessage,
 } from '../src/model/channel.js';
+import { intFlag } from './flags.js';
 import { run } from '../test/lab/exec.js';
 import { createLab, type Lab } from '../test/lab/lab.js';
 
@@ -56,15 +57,6 @@ const MB = 1e6;
 const SAMPLE_MS = 100;
 /** What the tail may take, and what the uploader may owe at most, in seconds of capture. */
 const TAIL_GOAL_S = 2;
-
-function intFlag(name: string, fallback: number): number {
-  const args = process.argv.slice(2);
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(args[i + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: a whole number ≥ 1`);
-  return value;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

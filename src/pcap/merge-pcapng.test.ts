@@ -9,7 +9,6 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WirewatchError } from '../model/errors.js';
 import { openCaptureFile } from './capture-file.js';
-import { encodeFileHeader } from './format.js';
 import { mergePcaps } from './merge.js';
 import { mergePcapStreams, type PcapStreamInput } from './merge-streams.js';
 import { encodeRecord } from './writer.js';
@@ -21,6 +20,7 @@ import {
   runTool,
   tsharkFields,
 } from '../../test/support/pcap-tools.js';
+import { HEADER } from '../../test/support/pcap-records.js';
 import { random } from '../../test/support/random.js';
 
 /** `count` files of 40 packets each, at distinct random times over one minute. */
@@ -206,14 +206,7 @@ describe('merging into pcapng and against mergecap', () => {
     let maxAhead = 0;
     // Each source yields its header, then one record per chunk, only when asked for it.
     async function* lazySource(s: number): AsyncGenerator<Buffer> {
-      yield encodeFileHeader({
-        byteOrder: 'LE',
-        precision: 'micro',
-        versionMajor: 2,
-        versionMinor: 4,
-        snaplen: 65535,
-        linkType: 1,
-      });
+      yield HEADER;
       for (let i = 0; i < perSource; i++) {
         await Promise.resolve(); // a chunk arrives later, as from the network
         pulled[s]!++;
