@@ -1,9 +1,11 @@
 /**
- * wirewatch's pcap toolkit: streaming libpcap reading and writing, packet decoding down to the
- * 5-tuple, and merging by timestamp.
+ * wirewatch's pcap toolkit: streaming libpcap and pcapng reading and writing, packet decoding
+ * down to the 5-tuple, and merging by timestamp into pcap or pcapng.
  */
 export type {
   ByteOrder,
+  CaptureInterface,
+  CapturePacket,
   DecodedIcmp,
   DecodedIp,
   DecodedPacket,
@@ -64,3 +66,12 @@ export type {
 export { decodePacket } from './decode.js';
 export { mergePcaps } from './merge.js';
 export type { MergePcapsOptions, MergePcapsResult } from './merge.js';
+export { mergePcapStreams } from './merge-streams.js';
+export type { MergeFormat, MergePcapStreamsOptions, PcapStreamInput } from './merge-streams.js';
+export { createCaptureParser, openCaptureFile } from './capture-file.js';
+export type { CaptureFileReader, CaptureFormat, CaptureParser } from './capture-file.js';
+export { createPcapngParser } from './pcapng-reader.js';
+export type { PcapngParser, PcapngParserOptions } from './pcapng-reader.js';
+export { createPcapngWriter } from './pcapng-writer.js';
+export type { PcapngPacketInput, PcapngWriter, PcapngWriterOptions } from './pcapng-writer.js';
+export type { PcapngInterfaceFields } from './pcapng-format.js';

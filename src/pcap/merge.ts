@@ -21,9 +21,10 @@ export interface MergePcapsResult {
 }
 
 /**
- * Merges pcap files into one pcap stream ordered by timestamp. Records with equal timestamps
- * come in the order of `inputs`; each input's own order is kept (inputs are assumed sorted, as
- * captures are).
+ * Merges pcap or pcapng files (any mix) into one classic pcap stream ordered by timestamp.
+ * Records with equal timestamps come in the order of `inputs`; each input's own order is kept
+ * (inputs are assumed sorted, as captures are). For a pcapng output with an interface per
+ * file, use {@link mergePcapStreams} with `format: 'pcapng'`.
  *
  * The output has nanosecond precision if any input has it (microsecond timestamps are
  * converted), microsecond otherwise; its snaplen is the largest of the inputs'. Records
@@ -32,7 +33,7 @@ export interface MergePcapsResult {
  *
  * @throws WirewatchError `InvalidPcap` if `inputs` is empty, if the inputs do not all have the
  *   same link type (target: the first file that differs), or if an input is not a valid pcap
- *   file (target: that file).
+ *   or pcapng file (target: that file).
  */
 export async function mergePcaps(
   inputs: readonly string[],
