@@ -1,7 +1,7 @@
 /**
  * Test helpers for the control plane: a real server listening on loopback with its data in a
- * temp dir, a tiny JSON client (plain HTTP, or HTTPS trusting a given CA), and tenants with a
- * token per role.
+ * temp dir, a tiny JSON client (plain HTTP, or HTTPS trusting a given CA), tenants with a token
+ * per role, and synthetic agents of a tenant (alone, or with a server and tenant of their own).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
@@ -13,6 +13,7 @@ import {
   type RunningServer,
   type StartServerOptions,
 } from '../../src/server/start-server.js';
+import { SyntheticAgent, type SyntheticAgentOptions } from './synthetic-agent.js';
 
 export const API = '2025-05-01';
 
@@ -211,6 +212,62 @@ export async function createTenant(
     contributor: await token('Contributor'),
     reader: await token('Reader'),
   };
+}
+
+/** What a synthetic agent of a tenant is told beyond its server, tenant and location. */
+export type TenantAgentOptions = Omit<
+  SyntheticAgentOptions,
+  'serverUrl' | 'enrollToken' | 'subscriptionId' | 'location'
+> & { readonly location?: string };
+
+/**
+ * A synthetic agent (test/lab/synthetic-agent.ts) of `tenant`, enrolling with its token on the
+ * server at `t.url`, in westeurope unless `options` names another location. Not yet connected.
+ */
+export function syntheticAgentOf(
+  t: Pick<ApiClient, 'url'>,
+  tenant: Tenant,
+  options: TenantAgentOptions,
+): SyntheticAgent {
+  return new SyntheticAgent({
+    serverUrl: t.url,
+    enrollToken: tenant.enrollToken,
+    subscriptionId: tenant.subscriptionId,
+    location: 'westeurope',
+    ...options,
+  });
+}
+
+/** A test server with one tenant and one connected synthetic agent of that tenant. */
+export interface ServerWithAgent {
+  readonly t: TestServer;
+  readonly tenant: Tenant;
+  readonly agent: SyntheticAgent;
+}
+
+/**
+ * Starts a test server, creates a tenant (`tenantName`, default 'test') and connects one
+ * synthetic agent of it: the setup most control-plane tests share. If a step fails, what was
+ * started is closed before the error is thrown; otherwise the caller closes the agent, then the
+ * server.
+ */
+export async function startServerWithAgent(options: {
+  readonly server?: Partial<StartServerOptions>;
+  readonly tenantName?: string;
+  readonly agent: TenantAgentOptions;
+}): Promise<ServerWithAgent> {
+  const t = await startTestServer(options.server);
+  let agent: SyntheticAgent | undefined;
+  try {
+    const tenant = await createTenant(t, options.tenantName);
+    agent = syntheticAgentOf(t, tenant, options.agent);
+    await agent.connect();
+    return { t, tenant, agent };
+  } catch (err) {
+    await agent?.close();
+    await t.close();
+    throw err;
+  }
 }
 
 export function watcherPath(subscriptionId: string, rg: string, name: string): string {

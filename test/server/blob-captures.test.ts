@@ -16,7 +16,7 @@ import {
   API,
   capturePath,
   createTenant,
-  startTestServer,
+  startServerWithAgent,
   vmId,
   waitFor,
   type Tenant,
@@ -40,8 +40,9 @@ const url = (name: string, suffix = '') =>
 beforeAll(async () => {
   azuriteDir = await mkdtemp(path.join(tmpdir(), 'ww-azurite-'));
   azurite = await startAzurite({ dataDir: azuriteDir });
-  t = await startTestServer();
-  tenant = await createTenant(t);
+  ({ t, tenant, agent } = await startServerWithAgent({
+    agent: { resourceGroup: 'Web-RG', name: 'Web-01' },
+  }));
   const registered = await t.call(
     'POST',
     `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
@@ -55,15 +56,6 @@ beforeAll(async () => {
     },
   );
   expect(registered.status, registered.text).toBe(201);
-  agent = new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: tenant.enrollToken,
-    subscriptionId: tenant.subscriptionId,
-    resourceGroup: 'Web-RG',
-    name: 'Web-01',
-    location: 'westeurope',
-  });
-  await agent.connect();
 });
 
 afterAll(async () => {

@@ -10,6 +10,7 @@ import {
   API,
   createTenant,
   startTestServer,
+  syntheticAgentOf,
   vmId,
   watcherPath,
   type Reply,
@@ -17,7 +18,6 @@ import {
   type TestServer,
   upgradeStatus,
 } from '../lab/control-plane.js';
-import { SyntheticAgent } from '../lab/synthetic-agent.js';
 
 let t: TestServer;
 
@@ -259,14 +259,7 @@ describe('re-enrolling an existing VM', () => {
 
   it('is refused while the VM’s agent is connected, even with a takeover token, which stays unused', async () => {
     const tenant = await createTenant(t, 'connected');
-    const agent = new SyntheticAgent({
-      serverUrl: t.url,
-      enrollToken: tenant.enrollToken,
-      subscriptionId: tenant.subscriptionId,
-      resourceGroup: 'web',
-      name: 'live-01',
-      location: 'westeurope',
-    });
+    const agent = syntheticAgentOf(t, tenant, { resourceGroup: 'web', name: 'live-01' });
     try {
       await agent.connect();
       const takeover = await newEnrollmentToken(tenant, {

@@ -4,12 +4,11 @@
  * agent) and the delete is audited like every other delete.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import type { SyntheticAgent } from '../lab/synthetic-agent.js';
 import {
   API,
   capturePath,
-  createTenant,
-  startTestServer,
+  startServerWithAgent,
   vmId,
   waitFor,
   watcherPath,
@@ -26,18 +25,10 @@ let tenant: Tenant;
 let agent: SyntheticAgent;
 
 beforeAll(async () => {
-  t = await startTestServer();
-  tenant = await createTenant(t, 'watcher-delete');
-  agent = new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: tenant.enrollToken,
-    subscriptionId: tenant.subscriptionId,
-    resourceGroup: RG,
-    name: 'vm1',
-    location: 'westeurope',
-    progressIntervalMs: 200,
-  });
-  await agent.connect();
+  ({ t, tenant, agent } = await startServerWithAgent({
+    tenantName: 'watcher-delete',
+    agent: { resourceGroup: RG, name: 'vm1', progressIntervalMs: 200 },
+  }));
 });
 
 afterAll(async () => {

@@ -4,12 +4,13 @@
  * or stops (test/lab/synthetic-agent.ts). The sweep is called directly after moving the clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import type { SyntheticAgent } from '../lab/synthetic-agent.js';
 import {
   API,
   capturePath,
   createTenant,
   startTestServer,
+  syntheticAgentOf,
   vmId,
   waitFor,
   type Reply,
@@ -47,13 +48,9 @@ async function connectAgent(
   name: string,
   behaviour: { ignoreStarts?: boolean; ignoreStops?: boolean },
 ): Promise<SyntheticAgent> {
-  const agent = new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: tenant.enrollToken,
-    subscriptionId: tenant.subscriptionId,
+  const agent = syntheticAgentOf(t, tenant, {
     resourceGroup: RG,
     name,
-    location: 'westeurope',
     progressIntervalMs: 200,
     ...behaviour,
   });

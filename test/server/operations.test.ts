@@ -5,12 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENROLL_PATH } from '../../src/model/channel.js';
-import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import type { SyntheticAgent } from '../lab/synthetic-agent.js';
 import {
   API,
   capturePath,
   createTenant,
+  startServerWithAgent,
   startTestServer,
+  syntheticAgentOf,
   vmId,
   waitFor,
   type Reply,
@@ -57,17 +59,8 @@ function captureBody(sub: string, name: string) {
   };
 }
 
-function newAgent(t: TestServer, tenant: Tenant): SyntheticAgent {
-  return new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: tenant.enrollToken,
-    subscriptionId: tenant.subscriptionId,
-    resourceGroup: RG,
-    name: 'vm1',
-    location: 'westeurope',
-    progressIntervalMs: 200,
-  });
-}
+/** The agent of VM vm1 in every test here. */
+const VM1 = { resourceGroup: RG, name: 'vm1', progressIntervalMs: 200 };
 
 describe('health, metrics, request ids, unknown routes', () => {
   let t: TestServer;
@@ -84,10 +77,7 @@ describe('health, metrics, request ids, unknown routes', () => {
     sample(await metrics(), name, labels)?.value;
 
   beforeAll(async () => {
-    t = await startTestServer();
-    tenant = await createTenant(t);
-    agent = newAgent(t, tenant);
-    await agent.connect();
+    ({ t, tenant, agent } = await startServerWithAgent({ agent: VM1 }));
   });
 
   afterAll(async () => {
@@ -355,7 +345,7 @@ describe('logs', () => {
     const tenant = await createTenant(t, 'logged');
     const sub = tenant.subscriptionId;
     secrets.push(tenant.owner, tenant.contributor, tenant.reader, tenant.enrollToken);
-    agent = newAgent(t, tenant);
+    agent = syntheticAgentOf(t, tenant, VM1);
     await agent.connect();
     secrets.push(agent.credential!);
 

@@ -9,7 +9,7 @@ import {
   API,
   capturePath,
   createTenant,
-  startTestServer,
+  startServerWithAgent,
   vmId,
   waitFor,
   watcherPath,
@@ -39,18 +39,10 @@ const url = (name: string, suffix = '') =>
   `${capturePath(tenant.subscriptionId, nwRg, nw, name)}${suffix}?api-version=${API}`;
 
 beforeAll(async () => {
-  t = await startTestServer({ pageSize: 3, sweepIntervalMs: 200, deadlineGraceMs: 500 });
-  tenant = await createTenant(t);
-  agent = new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: tenant.enrollToken,
-    subscriptionId: tenant.subscriptionId,
-    resourceGroup: rg,
-    name: 'vm1',
-    location: 'westeurope',
-    progressIntervalMs: 200,
-  });
-  await agent.connect();
+  ({ t, tenant, agent } = await startServerWithAgent({
+    server: { pageSize: 3, sweepIntervalMs: 200, deadlineGraceMs: 500 },
+    agent: { resourceGroup: rg, name: 'vm1', progressIntervalMs: 200 },
+  }));
 });
 
 afterAll(async () => {

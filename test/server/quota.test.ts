@@ -4,12 +4,13 @@
  * with a quota of 20 and SYNTHETIC agents (test/lab/synthetic-agent.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SyntheticAgent } from '../lab/synthetic-agent.js';
+import type { SyntheticAgent } from '../lab/synthetic-agent.js';
 import {
   API,
   capturePath,
   createTenant,
   startTestServer,
+  syntheticAgentOf,
   vmId,
   waitFor,
   watcherPath,
@@ -32,10 +33,7 @@ const agents: SyntheticAgent[] = [];
 let accepted: string[] = [];
 
 function agentFor(of: Tenant, name: string, location: string): SyntheticAgent {
-  const agent = new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: of.enrollToken,
-    subscriptionId: of.subscriptionId,
+  const agent = syntheticAgentOf(t, of, {
     resourceGroup: RG,
     name,
     location,

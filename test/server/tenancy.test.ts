@@ -17,6 +17,7 @@ import {
   capturePath,
   createTenant,
   startTestServer,
+  syntheticAgentOf,
   vmId,
   waitFor,
   watcherPath,
@@ -90,10 +91,7 @@ async function queryStatus(s: Side, name: string) {
 
 async function setUpSide(name: SideName): Promise<Side> {
   const tenant = await createTenant(t, `tenant ${name}`);
-  const agent = new SyntheticAgent({
-    serverUrl: t.url,
-    enrollToken: tenant.enrollToken,
-    subscriptionId: tenant.subscriptionId,
+  const agent = syntheticAgentOf(t, tenant, {
     resourceGroup: RG,
     name: VM,
     location: LOCATION,
