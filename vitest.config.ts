@@ -2,11 +2,18 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * Files that run one at a time, after the others: captures whose tests hold tcpdump to exact
- * time windows and progress counts while traffic flows (capture-lab, own-traffic), and faults
- * injected mid-capture at a moment the test chooses (test/faults). On two cores a second file
- * beside them could starve tcpdump or shift that moment.
+ * time windows and progress counts while traffic flows (capture-lab, own-traffic), faults
+ * injected mid-capture at a moment the test chooses (test/faults), and cli-capture, whose
+ * captures of 3 s must see traffic sent after another CLI process has said Running (with a
+ * second file beside it under load, that took more than 3 s: 2 of 10 packets). On two cores a
+ * second file beside them could starve tcpdump or shift that moment.
  */
-const ALONE = ['test/capture-lab.test.ts', 'test/own-traffic.test.ts', 'test/faults/**/*.test.ts'];
+const ALONE = [
+  'test/capture-lab.test.ts',
+  'test/own-traffic.test.ts',
+  'test/cli-capture.test.ts',
+  'test/faults/**/*.test.ts',
+];
 
 export default defineConfig({
   test: {
