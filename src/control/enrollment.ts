@@ -118,6 +118,8 @@ export class Enrollment {
       credentialHash: hashToken(credential),
       createdAt: existing?.createdAt ?? new Date(),
       lastSeenAt: null,
+      scaleSet: null,
+      instanceId: null,
     };
     // Only a takeover replaces a VM; a plain enrollment inserts or, losing a race, is refused.
     // A new VM is one of the token's uses and counts against the subscription's VMs.

@@ -83,6 +83,13 @@ export interface VmRecord {
   readonly credentialHash: string;
   readonly createdAt: Date;
   readonly lastSeenAt: Date | null;
+  /**
+   * The scale set this host is an instance of (as given), or null for a plain VM. An instance's
+   * `name` is `{scaleSet}_{instanceId}` (src/model/scale-set.ts).
+   */
+  readonly scaleSet: string | null;
+  /** The instance id within the scale set ("0", "1", …); null for a plain VM. */
+  readonly instanceId: string | null;
 }
 
 export interface NetworkWatcherRecord {
@@ -299,8 +306,10 @@ export interface VmStore {
    * resource group, name) exists. Atomic: of concurrent enrollments of one name, one wins.
    * With limits, it also counts one use of the enrollment token, and throws
    * WirewatchError('EnrollmentLimitReached'), writing nothing, when the token has no use left
-   * or the subscription has maxVmsPerSubscription VMs; concurrent enrollments never exceed
-   * either.
+   * or the subscription has maxVmsPerSubscription VMs (scale-set instances count as VMs);
+   * concurrent enrollments never exceed either. An instance (scaleSet set) whose scale set has
+   * an instance in another location is refused with WirewatchError('InvalidLocation'), writing
+   * nothing: a scale set has one location, whoever enrolled first chose it.
    */
   createVm(record: VmRecord, limits?: VmEnrollmentLimits): Promise<VmRecord | undefined>;
   getVmById(id: string): Promise<VmRecord | undefined>;
@@ -308,6 +317,15 @@ export interface VmStore {
   getVm(subscriptionId: string, resourceGroup: string, name: string): Promise<VmRecord | undefined>;
   /** VMs of a subscription, optionally of one resource group, ordered by resource group and name. */
   listVms(subscriptionId: string, resourceGroup?: string): Promise<VmRecord[]>;
+  /**
+   * The instances of one scale set (its name compared case-insensitively), ordered by instance id
+   * as a number; empty when the scale set has none.
+   */
+  listScaleSetInstances(
+    subscriptionId: string,
+    resourceGroup: string,
+    scaleSet: string,
+  ): Promise<VmRecord[]>;
   touchVm(id: string, lastSeenAt: Date): Promise<void>;
   deleteVm(id: string): Promise<boolean>;
 }

@@ -67,6 +67,11 @@ export interface VmsTable {
   credential_hash: string;
   created_at: string;
   last_seen_at: string | null;
+  /** The scale set of an instance, as given, and folded (added by 0006); null for a plain VM. */
+  scale_set: string | null;
+  scale_set_key: string | null;
+  /** An instance's id, canonical decimal text (added by 0006); null for a plain VM. */
+  instance_id: string | null;
 }
 
 export interface NetworkWatchersTable {

@@ -122,6 +122,9 @@ export function vmToRow(record: VmRecord): VmsTable {
     credential_hash: record.credentialHash,
     created_at: iso(record.createdAt),
     last_seen_at: isoOrNull(record.lastSeenAt),
+    scale_set: record.scaleSet,
+    scale_set_key: record.scaleSet === null ? null : foldName(record.scaleSet),
+    instance_id: record.instanceId,
   };
 }
 
@@ -137,6 +140,8 @@ export function toVm(row: VmsTable): VmRecord {
     credentialHash: row.credential_hash,
     createdAt: new Date(row.created_at),
     lastSeenAt: dateOrNull(row.last_seen_at),
+    scaleSet: row.scale_set,
+    instanceId: row.instance_id,
   };
 }
 

@@ -3,7 +3,7 @@ import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, SqliteDialect, type Migration } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest, migrations } from '../migrations/index.js';
 import type { StoreDatabase } from '../migrations/schema.js';
@@ -120,6 +120,30 @@ describe('SQLite store file', () => {
     } finally {
       await db.destroy();
     }
+  });
+
+  it('runs a migration that lands after a higher-numbered one has run (0005 after 0006)', async () => {
+    const path = newPath();
+    await (await createSqliteStore({ path, secrets })).close();
+    const late: Migration = {
+      up: async (db) => {
+        await db.schema.createTable('late_table').addColumn('x', 'text').execute();
+      },
+    };
+    const db = new Kysely<StoreDatabase>({
+      dialect: new SqliteDialect({ database: new Database(path) }),
+    });
+    try {
+      expect(await migrateToLatest(db, { ...migrations, '0005_late': late })).toEqual([
+        '0005_late',
+      ]);
+    } finally {
+      await db.destroy();
+    }
+    const tables = inspect(path, (raw) =>
+      raw.prepare("select name from sqlite_master where type = 'table'").pluck().all(),
+    );
+    expect(tables).toContain('late_table');
   });
 
   it('uses WAL and enforces foreign keys', async () => {

@@ -2,7 +2,7 @@
 import type { Kysely } from 'kysely';
 import { WirewatchError } from '../../model/errors.js';
 import { foldName } from '../migrations/schema.js';
-import type { StoreDatabase } from '../migrations/schema.js';
+import type { StoreDatabase, VmsTable } from '../migrations/schema.js';
 import { byName, iso, toVm, vmToRow } from '../sql/rows.js';
 import type { VmEnrollmentLimits, VmRecord, VmStore } from '../store.js';
 
@@ -19,14 +19,16 @@ export function createSqliteVmStore(db: Kysely<StoreDatabase>): VmStore {
           )
           .returningAll()
           .executeTakeFirst();
-      if (limits === undefined) {
+      if (limits === undefined && row.scale_set_key === null) {
         const inserted = await insert(db);
         return inserted && toVm(inserted);
       }
-      // The counts, the insert and the token's use in one transaction: on SQLite it holds the
-      // write lock, so concurrent enrollments cannot both take the last place.
+      // The checks, the insert and the token's use in one transaction: on SQLite it holds the
+      // write lock, so concurrent enrollments cannot both take the last place, nor put the first
+      // instances of one scale set in two locations.
       return db.transaction().execute(async (trx) => {
-        const tokenId = limits.enrollmentTokenId;
+        if (row.scale_set_key !== null) await checkScaleSetLocation(trx, row);
+        const tokenId = limits?.enrollmentTokenId;
         if (tokenId !== undefined) {
           const token = await trx
             .selectFrom('enrollment_tokens')
@@ -40,7 +42,7 @@ export function createSqliteVmStore(db: Kysely<StoreDatabase>): VmStore {
             );
           }
         }
-        const max = limits.maxVmsPerSubscription;
+        const max = limits?.maxVmsPerSubscription;
         if (max !== undefined) {
           const { count } = await trx
             .selectFrom('vms')
@@ -121,6 +123,24 @@ export function createSqliteVmStore(db: Kysely<StoreDatabase>): VmStore {
       return rows.map(toVm);
     },
 
+    async listScaleSetInstances(
+      subscriptionId: string,
+      resourceGroup: string,
+      scaleSet: string,
+    ): Promise<VmRecord[]> {
+      const rows = await db
+        .selectFrom('vms')
+        .selectAll()
+        .where('subscription_id', '=', subscriptionId)
+        .where('resource_group_key', '=', foldName(resourceGroup))
+        .where('scale_set_key', '=', foldName(scaleSet))
+        // Instance ids are decimal without leading zeros: by length, then text, is by number.
+        .orderBy((eb) => eb.fn('length', ['instance_id']))
+        .orderBy('instance_id')
+        .execute();
+      return rows.map(toVm);
+    },
+
     async touchVm(id: string, lastSeenAt: Date): Promise<void> {
       await db
         .updateTable('vms')
@@ -135,4 +155,23 @@ export function createSqliteVmStore(db: Kysely<StoreDatabase>): VmStore {
       return result.numDeletedRows > 0n;
     },
   };
+}
+
+/** Refuses an instance whose scale set has an instance in another location. */
+async function checkScaleSetLocation(trx: Kysely<StoreDatabase>, row: VmsTable): Promise<void> {
+  const other = await trx
+    .selectFrom('vms')
+    .select(['location', 'scale_set'])
+    .where('subscription_id', '=', row.subscription_id)
+    .where('resource_group_key', '=', row.resource_group_key)
+    .where('scale_set_key', '=', row.scale_set_key)
+    .where('location', '!=', row.location)
+    .executeTakeFirst();
+  if (other) {
+    throw new WirewatchError(
+      'InvalidLocation',
+      `location: scale set '${other.scale_set ?? row.scale_set ?? ''}' in resource group '${row.resource_group}' is in '${other.location}', not '${row.location}'; enroll its instances with --location ${other.location}`,
+      { target: 'location' },
+    );
+  }
 }

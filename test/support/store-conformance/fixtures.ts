@@ -70,8 +70,26 @@ export function vm(subscriptionId: string, overrides: Partial<VmRecord> = {}): V
     credentialHash: randomUUID().replaceAll('-', ''),
     createdAt: at(2),
     lastSeenAt: null,
+    scaleSet: null,
+    instanceId: null,
     ...overrides,
   };
+}
+
+/** Instance `instanceId` of scale set `scaleSet` in resource group Fleet-RG. */
+export function instance(
+  subscriptionId: string,
+  scaleSet: string,
+  instanceId: string,
+  overrides: Partial<VmRecord> = {},
+): VmRecord {
+  return vm(subscriptionId, {
+    name: `${scaleSet}_${instanceId}`,
+    scaleSet,
+    instanceId,
+    hostname: `${scaleSet}-${instanceId}.example`,
+    ...overrides,
+  });
 }
 
 export function watcher(

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Store, VmRecord } from '../../../src/store/store.js';
-import { at, enrollmentToken, subA, subB, vm } from './fixtures.js';
+import { at, enrollmentToken, instance, subA, subB, vm } from './fixtures.js';
 
 /** `store` is the store the suite opened for the running test (see describeStoreConformance). */
 export function describeVmConformance(store: Store): void {
@@ -118,6 +118,87 @@ export function describeVmConformance(store: Store): void {
       expect(await store.deleteVm(record.id)).toBe(true);
       expect(await store.getVmById(record.id)).toBeUndefined();
       expect(await store.deleteVm(record.id)).toBe(false);
+    });
+
+    describe('scale-set instances', () => {
+      it("keeps an instance's scale set and id; lists a scale set's instances by number, case-insensitively", async () => {
+        const ids = ['10', '2', '0', '1'];
+        for (const id of ids) expect(await store.createVm(instance(subA, 'Web', id))).toBeDefined();
+        await store.createVm(instance(subA, 'web2', '3'));
+        await store.createVm(instance(subA, 'Web', '4', { resourceGroup: 'other-rg' }));
+        await store.createVm(instance(subB, 'Web', '5'));
+        await store.upsertVm(vm(subA, { name: 'plain' }));
+
+        const one = await store.getVm(subA, 'fleet-rg', 'WEB_2');
+        expect(one).toMatchObject({ name: 'Web_2', scaleSet: 'Web', instanceId: '2' });
+        expect(await store.getVmById(one!.id)).toEqual(one);
+        expect((await store.getVm(subA, 'Fleet-RG', 'plain'))?.scaleSet).toBeNull();
+        expect((await store.getVm(subA, 'Fleet-RG', 'plain'))?.instanceId).toBeNull();
+
+        const listed = await store.listScaleSetInstances(subA, 'FLEET-RG', 'WEB');
+        expect(listed.map((v) => v.instanceId)).toEqual(['0', '1', '2', '10']);
+        expect(listed.every((v) => v.scaleSet === 'Web')).toBe(true);
+        expect(await store.listScaleSetInstances(subA, 'Fleet-RG', 'none')).toEqual([]);
+        expect(await store.listScaleSetInstances(subB, 'Fleet-RG', 'web')).toHaveLength(1);
+        // listVms lists plain VMs and instances alike.
+        expect(await store.listVms(subA, 'Fleet-RG')).toHaveLength(6);
+      });
+
+      it('an instance id is taken once: of racers for one id one wins', async () => {
+        const racers = await Promise.all(
+          [1, 2, 3, 4].map(() => store.createVm(instance(subA, 'web', '0'))),
+        );
+        expect(racers.filter((r) => r !== undefined)).toHaveLength(1);
+        expect(await store.listScaleSetInstances(subA, 'Fleet-RG', 'web')).toHaveLength(1);
+      });
+
+      it('instances count against maxVmsPerSubscription and use the token', async () => {
+        const token = enrollmentToken(subA, { maxUses: 10 });
+        await store.createEnrollmentToken(token);
+        await store.createVm(vm(subA, { name: 'plain' }));
+        const limits = { enrollmentTokenId: token.id, maxVmsPerSubscription: 3 };
+        expect(await store.createVm(instance(subA, 'web', '0'), limits)).toBeDefined();
+        expect(await store.createVm(instance(subA, 'web', '1'), limits)).toBeDefined();
+        await expect(store.createVm(instance(subA, 'web', '2'), limits)).rejects.toMatchObject({
+          code: 'EnrollmentLimitReached',
+        });
+        expect((await store.findEnrollmentTokenByHash(token.hash))?.uses).toBe(2);
+      });
+
+      it('a scale set has one location: an instance elsewhere is refused, racers included', async () => {
+        const racers = await Promise.allSettled(
+          ['westus', 'eastus', 'westus', 'eastus'].map((location, i) =>
+            store.createVm(instance(subA, 'web', String(i), { location })),
+          ),
+        );
+        const won = racers.filter((r) => r.status === 'fulfilled');
+        expect(won.length).toBeGreaterThanOrEqual(1);
+        for (const r of racers.filter((x) => x.status === 'rejected')) {
+          expect(r.reason).toMatchObject({ code: 'InvalidLocation', target: 'location' });
+        }
+        const locations = new Set(
+          (await store.listScaleSetInstances(subA, 'Fleet-RG', 'WEB')).map((v) => v.location),
+        );
+        expect(locations.size).toBe(1);
+        expect(won).toHaveLength(2);
+        // Another resource group's scale set of that name is another scale set.
+        expect(
+          await store.createVm(
+            instance(subA, 'web', '0', { resourceGroup: 'other', location: 'northeurope' }),
+          ),
+        ).toBeDefined();
+      });
+
+      it('a takeover (upsertVm) of an instance keeps its scale set, id and location', async () => {
+        const first = instance(subA, 'web', '0');
+        await store.createVm(first);
+        const again = instance(subA, 'WEB', '0', { hostname: 'rebuilt', location: 'eastus' });
+        expect(await store.upsertVm(again)).toEqual({
+          ...first,
+          hostname: 'rebuilt',
+          credentialHash: again.credentialHash,
+        });
+      });
     });
   });
 }
