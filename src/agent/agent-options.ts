@@ -15,8 +15,12 @@ export interface AgentOptions {
   readonly enrollToken?: string;
   readonly subscriptionId: string;
   readonly resourceGroup: string;
-  /** The VM name this host appears as. */
-  readonly name: string;
+  /** The VM name this host appears as; or, for a scale-set instance, `scaleSet`. */
+  readonly name?: string;
+  /** The scale set this host enrolls in as an instance (instead of `name`). */
+  readonly scaleSet?: string;
+  /** With `scaleSet`: the instance id to enroll as; without, the server assigns the next. */
+  readonly instanceId?: string;
   readonly location: string;
   /** The interface captures run on. */
   readonly interface: string;

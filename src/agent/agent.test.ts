@@ -16,7 +16,7 @@ import { readPcapFile } from '../pcap/reader.js';
 import { createAgent, type Agent, type AgentEvent, type AgentOptions } from './agent.js';
 import { createJsonLineLog } from './agent-log.js';
 import { backoffDelay } from './backoff.js';
-import { EnrollmentRefusedError } from './enroll.js';
+import { EnrollmentRefusedError, readIdentity } from './enroll.js';
 import type { JournalEntry } from './journal.js';
 import { startFakeServer, type FakeServer } from '../../test/support/fake-server.js';
 import { pcapBytes } from '../../test/support/pcap-records.js';
@@ -222,6 +222,44 @@ describe('enrollment', () => {
     await expect(createAgent(options({ name: 'vm-2' }))).rejects.toThrow(
       /belongs to name "vm-1", not "vm-2"/,
     );
+  });
+
+  it('enrolls as a scale-set instance; a restart is the instance the server assigned', async () => {
+    const instance = { name: undefined, scaleSet: 'web' };
+    await (await start(instance)).close();
+    expect(server.enrollments).toEqual([
+      expect.objectContaining({ scaleSet: 'web', resourceGroup: 'rg-agent' }),
+    ]);
+    expect(server.enrollments[0]).not.toHaveProperty('instanceId');
+    expect(server.enrollments[0]).not.toHaveProperty('name');
+    const saved = await readIdentity(path.join(dir, 'data'));
+    expect(saved).toMatchObject({ name: 'web_0', scaleSet: 'web', instanceId: '0' });
+    expect(saved?.vmId).toMatch(/\/virtualMachineScaleSets\/web\/virtualMachines\/0$/);
+    // Restarts, with or without its id, are the same instance: no second enrollment.
+    await (await start(instance)).close();
+    await (await start({ ...instance, scaleSet: 'WEB', instanceId: '0' })).close();
+    expect(server.enrollments).toHaveLength(1);
+    await expect(createAgent(options({ ...instance, instanceId: '1' }))).rejects.toThrow(
+      /belongs to instanceId "0", not "1"/,
+    );
+    await expect(createAgent(options({ ...instance, scaleSet: 'api' }))).rejects.toThrow(
+      /belongs to scaleSet "web", not "api"/,
+    );
+    await expect(createAgent(options())).rejects.toThrow(/belongs to scaleSet "web", not null/);
+  });
+
+  it('names the scale-set option at fault before it asks the server', async () => {
+    const cases: [Partial<AgentOptions>, RegExp][] = [
+      [{ name: undefined, scaleSet: 'web_1' }, /"web_1" is not a valid --scale-set/],
+      [{ name: undefined, scaleSet: 'web', instanceId: '01' }, /"01" is not a valid --instance-id/],
+      [{ scaleSet: 'web' }, /either --name .* or --scale-set/],
+      [{ name: undefined }, /either --name .* or --scale-set/],
+      [{ instanceId: '1' }, /--instance-id goes with --scale-set/],
+    ];
+    for (const [overrides, message] of cases) {
+      await expect(createAgent(options(overrides))).rejects.toThrow(message);
+    }
+    expect(server.enrollments).toHaveLength(0);
   });
 
   it('refuses a second agent on the same data dir, and takes over a stale lock', async () => {

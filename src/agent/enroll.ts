@@ -15,6 +15,12 @@ import {
   type EnrollRequest,
   type EnrollResponse,
 } from '../model/channel.js';
+import {
+  INSTANCE_ID_RULE,
+  isInstanceId,
+  isScaleSetName,
+  SCALE_SET_NAME_RULE,
+} from '../model/scale-set.js';
 import type { AgentLog } from './agent-log.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { removeFileDurably, writeFileDurably } from './durable-file.js';
@@ -28,8 +34,12 @@ export const AgentIdentitySchema = Type.Object({
   serverUrl: Type.String(),
   subscriptionId: Type.String(),
   resourceGroup: Type.String(),
+  /** The VM's name; a scale-set instance's is `{scaleSet}_{instanceId}`. */
   name: Type.String(),
   location: Type.String(),
+  /** A scale-set instance's scale set and id (as enrolled or assigned by the server). */
+  scaleSet: Type.Optional(Type.String()),
+  instanceId: Type.Optional(Type.String()),
 });
 /** What `agent.json` holds. */
 export type AgentIdentity = Static<typeof AgentIdentitySchema>;
@@ -40,6 +50,7 @@ const responseCheck = Compile(EnrollResponseSchema);
 const requestFieldChecks = Object.entries(EnrollRequestSchema.properties).map(
   ([field, schema]) => [field, Compile(schema)] as const,
 );
+const optionalFields = new Set(['name', 'scaleSet', 'instanceId']);
 
 /**
  * Checks the VM's identity before anything is sent: the server would refuse it anyway, but
@@ -54,11 +65,28 @@ export function checkEnrollRequest(request: EnrollRequest): void {
     hostname: 'the hostname',
     captureRoot: '--capture-root',
   };
+  if ((request.name === undefined) === (request.scaleSet === undefined)) {
+    throw new Error('give either --name (a VM) or --scale-set (an instance of a scale set)');
+  }
+  if (request.instanceId !== undefined && request.scaleSet === undefined) {
+    throw new Error('--instance-id goes with --scale-set');
+  }
   for (const [field, check] of requestFieldChecks) {
     const value = (request as Record<string, unknown>)[field];
+    if (value === undefined && optionalFields.has(field)) continue;
     if (!check.Check(value)) {
       throw new Error(`${JSON.stringify(value)} is not a valid ${options[field] ?? field}`);
     }
+  }
+  if (request.scaleSet !== undefined && !isScaleSetName(request.scaleSet)) {
+    throw new Error(
+      `${JSON.stringify(request.scaleSet)} is not a valid --scale-set (${SCALE_SET_NAME_RULE})`,
+    );
+  }
+  if (request.instanceId !== undefined && !isInstanceId(request.instanceId)) {
+    throw new Error(
+      `${JSON.stringify(request.instanceId)} is not a valid --instance-id (${INSTANCE_ID_RULE})`,
+    );
   }
 }
 
@@ -242,29 +270,48 @@ export interface LoadIdentityOptions extends Omit<EnrollOptions, 'request' | 'en
   readonly enrollToken?: string;
   readonly subscriptionId: string;
   readonly resourceGroup: string;
-  readonly name: string;
+  /** A plain VM's name; or, for an instance, `scaleSet` (and `instanceId`, to choose it). */
+  readonly name?: string;
+  readonly scaleSet?: string;
+  readonly instanceId?: string;
   readonly location: string;
   readonly hostname: string;
   readonly captureRoot: string;
 }
 
 /**
- * The agent's identity: agent.json when it exists (it must be for the same VM), otherwise a
- * new enrollment, saved before it is returned.
+ * What must be the same in agent.json and the options: [what, saved, asked for], compared
+ * case-insensitively. An instance whose id the server assigned matches any restart that does not
+ * name another id.
+ */
+function identityChecks(
+  saved: AgentIdentity,
+  options: LoadIdentityOptions,
+): [string, string | undefined, string | undefined][] {
+  const checks: [string, string | undefined, string | undefined][] = [
+    ['subscriptionId', saved.subscriptionId, options.subscriptionId],
+    ['resourceGroup', saved.resourceGroup, options.resourceGroup],
+    ['scaleSet', saved.scaleSet, options.scaleSet],
+  ];
+  if (options.scaleSet === undefined) checks.push(['name', saved.name, options.name]);
+  if (options.instanceId !== undefined) {
+    checks.push(['instanceId', saved.instanceId, options.instanceId]);
+  }
+  return checks;
+}
+
+/**
+ * The agent's identity: agent.json when it exists (it must be for the same VM, or the same
+ * scale set), otherwise a new enrollment, saved before it is returned. An instance enrolled
+ * without an instance id keeps the one the server assigned: agent.json holds it.
  */
 export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentIdentity> {
   const saved = await readIdentity(options.dataDir);
   if (saved !== undefined) {
-    const wanted = {
-      subscriptionId: options.subscriptionId,
-      resourceGroup: options.resourceGroup,
-      name: options.name,
-    };
-    for (const [key, value] of Object.entries(wanted)) {
-      const have = saved[key as keyof typeof wanted];
-      if (have.toLowerCase() !== value.toLowerCase()) {
+    for (const [key, have, want] of identityChecks(saved, options)) {
+      if (have?.toLowerCase() !== want?.toLowerCase()) {
         throw new Error(
-          `${identityPath(options.dataDir)} belongs to ${key} "${have}", not "${value}"; ` +
+          `${identityPath(options.dataDir)} belongs to ${key} ${JSON.stringify(have ?? null)}, not ${JSON.stringify(want ?? null)}; ` +
             'use another --data-dir, or remove agent.json to enroll again',
         );
       }
@@ -282,10 +329,15 @@ export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentI
       `this agent is not enrolled (no ${identityPath(options.dataDir)}): --enroll-token is needed for the first start`,
     );
   }
+  const host = {
+    ...(options.name === undefined ? {} : { name: options.name }),
+    ...(options.scaleSet === undefined ? {} : { scaleSet: options.scaleSet }),
+    ...(options.instanceId === undefined ? {} : { instanceId: options.instanceId }),
+  };
   const request: EnrollRequest = {
     subscriptionId: options.subscriptionId,
     resourceGroup: options.resourceGroup,
-    name: options.name,
+    ...host,
     location: options.location,
     hostname: options.hostname,
     captureRoot: options.captureRoot,
@@ -295,7 +347,7 @@ export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentI
     serverUrl: options.serverUrl,
     subscriptionId: options.subscriptionId,
     resourceGroup: options.resourceGroup,
-    name: options.name,
+    ...host,
     location: options.location,
   });
   const answer = await enroll({
@@ -303,6 +355,12 @@ export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentI
     enrollToken: options.enrollToken,
     request,
   });
+  const name = answer.name ?? options.name;
+  const instanceId = answer.instanceId ?? options.instanceId;
+  if (name === undefined || (options.scaleSet !== undefined && instanceId === undefined)) {
+    // Only a server from before scale sets answers without them, and it refuses --scale-set.
+    throw new Error('the server did not say which instance of the scale set this host is');
+  }
   const identity: AgentIdentity = {
     agentId: answer.agentId,
     vmId: answer.vmId,
@@ -310,10 +368,15 @@ export async function loadOrEnroll(options: LoadIdentityOptions): Promise<AgentI
     serverUrl: options.serverUrl,
     subscriptionId: options.subscriptionId,
     resourceGroup: options.resourceGroup,
-    name: options.name,
+    name,
     location: options.location,
+    ...(options.scaleSet === undefined ? {} : { scaleSet: options.scaleSet, instanceId }),
   };
   await writeIdentity(options.dataDir, identity);
-  options.log('info', 'enrolled', { agentId: identity.agentId, vmId: identity.vmId });
+  options.log('info', 'enrolled', {
+    agentId: identity.agentId,
+    vmId: identity.vmId,
+    ...(instanceId === undefined ? {} : { instanceId }),
+  });
   return identity;
 }

@@ -6,6 +6,7 @@ import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import { defaultRouteInterface } from '../capture/default-route.js';
 import type { PortRange } from '../capture/filter-spec.js';
 import { isValidNetnsName } from '../capture/interface-addresses.js';
+import { UsageError } from './cli-errors.js';
 
 export const DEFAULT_AGENT_DATA_DIR = '/var/lib/wirewatch/agent';
 
@@ -15,7 +16,9 @@ interface AgentCommandOptions {
   enrollToken?: string;
   subscription: string;
   resourceGroup: string;
-  name: string;
+  name?: string;
+  scaleSet?: string;
+  instanceId?: string;
   location: string;
   interface?: string;
   netns?: string;
@@ -38,6 +41,18 @@ function ownPortsRange(value: string): PortRange {
   return { first, last };
 }
 
+/** A host is a VM (--name) or an instance of a scale set (--scale-set [--instance-id]). */
+function checkHostOptions(opts: AgentCommandOptions): void {
+  if ((opts.name === undefined) === (opts.scaleSet === undefined)) {
+    throw new UsageError(
+      'give either --name (the VM this host is) or --scale-set (the scale set it is an instance of)',
+    );
+  }
+  if (opts.instanceId !== undefined && opts.scaleSet === undefined) {
+    throw new UsageError('--instance-id goes with --scale-set');
+  }
+}
+
 /** `wirewatch agent`: the host daemon that runs the captures the server assigns. */
 export function agentCommand(): Command {
   return new Command('agent')
@@ -52,7 +67,15 @@ export function agentCommand(): Command {
     )
     .requiredOption('--subscription <id>', 'subscription id (uuid) this VM belongs to')
     .requiredOption('--resource-group <name>', 'resource group of the VM')
-    .requiredOption('--name <vm>', 'the VM name this host appears as')
+    .option('--name <vm>', 'the VM name this host appears as (or --scale-set)')
+    .option(
+      '--scale-set <name>',
+      'enroll as an instance of this scale set (in --resource-group and --location), instead of --name',
+    )
+    .option(
+      '--instance-id <id>',
+      'with --scale-set: the instance id (digits); default: the next free one, kept in --data-dir',
+    )
     .requiredOption('--location <region>', 'the VM location (region), e.g. westeurope')
     .option('--interface <name>', 'interface to capture on (default: the default route)')
     .option('--netns <name>', 'network namespace the interface lives in')
@@ -84,9 +107,15 @@ Logs are JSON lines on stderr. SIGTERM or Ctrl-C stops every capture cleanly and
 Example (first start; later starts need no token):
   wirewatch agent --server https://wirewatch.example:8443 --ca /etc/wirewatch/ca.pem \\
     --enroll-token "$TOKEN" --subscription 00000000-0000-0000-0000-000000000001 \\
-    --resource-group web --name web-01 --location westeurope`,
+    --resource-group web --name web-01 --location westeurope
+
+As an instance of a scale set (the server assigns instance ids 0, 1, …; a restart keeps it):
+  wirewatch agent --server https://wirewatch.example:8443 --enroll-token "$TOKEN" \\
+    --subscription 00000000-0000-0000-0000-000000000001 --resource-group web \\
+    --scale-set web --location westeurope`,
     )
     .action(async (opts: AgentCommandOptions) => {
+      checkHostOptions(opts);
       const log = createJsonLineLog((line) => process.stderr.write(line), {
         minLevel: opts.logLevel,
       });
@@ -121,7 +150,9 @@ Example (first start; later starts need no token):
             ...(opts.enrollToken === undefined ? {} : { enrollToken: opts.enrollToken }),
             subscriptionId: opts.subscription,
             resourceGroup: opts.resourceGroup,
-            name: opts.name,
+            ...(opts.name === undefined ? {} : { name: opts.name }),
+            ...(opts.scaleSet === undefined ? {} : { scaleSet: opts.scaleSet }),
+            ...(opts.instanceId === undefined ? {} : { instanceId: opts.instanceId }),
             location: opts.location,
             interface: iface,
             ...(opts.netns === undefined ? {} : { netns: opts.netns }),

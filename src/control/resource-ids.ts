@@ -57,6 +57,27 @@ export function vmResourceId(subscriptionId: string, resourceGroup: string, name
   return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachines/${name}`;
 }
 
+export function scaleSetResourceId(
+  subscriptionId: string,
+  resourceGroup: string,
+  scaleSet: string,
+): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/${scaleSet}`;
+}
+
+/** A host's ARM id: a plain VM's, or a scale-set instance's (…/virtualMachines/{instanceId}). */
+export function hostResourceId(vm: {
+  readonly subscriptionId: string;
+  readonly resourceGroup: string;
+  readonly name: string;
+  readonly scaleSet: string | null;
+  readonly instanceId: string | null;
+}): string {
+  return vm.scaleSet === null || vm.instanceId === null
+    ? vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name)
+    : `${scaleSetResourceId(vm.subscriptionId, vm.resourceGroup, vm.scaleSet)}/virtualMachines/${vm.instanceId}`;
+}
+
 export function watcherResourceId(
   subscriptionId: string,
   resourceGroup: string,

@@ -7,7 +7,7 @@
  * parser checks the rule, so the error names the field and the rule it broke.
  */
 import { Type, type Static } from 'typebox';
-import { EnrollRequestSchema } from './channel.js';
+import { EnrollRequestSchema, VM_NAME_PATTERN } from './channel.js';
 
 const Text = (maxLength: number) => Type.String({ maxLength });
 
@@ -87,13 +87,15 @@ export const CreateEnrollmentTokenSchema = Type.Object({
   maxUses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
   /**
    * A takeover token: it enrolls only this VM, once, replacing the credential of the VM if it
-   * is enrolled already (a rebuilt host). Without it, enrolling an existing VM is refused.
+   * is enrolled already (a rebuilt host). Without it, enrolling an existing VM is refused. A
+   * scale-set instance is named `{scaleSet}_{instanceId}` here.
    */
   takeover: Type.Optional(
     Type.Object(
       {
         resourceGroup: EnrollRequestSchema.properties.resourceGroup,
-        name: EnrollRequestSchema.properties.name,
+        // A VM's name, or a scale-set instance's: `{scaleSet}_{instanceId}` (longer than 64).
+        name: Type.String({ minLength: 1, maxLength: 74, pattern: VM_NAME_PATTERN }),
       },
       { additionalProperties: false },
     ),

@@ -331,11 +331,25 @@ function parseWith<T>(text: string, check: (value: unknown) => boolean): T | und
   return check(value) ? (value as T) : undefined;
 }
 
-/** Enrollment: `POST /api/v1/agent/enroll` with `Authorization: Bearer <enrollment token>`. */
+/** The characters of a VM's name: letters, digits, `-._`, starting with a letter or digit. */
+export const VM_NAME_PATTERN = '^[A-Za-z0-9][-A-Za-z0-9._]*$';
+
+/** A plain VM's name as a host enrolls under it. */
+export const VmNameSchema = Type.String({ minLength: 1, maxLength: 64, pattern: VM_NAME_PATTERN });
+
+/**
+ * Enrollment: `POST /api/v1/agent/enroll` with `Authorization: Bearer <enrollment token>`. A
+ * host enrolls as a plain VM (`name`) or as an instance of a scale set (`scaleSet`, and
+ * `instanceId` to choose its id; without, the server assigns the next). The scale-set rules are
+ * checked by the control plane (src/model/scale-set.ts), so that a refusal names the field and
+ * the rule; so is "name or scaleSet, not both".
+ */
 export const EnrollRequestSchema = Type.Object({
   subscriptionId: Uuid,
   resourceGroup: Type.String({ minLength: 1, maxLength: 90, pattern: '^[-\\w._()]+$' }),
-  name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][-A-Za-z0-9._]*$' }),
+  name: Type.Optional(VmNameSchema),
+  scaleSet: Type.Optional(Type.String({ maxLength: 256 })),
+  instanceId: Type.Optional(Type.String({ maxLength: 64 })),
   location: Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9]+$' }),
   hostname: Type.String({ maxLength: 255 }),
   captureRoot: Type.String({ minLength: 1, maxLength: 4096 }),
@@ -344,9 +358,13 @@ export type EnrollRequest = Static<typeof EnrollRequestSchema>;
 
 export const EnrollResponseSchema = Type.Object({
   agentId: Uuid,
-  /** The VM's ARM id. */
+  /** The VM's ARM id (a scale-set instance's: …/virtualMachineScaleSets/{ss}/virtualMachines/{id}). */
   vmId: Type.String(),
   /** The agent's own credential; shown once. */
   credential: Type.String(),
+  /** The VM's name (an instance's: `{scaleSet}_{instanceId}`); absent from older servers. */
+  name: Type.Optional(Type.String({ maxLength: 128 })),
+  /** A scale-set instance's id, as enrolled or assigned. */
+  instanceId: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type EnrollResponse = Static<typeof EnrollResponseSchema>;

@@ -195,10 +195,26 @@ export async function startFakeServer(
         enrollments.push(value);
         const credential = `cred-${randomBytes(16).toString('hex')}`;
         credentials.add(credential);
+        const group = `/subscriptions/${value.subscriptionId}/resourceGroups/${value.resourceGroup}/providers/Microsoft.Compute`;
+        if (value.scaleSet === undefined) {
+          reply(200, {
+            agentId: randomUUID(),
+            vmId: `${group}/virtualMachines/${value.name}`,
+            credential,
+            name: value.name,
+          });
+          return;
+        }
+        // A scale-set instance: the next id is the number of instances enrolled so far.
+        const instanceId =
+          value.instanceId ??
+          String(enrollments.filter((e) => e.scaleSet !== undefined).length - 1);
         reply(200, {
           agentId: randomUUID(),
-          vmId: `/subscriptions/${value.subscriptionId}/resourceGroups/${value.resourceGroup}/providers/Microsoft.Compute/virtualMachines/${value.name}`,
+          vmId: `${group}/virtualMachineScaleSets/${value.scaleSet}/virtualMachines/${instanceId}`,
           credential,
+          name: `${value.scaleSet}_${instanceId}`,
+          instanceId,
         });
       });
     };
