@@ -7,7 +7,7 @@ import type { Caller, ControlContext } from './control-context.js';
 import { stopTimeOf } from './deadlines.js';
 import { toProgress } from './live-progress.js';
 import type { CaptureOperations } from './operations.js';
-import { vmResourceId } from './resource-ids.js';
+import { hostResourceId } from './resource-ids.js';
 import {
   ACTIVE,
   finishSession,
@@ -328,7 +328,7 @@ export class AgentReconciler {
     await appendAudit(this.#ctx, caller, {
       subscriptionId: vm.subscriptionId,
       action: 'virtualMachine.delete',
-      resourceId: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
+      resourceId: hostResourceId(vm),
       detail: {},
     });
   }

@@ -168,12 +168,13 @@ export class Captures {
     subscriptionId: string,
     target: { subscriptionId: string; resourceGroup: string; name: string },
   ): Promise<VmRecord> {
-    // Another subscription's VM reads exactly like a VM that does not exist.
+    // Another subscription's VM reads exactly like a VM that does not exist; so does a
+    // scale-set instance, which is no VM resource in Azure (…/virtualMachineScaleSets/…).
     const vm =
       target.subscriptionId.toLowerCase() === subscriptionId.toLowerCase()
         ? await this.#ctx.store.getVm(subscriptionId, target.resourceGroup, target.name)
         : undefined;
-    if (!vm) {
+    if (!vm || vm.scaleSet !== null) {
       throw new WirewatchError(
         'InvalidTarget',
         `properties.target: no virtual machine '${target.name}' with a registered agent exists in resource group '${target.resourceGroup}' of this subscription`,

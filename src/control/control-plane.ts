@@ -31,6 +31,7 @@ import type {
 import { DeadlineBackstop } from './deadlines.js';
 import { Enrollment, type Enrolled } from './enrollment.js';
 import { EnrollmentTokens } from './enrollment-tokens.js';
+import { Hosts } from './hosts.js';
 import { LiveProgress } from './live-progress.js';
 import { CaptureOperations } from './operations.js';
 import { watcherResourceId } from './resource-ids.js';
@@ -47,6 +48,7 @@ export { invalidEnrollmentToken, type Enrolled } from './enrollment.js';
 export type { WatcherPut } from './watchers.js';
 export type { AuditEntry } from './audit.js';
 export type { StorageAccountProbe, StorageAccountPut } from './storage-accounts.js';
+export type { ScaleSet } from './hosts.js';
 
 export interface ControlPlaneOptions {
   readonly store: Store;
@@ -85,15 +87,18 @@ export const DEFAULT_QUOTA = 10_000;
  * (`captures.ts`), agent reconciliation (`agent-reconciliation.ts`), long-running operations
  * (`operations.ts`), deadlines (`deadlines.ts`), live progress (`live-progress.ts`), blob grants
  * (`blob-grants.ts`) and upload checks (`upload-checks.ts`), audit (`audit.ts`), network watchers
- * (`watchers.ts`), enrollment (`enrollment.ts`), and the tenancy parts it exposes as they are:
- * subscriptions, API tokens, enrollment tokens and storage accounts. No HTTP and no SQL: routes
- * call it, it calls the Store and the AgentLink; the store is reachable only through it.
+ * (`watchers.ts`), enrollment (`enrollment.ts`), hosts (`hosts.ts`: VMs and scale sets), and the
+ * tenancy parts it exposes as they are: subscriptions, API tokens, enrollment tokens and storage
+ * accounts. No HTTP and no SQL: routes call it, it calls the Store and the AgentLink; the store is
+ * reachable only through it.
  */
 export class ControlPlane {
   readonly subscriptions: Subscriptions;
   readonly tokens: ApiTokens;
   readonly enrollmentTokens: EnrollmentTokens;
   readonly storageAccounts: StorageAccounts;
+  /** VMs and scale sets: reads and deregistration (hosts.ts). */
+  readonly hosts: Hosts;
   readonly #ctx: ControlContext;
   readonly #quota: number;
   readonly #memory: SessionMemory;
@@ -148,6 +153,7 @@ export class ControlPlane {
     this.tokens = new ApiTokens(ctx);
     this.enrollmentTokens = new EnrollmentTokens(ctx);
     this.storageAccounts = new StorageAccounts(ctx, options.probeStorageAccount);
+    this.hosts = new Hosts(ctx, this.#agentsSide);
   }
 
   get quota(): number {
@@ -223,10 +229,6 @@ export class ControlPlane {
   /** The agent's channel closed: its VM was last seen now. */
   agentSeen(vmId: string): Promise<void> {
     return this.#agentsSide.seen(vmId);
-  }
-
-  deleteVm(vm: VmRecord, caller: Caller): Promise<void> {
-    return this.#agentsSide.deleteVm(vm, caller);
   }
 
   findEnrollmentToken(token: string | undefined): Promise<EnrollmentTokenRecord | undefined> {

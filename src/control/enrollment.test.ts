@@ -142,6 +142,8 @@ describe('Enrollment', () => {
       expect(racers.every((r) => r.name.startsWith('web_'))).toBe(true);
       const instances = await f.store.listScaleSetInstances(subA, 'web', 'web');
       expect(instances.map((v) => v.instanceId)).toEqual(['0', '5', '6', '7', '8', '9']);
+      expect(instances.map((v) => v.name)).toEqual(instances.map((v) => `web_${v.instanceId}`));
+      expect(new Set(instances.map((v) => v.scaleSet))).toEqual(new Set(['web']));
       expect((await f.store.listAudit(subA, { limit: 1 })).items[0]).toMatchObject({
         action: 'virtualMachine.enroll',
       });

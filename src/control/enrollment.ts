@@ -215,8 +215,13 @@ export class Enrollment {
       });
       return this.#register(record, credential, options, vm);
     }
-    const name =
-      target.kind === 'vm' ? target.name : instanceVmName(target.scaleSet, target.instanceId);
+    // An instance's name is spelled with its scale set's name as the scale set has it.
+    let scaleSet: string | null = null;
+    let name = target.kind === 'vm' ? target.name : '';
+    if (target.kind === 'instance') {
+      scaleSet = await this.#scaleSetName(record, body, target.scaleSet);
+      name = instanceVmName(scaleSet, target.instanceId);
+    }
     const field = target.kind === 'vm' ? 'name' : 'instanceId';
     if (
       takeover &&
@@ -249,7 +254,7 @@ export class Enrollment {
     const credential = generateToken('agent');
     const candidate = newVm(record, body, {
       name,
-      scaleSet: target.kind === 'instance' ? (existing?.scaleSet ?? target.scaleSet) : null,
+      scaleSet,
       instanceId: target.kind === 'instance' ? target.instanceId : null,
       credential,
       existing,
@@ -264,6 +269,20 @@ export class Enrollment {
       throw alreadyEnrolled(winner ?? candidate, field);
     }
     return this.#register(record, credential, options, vm, existing);
+  }
+
+  /** The scale set's name as its instances spell it (names compare case-insensitively). */
+  async #scaleSetName(
+    record: EnrollmentTokenRecord,
+    body: EnrollRequest,
+    scaleSet: string,
+  ): Promise<string> {
+    const instances = await this.#ctx.store.listScaleSetInstances(
+      record.subscriptionId,
+      body.resourceGroup,
+      scaleSet,
+    );
+    return instances[0]?.scaleSet ?? scaleSet;
   }
 
   /**

@@ -35,6 +35,7 @@ import { networkWatcherRoutes } from './routes/network-watchers.js';
 import { operationRoutes } from './routes/operations.js';
 import { packetCaptureRoutes } from './routes/packet-captures.js';
 import { storageAccountRoutes } from './routes/storage-accounts.js';
+import { scaleSetRoutes } from './routes/scale-sets.js';
 import { virtualMachineRoutes } from './routes/virtual-machines.js';
 import { WebSocketGate, type WebSocketGateOptions } from './websocket-gate.js';
 
@@ -304,6 +305,7 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     operationRoutes,
     networkWatcherRoutes,
     virtualMachineRoutes,
+    scaleSetRoutes,
     storageAccountRoutes,
     nativeRoutes,
     agentRoutes,

@@ -1,5 +1,11 @@
 import { echoedProperties } from '../control/capture-parameters.js';
-import { captureResourceId, vmResourceId, watcherResourceId } from '../control/resource-ids.js';
+import type { ScaleSet } from '../control/control-plane.js';
+import {
+  captureResourceId,
+  hostResourceId,
+  scaleSetResourceId,
+  watcherResourceId,
+} from '../control/resource-ids.js';
 import { toPcError } from '../model/pc-error.js';
 import type {
   EnrollmentTokenRecord,
@@ -124,10 +130,49 @@ export function networkWatcherView(w: NetworkWatcherRecord): Record<string, unkn
 /** A VM as Microsoft.Compute shows it, with the agent's state under `properties.agent`. */
 export function virtualMachineView(vm: VmRecord, connected: boolean): Record<string, unknown> {
   return {
-    id: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
+    id: hostResourceId(vm),
     name: vm.name,
     type: 'Microsoft.Compute/virtualMachines',
     location: vm.location,
+    properties: {
+      vmId: vm.id,
+      provisioningState: 'Succeeded',
+      agent: agentState(vm, connected),
+    },
+  };
+}
+
+/**
+ * A scale set as Microsoft.Compute shows it (VirtualMachineScaleSet): `sku.capacity` is its
+ * number of instances; its model (image, size, profile) is the hosts' own and not shown.
+ */
+export function scaleSetView(scaleSet: ScaleSet): Record<string, unknown> {
+  const created = Math.min(...scaleSet.instances.map((vm) => vm.createdAt.getTime()));
+  return {
+    id: scaleSetResourceId(scaleSet.subscriptionId, scaleSet.resourceGroup, scaleSet.name),
+    name: scaleSet.name,
+    type: 'Microsoft.Compute/virtualMachineScaleSets',
+    location: scaleSet.location,
+    sku: { capacity: scaleSet.instances.length },
+    properties: {
+      provisioningState: 'Succeeded',
+      orchestrationMode: 'Uniform',
+      timeCreated: new Date(created).toISOString(),
+    },
+  };
+}
+
+/**
+ * A scale-set instance as Microsoft.Compute shows it (VirtualMachineScaleSetVM): `instanceId`,
+ * the name `{scaleSet}_{instanceId}`, and the agent's state under `properties.agent` as for a VM.
+ */
+export function scaleSetVmView(vm: VmRecord, connected: boolean): Record<string, unknown> {
+  return {
+    id: hostResourceId(vm),
+    name: vm.name,
+    type: 'Microsoft.Compute/virtualMachineScaleSets/virtualMachines',
+    location: vm.location,
+    instanceId: vm.instanceId,
     properties: {
       vmId: vm.id,
       provisioningState: 'Succeeded',
@@ -149,11 +194,12 @@ function agentState(vm: VmRecord, connected: boolean) {
 /** One entry of `GET /api/v1/subscriptions/{s}/agents`. */
 export function agentView(vm: VmRecord, connected: boolean): Record<string, unknown> {
   return {
-    id: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
+    id: hostResourceId(vm),
     vmId: vm.id,
     name: vm.name,
     resourceGroup: vm.resourceGroup,
     location: vm.location,
+    ...(vm.scaleSet === null ? {} : { scaleSet: vm.scaleSet, instanceId: vm.instanceId }),
     ...agentState(vm, connected),
   };
 }

@@ -85,6 +85,12 @@ const SUB = '/subscriptions/:subscriptionId';
 const WATCHERS = `${SUB}/resourceGroups/:resourceGroupName/providers/Microsoft.Network/networkWatchers`;
 const VMS = `${SUB}/resourceGroups/:resourceGroupName/providers/Microsoft.Compute/virtualMachines`;
 const ACCOUNTS = `${SUB}/resourceGroups/:resourceGroupName/providers/Microsoft.Storage/storageAccounts`;
+const SCALE_SETS = `${SUB}/resourceGroups/:resourceGroupName/providers/Microsoft.Compute/virtualMachineScaleSets`;
+/** Each tenant's scale set, with instance 0 enrolled (no channel). */
+const SCALE_SET = 'ss1';
+const scaleSetsPath = (sub: string) =>
+  `/subscriptions/${sub}/resourceGroups/${RG}/providers/Microsoft.Compute/virtualMachineScaleSets`;
+const scaleSetPath = (sub: string, name: string) => `${scaleSetsPath(sub)}/${name}`;
 const OPS = `${SUB}/providers/Microsoft.Network/locations/:location`;
 const NATIVE = '/api/v1/subscriptions/:subscriptionId';
 /** Each tenant's registered storage account (names are per subscription, as in Azure). */
@@ -337,6 +343,67 @@ const routes: readonly Route[] = [
     real: (_s, sub) => ({
       path: compute(`/subscriptions/${sub}/providers/Microsoft.Compute/virtualMachines`),
     }),
+    ok: [200],
+  },
+  // ---- scale sets (ARM reads; an instance deregisters as a VM does)
+  {
+    method: 'GET',
+    route: `${SUB}/providers/Microsoft.Compute/virtualMachineScaleSets`,
+    audience: 'api',
+    need: 'Reader',
+    scoped: true,
+    real: (_s, sub) => ({
+      path: compute(`/subscriptions/${sub}/providers/Microsoft.Compute/virtualMachineScaleSets`),
+    }),
+    ok: [200],
+  },
+  {
+    method: 'GET',
+    route: SCALE_SETS,
+    audience: 'api',
+    need: 'Reader',
+    scoped: true,
+    real: (_s, sub) => ({ path: compute(scaleSetsPath(sub)) }),
+    ok: [200],
+  },
+  {
+    method: 'GET',
+    route: `${SCALE_SETS}/:vmScaleSetName`,
+    audience: 'api',
+    need: 'Reader',
+    scoped: true,
+    real: (_s, sub) => ({ path: compute(scaleSetPath(sub, SCALE_SET)) }),
+    ok: [200],
+  },
+  {
+    method: 'GET',
+    route: `${SCALE_SETS}/:vmScaleSetName/virtualMachines`,
+    audience: 'api',
+    need: 'Reader',
+    scoped: true,
+    real: (_s, sub) => ({ path: compute(`${scaleSetPath(sub, SCALE_SET)}/virtualMachines`) }),
+    ok: [200],
+  },
+  {
+    method: 'GET',
+    route: `${SCALE_SETS}/:vmScaleSetName/virtualMachines/:instanceId`,
+    audience: 'api',
+    need: 'Reader',
+    scoped: true,
+    real: (_s, sub) => ({ path: compute(`${scaleSetPath(sub, SCALE_SET)}/virtualMachines/0`) }),
+    ok: [200],
+  },
+  {
+    method: 'DELETE',
+    route: `${SCALE_SETS}/:vmScaleSetName/virtualMachines/:instanceId`,
+    audience: 'api',
+    need: 'Contributor',
+    scoped: true,
+    real: (_s, sub) => ({ path: compute(`${scaleSetPath(sub, SCALE_SET)}/virtualMachines/0`) }),
+    fresh: async (s) => {
+      const { instanceId } = await enrollVm(t, s, { scaleSet: SCALE_SET });
+      return { path: compute(`${scaleSetPath(s.sub, SCALE_SET)}/virtualMachines/${instanceId}`) };
+    },
     ok: [200],
   },
   // ---- storage accounts (ARM reads)
@@ -744,6 +811,7 @@ beforeAll(async () => {
     spare.set(name, await newToken(s, 'Owner'));
     spareEnrollment.set(name, await newEnrollmentToken(s));
     await newAccount(s, ACCOUNT);
+    expect((await enrollVm(t, s, { scaleSet: SCALE_SET })).instanceId).toBe('0');
   }
   const a = side('A');
   const revoked = await newToken(a, 'Owner');

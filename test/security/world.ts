@@ -100,25 +100,28 @@ export async function createSide(t: TestServer, label: string): Promise<Side> {
   return { tenant, sub, agent, marker, opId: opId! };
 }
 
-/** Enrolls a VM (no channel) with the side's enrollment token; its name and credential. */
+/**
+ * Enrolls a VM (no channel) with the side's enrollment token; its name and credential. With
+ * `{ scaleSet }` instead of a name, an instance of that scale set (the server picks its id).
+ */
 export async function enrollVm(
   t: TestServer,
   s: Side,
-  name: string,
-): Promise<{ name: string; credential: string }> {
+  host: string | { readonly scaleSet: string },
+): Promise<{ name: string; credential: string; instanceId?: string }> {
   const r = await t.call('POST', ENROLL_PATH, {
     token: s.tenant.enrollToken,
     body: {
       subscriptionId: s.sub,
       resourceGroup: RG,
-      name,
+      ...(typeof host === 'string' ? { name: host } : host),
       location: LOCATION,
-      hostname: name,
+      hostname: typeof host === 'string' ? host : host.scaleSet,
       captureRoot: '/var/captures',
     },
   });
   expect(r.status, r.text).toBe(201);
-  return { name, credential: (r.body as { credential: string }).credential };
+  return r.body as { name: string; credential: string; instanceId?: string };
 }
 
 export interface RegisteredRoute {

@@ -491,3 +491,45 @@ describe('enrollment limits', () => {
     }
   });
 });
+
+describe('scale-set instances over HTTP', () => {
+  it('enrolls instances with assigned ids; a bad scale set or id is a 400 naming the field', async () => {
+    const tenant = await createTenant(t, 'scale-set-enroll');
+    const { name: _name, ...host } = body(tenant);
+    const instance = (extra: Record<string, string>) =>
+      t.call('POST', ENROLL_PATH, { token: tenant.enrollToken, body: { ...host, ...extra } });
+    const first = await instance({ scaleSet: 'web' });
+    expect(first.status, first.text).toBe(201);
+    expect(first.body).toMatchObject({
+      name: 'web_0',
+      instanceId: '0',
+      vmId: `/subscriptions/${tenant.subscriptionId}/resourceGroups/web/providers/Microsoft.Compute/virtualMachineScaleSets/web/virtualMachines/0`,
+    });
+    expect((await instance({ scaleSet: 'WEB' })).body).toMatchObject({ name: 'web_1' });
+    const refusals: [Record<string, string>, number, string, string, RegExp][] = [
+      [{ scaleSet: 'web_0' }, 400, 'InvalidResourceName', 'scaleSet', /^scaleSet: .*letters/],
+      [
+        { scaleSet: 'web', instanceId: '007' },
+        400,
+        'InvalidRequestContent',
+        'instanceId',
+        /^instanceId: "007" is not an instance id: digits only/,
+      ],
+      [{ scaleSet: 'web', name: 'vm-1' }, 400, 'InvalidRequestContent', 'name', /not both/],
+      [{}, 400, 'InvalidRequestContent', 'name', /^name: is required \(or scaleSet/],
+      [
+        { scaleSet: 'web', instanceId: '1' },
+        409,
+        'VmAlreadyEnrolled',
+        'instanceId',
+        /^Instance '1' of scale set 'web' .* -n web_1\)$/,
+      ],
+      [{ scaleSet: 'web', location: 'eastus' }, 400, 'InvalidLocation', 'location', /westeurope/],
+    ];
+    for (const [extra, status, code, target, message] of refusals) {
+      const r = await instance(extra);
+      expect(r.status, JSON.stringify(extra)).toBe(status);
+      expect(r.body.error).toMatchObject({ code, target, message: expect.stringMatching(message) });
+    }
+  });
+});

@@ -122,8 +122,8 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
 
   api.get<{ Params: SubParams }>(`${SUB}/agents`, async (request) => {
     await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
-    const vms = await store.listVms(request.params.subscriptionId.toLowerCase());
-    return { value: vms.map((vm) => agentView(vm, control.isAgentConnected(vm.id))) };
+    const vms = await control.hosts.listAgents(request.params.subscriptionId);
+    return { value: vms.map((vm) => agentView(vm, control.hosts.isConnected(vm.id))) };
   });
 
   api.get<{ Params: SubParams; Querystring: Record<string, unknown> }>(

@@ -1,5 +1,4 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { WirewatchError } from '../../model/errors.js';
 import { authorize } from '../auth.js';
 import { callerOf, principalOf, type ServerContext } from '../context.js';
 import { virtualMachineView } from '../views.js';
@@ -16,26 +15,22 @@ interface Params {
 /**
  * Hosts running the agent, read the ARM way (Microsoft.Compute/virtualMachines). DELETE
  * deregisters the agent: its captures stop with TargetDeleted and its credential stops working.
+ * Scale-set instances are not VMs here, as in Azure (routes/scale-sets.ts). The rules are in
+ * src/control/hosts.ts.
  */
 export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { store, control } = ctx;
-
-  async function load(p: Params) {
-    const vm = await store.getVm(p.subscriptionId.toLowerCase(), p.resourceGroupName, p.vmName);
-    if (!vm) {
-      throw new WirewatchError(
-        'ResourceNotFound',
-        `Virtual machine '${p.vmName}' was not found in resource group '${p.resourceGroupName}'`,
-        { target: 'vmName' },
-      );
-    }
-    return vm;
-  }
+  const { store, control, sockets } = ctx;
+  const { hosts } = control;
+  const ref = (p: Params) => ({
+    subscriptionId: p.subscriptionId,
+    resourceGroup: p.resourceGroupName,
+    name: p.vmName,
+  });
 
   app.get<{ Params: Params }>(`${VMS}/:vmName`, async (request) => {
     await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
-    const vm = await load(request.params);
-    return virtualMachineView(vm, control.isAgentConnected(vm.id));
+    const vm = await hosts.getVm(ref(request.params));
+    return virtualMachineView(vm, hosts.isConnected(vm.id));
   });
 
   app.delete<{ Params: Params }>(
@@ -43,16 +38,11 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
     { config: { need: 'Contributor' } },
     async (request, reply) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Contributor');
-      const vm = await store.getVm(
-        request.params.subscriptionId.toLowerCase(),
-        request.params.resourceGroupName,
-        request.params.vmName,
-      );
+      const vm = await hosts.deleteVm(ref(request.params), callerOf(request));
       if (!vm) return reply.code(204).send();
-      await control.deleteVm(vm, callerOf(request));
       // Its credential no longer works; the channel it opened with it closes now, not at the
       // agent's next reconnect (which the 401 then tells to forget its enrollment).
-      ctx.sockets.closeOwner({ kind: 'vm', vmId: vm.id }, 'VM deleted');
+      sockets.closeOwner({ kind: 'vm', vmId: vm.id }, 'VM deleted');
       return reply.code(200).send();
     },
   );
@@ -60,16 +50,16 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
   app.get<{ Params: Omit<Params, 'vmName'> }>(VMS, async (request) => {
     const p = request.params;
     await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
-    const vms = await store.listVms(p.subscriptionId.toLowerCase(), p.resourceGroupName);
-    return { value: vms.map((vm) => virtualMachineView(vm, control.isAgentConnected(vm.id))) };
+    const vms = await hosts.listVms(p.subscriptionId, p.resourceGroupName);
+    return { value: vms.map((vm) => virtualMachineView(vm, hosts.isConnected(vm.id))) };
   });
 
   app.get<{ Params: { subscriptionId: string } }>(
     `${SUB}/providers/Microsoft.Compute/virtualMachines`,
     async (request) => {
       await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
-      const vms = await store.listVms(request.params.subscriptionId.toLowerCase());
-      return { value: vms.map((vm) => virtualMachineView(vm, control.isAgentConnected(vm.id))) };
+      const vms = await hosts.listVms(request.params.subscriptionId);
+      return { value: vms.map((vm) => virtualMachineView(vm, hosts.isConnected(vm.id))) };
     },
   );
 };
