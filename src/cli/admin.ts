@@ -204,7 +204,10 @@ function enrollTokenCommand(): Command {
         .option('--max-uses <n>', 'how many VMs it may enroll, 1-1000000 (default 1000)')
         .option('--takeover', 'a takeover token: it enrolls only the VM -g/-n, once, replacing it')
         .option('-g, --resource-group <name>', 'with --takeover: resource group of the VM')
-        .option('-n, --name <vm>', 'with --takeover: name of the VM')
+        .option(
+          '-n, --name <vm>',
+          'with --takeover: name of the VM (a scale-set instance: SCALESET_INSTANCEID, e.g. web_0)',
+        )
         .addHelpText(
           'after',
           `

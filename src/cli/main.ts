@@ -13,6 +13,7 @@ import { serverCommand } from './server.js';
 import { storageCommand } from './storage.js';
 import { upCommand } from './up.js';
 import { vmCommand } from './vm.js';
+import { vmssCommand } from './vmss.js';
 import { watcherCommand } from './watcher.js';
 
 /**
@@ -33,6 +34,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addCommand(loginCommand())
     .addCommand(configureCommand())
     .addCommand(vmCommand())
+    .addCommand(vmssCommand())
     .addCommand(watcherCommand())
     .addCommand(storageCommand())
     .addCommand(adminCommand())

@@ -1,12 +1,12 @@
 import { Command } from 'commander';
 import { apiCommand, withClient } from './cli-context.js';
 import { UsageError } from './cli-errors.js';
-import { printResult, type Column } from './output.js';
+import { HOST_COLUMNS, type ComputeHost } from './compute-host.js';
+import { printResult } from './output.js';
 import {
   defaultHint,
   listValue,
   resolveSubscription,
-  resourceGroupOf,
   resourceGroupOrDefault,
   resourceGroupPath,
   segment,
@@ -14,27 +14,9 @@ import {
 } from './resource-scope.js';
 
 /** Microsoft.Compute/virtualMachines as the server shows a host with an agent. */
-interface VirtualMachine {
-  readonly id: string;
-  readonly name: string;
-  readonly location: string;
-  readonly properties?: {
-    readonly agent?: {
-      readonly connectionState?: string;
-      readonly lastSeen?: string | null;
-      readonly hostname?: string;
-    };
-  };
-}
+type VirtualMachine = ComputeHost;
 
-const COLUMNS: readonly Column<VirtualMachine>[] = [
-  { header: 'Name', get: (vm) => vm.name },
-  { header: 'ResourceGroup', get: (vm) => resourceGroupOf(vm.id) },
-  { header: 'Location', get: (vm) => vm.location },
-  { header: 'Connection', get: (vm) => vm.properties?.agent?.connectionState },
-  { header: 'LastSeen', get: (vm) => vm.properties?.agent?.lastSeen, kind: 'time' },
-  { header: 'Hostname', get: (vm) => vm.properties?.agent?.hostname },
-];
+const COLUMNS = HOST_COLUMNS;
 
 const PROVIDER = 'providers/Microsoft.Compute/virtualMachines';
 
