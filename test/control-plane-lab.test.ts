@@ -18,6 +18,7 @@ import {
   type Tenant,
 } from './lab/control-plane.js';
 import {
+  agentArgs,
   freePort,
   launch,
   stopProcess as stop,
@@ -65,29 +66,19 @@ describe.skipIf(!isRoot)('control plane end to end on the lab (root)', () => {
   }
 
   function startAgent(name: string, host: LabHost): Proc {
-    const proc = launch([
-      'agent',
-      '--server',
-      `http://127.0.0.1:${port}`,
-      '--enroll-token',
-      tenant.enrollToken,
-      '--subscription',
-      tenant.subscriptionId,
-      '--resource-group',
-      'lab',
-      '--name',
-      name,
-      '--location',
-      'westeurope',
-      '--interface',
-      host.iface,
-      '--netns',
-      host.netns,
-      '--data-dir',
-      path.join(root, `agent-${name}`),
-      '--capture-root',
-      path.join(root, 'captures'),
-    ]);
+    const proc = launch(
+      agentArgs({
+        server: `http://127.0.0.1:${port}`,
+        enrollToken: tenant.enrollToken,
+        subscription: tenant.subscriptionId,
+        resourceGroup: 'lab',
+        host: { name },
+        location: 'westeurope',
+        on: host,
+        dataDir: path.join(root, `agent-${name}`),
+        captureRoot: path.join(root, 'captures'),
+      }),
+    );
     agents.set(name, proc);
     return proc;
   }

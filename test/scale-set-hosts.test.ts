@@ -9,7 +9,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLEAN_ENV, json, refused, table, tsv, usage } from './lab/cli-output.js';
-import { launch, runCli, stopProcess, type CliProcess } from './lab/cli-process.js';
+import { agentArgs, launch, runCli, stopProcess, type CliProcess } from './lab/cli-process.js';
 import {
   createTenant,
   startTestServer,
@@ -90,29 +90,19 @@ describe.skipIf(!isRoot)(
 
     /** `wirewatch agent --scale-set web` on a lab host, no instance id. */
     function startInstance(label: 'a' | 'b', host: LabHost): CliProcess {
-      const proc = launch([
-        'agent',
-        '--server',
-        server.url,
-        '--enroll-token',
-        tenant.enrollToken,
-        '--subscription',
-        sub(),
-        '--resource-group',
-        RG,
-        '--scale-set',
-        'web',
-        '--location',
-        'westeurope',
-        '--interface',
-        host.iface,
-        '--netns',
-        host.netns,
-        '--data-dir',
-        dataDir(label),
-        '--capture-root',
-        path.join(root, 'captures'),
-      ]);
+      const proc = launch(
+        agentArgs({
+          server: server.url,
+          enrollToken: tenant.enrollToken,
+          subscription: sub(),
+          resourceGroup: RG,
+          host: { scaleSet: 'web' },
+          location: 'westeurope',
+          on: host,
+          dataDir: dataDir(label),
+          captureRoot: path.join(root, 'captures'),
+        }),
+      );
       agents.set(label, proc);
       return proc;
     }

@@ -5,12 +5,11 @@ import { HOST_COLUMNS, type ComputeHost } from './compute-host.js';
 import { printResult } from './output.js';
 import {
   defaultHint,
-  listValue,
+  listInScope,
   resolveSubscription,
   resourceGroupOrDefault,
   resourceGroupPath,
   segment,
-  subscriptionPath,
 } from './resource-scope.js';
 
 /** Microsoft.Compute/virtualMachines as the server shows a host with an agent. */
@@ -42,12 +41,7 @@ function vmListCommand(): Command {
     )
     .action((o: { resourceGroup?: string }, command: Command) =>
       withClient(command, async ({ client, output }) => {
-        const s = await resolveSubscription(client);
-        const base =
-          o.resourceGroup === undefined
-            ? subscriptionPath(s)
-            : resourceGroupPath(s, o.resourceGroup);
-        const vms = listValue<VirtualMachine>(await client.get(`${base}/${PROVIDER}`));
+        const vms = await listInScope<VirtualMachine>(client, o.resourceGroup, PROVIDER);
         printResult(output, vms, COLUMNS);
       }),
     );

@@ -5,13 +5,13 @@ import { UsageError } from './cli-errors.js';
 import { HOST_COLUMNS, type ComputeHost } from './compute-host.js';
 import { printResult, type Column } from './output.js';
 import {
+  listInScope,
   listValue,
   requireResourceGroup,
   resolveSubscription,
   resourceGroupOf,
   resourceGroupPath,
   segment,
-  subscriptionPath,
 } from './resource-scope.js';
 
 /** Microsoft.Compute/virtualMachineScaleSets as the server shows a scale set of agents. */
@@ -77,12 +77,7 @@ function listCommand(): Command {
     )
     .action((o: { resourceGroup?: string }, command: Command) =>
       withClient(command, async ({ client, output }) => {
-        const s = await resolveSubscription(client);
-        const base =
-          o.resourceGroup === undefined
-            ? subscriptionPath(s)
-            : resourceGroupPath(s, o.resourceGroup);
-        const sets = listValue<ScaleSet>(await client.get(`${base}/${PROVIDER}`));
+        const sets = await listInScope<ScaleSet>(client, o.resourceGroup, PROVIDER);
         printResult(output, sets, SCALE_SET_COLUMNS);
       }),
     );

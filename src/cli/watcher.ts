@@ -5,7 +5,7 @@ import { apiCommand, withClient } from './cli-context.js';
 import { UsageError } from './cli-errors.js';
 import { printResult, type Column } from './output.js';
 import {
-  listValue,
+  listInScope,
   onServer,
   requireLocation,
   requireResourceGroup,
@@ -13,7 +13,6 @@ import {
   resourceGroupOf,
   resourceGroupPath,
   segment,
-  subscriptionPath,
 } from './resource-scope.js';
 
 /** Azure's NetworkWatcher. */
@@ -64,16 +63,8 @@ function watcherListCommand(): Command {
     )
     .action((o: { resourceGroup?: string }, command: Command) =>
       withClient(command, async ({ client, output }) => {
-        const s = await resolveSubscription(client);
-        const base =
-          o.resourceGroup === undefined
-            ? subscriptionPath(s)
-            : resourceGroupPath(s, o.resourceGroup);
-        printResult(
-          output,
-          listValue<NetworkWatcher>(await client.get(`${base}/${PROVIDER}`)),
-          COLUMNS,
-        );
+        const watchers = await listInScope<NetworkWatcher>(client, o.resourceGroup, PROVIDER);
+        printResult(output, watchers, COLUMNS);
       }),
     );
 }

@@ -48,6 +48,42 @@ export function launch(
   return { child, output: () => output, exited };
 }
 
+/** What `wirewatch agent` is started with on a lab host. */
+export interface AgentLaunch {
+  readonly server: string;
+  readonly enrollToken: string;
+  readonly subscription: string;
+  readonly resourceGroup: string;
+  /** The VM it is, or the scale set it is an instance of (`instanceId` to choose its id). */
+  readonly host:
+    { readonly name: string } | { readonly scaleSet: string; readonly instanceId?: string };
+  readonly location: string;
+  /** Where it captures: a lab host's interface in its namespace. */
+  readonly on: { readonly iface: string; readonly netns: string };
+  readonly dataDir: string;
+  readonly captureRoot: string;
+}
+
+/** The arguments of `wirewatch agent …` for {@link launch}. */
+export function agentArgs(a: AgentLaunch): string[] {
+  const host =
+    'name' in a.host
+      ? ['--name', a.host.name]
+      : [
+          '--scale-set',
+          a.host.scaleSet,
+          ...(a.host.instanceId === undefined ? [] : ['--instance-id', a.host.instanceId]),
+        ];
+  return [
+    'agent',
+    ...['--server', a.server, '--enroll-token', a.enrollToken],
+    ...['--subscription', a.subscription, '--resource-group', a.resourceGroup],
+    ...host,
+    ...['--location', a.location, '--interface', a.on.iface, '--netns', a.on.netns],
+    ...['--data-dir', a.dataDir, '--capture-root', a.captureRoot],
+  ];
+}
+
 /** Signals the process group and waits for the exit; SIGKILL after 15 s. */
 export async function stopProcess(
   proc: CliProcess | undefined,
