@@ -122,19 +122,3 @@ export function listValue<T>(body: unknown): T[] {
   const value = (body as { value?: unknown } | undefined)?.value;
   return Array.isArray(value) ? (value as T[]) : [];
 }
-
-/**
- * A provider's collection (`providers/Microsoft.Compute/virtualMachines`) in -g's resource group
- * when given, else in the whole subscription: the API's `value` array (`vm list`, `vmss list`,
- * `watcher list`).
- */
-export async function listInScope<T>(
-  client: ApiClient,
-  resourceGroup: string | undefined,
-  provider: string,
-): Promise<T[]> {
-  const s = await resolveSubscription(client);
-  const base =
-    resourceGroup === undefined ? subscriptionPath(s) : resourceGroupPath(s, resourceGroup);
-  return listValue<T>(await client.get(`${base}/${provider}`));
-}

@@ -5,12 +5,12 @@ import { HOST_COLUMNS, type ComputeHost } from './compute-host.js';
 import { printResult } from './output.js';
 import {
   defaultHint,
-  listInScope,
   resolveSubscription,
   resourceGroupOrDefault,
   resourceGroupPath,
   segment,
 } from './resource-scope.js';
+import { scopedListCommand } from './list-command.js';
 
 /** Microsoft.Compute/virtualMachines as the server shows a host with an agent. */
 type VirtualMachine = ComputeHost;
@@ -26,25 +26,16 @@ const VM_ID =
 export function vmCommand(): Command {
   return new Command('vm')
     .description('hosts running the wirewatch agent (Microsoft.Compute virtual machines)')
-    .addCommand(vmListCommand())
+    .addCommand(
+      scopedListCommand({
+        what: 'the VMs (hosts with an agent)',
+        provider: PROVIDER,
+        columns: COLUMNS,
+        example: 'wirewatch vm list -g web -o table',
+      }),
+    )
     .addCommand(vmShowCommand())
     .addHelpText('after', '\nExample:\n  wirewatch vm list -g web -o table\n');
-}
-
-function vmListCommand(): Command {
-  return apiCommand('list')
-    .description('list the VMs (hosts with an agent) of the subscription or of a resource group')
-    .option('-g, --resource-group <name>', 'only this resource group')
-    .addHelpText(
-      'after',
-      '\nTable columns: Name, ResourceGroup, Location, Connection, LastSeen, Hostname.\n\nExample:\n  wirewatch vm list -g web -o table\n',
-    )
-    .action((o: { resourceGroup?: string }, command: Command) =>
-      withClient(command, async ({ client, output }) => {
-        const vms = await listInScope<VirtualMachine>(client, o.resourceGroup, PROVIDER);
-        printResult(output, vms, COLUMNS);
-      }),
-    );
 }
 
 interface ShowOptions {

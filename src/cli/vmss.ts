@@ -5,7 +5,6 @@ import { UsageError } from './cli-errors.js';
 import { HOST_COLUMNS, type ComputeHost } from './compute-host.js';
 import { printResult, type Column } from './output.js';
 import {
-  listInScope,
   listValue,
   requireResourceGroup,
   resolveSubscription,
@@ -13,6 +12,7 @@ import {
   resourceGroupPath,
   segment,
 } from './resource-scope.js';
+import { scopedListCommand } from './list-command.js';
 
 /** Microsoft.Compute/virtualMachineScaleSets as the server shows a scale set of agents. */
 interface ScaleSet {
@@ -49,7 +49,14 @@ export function vmssCommand(): Command {
     .description(
       'scale sets of hosts running the wirewatch agent (Microsoft.Compute virtual machine scale sets)',
     )
-    .addCommand(listCommand())
+    .addCommand(
+      scopedListCommand({
+        what: 'the scale sets',
+        provider: PROVIDER,
+        columns: SCALE_SET_COLUMNS,
+        example: 'wirewatch vmss list -g web -o table',
+      }),
+    )
     .addCommand(showCommand())
     .addCommand(
       new Command('instance')
@@ -64,22 +71,6 @@ export function vmssCommand(): Command {
     .addHelpText(
       'after',
       '\nA host joins a scale set with `wirewatch agent --scale-set NAME`.\n\nExample:\n  wirewatch vmss list -g web -o table\n',
-    );
-}
-
-function listCommand(): Command {
-  return apiCommand('list')
-    .description('list the scale sets of the subscription or of a resource group')
-    .option('-g, --resource-group <name>', 'only this resource group')
-    .addHelpText(
-      'after',
-      '\nTable columns: Name, ResourceGroup, Location, Capacity (instances), Created.\n\nExample:\n  wirewatch vmss list -g web -o table\n',
-    )
-    .action((o: { resourceGroup?: string }, command: Command) =>
-      withClient(command, async ({ client, output }) => {
-        const sets = await listInScope<ScaleSet>(client, o.resourceGroup, PROVIDER);
-        printResult(output, sets, SCALE_SET_COLUMNS);
-      }),
     );
 }
 

@@ -5,7 +5,6 @@ import { apiCommand, withClient } from './cli-context.js';
 import { UsageError } from './cli-errors.js';
 import { printResult, type Column } from './output.js';
 import {
-  listInScope,
   onServer,
   requireLocation,
   requireResourceGroup,
@@ -14,6 +13,7 @@ import {
   resourceGroupPath,
   segment,
 } from './resource-scope.js';
+import { scopedListCommand } from './list-command.js';
 
 /** Azure's NetworkWatcher. */
 interface NetworkWatcher {
@@ -44,28 +44,19 @@ const PROVIDER = 'providers/Microsoft.Network/networkWatchers';
 export function watcherCommand(): Command {
   return new Command('watcher')
     .description('network watchers: one per subscription and location; captures live in them')
-    .addCommand(watcherListCommand())
+    .addCommand(
+      scopedListCommand({
+        what: 'the network watchers',
+        provider: PROVIDER,
+        columns: COLUMNS,
+        example: 'wirewatch watcher list -o table',
+      }),
+    )
     .addCommand(watcherCreateCommand())
     .addCommand(watcherDeleteCommand())
     .addHelpText(
       'after',
       '\nExample:\n  wirewatch watcher create -g NetworkWatcherRG -n nw-weu -l westeurope\n',
-    );
-}
-
-function watcherListCommand(): Command {
-  return apiCommand('list')
-    .description('list the network watchers of the subscription or of a resource group')
-    .option('-g, --resource-group <name>', 'only this resource group')
-    .addHelpText(
-      'after',
-      '\nTable columns: Name, ResourceGroup, Location, ProvisioningState, Tags.\n\nExample:\n  wirewatch watcher list -o table\n',
-    )
-    .action((o: { resourceGroup?: string }, command: Command) =>
-      withClient(command, async ({ client, output }) => {
-        const watchers = await listInScope<NetworkWatcher>(client, o.resourceGroup, PROVIDER);
-        printResult(output, watchers, COLUMNS);
-      }),
     );
 }
 
