@@ -190,7 +190,6 @@ export async function buildServer(options: BuildServerOptions): Promise<Wirewatc
     ...(options.limiterClock ? { now: options.limiterClock } : {}),
   });
   const ctx: ServerContext = {
-    store,
     control,
     hub,
     auth,

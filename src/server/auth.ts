@@ -2,8 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { ControlPlane } from '../control/control-plane.js';
 import { hashToken } from '../control/tokens.js';
 import { WirewatchError } from '../model/errors.js';
-// eslint-disable-next-line no-restricted-imports -- until the VM routes call control/hosts.ts (issue 11)
-import type { Role, Store, TokenRecord } from '../store/store.js';
+import type { Role, TokenRecord } from '../store/store.js';
 
 /** Who a request comes from: the admin (sees all) or a token scoped to one subscription. */
 export type Principal =
@@ -87,16 +86,11 @@ export class Authenticator {
   }
 }
 
-/**
- * Where authorize() learns whether a subscription exists: the control plane. The store is
- * accepted only until the VM routes (routes/virtual-machines.ts, the native agent list) call the
- * control plane's hosts (issue 11); then this is `Pick<ControlPlane, 'subscriptions'>` alone.
- */
-export type SubscriptionLookup =
-  Pick<ControlPlane, 'subscriptions'> | Pick<Store, 'getSubscription'>;
+/** Where authorize() learns whether a subscription exists: the control plane. */
+export type SubscriptionLookup = Pick<ControlPlane, 'subscriptions'>;
 
 function findSubscription(lookup: SubscriptionLookup, id: string): Promise<unknown> {
-  return 'subscriptions' in lookup ? lookup.subscriptions.get(id) : lookup.getSubscription(id);
+  return lookup.subscriptions.get(id);
 }
 
 /**

@@ -1,8 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditEntry, Caller, ControlPlane } from '../control/control-plane.js';
 import { DEFAULT_NETWORK_API_VERSION } from '../control/api-versions.js';
-// eslint-disable-next-line no-restricted-imports -- until the VM routes call control/hosts.ts (issue 11)
-import type { Store } from '../store/store.js';
 import type { AgentHub } from './agent-hub.js';
 import { actorOf, type Authenticator, type Principal } from './auth.js';
 import type { RequestLimits } from './request-limits.js';
@@ -10,11 +8,6 @@ import type { WebSocketGate } from './websocket-gate.js';
 
 /** What every route plugin gets: the control plane, the agent hub, authentication and limits. */
 export interface ServerContext {
-  /**
-   * Only for the VM routes (routes/virtual-machines.ts and the native agent list), until they
-   * call the control plane's hosts (issue 11); every other route goes through `control`.
-   */
-  readonly store: Store;
   readonly control: ControlPlane;
   readonly hub: AgentHub;
   readonly auth: Authenticator;

@@ -20,7 +20,7 @@ interface SubParams {
 /** wirewatch's own API (docs/api.md "Native API"): tenants, tokens, agents, audit. */
 export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store, control } = ctx;
+  const { control } = ctx;
 
   api.post(
     '/api/v1/subscriptions',
@@ -121,7 +121,7 @@ export const nativeRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) 
   );
 
   api.get<{ Params: SubParams }>(`${SUB}/agents`, async (request) => {
-    await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), request.params.subscriptionId, 'Reader');
     const vms = await control.hosts.listAgents(request.params.subscriptionId);
     return { value: vms.map((vm) => agentView(vm, control.hosts.isConnected(vm.id))) };
   });

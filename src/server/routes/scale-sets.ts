@@ -28,7 +28,7 @@ interface InstanceParams extends SetParams {
  * deleting a VM does. The rules are in src/control/hosts.ts.
  */
 export const scaleSetRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { store, control, sockets } = ctx;
+  const { control, sockets } = ctx;
   const { hosts } = control;
   const ref = (p: SetParams) => ({
     subscriptionId: p.subscriptionId,
@@ -39,7 +39,7 @@ export const scaleSetRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx
   app.get<{ Params: { subscriptionId: string } }>(
     `${SUB}/providers/Microsoft.Compute/virtualMachineScaleSets`,
     async (request) => {
-      await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
+      await authorize(control, principalOf(request), request.params.subscriptionId, 'Reader');
       const sets = await hosts.listScaleSets(request.params.subscriptionId);
       return { value: sets.map(scaleSetView) };
     },
@@ -47,25 +47,25 @@ export const scaleSetRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx
 
   app.get<{ Params: GroupParams }>(SETS, async (request) => {
     const p = request.params;
-    await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), p.subscriptionId, 'Reader');
     const sets = await hosts.listScaleSets(p.subscriptionId, p.resourceGroupName);
     return { value: sets.map(scaleSetView) };
   });
 
   app.get<{ Params: SetParams }>(SET, async (request) => {
-    await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), request.params.subscriptionId, 'Reader');
     return scaleSetView(await hosts.getScaleSet(ref(request.params)));
   });
 
   app.get<{ Params: SetParams }>(`${SET}/virtualMachines`, async (request) => {
-    await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), request.params.subscriptionId, 'Reader');
     const { instances } = await hosts.getScaleSet(ref(request.params));
     return { value: instances.map((vm) => scaleSetVmView(vm, hosts.isConnected(vm.id))) };
   });
 
   app.get<{ Params: InstanceParams }>(INSTANCE, async (request) => {
     const p = request.params;
-    await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), p.subscriptionId, 'Reader');
     const vm = await hosts.getInstance(ref(p), p.instanceId);
     return scaleSetVmView(vm, hosts.isConnected(vm.id));
   });
@@ -75,7 +75,7 @@ export const scaleSetRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx
     { config: { need: 'Contributor' } },
     async (request, reply) => {
       const p = request.params;
-      await authorize(store, principalOf(request), p.subscriptionId, 'Contributor');
+      await authorize(control, principalOf(request), p.subscriptionId, 'Contributor');
       const vm = await hosts.deleteInstance(ref(p), p.instanceId, callerOf(request));
       if (!vm) return reply.code(204).send();
       // As for a VM: the credential no longer works, and its channel closes now.

@@ -19,7 +19,7 @@ interface Params {
  * src/control/hosts.ts.
  */
 export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { store, control, sockets } = ctx;
+  const { control, sockets } = ctx;
   const { hosts } = control;
   const ref = (p: Params) => ({
     subscriptionId: p.subscriptionId,
@@ -28,7 +28,7 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
   });
 
   app.get<{ Params: Params }>(`${VMS}/:vmName`, async (request) => {
-    await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), request.params.subscriptionId, 'Reader');
     const vm = await hosts.getVm(ref(request.params));
     return virtualMachineView(vm, hosts.isConnected(vm.id));
   });
@@ -37,7 +37,7 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
     `${VMS}/:vmName`,
     { config: { need: 'Contributor' } },
     async (request, reply) => {
-      await authorize(store, principalOf(request), request.params.subscriptionId, 'Contributor');
+      await authorize(control, principalOf(request), request.params.subscriptionId, 'Contributor');
       const vm = await hosts.deleteVm(ref(request.params), callerOf(request));
       if (!vm) return reply.code(204).send();
       // Its credential no longer works; the channel it opened with it closes now, not at the
@@ -49,7 +49,7 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
 
   app.get<{ Params: Omit<Params, 'vmName'> }>(VMS, async (request) => {
     const p = request.params;
-    await authorize(store, principalOf(request), p.subscriptionId, 'Reader');
+    await authorize(control, principalOf(request), p.subscriptionId, 'Reader');
     const vms = await hosts.listVms(p.subscriptionId, p.resourceGroupName);
     return { value: vms.map((vm) => virtualMachineView(vm, hosts.isConnected(vm.id))) };
   });
@@ -57,7 +57,7 @@ export const virtualMachineRoutes: FastifyPluginAsync<ServerContext> = async (ap
   app.get<{ Params: { subscriptionId: string } }>(
     `${SUB}/providers/Microsoft.Compute/virtualMachines`,
     async (request) => {
-      await authorize(store, principalOf(request), request.params.subscriptionId, 'Reader');
+      await authorize(control, principalOf(request), request.params.subscriptionId, 'Reader');
       const vms = await hosts.listVms(request.params.subscriptionId);
       return { value: vms.map((vm) => virtualMachineView(vm, hosts.isConnected(vm.id))) };
     },
