@@ -11,8 +11,8 @@ import {
   type CaptureAssignment,
   type ObservedSession,
   type ServerMessage,
-  type StopRequestReason,
 } from '../model/channel.js';
+import type { StopRequestReason } from '../model/stop-reason.js';
 import type { AgentLog } from './agent-log.js';
 import type { Agent, AgentEvent, AgentExit, AgentOptions } from './agent-options.js';
 import { prepareAgent, type AgentParts } from './agent-start.js';

@@ -12,11 +12,11 @@ import {
   CaptureAssignmentSchema,
   ChannelErrorSchema,
   ProgressSchema,
-  StopReasonSchema,
   UploadReportSchema,
   type ObservedSession,
   type UploadReport,
 } from '../model/channel.js';
+import { StopReasonSchema } from '../model/stop-reason.js';
 import type { AgentLog } from './agent-log.js';
 import { isDurableTempFile, removeFileDurably, writeFileDurably } from './durable-file.js';
 

@@ -22,11 +22,10 @@ import type {
   CaptureAssignment,
   ChannelError,
   ChannelProgress,
-  SessionStopReason,
-  StopRequestReason,
 } from '../model/channel.js';
 import { toChannelError } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
+import type { SessionStopReason, StopRequestReason } from '../model/stop-reason.js';
 import { FILE_HEADER_LENGTH } from '../pcap/format.js';
 import { repairPcapFile } from '../pcap/repair.js';
 import type { AgentLog } from './agent-log.js';

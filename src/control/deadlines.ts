@@ -1,4 +1,5 @@
-import type { SessionRecord, SessionStopReason } from '../store/store.js';
+import type { SessionStopReason } from '../model/stop-reason.js';
+import type { SessionRecord } from '../store/store.js';
 import type { ControlContext } from './control-context.js';
 import { timeLimitOf } from './stored-properties.js';
 

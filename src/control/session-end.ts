@@ -1,10 +1,5 @@
-import type { StopRequestReason } from '../model/stop-reason.js';
-import type {
-  SessionError,
-  SessionRecord,
-  SessionStatus,
-  SessionStopReason,
-} from '../store/store.js';
+import type { SessionStopReason, StopRequestReason } from '../model/stop-reason.js';
+import type { SessionError, SessionRecord, SessionStatus } from '../store/store.js';
 import type { ControlContext } from './control-context.js';
 import { stopTimeOf, type DeadlineBackstop } from './deadlines.js';
 import type { LiveProgress } from './live-progress.js';

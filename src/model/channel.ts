@@ -15,14 +15,6 @@ import { Compile } from 'typebox/compile';
 import { WirewatchError } from './errors.js';
 import { StopReasonSchema, StopRequestReasonSchema } from './stop-reason.js';
 
-// The stop reasons are the channel's too; their home is stop-reason.ts.
-export {
-  StopReasonSchema,
-  StopRequestReasonSchema,
-  type SessionStopReason,
-  type StopRequestReason,
-} from './stop-reason.js';
-
 export const CHANNEL_PATH = '/api/v1/agent/channel';
 export const ENROLL_PATH = '/api/v1/agent/enroll';
 /** Bumped when a message changes incompatibly; the server refuses other versions. */

@@ -105,8 +105,6 @@ export interface NetworkWatcherRecord {
 /** Status as stored. `Unknown` is never stored: it is derived when the agent is unreachable. */
 export type SessionStatus = 'NotStarted' | 'Running' | 'Stopped' | 'Error';
 
-export type { SessionStopReason };
-
 export interface SessionError {
   readonly code: string;
   readonly message: string;

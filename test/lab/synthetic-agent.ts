@@ -17,8 +17,8 @@ import {
   type EnrollResponse,
   type ObservedSession,
   type ServerMessage,
-  type SessionStopReason,
 } from '../../src/model/channel.js';
+import type { SessionStopReason } from '../../src/model/stop-reason.js';
 
 export interface SyntheticAgentOptions {
   readonly serverUrl: string;

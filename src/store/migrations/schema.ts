@@ -8,13 +8,8 @@
  * the unique keys, lookups and orderings use. Folding in code rather than with SQL `lower()`
  * gives every backend the same (Unicode) folding and keeps the indexes plain column indexes.
  */
-import type {
-  OperationKind,
-  OperationStatus,
-  Role,
-  SessionStatus,
-  SessionStopReason,
-} from '../store.js';
+import type { SessionStopReason } from '../../model/stop-reason.js';
+import type { OperationKind, OperationStatus, Role, SessionStatus } from '../store.js';
 
 /** The case-folded form of a name, as stored in the `*_key` columns. */
 export function foldName(name: string): string {
