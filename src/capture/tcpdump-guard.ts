@@ -19,6 +19,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 
 const SCRIPT = [
@@ -115,7 +116,8 @@ export function startTcpdumpGuard(
   guard.stdin.on('error', () => undefined);
   // Neither the guard nor its pipe keeps this process alive.
   guard.unref();
-  (guard.stdin as unknown as { unref?: () => void }).unref?.();
+  // A 'pipe' stdio is a net.Socket, though typed as a Writable.
+  if (guard.stdin instanceof Socket) guard.stdin.unref();
   let released = false;
   return {
     release() {

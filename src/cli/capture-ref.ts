@@ -11,6 +11,8 @@ import {
   resourceGroupPath,
   segment,
   subscriptionPath,
+  vmPath,
+  vmPathOfId,
 } from './resource-scope.js';
 
 /** A network watcher as the ARM list shows it (the fields the CLI reads). */
@@ -99,9 +101,6 @@ export function captureRefIn(watcher: WatcherView, name: string): CaptureRef {
   return { watcher, name, path: `${watcher.id}/packetCaptures/${segment(name, '--name')}` };
 }
 
-const VM_ID =
-  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachines\/([^/]+)\/?$/i;
-
 /**
  * The VM `--vm` names: a full resource id, or a name in `--resource-group` (as in az). Its
  * location decides the network watcher.
@@ -112,22 +111,21 @@ export async function vmOf(
   vm: string,
   resourceGroup: string | undefined,
 ): Promise<VmView> {
-  let path: string;
+  let path: string | undefined;
   if (vm.startsWith('/')) {
-    const m = VM_ID.exec(vm);
-    if (!m) {
+    path = vmPathOfId(vm, '--vm');
+    if (path === undefined) {
       throw new UsageError(
         `--vm ${vm}: not a VM id (/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}); or give its name with --resource-group`,
       );
     }
-    path = `${resourceGroupPath(m[1]!, m[2]!)}/providers/Microsoft.Compute/virtualMachines/${segment(m[3]!, '--vm')}`;
   } else {
     if (resourceGroup === undefined || resourceGroup === '') {
       throw new UsageError(
         `--vm ${vm}: a VM name needs --resource-group or a default group (${defaultHint('group')}), or give the VM's id`,
       );
     }
-    path = `${resourceGroupPath(subscriptionId, resourceGroup)}/providers/Microsoft.Compute/virtualMachines/${segment(vm, '--vm')}`;
+    path = vmPath(subscriptionId, resourceGroup, vm, '--vm');
   }
   return client.get<VmView>(path);
 }

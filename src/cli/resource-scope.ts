@@ -2,6 +2,7 @@
  * Where the resource commands (vm, watcher, storage, admin, audit) act: the subscription, the
  * ARM paths built from user input, and URLs the server hands back (nextLink, Location).
  */
+import { parseResourceId } from '../model/resource-id.js';
 import type { ApiClient } from './api-client.js';
 import { UsageError } from './cli-errors.js';
 
@@ -78,6 +79,24 @@ export function subscriptionPath(subscription: string): string {
 
 export function resourceGroupPath(subscription: string, resourceGroup: string): string {
   return `${subscriptionPath(subscription)}/resourceGroups/${segment(resourceGroup, '--resource-group')}`;
+}
+
+const VM_TYPE = 'Microsoft.Compute/virtualMachines';
+
+/** The path of VM `name` in a resource group; `flag` is the option the name came from. */
+export function vmPath(
+  subscription: string,
+  resourceGroup: string,
+  name: string,
+  flag: string,
+): string {
+  return `${resourceGroupPath(subscription, resourceGroup)}/providers/${VM_TYPE}/${segment(name, flag)}`;
+}
+
+/** The path of the VM an ARM id (given with `flag`) names; undefined when it names no VM. */
+export function vmPathOfId(id: string, flag: string): string | undefined {
+  const vm = parseResourceId(id, VM_TYPE);
+  return vm && vmPath(vm.subscriptionId, vm.resourceGroup, vm.name, flag);
 }
 
 /** `/subscriptions/{s}/resourceGroups/{rg}/…` → rg, from an ARM id. */

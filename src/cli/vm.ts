@@ -7,8 +7,8 @@ import {
   defaultHint,
   resolveSubscription,
   resourceGroupOrDefault,
-  resourceGroupPath,
-  segment,
+  vmPath,
+  vmPathOfId,
 } from './resource-scope.js';
 import { scopedListCommand } from './list-command.js';
 
@@ -18,9 +18,6 @@ type VirtualMachine = ComputeHost;
 const COLUMNS = HOST_COLUMNS;
 
 const PROVIDER = 'providers/Microsoft.Compute/virtualMachines';
-
-const VM_ID =
-  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachines\/([^/]+)\/?$/i;
 
 /** `wirewatch vm`: the hosts running an agent, read the ARM way. */
 export function vmCommand(): Command {
@@ -62,7 +59,7 @@ Examples:
     )
     .action((o: ShowOptions, command: Command) =>
       withClient(command, async ({ client, output }) => {
-        const path = await vmPath(
+        const path = await showPath(
           {
             ...o,
             resourceGroup:
@@ -77,23 +74,23 @@ Examples:
     );
 }
 
-async function vmPath(o: ShowOptions, subscription: () => Promise<string>): Promise<string> {
+async function showPath(o: ShowOptions, subscription: () => Promise<string>): Promise<string> {
   if (o.ids !== undefined) {
     if (o.resourceGroup !== undefined || o.name !== undefined) {
       throw new UsageError('give either --ids or -g/--resource-group and -n/--name, not both');
     }
-    const m = VM_ID.exec(o.ids.trim());
-    if (!m) {
+    const path = vmPathOfId(o.ids.trim(), '--ids');
+    if (path === undefined) {
       throw new UsageError(
         `--ids: ${JSON.stringify(o.ids)} is not a VM id (/subscriptions/S/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/NAME)`,
       );
     }
-    return `${resourceGroupPath(m[1]!, m[2]!)}/${PROVIDER}/${segment(m[3]!, '--ids')}`;
+    return path;
   }
   if (o.resourceGroup === undefined || o.name === undefined) {
     throw new UsageError(
       `-g/--resource-group and -n/--name are required (or --ids); -g may come from a default: ${defaultHint('group')}`,
     );
   }
-  return `${resourceGroupPath(await subscription(), o.resourceGroup)}/${PROVIDER}/${segment(o.name, '--name')}`;
+  return vmPath(await subscription(), o.resourceGroup, o.name, '--name');
 }

@@ -4,6 +4,7 @@ import { resolveLimit, resolveRingSettings, ringDurationSeconds } from '../captu
 import type { PacketCaptureFilter } from '../capture/filter-spec.js';
 import type { CaptureAssignment } from '../model/channel.js';
 import { WirewatchError } from '../model/errors.js';
+import { parseResourceId, type ResourceIdParts } from '../model/resource-id.js';
 import { parseVmResourceId, type VmRef } from './resource-ids.js';
 
 /**
@@ -245,21 +246,11 @@ export function echoedProperties(
   return out;
 }
 
-export interface StorageAccountRef {
-  readonly subscriptionId: string;
-  readonly resourceGroup: string;
-  readonly name: string;
-}
-
-const STORAGE_ID =
-  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Storage\/storageAccounts\/([^/]+)\/?$/i;
+export type StorageAccountRef = ResourceIdParts;
 
 /** Parses a storage account's ARM id; undefined when the text is not one. */
 export function parseStorageAccountId(id: string): StorageAccountRef | undefined {
-  const m = STORAGE_ID.exec(id);
-  if (!m) return undefined;
-  const [, subscriptionId, resourceGroup, name] = m as unknown as [string, string, string, string];
-  return { subscriptionId, resourceGroup, name };
+  return parseResourceId(id, 'Microsoft.Storage/storageAccounts');
 }
 
 function omitStoragePath(

@@ -1,4 +1,5 @@
 import { WirewatchError } from '../model/errors.js';
+import { parseResourceId, type ResourceIdParts } from '../model/resource-id.js';
 
 /**
  * ARM resource ids and names. Azure compares names case-insensitively and keeps the casing a
@@ -110,21 +111,11 @@ export function sessionResourceId(session: {
   );
 }
 
-export interface VmRef {
-  readonly subscriptionId: string;
-  readonly resourceGroup: string;
-  readonly name: string;
-}
-
-const VM_ID =
-  /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachines\/([^/]+)\/?$/i;
+export type VmRef = ResourceIdParts;
 
 /** Parses a VM's ARM id; undefined when the text is not one. */
 export function parseVmResourceId(id: string): VmRef | undefined {
-  const m = VM_ID.exec(id);
-  if (!m) return undefined;
-  const [, subscriptionId, resourceGroup, name] = m as unknown as [string, string, string, string];
-  return { subscriptionId, resourceGroup, name };
+  return parseResourceId(id, 'Microsoft.Compute/virtualMachines');
 }
 
 function truncate(text: string): string {
