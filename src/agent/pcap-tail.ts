@@ -7,12 +7,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { openCaptureFile } from '../capture/capture-path.js';
 import { MAX_SNAPLEN } from '../capture/tcpdump.js';
 import { WirewatchError } from '../model/errors.js';
-import {
-  FILE_HEADER_LENGTH,
-  fractionsPerSecond,
-  parseFileHeader,
-  RECORD_HEADER_LENGTH,
-} from '../pcap/format.js';
+import { FILE_HEADER_LENGTH, parseFileHeader, RECORD_HEADER_LENGTH } from '../pcap/format.js';
+import { recordTimeMs } from '../pcap/record-time.js';
 import { PcapRecordWalker } from '../pcap/record-walker.js';
 import type { ByteOrder, TimestampPrecision } from '../pcap/types.js';
 
@@ -114,7 +110,10 @@ export class PcapTail {
         return {
           data: buf.subarray(0, reserve + walk.end),
           records: walk.records,
-          firstMs: this.#timeMs(data, 0),
+          firstMs: recordTimeMs(data, 0, {
+            byteOrder: this.#byteOrder,
+            precision: this.#precision,
+          }),
         };
       }
       // The first record is larger than what was read: read it alone, whole, if it is there.
@@ -187,12 +186,5 @@ export class PcapTail {
       end: walker.offset,
       ...(firstLength === undefined ? {} : { firstLength }),
     };
-  }
-
-  #timeMs(buf: Buffer, offset: number): number {
-    const le = this.#byteOrder === 'LE';
-    const sec = le ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset);
-    const frac = le ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
-    return sec * 1000 + (frac * 1000) / fractionsPerSecond(this.#precision);
   }
 }

@@ -2,9 +2,9 @@
  * Continuous captures: tcpdump's pcap stream, read by Node and written as whole records into a
  * ring of files, with the records stamped outside the capture's time window left out.
  */
-import { compareTimestamp, FILE_HEADER_LENGTH, parseFileHeader } from '../pcap/format.js';
+import { FILE_HEADER_LENGTH, parseFileHeader } from '../pcap/format.js';
+import { placeInWindow, type RecordStampFormat } from '../pcap/record-time.js';
 import { PcapRecordWalker } from '../pcap/record-walker.js';
-import type { TimestampPrecision } from '../pcap/types.js';
 import { START_SLACK_US } from './capture-options.js';
 import type { RingSettings } from './limits.js';
 import { RingBuffer } from './ring-buffer.js';
@@ -48,8 +48,7 @@ export class RingCapture {
    */
   async consume(stream: AsyncIterable<Buffer>, writing: () => boolean): Promise<void> {
     let pending: Buffer | undefined;
-    let littleEndian = true;
-    let precision: TimestampPrecision = 'micro';
+    let format: RecordStampFormat = { byteOrder: 'LE', precision: 'micro' };
     for await (const chunk of stream) {
       if (!writing()) continue; // drain, so that tcpdump can exit
       const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
@@ -60,13 +59,11 @@ export class RingCapture {
           pending = buf;
           continue;
         }
-        const header = parseFileHeader(buf.subarray(0, FILE_HEADER_LENGTH));
-        littleEndian = header.byteOrder === 'LE';
-        precision = header.precision;
+        format = parseFileHeader(buf.subarray(0, FILE_HEADER_LENGTH));
         this.#ring = await this.#openRing(buf.subarray(0, FILE_HEADER_LENGTH));
         offset = FILE_HEADER_LENGTH;
       }
-      offset = await this.#writeRecords(buf, offset, littleEndian, precision);
+      offset = await this.#writeRecords(buf, offset, format);
       if (offset < buf.length) pending = Buffer.from(buf.subarray(offset));
     }
     this.cutShort = pending !== undefined;
@@ -79,17 +76,14 @@ export class RingCapture {
     return [...this.#ring.files];
   }
 
-  #isOutsideWindow(
-    buf: Buffer,
-    offset: number,
-    littleEndian: boolean,
-    precision: TimestampPrecision,
-  ): boolean {
-    return stampedOutside(buf, offset, littleEndian, precision, {
-      startUs: this.startUs,
-      leading: !this.#wroteRecord,
-      endUs: this.endUs,
-    });
+  /**
+   * Whether the record at `offset` lies outside the capture's time window: a leading one stamped
+   * just before the start, or one stamped after the deadline once it has passed (the same window
+   * repairPcapFile cuts from a single file).
+   */
+  #isOutsideWindow(buf: Buffer, offset: number, format: RecordStampFormat): boolean {
+    const window = { startUs: this.startUs, startSlackUs: START_SLACK_US, endUs: this.endUs };
+    return placeInWindow(buf, offset, format, window, !this.#wroteRecord) !== 'inside';
   }
 
   async #openRing(header: Buffer): Promise<RingBuffer> {
@@ -108,25 +102,20 @@ export class RingCapture {
   }
 
   /** Writes the whole records in buf from offset on; returns where the first incomplete one starts. */
-  async #writeRecords(
-    buf: Buffer,
-    start: number,
-    littleEndian: boolean,
-    precision: TimestampPrecision,
-  ): Promise<number> {
+  async #writeRecords(buf: Buffer, start: number, format: RecordStampFormat): Promise<number> {
     const ring = this.#ring!;
     let segmentStart = start;
     let records = 0;
     let room = ring.room();
     // Hot path: the walker reads only the captured length of each record header.
-    const walker = new PcapRecordWalker(buf, littleEndian ? 'LE' : 'BE', { start });
+    const walker = new PcapRecordWalker(buf, format.byteOrder, { start });
     while (walker.next()) {
       const offset = walker.start;
       const end = walker.offset;
       // Stamps are read only at the edges: before the first packet and after the deadline.
       if (
         (!this.#wroteRecord || this.endUs !== undefined) &&
-        this.#isOutsideWindow(buf, offset, littleEndian, precision)
+        this.#isOutsideWindow(buf, offset, format)
       ) {
         if (records > 0) await ring.append(buf.subarray(segmentStart, offset), records);
         this.packets += records;
@@ -152,25 +141,4 @@ export class RingCapture {
     this.packets += records;
     return walker.offset;
   }
-}
-
-/**
- * Whether the record at `offset` lies outside the capture's time window: a leading one stamped
- * just before the start, or one stamped after the deadline once it has passed (the same window
- * repairPcapFile cuts from a single file).
- */
-function stampedOutside(
-  buf: Buffer,
-  offset: number,
-  littleEndian: boolean,
-  precision: TimestampPrecision,
-  window: { startUs: number; leading: boolean; endUs: number | undefined },
-): boolean {
-  const tsSec = littleEndian ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset);
-  const tsFrac = littleEndian ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
-  if (window.leading) {
-    const early = compareTimestamp(tsSec, tsFrac, precision, window.startUs);
-    if (early < 0 && early >= -START_SLACK_US) return true;
-  }
-  return window.endUs !== undefined && compareTimestamp(tsSec, tsFrac, precision, window.endUs) > 0;
 }

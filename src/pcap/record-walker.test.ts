@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { RECORD_HEADER_LENGTH, encodeRecordHeader } from './format.js';
-import { PcapRecordWalker, countWholeRecords } from './record-walker.js';
+import {
+  FileRecordWalker,
+  PcapRecordWalker,
+  countWholeRecords,
+  type FileRecordWalkerOptions,
+} from './record-walker.js';
 import type { ByteOrder } from './types.js';
 import { encodeRecord } from './writer.js';
 
@@ -102,5 +107,85 @@ describe('countWholeRecords', () => {
     expect(countWholeRecords(Buffer.alloc(0), 'LE')).toBe(0);
     // Read in the wrong byte order, the first length is huge: nothing is whole.
     expect(countWholeRecords(le, 'BE')).toBe(0);
+  });
+});
+
+/** Walks `file` the way repair and count do; returns the spans and where the walk ended. */
+async function walkFile(
+  file: Buffer,
+  byteOrder: ByteOrder,
+  options: Omit<FileRecordWalkerOptions, 'size'>,
+): Promise<{ spans: [number, number][]; end: number; reads: number[] }> {
+  const reads: number[] = [];
+  const read = (length: number, at: number) => {
+    reads.push(at);
+    return Promise.resolve(Buffer.from(file.subarray(at, at + length)));
+  };
+  const walker = new FileRecordWalker(read, byteOrder, { ...options, size: file.length });
+  const spans: [number, number][] = [];
+  for (;;) {
+    if (!walker.next()) {
+      if (await walker.refill()) continue;
+      break;
+    }
+    // The header is read from the chunk the walker holds.
+    const at = walker.at + 8;
+    const captured = byteOrder === 'LE' ? walker.buf.readUInt32LE(at) : walker.buf.readUInt32BE(at);
+    expect(captured).toBe(walker.end - walker.start - RECORD_HEADER_LENGTH);
+    spans.push([walker.start, walker.end]);
+  }
+  return { spans, end: walker.end, reads };
+}
+
+describe('FileRecordWalker', () => {
+  it('walks a file a chunk at a time, reading only where a header starts a chunk', async () => {
+    const file = Buffer.concat([Buffer.alloc(24), records('BE', [10, 200, 3, 40])]);
+    const { spans, end, reads } = await walkFile(file, 'BE', { start: 24, chunkSize: 32 });
+    expect(spans).toEqual([
+      [24, 50],
+      [50, 266],
+      [266, 285],
+      [285, 341],
+    ]);
+    expect(end).toBe(file.length);
+    // A chunk that holds a header but not the record's data is enough; none is read twice.
+    expect(reads).toEqual([24, 50, 266, 285]);
+  });
+
+  it('stops at a record cut short, and at a length above maxCapturedLength', async () => {
+    const whole = records('LE', [10, 20]);
+    const cut = await walkFile(whole.subarray(0, whole.length - 1), 'LE', {
+      start: 0,
+      chunkSize: 16,
+    });
+    expect(cut.spans).toEqual([[0, 26]]);
+    expect(cut.end).toBe(26);
+
+    const bogus = encodeRecordHeader(
+      { tsSec: 1, tsFrac: 0, capturedLength: 70_000, originalLength: 60 },
+      'LE',
+    );
+    const garbage = Buffer.concat([whole, bogus, Buffer.alloc(70_000)]);
+    const bad = await walkFile(garbage, 'LE', {
+      start: 0,
+      chunkSize: 1024,
+      maxCapturedLength: 65_535,
+    });
+    expect(bad.spans).toEqual([
+      [0, 26],
+      [26, 62],
+    ]);
+    expect(bad.end).toBe(62);
+  });
+
+  it('refuses a file that ends before the size it was given', async () => {
+    const file = records('LE', [10]);
+    const walker = new FileRecordWalker(
+      (length, at) => Promise.resolve(file.subarray(at, Math.min(at + length, 10))),
+      'LE',
+      { start: 0, size: file.length, chunkSize: 64 },
+    );
+    expect(walker.next()).toBe(false);
+    await expect(walker.refill()).rejects.toThrow(RangeError);
   });
 });

@@ -6,12 +6,7 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { WirewatchError } from '../model/errors.js';
-import {
-  FILE_HEADER_LENGTH,
-  RECORD_HEADER_LENGTH,
-  compareTimestamp,
-  parseFileHeader,
-} from './format.js';
+import { FILE_HEADER_LENGTH, parseFileHeader } from './format.js';
 import {
   MAX_CAPTURED_LENGTH_LIMIT,
   MIN_CAPTURED_LENGTH_LIMIT,
@@ -19,6 +14,8 @@ import {
   withPath,
   type OpenPcapFileOptions,
 } from './reader.js';
+import { placeInWindow, type RecordTimeWindow } from './record-time.js';
+import { FileRecordWalker } from './record-walker.js';
 import type { PcapFileHeader } from './types.js';
 
 const REPAIR_CHUNK_SIZE = 1024 * 1024;
@@ -43,20 +40,11 @@ export interface PcapRepairResult {
 
 /**
  * The stamps a capture's records may carry (see {@link RepairPcapFileOptions.window}), in whole
- * microseconds since the epoch. Only the edges are trimmed, so that a host clock that steps
- * mid-capture costs no packet: at the start, the leading records stamped shortly before it; at
- * the end, records stamped after the deadline that were written after it.
+ * microseconds since the epoch ({@link RecordTimeWindow}): leading records stamped shortly before
+ * the start are removed (one stamped even earlier is taken as a clock that stepped back: it and
+ * all after it stay), and records stamped after the deadline that were written after it.
  */
-export interface PcapTimeWindow {
-  /** The capture's start: leading records stamped before it are removed. */
-  readonly startUs: number;
-  /**
-   * How far before startUs a stamp may lie and still count as early (µs). A leading record
-   * stamped even earlier is taken as a clock that stepped back: it and all after it stay.
-   */
-  readonly startSlackUs: number;
-  /** The deadline: records stamped after it, from `endFrom` on, are removed. */
-  readonly endUs?: number;
+export interface PcapTimeWindow extends RecordTimeWindow {
   /**
    * Byte offset of the first record `endUs` applies to: records written before the deadline
    * passed are kept whatever their stamp says. Default: the first record.
@@ -95,7 +83,7 @@ export async function repairPcapFile(
   // Only record headers are read: this runs over whole captures (up to 4 GiB) at the end of
   // every session, so it must cost little more than reading the file once, without a record
   // object per packet. Record bytes are read only to close up a gap the window left.
-  const chunkSize = Math.max(options.chunkSize ?? REPAIR_CHUNK_SIZE, RECORD_HEADER_LENGTH);
+  const chunkSize = options.chunkSize ?? REPAIR_CHUNK_SIZE;
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
   const window = options.window;
   const fh = await open(path, 'r+');
@@ -117,12 +105,14 @@ export async function repairPcapFile(
     const maxCaptured =
       options.maxCapturedLength ??
       Math.max(MIN_CAPTURED_LENGTH_LIMIT, Math.min(header.snaplen, MAX_CAPTURED_LENGTH_LIMIT));
-    const littleEndian = header.byteOrder === 'LE';
-    let buf: Buffer = Buffer.alloc(0);
-    let bufStart = 0;
-    // `read`: the next record in the file as it was; `write`: where the next kept record goes
-    // (behind `read` once a record was removed from the middle).
-    let read = FILE_HEADER_LENGTH;
+    const records = new FileRecordWalker((length, at) => readAt(fh, length, at), header.byteOrder, {
+      start: FILE_HEADER_LENGTH,
+      size,
+      chunkSize,
+      maxCapturedLength: maxCaptured,
+    });
+    // `records.start`: the record in the file as it was; `write`: where the next kept record
+    // goes (behind it once a record was removed from the middle).
     let write = FILE_HEADER_LENGTH;
     let kept = 0;
     let outside = 0;
@@ -137,21 +127,18 @@ export async function repairPcapFile(
       if (runFrom >= 0) await moveBytes(fh, runFrom, runEnd, runTo, chunkSize);
       runFrom = -1;
     };
-    while (read + RECORD_HEADER_LENGTH <= size) {
-      if (read + RECORD_HEADER_LENGTH > bufStart + buf.length) {
-        buf = await readAt(fh, Math.min(chunkSize, size - read), read);
-        bufStart = read;
+    for (;;) {
+      if (!records.next()) {
+        // Past the last whole record: garbage (an impossible length) or a record cut short.
+        if (await records.refill()) continue;
+        break;
       }
-      const at = read - bufStart;
-      const captured = littleEndian ? buf.readUInt32LE(at + 8) : buf.readUInt32BE(at + 8);
-      const end = read + RECORD_HEADER_LENGTH + captured;
-      // Garbage (an impossible length) or a record cut short.
-      if (captured > maxCaptured || end > size) break;
-      if (window !== undefined && outsideWindow(window, buf, at, read)) {
+      const read = records.start;
+      const end = records.end;
+      if (window !== undefined && outsideWindow(window, records.buf, records.at, read)) {
         await moveRun();
         removedAt ??= write;
         outside++;
-        read = end;
         continue;
       }
       // Beyond the byte limit.
@@ -167,7 +154,6 @@ export async function repairPcapFile(
         runEnd = end;
       }
       write += end - read;
-      read = end;
       kept++;
     }
     await moveRun();
@@ -187,18 +173,13 @@ export async function repairPcapFile(
     };
 
     function outsideWindow(w: PcapTimeWindow, b: Buffer, at: number, offset: number): boolean {
-      const tsSec = littleEndian ? b.readUInt32LE(at) : b.readUInt32BE(at);
-      const tsFrac = littleEndian ? b.readUInt32LE(at + 4) : b.readUInt32BE(at + 4);
-      if (leading) {
-        const early = compareTimestamp(tsSec, tsFrac, header.precision, w.startUs);
-        if (early < 0 && early >= -w.startSlackUs) return true;
-        leading = false;
-      }
-      return (
-        w.endUs !== undefined &&
-        offset >= (w.endFrom ?? 0) &&
-        compareTimestamp(tsSec, tsFrac, header.precision, w.endUs) > 0
-      );
+      // The deadline applies only to the records written after it passed.
+      const endUs = offset >= (w.endFrom ?? 0) ? w.endUs : undefined;
+      // Most records are neither leading nor late: their stamps are not read.
+      if (!leading && endUs === undefined) return false;
+      const place = placeInWindow(b, at, header, { ...w, endUs }, leading);
+      if (place !== 'early') leading = false;
+      return place !== 'inside';
     }
   } finally {
     await fh.close();
@@ -227,24 +208,17 @@ export async function countPcapRecords(
     const { size } = await fh.stat();
     if (size < FILE_HEADER_LENGTH) return from;
     const header = parseFileHeader(await readAt(fh, FILE_HEADER_LENGTH, 0));
-    const littleEndian = header.byteOrder === 'LE';
-    let offset = Math.max(from.bytes, FILE_HEADER_LENGTH);
+    const walker = new FileRecordWalker((length, at) => readAt(fh, length, at), header.byteOrder, {
+      start: Math.max(from.bytes, FILE_HEADER_LENGTH),
+      size,
+      chunkSize,
+    });
     let records = from.records;
-    let buf: Buffer = Buffer.alloc(0);
-    let bufStart = offset;
-    while (offset + RECORD_HEADER_LENGTH <= size) {
-      if (offset + RECORD_HEADER_LENGTH > bufStart + buf.length) {
-        buf = await readAt(fh, Math.min(chunkSize, size - offset), offset);
-        bufStart = offset;
-      }
-      const at = offset - bufStart + 8;
-      const captured = littleEndian ? buf.readUInt32LE(at) : buf.readUInt32BE(at);
-      const end = offset + RECORD_HEADER_LENGTH + captured;
-      if (end > size) break;
-      offset = end;
-      records++;
+    for (;;) {
+      if (walker.next()) records++;
+      else if (!(await walker.refill())) break;
     }
-    return { bytes: offset, records };
+    return { bytes: walker.end, records };
   } finally {
     await fh.close();
   }
