@@ -12,8 +12,8 @@ import {
   type CaptureProgress,
   type CaptureResult,
   type Clock,
-  type StopReason,
 } from './capture-options.js';
+import { shortfallError, toCaptureError, unexpectedExit } from './capture-errors.js';
 import { DEFAULT_CAPTURE_ROOT, prepareCapturePath } from './capture-path.js';
 import type { CaptureLimits } from './limits.js';
 import { captureLimitBounds, ringDurationSeconds } from './limits.js';
@@ -22,16 +22,10 @@ import { RingCapture } from './ring-capture.js';
 import { CaptureWindow } from './capture-window.js';
 import { LiveFlush } from './live-flush.js';
 import { SingleFileCapture } from './single-file-capture.js';
+import { StopSequence } from './stop-sequence.js';
 import { checkCaptureTarget, tcpdumpCommand } from './tcpdump-command.js';
-import { KILL_AFTER_MS, TcpdumpProcess, type TcpdumpExit } from './tcpdump-process.js';
-import {
-  explainTcpdumpFailure,
-  KERNEL_BLOCK_TIMEOUT_MS,
-  outputWriteState,
-  parseTcpdumpStats,
-  type OutputWriteState,
-  type TcpdumpStats,
-} from './tcpdump.js';
+import { TcpdumpProcess } from './tcpdump-process.js';
+import { KERNEL_BLOCK_TIMEOUT_MS, parseTcpdumpStats, type TcpdumpStats } from './tcpdump.js';
 
 export type {
   CaptureOptions,
@@ -44,12 +38,6 @@ export type {
 
 /** The longest a file's mtime (the kernel's coarse clock) may lag the write: one tick at HZ=100. */
 const COARSE_CLOCK_TICK_MS = 10;
-
-/** Ring mode: how long a stop waits for tcpdump to be between writes before it interrupts anyway. */
-const BETWEEN_WRITES_WAIT_MS = 5_000;
-
-/** Ring mode: how often a stop looks again whether tcpdump is between writes. */
-const BETWEEN_WRITES_RETRY_MS = 10;
 
 /**
  * Starts a capture and resolves once tcpdump is capturing. Problems found before that (bad path,
@@ -78,18 +66,16 @@ export class CaptureSession {
   /** Single-file mode: packets left out because they were stamped outside [start, deadline]. */
   #outsideWindow = 0;
   #rewrittenFrom: number | undefined;
-  #stopReason: StopReason | undefined;
-  #error: WirewatchError | undefined;
-  #writing = true;
-  /** One-off timers: the time limit, the drain before SIGINT, the SIGKILL fallback. */
-  #timers: unknown[] = [];
-  /** The next watch/progress tick (re-armed every 100 ms, so not kept in #timers). */
+  /** Why the capture stops, and the signals that stop tcpdump. */
+  readonly #stop: StopSequence;
+  /** The time limit. */
+  #deadlineTimer: unknown;
+  /** The next watch/progress tick (re-armed every 100 ms). */
   #tickTimer: unknown;
   #result: Promise<CaptureResult> | undefined;
   #abortListener: (() => void) | undefined;
-  /** tcpdump listens: stop signals can be sent. */
+  /** tcpdump listens: flushes can be sent. */
   #listening = false;
-  #interrupted = false;
   /** tcpdump has exited: no timer may re-arm. */
   #done = false;
   /** Live viewers holding {@link watch}; while there are any, tcpdump's output is flushed. */
@@ -99,6 +85,12 @@ export class CaptureSession {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
     this.#window = new CaptureWindow(this.#clock);
+    this.#stop = new StopSequence({
+      clock: this.#clock,
+      drainMs: options.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS,
+      child: () => this.#tcpdump?.child,
+      throughPipe: () => this.#ring !== undefined,
+    });
     this.#live = new LiveFlush({
       clock: this.#clock,
       flush: () => this.#flush(),
@@ -165,7 +157,7 @@ export class CaptureSession {
 
   /** Stops the capture (ManualIntervention) and resolves with the result once every packet is written. */
   stop(): Promise<CaptureResult> {
-    this.#requestStop('ManualIntervention');
+    this.#stop.request('ManualIntervention');
     return this.result;
   }
 
@@ -183,14 +175,14 @@ export class CaptureSession {
     // Listen from the start: an abort while tcpdump is starting stops the capture as soon as
     // it runs (a stop recorded before then is acted on once tcpdump listens).
     if (o.signal !== undefined) {
-      this.#abortListener = () => this.#requestStop('ManualIntervention');
+      this.#abortListener = () => this.#stop.request('ManualIntervention');
       o.signal.addEventListener('abort', this.#abortListener, { once: true });
     }
     try {
       await this.#start();
     } catch (err) {
       this.#removeAbortListener();
-      throw err instanceof WirewatchError ? err : toWirewatchError(err);
+      throw toCaptureError(err);
     }
   }
 
@@ -273,17 +265,16 @@ export class CaptureSession {
         ? this.#limits.timeLimitInSeconds
         : ringDurationSeconds(o.ring, o.limits?.timeLimitInSeconds);
     const untilDeadline = this.#window.limit(seconds);
-    this.#timers.push(this.#clock.setTimeout(() => this.#onDeadline(), untilDeadline));
+    this.#deadlineTimer = this.#clock.setTimeout(() => this.#onDeadline(), untilDeadline);
     this.#scheduleTicks();
-    // A stop that came while tcpdump was starting.
-    if (this.#stopReason !== undefined) this.#signalStop(this.#stopReason);
+    this.#stop.listening();
   }
 
   /** The time limit is up: packets stamped after the deadline are left out (CaptureWindow.end). */
   #onDeadline(): void {
     const endUs = this.#window.end();
     if (this.#ring !== undefined) this.#ring.endUs = endUs;
-    this.#requestStop('TimeExceeded');
+    this.#stop.request('TimeExceeded');
   }
 
   /** Watches the limits tcpdump cannot enforce itself, and reports progress. */
@@ -292,10 +283,10 @@ export class CaptureSession {
     const watchEvery = Math.min(interval, 100);
     let sinceProgress = 0;
     const tick = async () => {
-      if (this.#stopReason !== undefined) return;
+      if (this.#stop.reason !== undefined) return;
       await this.#watchFile();
       sinceProgress += watchEvery;
-      if (sinceProgress >= interval && this.#stopReason === undefined) {
+      if (sinceProgress >= interval && this.#stop.reason === undefined) {
         sinceProgress = 0;
         this.#stats = parseTcpdumpStats(await this.#tcpdump!.log.refresh()) ?? this.#stats;
         // SIGUSR1 makes tcpdump print its counters (captured, kernel drops) for the next tick.
@@ -309,13 +300,13 @@ export class CaptureSession {
           // One write per interval; tcpdump otherwise writes only when 4 KiB have gathered.
           if (onProgress !== undefined && !this.#live.watching) void this.#flush();
         }
-        if (this.#stopReason === undefined) onProgress?.(this.progress());
+        if (this.#stop.reason === undefined) onProgress?.(this.progress());
       }
-      if (this.#stopReason === undefined && !this.#done) {
+      if (this.#stop.reason === undefined && !this.#done) {
         this.#tickTimer = this.#clock.setTimeout(run, watchEvery);
       }
     };
-    const run = () => void tick().catch((err) => this.#requestStop('Error', toWirewatchError(err)));
+    const run = () => void tick().catch((err) => this.#stop.request('Error', toCaptureError(err)));
     this.#tickTimer = this.#clock.setTimeout(run, watchEvery);
   }
 
@@ -327,85 +318,8 @@ export class CaptureSession {
       diskReserveBytes: this.#options.diskReserveBytes,
     });
     if (stop === undefined) return;
-    if (stop.reason === 'SessionBytesExceeded') this.#requestStop('SessionBytesExceeded');
-    else this.#requestStop('Error', stop.error);
-  }
-
-  #requestStop(reason: StopReason, error?: WirewatchError): void {
-    if (this.#stopReason !== undefined) {
-      // An error always wins over the reason a stop was already under way for.
-      if (reason !== 'Error' || this.#stopReason === 'Error') return;
-      this.#stopReason = reason;
-      this.#error = error;
-      this.#writing = false;
-      this.#interrupt();
-      return;
-    }
-    this.#stopReason = reason;
-    this.#error = error;
-    if (this.#listening) this.#signalStop(reason);
-  }
-
-  #signalStop(reason: StopReason): void {
-    if (reason === 'SessionBytesExceeded' || reason === 'Error') {
-      this.#writing = false;
-      this.#interrupt();
-    } else {
-      // Let the kernel hand over the packets captured before the stop first.
-      const drainMs = this.#options.drainMs ?? KERNEL_BLOCK_TIMEOUT_MS;
-      this.#timers.push(this.#clock.setTimeout(() => this.#interrupt(), drainMs));
-    }
-  }
-
-  /** SIGINT: tcpdump flushes what it captured, prints its counters and exits; SIGKILL if it hangs. */
-  #interrupt(): void {
-    if (this.#done || this.#interrupted) return;
-    this.#interrupted = true;
-    if (this.#ring === undefined) this.#sendInterrupt();
-    else this.#interruptBetweenWrites(this.#monotonicNow() + BETWEEN_WRITES_WAIT_MS);
-  }
-
-  #monotonicNow(): number {
-    return this.#clock.monotonicNow?.() ?? this.#clock.now();
-  }
-
-  /**
-   * Ring mode: tcpdump writes into a pipe this process reads, and its SIGINT handler does not
-   * restart an interrupted write (only SIGUSR1/SIGUSR2 have SA_RESTART). A SIGINT that lands
-   * while the pipe is full (this process reading behind) fails the write with EINTR, and stdio
-   * throws away the 4 KiB it held: packets tcpdump counted as captured but never wrote. So
-   * tcpdump is frozen (SIGSTOP) and interrupted only when it is not inside a write to its
-   * output; otherwise it goes on, this process reads on, and the stop looks again shortly.
-   */
-  #interruptBetweenWrites(untilMono: number): void {
-    const child = this.#tcpdump?.child;
-    if (this.#done || child?.pid === undefined) return;
-    const waitOn = this.#monotonicNow() < untilMono;
-    let state: OutputWriteState = 'unknown';
-    try {
-      if (child.kill('SIGSTOP')) state = outputWriteState(child.pid);
-      // A pending SIGINT is handled as tcpdump resumes, before it can start another write.
-      if (state === 'between-writes' || state === 'unknown' || !waitOn) this.#sendInterrupt();
-    } finally {
-      child.kill('SIGCONT');
-    }
-    if ((state === 'writing' || state === 'not-stopped') && waitOn) {
-      this.#timers.push(
-        this.#clock.setTimeout(
-          () => this.#interruptBetweenWrites(untilMono),
-          BETWEEN_WRITES_RETRY_MS,
-        ),
-      );
-    }
-  }
-
-  #sendInterrupt(): void {
-    this.#tcpdump?.child?.kill('SIGINT');
-    this.#timers.push(
-      this.#clock.setTimeout(() => {
-        if (!this.#done) this.#tcpdump?.child?.kill('SIGKILL');
-      }, KILL_AFTER_MS),
-    );
+    if (stop.reason === 'SessionBytesExceeded') this.#stop.request('SessionBytesExceeded');
+    else this.#stop.request('Error', stop.error);
   }
 
   async #run(): Promise<CaptureResult> {
@@ -413,16 +327,20 @@ export class CaptureSession {
     const ring = this.#ring;
     if (ring !== undefined) {
       try {
-        await ring.consume(tcpdump.child!.stdout! as AsyncIterable<Buffer>, () => this.#writing);
+        await ring.consume(
+          tcpdump.child!.stdout! as AsyncIterable<Buffer>,
+          () => this.#stop.writing,
+        );
       } catch (err) {
-        this.#requestStop('Error', toWirewatchError(err));
+        this.#stop.request('Error', toCaptureError(err));
       }
     }
     await tcpdump.exited();
     this.#done = true;
+    this.#stop.exited();
     tcpdump.releaseGuard();
     this.#live.cancel();
-    for (const timer of this.#timers) this.#clock.clearTimeout(timer);
+    this.#clock.clearTimeout(this.#deadlineTimer);
     this.#clock.clearTimeout(this.#tickTimer);
     this.#removeAbortListener();
     try {
@@ -430,10 +348,9 @@ export class CaptureSession {
     } catch {
       // the counters stay as last read
     }
-    if (this.#stopReason === undefined) {
+    if (this.#stop.reason === undefined) {
       // tcpdump ended without being asked to: the interface went away or it crashed.
-      this.#stopReason = 'Error';
-      this.#error = unexpectedExit(await tcpdump.exitRecord(), this.#options);
+      this.#stop.fail(unexpectedExit(await tcpdump.exitRecord(), this.#options));
     }
     let files: readonly string[] = [];
     try {
@@ -447,8 +364,7 @@ export class CaptureSession {
         }
       }
     } catch (err) {
-      this.#stopReason = 'Error';
-      this.#error ??= toWirewatchError(err);
+      this.#stop.fail(toCaptureError(err));
     } finally {
       await this.#cleanUp().catch(() => undefined);
     }
@@ -461,14 +377,14 @@ export class CaptureSession {
       ...this.progress(),
       packets,
       elapsedMs: stoppedMs - window.startedMs,
-      stopReason: this.#stopReason,
+      stopReason: this.#stop.reason ?? 'Error', // set above at the latest
       files,
       startedAt: window.startedAt,
       stoppedAt: new Date(stoppedMs),
       tcpdumpCaptured: this.#stats?.captured ?? packets + outsideWindow,
       outsideTimeLimit: outsideWindow,
       ...(this.#rewrittenFrom === undefined ? {} : { rewrittenFrom: this.#rewrittenFrom }),
-      ...(this.#error === undefined ? {} : { error: this.#error }),
+      ...(this.#stop.error === undefined ? {} : { error: this.#stop.error }),
     };
   }
 
@@ -498,10 +414,9 @@ export class CaptureSession {
     // tcpdump's output trails the size check by its 4 KiB buffer, so the limit may only show
     // here; it names the stop unless someone stopped the capture by hand first.
     const cutByLimit = finished.cutByLimit;
-    if (cutByLimit && this.#stopReason === 'TimeExceeded')
-      this.#stopReason = 'SessionBytesExceeded';
+    if (cutByLimit) this.#stop.cutByLimit();
     if (finished.closeError !== undefined) {
-      this.#requestStop('Error', toWirewatchError(finished.closeError));
+      this.#stop.request('Error', toCaptureError(finished.closeError));
     }
     // Packets beyond the limit were cut on purpose; any other shortfall is a write that failed.
     if (!cutByLimit) this.#checkAllWritten();
@@ -513,30 +428,13 @@ export class CaptureSession {
    * is a failed write.
    */
   #checkAllWritten(): void {
-    const captured = this.#stats?.captured;
-    const accounted = this.#packetCount() + this.#outsideWindowCount();
-    if (
-      captured !== undefined &&
-      accounted < captured &&
-      this.#stopReason !== 'SessionBytesExceeded'
-    ) {
-      const missing = captured - accounted;
-      this.#stopReason = 'Error';
-      if (this.#ring !== undefined) {
-        // A ring's writes fail with their own error (RingCapture.consume); a shortfall here is
-        // packets tcpdump counted but never handed over: it was stopped in the middle of writing.
-        const how = this.#ring.cutShort ? 'in the middle of a packet' : 'before them';
-        this.#error ??= new WirewatchError(
-          'CaptureFailed',
-          `${missing} of ${captured} captured packets never reached wirewatch: tcpdump's output ended ${how}; the packets it wrote are kept`,
-        );
-        return;
-      }
-      this.#error ??= new WirewatchError(
-        'LocalFileFailed',
-        `${missing} of ${captured} captured packets could not be written to the capture file (no space left on device?)`,
-      );
-    }
+    if (this.#stop.reason === 'SessionBytesExceeded') return;
+    const error = shortfallError({
+      captured: this.#stats?.captured,
+      accounted: this.#packetCount() + this.#outsideWindowCount(),
+      ...(this.#ring === undefined ? {} : { ring: this.#ring }),
+    });
+    if (error !== undefined) this.#stop.fail(error);
   }
 
   async #cleanUp(): Promise<void> {
@@ -544,20 +442,4 @@ export class CaptureSession {
     await this.#file?.close().catch(() => undefined);
     await this.#tcpdump?.close();
   }
-}
-
-/** The error of a tcpdump that ended without being asked to: the interface went away or it crashed. */
-function unexpectedExit(exit: TcpdumpExit, o: CaptureOptions): WirewatchError {
-  const why = explainTcpdumpFailure(exit.stderrTail, o.interface, o.netns);
-  const how = exit.code === null ? `signal ${exit.signal}` : `exit ${exit.code}`;
-  return new WirewatchError('CaptureFailed', `tcpdump stopped unexpectedly (${how}): ${why}`);
-}
-
-function toWirewatchError(err: unknown): WirewatchError {
-  if (err instanceof WirewatchError) return err;
-  return new WirewatchError(
-    'CaptureFailed',
-    `capture failed: ${err instanceof Error ? err.message : String(err)}`,
-    { cause: err },
-  );
 }
