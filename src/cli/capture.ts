@@ -1,27 +1,16 @@
 /**
- * `wirewatch capture create|show|show-status|list|stop|delete|wait|download`: packet captures on
- * the server, with the options of `az network watcher packet-capture` (docs/cli.md has the
- * mapping). `create` finds the network watcher from the VM's location; the other commands from
- * `--location`.
+ * `wirewatch capture create|show|show-status|list|stop|delete|wait|download|stream`: packet
+ * captures on the server, with the options of `az network watcher packet-capture` (docs/cli.md
+ * has the mapping). `create` (capture-create.ts) finds the network watcher from the VM's
+ * location; the other commands from `--location`.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { captureLimitBounds } from '../capture/limits.js';
-import { filtersJson } from './format.js';
-import type { ApiClient } from './api-client.js';
-import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
-import { describeCliError, RefusedError, UsageError } from './cli-errors.js';
+import { Command, Option } from 'commander';
+import { apiCommand, example, withClient, type GlobalOptions } from './cli-context.js';
+import { describeCliError, RefusedError } from './cli-errors.js';
+import { captureCreateCommand } from './capture-create.js';
 import { captureDownloadCommand } from './capture-download.js';
 import { captureStreamCommand } from './capture-stream.js';
-import {
-  captureRefIn,
-  captureRefOf,
-  LOCATION_HELP,
-  scaleSetIdOf,
-  storageAccountIdOf,
-  vmOf,
-  watcherOfLocation,
-  type CaptureRef,
-} from './capture-ref.js';
+import { captureRefOf, LOCATION_HELP, watcherOfLocation } from './capture-ref.js';
 import {
   captureCommandLine,
   interruptible,
@@ -36,108 +25,9 @@ import {
   waitForStatus,
   type CaptureStatus,
 } from './capture-status.js';
-import { refusalInOptionWords, type OptionFields } from './option-words.js';
-import { printResult, type Column } from './output.js';
-import {
-  defaultHint,
-  parseCount,
-  requireLocation,
-  resolveSubscription,
-  resourceGroupOrDefault,
-} from './resource-scope.js';
-
-/** Azure's PacketCaptureResult (the fields the table shows), with `$expand=status`. */
-interface CaptureView {
-  readonly name: string;
-  readonly id: string;
-  readonly properties: {
-    readonly provisioningState?: string;
-    readonly target?: string;
-    readonly timeLimitInSeconds?: number;
-    readonly continuousCapture?: boolean;
-    readonly captureSettings?: { readonly sessionTimeLimitInSeconds?: number };
-    readonly storageLocation?: {
-      readonly storageId?: string;
-      readonly filePath?: string;
-      readonly localPath?: string;
-    };
-    /** wirewatch's `$expand=status`: the capture's queryStatus. */
-    readonly status?: CaptureStatus;
-  };
-}
-
-const lastSegment = (id: string | undefined) => id?.split('/').filter(Boolean).pop();
-
-/**
- * What a person asks of a capture list: its state and why it ended (provisioningState, which
- * reads Succeeded for every capture that started, is left to json), and the files it has.
- */
-const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
-  { header: 'Name', get: (c) => c.name },
-  {
-    header: 'Status',
-    get: (c) => (c.properties.status ? stateOf(c.properties.status) : undefined),
-  },
-  { header: 'StopReason', get: (c) => c.properties.status?.stopReason },
-  { header: 'Target', get: (c) => lastSegment(c.properties.target) },
-  { header: 'TimeLimit', get: (c) => timeLimitOf(c.properties), kind: 'seconds' },
-  { header: 'File', get: (c) => filesOf(c.properties) },
-  { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
-];
-
-/** The largest limits, which a limit of 0 stands for. */
-const MAX_TIME_LIMIT = captureLimitBounds.timeLimitInSeconds.max;
-const MAX_SESSION_TIME_LIMIT = captureLimitBounds.sessionTimeLimitInSeconds.max;
-
-/**
- * The time limit that ends the capture: for a continuous one the earlier of its session limit and
- * an explicit timeLimitInSeconds (the server echoes the latter only when it was given); 0 reads
- * as the largest limit, as the server applies it.
- */
-function timeLimitOf(p: CaptureView['properties']): number | undefined {
-  const time = p.timeLimitInSeconds === 0 ? MAX_TIME_LIMIT : p.timeLimitInSeconds;
-  const given =
-    p.continuousCapture === true ? p.captureSettings?.sessionTimeLimitInSeconds : undefined;
-  const session = given === 0 ? MAX_SESSION_TIME_LIMIT : given;
-  if (session === undefined) return time;
-  return time === undefined ? session : Math.min(session, time);
-}
-
-/**
- * The capture's files: those the agent reported (a ring's `ring1_4.cap …`, which its localPath
- * only names the stem of); before a plain capture has started, the file it asked for. A capture
- * that asked for no file has none: what the agent reports is its spool, removed once uploaded.
- */
-function filesOf(p: CaptureView['properties']): readonly string[] | string | undefined {
-  if (p.storageLocation?.filePath === undefined && p.storageLocation?.localPath === undefined) {
-    return undefined;
-  }
-  const files = p.status?.files ?? [];
-  if (files.length > 0 || p.continuousCapture === true) return files;
-  return p.storageLocation?.filePath ?? p.storageLocation?.localPath;
-}
-
-/** How long `capture create` without --wait watches for a start that fails at once. */
-const START_WATCH_MS = 2000;
-
-/** An option's whole number (0 allowed: the server reads 0 as "the maximum" for most limits). */
-const count =
-  (flag: string, min = 0) =>
-  (value: string) =>
-    parseCount(value, flag, min);
-
-/** az's three-state flags: `--continuous-capture` alone is true; or true/false, yes/no, 1/0. */
-function flag(value: string | boolean): boolean {
-  if (typeof value === 'boolean') return value;
-  const v = value.toLowerCase();
-  if (['true', 't', 'yes', 'y', '1'].includes(v)) return true;
-  if (['false', 'f', 'no', 'n', '0'].includes(v)) return false;
-  throw new InvalidArgumentError('expected true or false');
-}
-
-function example(...lines: string[]): string {
-  return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
-}
+import { CAPTURE_COLUMNS, getCapture, type CaptureView } from './capture-view.js';
+import { printResult } from './output.js';
+import { countOption, resolveSubscription } from './resource-scope.js';
 
 /** An API command on one existing capture: `-l LOCATION -n NAME`. */
 function onCapture(name: string): Command {
@@ -149,278 +39,6 @@ function onCapture(name: string): Command {
 interface OnCaptureOptions extends GlobalOptions {
   readonly location?: string;
   readonly name: string;
-}
-
-/** The capture with its status (`$expand=status`), as show, list and create print it. */
-async function getCapture(client: ApiClient, ref: CaptureRef): Promise<CaptureView> {
-  return client.get<CaptureView>(ref.path, { $expand: 'status' });
-}
-
-interface CreateOptions extends GlobalOptions {
-  readonly resourceGroup?: string;
-  readonly name: string;
-  readonly vm: string;
-  readonly location?: string;
-  readonly captureSize?: number;
-  readonly captureLimit?: number;
-  readonly timeLimit?: number;
-  readonly storageAccount?: string;
-  readonly storagePath?: string;
-  readonly filePath?: string;
-  readonly localPath?: string;
-  readonly filters?: Record<string, unknown>[];
-  readonly targetType?: 'AzureVM' | 'AzureVMSS';
-  readonly include?: string[];
-  readonly exclude?: string[];
-  readonly continuousCapture?: boolean;
-  readonly fileCount?: number;
-  readonly fileSize?: number;
-  readonly sessionTimeLimit?: number;
-  readonly includeOwnTraffic?: boolean;
-  readonly wait?: boolean;
-}
-
-/** The PacketCapture fields (under `properties`) by the option of `create` that sets them. */
-const CREATE_FIELDS: OptionFields = {
-  target: '--vm',
-  targetType: '--target-type',
-  'scope.include': '--include',
-  'scope.exclude': '--exclude',
-  bytesToCapturePerPacket: '--capture-size',
-  totalBytesPerSession: '--capture-limit',
-  timeLimitInSeconds: '--time-limit',
-  'storageLocation.storageId': '--storage-account',
-  'storageLocation.storagePath': '--storage-path',
-  'storageLocation.filePath': '--file-path',
-  'storageLocation.localPath': '--local-path',
-  filters: '--filters',
-  continuousCapture: '--continuous-capture',
-  includeOwnTraffic: '--include-own-traffic',
-  'captureSettings.fileCount': '--file-count',
-  'captureSettings.fileSizeInBytes': '--file-size',
-  'captureSettings.sessionTimeLimitInSeconds': '--session-time-limit',
-};
-
-/** The server's refusal of a create, about the option the user typed rather than the field. */
-function inCreateWords(err: unknown, o: CreateOptions, properties: unknown): unknown {
-  // --file-path goes to localPath with --continuous-capture (Azure's rule): name what was typed.
-  const fields =
-    o.localPath === undefined
-      ? { ...CREATE_FIELDS, 'storageLocation.localPath': '--file-path' }
-      : CREATE_FIELDS;
-  return refusalInOptionWords(err, fields, properties);
-}
-
-/**
- * A capture that failed to start, said about the option typed: the agent's error names the
- * field (`filePath: cannot create …`) in its message only, which `--file-path` (or
- * `--local-path`) set.
- */
-function startFailureInCreateWords(err: unknown, o: CreateOptions, properties: unknown): unknown {
-  if (!(err instanceof RefusedError) || err.target !== undefined) return err;
-  const field = /^(filePath|localPath): /.exec(err.message)?.[1];
-  if (field === undefined) return err;
-  // The agent says filePath for a ring's localPath too: the field is the one create sent.
-  const sent = o.localPath === undefined && o.continuousCapture !== true ? 'filePath' : 'localPath';
-  const target = `properties.storageLocation.${sent}`;
-  const message = `${target}: ${err.message.slice(field.length + 2)}`;
-  return inCreateWords(new RefusedError(err.status, err.code, message, target), o, properties);
-}
-
-function createCommand(): Command {
-  return apiCommand('create')
-    .description('create and start a packet capture on a VM')
-    .requiredOption('-n, --name <name>', 'name of the packet capture')
-    .requiredOption('--vm <name-or-id>', 'the VM to capture on: its name (with -g) or its id')
-    .option('-g, --resource-group <group>', "the VM's resource group")
-    .option(
-      '-l, --location <location>',
-      "location of the network watcher to use (default: the VM's location)",
-    )
-    .option(
-      '--capture-size <bytes>',
-      'bytes kept of each packet; 0 = whole packet',
-      count('--capture-size'),
-    )
-    .option(
-      '--capture-limit <bytes>',
-      'largest capture file, bytes (default 1073741824)',
-      count('--capture-limit'),
-    )
-    .option(
-      '--time-limit <seconds>',
-      'capture duration (default and max 18000)',
-      count('--time-limit'),
-    )
-    .option('--storage-account <name-or-id>', 'storage account to upload the capture to')
-    .option('--storage-path <url>', 'accepted for az compatibility; the server sets the blob URL')
-    .option(
-      '--file-path <path>',
-      'capture file on the VM, under its capture root (localPath with --continuous-capture)',
-    )
-    .option('--local-path <path>', 'capture file on the VM for a continuous capture (localPath)')
-    .option('--filters <json>', 'JSON array of PacketCaptureFilter objects', filtersJson)
-    .addOption(
-      new Option('--target-type <type>', 'type of the target').choices(['AzureVM', 'AzureVMSS']),
-    )
-    .option('--include <instances...>', 'AzureVMSS: instances to include (scope.include)')
-    .option('--exclude <instances...>', 'AzureVMSS: instances to exclude (scope.exclude)')
-    .option('--continuous-capture [bool]', 'capture into a ring of files (true/false)', flag)
-    .option('--file-count <n>', 'continuous: files kept (default 10)', count('--file-count'))
-    .option(
-      '--file-size <bytes>',
-      'continuous: largest file (default 104857600)',
-      count('--file-size'),
-    )
-    .option(
-      '--session-time-limit <seconds>',
-      'continuous: session duration (default 86400)',
-      count('--session-time-limit'),
-    )
-    .option(
-      '--include-own-traffic',
-      "capture the agent's own connections too (its channel and uploads; left out by default)",
-    )
-    .option(
-      '--wait',
-      'return once the capture runs (or fails to start); without it, create watches the start for 2 s',
-    )
-    .addHelpText(
-      'after',
-      example(
-        `wirewatch capture create -g web --vm web-01 -n https1 --file-path /var/captures/https1.cap \\
-      --filters '[{"protocol":"TCP","localPort":"443"}]' --time-limit 300 --wait`,
-        'wirewatch capture create -g web --vm web-01 -n ring1 --storage-account logs \\\n      --continuous-capture --file-count 5 --file-size 10485760 --local-path /var/captures/ring1.cap',
-      ),
-    )
-    .action(async (_opts: unknown, command: Command) => {
-      const o = command.opts<CreateOptions>();
-      const ringOptions = [o.fileCount, o.fileSize, o.sessionTimeLimit];
-      if (o.continuousCapture !== true && ringOptions.some((v) => v !== undefined)) {
-        throw new UsageError(
-          '--file-count, --file-size and --session-time-limit need --continuous-capture',
-        );
-      }
-      if (o.filePath !== undefined && o.localPath !== undefined) {
-        throw new UsageError('give --file-path or --local-path, not both');
-      }
-      const file = o.localPath ?? o.filePath;
-      if (file === undefined && o.storageAccount === undefined) {
-        throw new UsageError(
-          'say where the capture goes: --storage-account, --file-path (a file on the VM), or both',
-        );
-      }
-      const scaleSet = o.targetType === 'AzureVMSS';
-      await withClient(command, async ({ client, output, options }) => {
-        const subscription = await resolveSubscription(client);
-        const group = resourceGroupOrDefault(client, o.resourceGroup);
-        let target: string;
-        let location: string;
-        if (scaleSet) {
-          if (o.location === undefined && client.connection.location === undefined) {
-            throw new UsageError(
-              `--target-type AzureVMSS needs --location (the scale set location), or a default: ${defaultHint('location')}`,
-            );
-          }
-          target = scaleSetIdOf(subscription, o.vm, group);
-          location = requireLocation(client, o.location);
-        } else {
-          const vm = await vmOf(client, subscription, o.vm, group);
-          target = vm.id;
-          location = o.location ?? vm.location;
-        }
-        const watcher = await watcherOfLocation(client, subscription, location);
-        const ref = captureRefIn(watcher, o.name);
-        const storageId =
-          o.storageAccount === undefined
-            ? undefined
-            : await storageAccountIdOf(client, subscription, o.storageAccount, group);
-        // Azure's rule: filePath for a plain capture, localPath once continuousCapture is given.
-        const fileField =
-          o.localPath !== undefined || o.continuousCapture !== undefined ? 'localPath' : 'filePath';
-        const scope =
-          o.include === undefined && o.exclude === undefined
-            ? undefined
-            : {
-                ...(o.include === undefined ? {} : { include: o.include }),
-                ...(o.exclude === undefined ? {} : { exclude: o.exclude }),
-              };
-        const properties = {
-          target,
-          ...(o.targetType === undefined ? {} : { targetType: o.targetType }),
-          ...(scope === undefined ? {} : { scope }),
-          ...(o.captureSize === undefined ? {} : { bytesToCapturePerPacket: o.captureSize }),
-          ...(o.captureLimit === undefined ? {} : { totalBytesPerSession: o.captureLimit }),
-          ...(o.timeLimit === undefined ? {} : { timeLimitInSeconds: o.timeLimit }),
-          storageLocation: {
-            ...(storageId === undefined ? {} : { storageId }),
-            ...(o.storagePath === undefined ? {} : { storagePath: o.storagePath }),
-            ...(file === undefined ? {} : { [fileField]: file }),
-          },
-          ...(o.filters === undefined ? {} : { filters: o.filters }),
-          ...(o.continuousCapture === undefined ? {} : { continuousCapture: o.continuousCapture }),
-          ...(o.continuousCapture === true
-            ? {
-                captureSettings: {
-                  ...(o.fileCount === undefined ? {} : { fileCount: o.fileCount }),
-                  ...(o.fileSize === undefined ? {} : { fileSizeInBytes: o.fileSize }),
-                  ...(o.sessionTimeLimit === undefined
-                    ? {}
-                    : { sessionTimeLimitInSeconds: o.sessionTimeLimit }),
-                },
-              }
-            : {}),
-          ...(o.includeOwnTraffic === true ? { includeOwnTraffic: true } : {}),
-        };
-        const reply = await client
-          .request('PUT', ref.path, { body: { properties } })
-          .catch((err: unknown) => {
-            throw inCreateWords(err, o, properties);
-          });
-        const started = (x: CaptureStatus) =>
-          ['Running', 'Stopped', 'Error'].includes(x.packetCaptureStatus);
-        await watchStart().catch((err: unknown) => {
-          throw startFailureInCreateWords(err, o, properties);
-        });
-        printResult(output, await getCapture(client, ref), CAPTURE_COLUMNS);
-
-        async function watchStart(): Promise<void> {
-          if (o.wait) {
-            const live = new LiveLine();
-            await interruptible(
-              live,
-              `wirewatch: stopped waiting; packet capture '${ref.name}' keeps running. Stop it with: ${captureCommandLine('stop', ref, location, options)}`,
-              async () => {
-                const operation = operationOf(reply.headers);
-                if (operation) {
-                  await waitForOperation(client, ref, operation, live);
-                } else {
-                  // An identical re-PUT answers 200 without an operation: wait on the status.
-                  const s = await waitForStatus(client, ref, started, live);
-                  if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
-                }
-              },
-            );
-          } else {
-            // Most failures to start (a file that exists, an interface that is gone) come within
-            // a second: report them as --wait would; a slower start is left to `capture wait`.
-            const s = await waitForStatus(
-              client,
-              ref,
-              started,
-              new LiveLine(false),
-              Date.now() + START_WATCH_MS,
-            );
-            if (s?.packetCaptureStatus === 'Error') throw refusalOf(s);
-            if (s === undefined) {
-              process.stderr.write(
-                `wirewatch: packet capture '${ref.name}' has not started yet; to see it start: ${captureCommandLine('wait', ref, location, options)} --for running\n`,
-              );
-            }
-          }
-        }
-      });
-    });
 }
 
 function showCommand(): Command {
@@ -555,7 +173,7 @@ function waitCommand(): Command {
     .option(
       '--timeout <seconds>',
       'give up after this long (exit 1); default: no limit',
-      count('--timeout', 1),
+      countOption('--timeout', 1),
     )
     .addHelpText(
       'after',
@@ -603,7 +221,7 @@ function waitCommand(): Command {
 export function captureCommand(): Command {
   const group = new Command('capture')
     .description('packet captures on the server (as az network watcher packet-capture)')
-    .addCommand(createCommand())
+    .addCommand(captureCreateCommand())
     .addCommand(showCommand())
     .addCommand(showStatusCommand())
     .addCommand(listCommand())

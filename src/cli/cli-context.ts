@@ -16,6 +16,11 @@ export interface GlobalOptions {
   readonly output?: OutputFormat;
 }
 
+/** A command's help text's examples, each on a line of its own. */
+export function example(...lines: string[]): string {
+  return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
+}
+
 /**
  * An API command: a Command with --subscription, --profile and --output (`output: false` for a
  * command whose stdout is not a result, as `capture stream`'s pcap bytes).

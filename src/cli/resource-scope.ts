@@ -136,6 +136,14 @@ export function parseCount(value: string, flag: string, min = 1, max?: number): 
   return n;
 }
 
+/**
+ * An option's parser of whole numbers at least `min` (default 0: the server reads 0 as "the
+ * maximum" for most limits).
+ */
+export function countOption(flag: string, min = 0): (value: string) => number {
+  return (value) => parseCount(value, flag, min);
+}
+
 /** The `value` array of an ARM or native list answer. */
 export function listValue<T>(body: unknown): T[] {
   const value = (body as { value?: unknown } | undefined)?.value;
