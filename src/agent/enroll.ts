@@ -4,7 +4,7 @@
  */
 import { request as httpRequest, type Agent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
@@ -23,7 +23,7 @@ import {
 } from '../model/scale-set.js';
 import type { AgentLog } from './agent-log.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { removeFileDurably, writeFileDurably } from './durable-file.js';
+import { readIfExists, removeFileDurably, writeFileDurably } from '../files/durable-file.js';
 
 export const IDENTITY_FILE = 'agent.json';
 
@@ -116,13 +116,8 @@ export function identityPath(dataDir: string): string {
 /** Reads agent.json; undefined when there is none. */
 export async function readIdentity(dataDir: string): Promise<AgentIdentity | undefined> {
   const file = identityPath(dataDir);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = await readIfExists(file, 'utf8');
+  if (text === undefined) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -18,7 +18,7 @@ import {
 } from '../model/channel.js';
 import { StopReasonSchema } from '../model/stop-reason.js';
 import type { AgentLog } from './agent-log.js';
-import { isDurableTempFile, removeFileDurably, writeFileDurably } from './durable-file.js';
+import { isDurableTempFile, removeFileDurably, writeFileDurably } from '../files/durable-file.js';
 
 const Time = Type.String({ format: 'date-time' });
 

@@ -6,7 +6,7 @@
 import { copyFile, link, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { existingRingFiles } from '../capture/ring-buffer.js';
-import { syncFolder } from './durable-file.js';
+import { syncFolder } from '../files/durable-file.js';
 import type { JournalEntry } from './journal.js';
 
 /**

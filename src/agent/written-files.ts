@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { AgentLog } from './agent-log.js';
-import { isDurableTempFile, removeFileDurably, writeFileDurably } from './durable-file.js';
+import { isDurableTempFile, removeFileDurably, writeFileDurably } from '../files/durable-file.js';
 
 const RecordSchema = Type.Object({ files: Type.Array(Type.String()) });
 const recordCheck = Compile(RecordSchema);

@@ -100,12 +100,7 @@ export class ApiClient {
   async request(method: string, path: string, options: RequestOptions = {}): Promise<JsonReply> {
     const res = await this.open(method, this.url(path, options.query), options);
     const text = await readAll(res);
-    let body: unknown;
-    try {
-      body = text ? JSON.parse(text) : undefined;
-    } catch {
-      body = undefined;
-    }
+    const body = parseBody(text);
     const status = res.statusCode ?? 0;
     if (status >= 400) throw refusal(status, body, text);
     return { status, headers: res.headers, body };
@@ -131,6 +126,21 @@ export function readAll(res: IncomingMessage): Promise<string> {
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     res.on('error', reject);
   });
+}
+
+/** An answer's body as JSON; undefined when it is empty or not JSON. */
+export function parseBody(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An error answer, read whole, as the refusal it says. */
+export async function readRefusal(res: IncomingMessage): Promise<RefusedError> {
+  const text = await readAll(res);
+  return refusal(res.statusCode ?? 0, parseBody(text), text);
 }
 
 /** Azure's error body → RefusedError; anything else keeps the HTTP status as its code. */

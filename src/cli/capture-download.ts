@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { Option, type Command } from 'commander';
-import { readAll, refusal, type ApiClient } from './api-client.js';
+import { readRefusal, type ApiClient } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import { refuseTerminalStdout, UnreachableError, UsageError } from './cli-errors.js';
 import { captureRefOf, LOCATION_HELP, type CaptureRef } from './capture-ref.js';
@@ -98,14 +98,7 @@ function contentUrl(client: ApiClient, ref: CaptureRef, format: Format): URL {
 
 /** Reads an error answer's body and throws it as a refusal. */
 async function refuse(res: IncomingMessage): Promise<never> {
-  const text = await readAll(res);
-  let body: unknown;
-  try {
-    body = text ? JSON.parse(text) : undefined;
-  } catch {
-    body = undefined;
-  }
-  throw refusal(res.statusCode ?? 0, body, text);
+  throw await readRefusal(res);
 }
 
 function lengthOf(res: IncomingMessage): number | undefined {

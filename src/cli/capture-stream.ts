@@ -16,7 +16,7 @@ import { errorCodes, type ErrorCode } from '../model/errors.js';
 import { FILE_HEADER_LENGTH, parseFileHeader } from '../pcap/format.js';
 import { countWholeRecords } from '../pcap/record-walker.js';
 import type { ByteOrder } from '../pcap/types.js';
-import { readAll, refusal } from './api-client.js';
+import { readRefusal } from './api-client.js';
 import { apiCommand, withClient, type GlobalOptions } from './cli-context.js';
 import {
   RefusedError,
@@ -176,16 +176,10 @@ function runStream(o: RunStreamOptions): Promise<void> {
     });
 
     socket.on('unexpected-response', (_request, response) => {
-      void readAll(response).then(
-        (text) => {
-          let body: unknown;
-          try {
-            body = text ? JSON.parse(text) : undefined;
-          } catch {
-            body = undefined;
-          }
+      void readRefusal(response).then(
+        (refused) => {
           socket.terminate();
-          finish(refusal(response.statusCode ?? 0, body, text));
+          finish(refused);
         },
         (err: Error) => {
           socket.terminate();

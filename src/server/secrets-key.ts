@@ -7,8 +7,9 @@
  * first, re-seals every row with it (the old key still opens them), and only then renames
  * `FILE.next` over `FILE`: a crash at any point leaves a pair the next start can finish.
  */
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { syncFolder, writeNewFileSynced } from '../files/durable-file.js';
 import { generateSecretsKey, SecretBox, SecretsKeyError } from '../store/secret-box.js';
 import type { StorageAccountStore } from '../store/store.js';
 
@@ -85,7 +86,7 @@ export async function openSecretsKeys(options: SecretsKeyOptions): Promise<Secre
       }
       if (pending === undefined) return { resealed, rotated: false };
       await rename(nextPath, keyPath);
-      await syncDir(path.dirname(keyPath));
+      await syncFolder(path.dirname(keyPath));
       return { resealed, rotated: true };
     },
   };
@@ -114,22 +115,6 @@ async function readKey(file: string): Promise<Buffer | undefined> {
 
 /** Creates `file` (never over an existing one) with mode 0600, the key, flushed to disk. */
 async function writeKey(file: string, key: Buffer): Promise<void> {
-  const handle = await open(file, 'wx', 0o600);
-  try {
-    await handle.chmod(0o600);
-    await handle.writeFile(`${key.toString('base64')}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await syncDir(path.dirname(file));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await writeNewFileSynced(file, Buffer.from(`${key.toString('base64')}\n`), 0o600);
+  await syncFolder(path.dirname(file));
 }

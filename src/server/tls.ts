@@ -13,8 +13,9 @@
 import { execFile } from 'node:child_process';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readIfExists, syncFolder, writeNewFileSynced } from '../files/durable-file.js';
 import {
   LOOPBACK_NAMES,
   opensslSubjectAltName,
@@ -251,7 +252,7 @@ async function createCa(openssl: string, paths: TlsPaths): Promise<LoadedCa> {
     // Key before certificate: see loadCa for why this order is the recoverable one.
     await rename(keyTemp, paths.caKey);
     await writeAtomic(paths.caCert, cert, 0o644);
-    await syncDir(paths.dir);
+    await syncFolder(paths.dir);
     const x509 = parseCert(cert);
     if (x509 === undefined) throw new Error('openssl made a CA certificate that does not parse');
     return { cert, x509, hasKey: true };
@@ -316,7 +317,7 @@ async function issueServerCert(
     // loadServer rejects, rather than a certificate served with the wrong key.
     await rename(keyTemp, paths.serverKey);
     await writeAtomic(paths.serverCert, cert, 0o644);
-    await syncDir(paths.dir);
+    await syncFolder(paths.dir);
     return { key, cert };
   } finally {
     await rm(keyTemp, { force: true });
@@ -343,7 +344,7 @@ async function withConfig<T>(
 ): Promise<T> {
   const configPath = join(dir, `openssl-${randomBytes(6).toString('hex')}.cnf`);
   try {
-    await writeFileSynced(configPath, Buffer.from(`${lines.join('\n')}\n`), 0o600);
+    await writeNewFileSynced(configPath, Buffer.from(`${lines.join('\n')}\n`), 0o600);
     return await fn(configPath);
   } finally {
     await rm(configPath, { force: true });
@@ -385,7 +386,7 @@ function run(openssl: string, args: readonly string[], input?: Buffer): Promise<
 async function writeTemp(path: string, data: Buffer, mode: number): Promise<string> {
   const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    await writeFileSynced(temp, data, mode);
+    await writeNewFileSynced(temp, data, mode);
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
@@ -400,42 +401,6 @@ async function writeAtomic(path: string, data: Buffer, mode: number): Promise<vo
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw error;
-  }
-}
-
-/**
- * Creates `path` (failing if it exists) with exactly `mode` and `data`, flushed to disk before
- * returning, so a rename that survives a power cut never points at an empty file.
- */
-async function writeFileSynced(path: string, data: Buffer, mode: number): Promise<void> {
-  const handle = await open(path, 'wx', mode);
-  try {
-    // open's mode is filtered by the umask.
-    await handle.chmod(mode);
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes the renames in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function readIfExists(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    // Anything but absence (EACCES, EISDIR …) is the operator's to fix, not ours to overwrite.
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
 }

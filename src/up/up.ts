@@ -20,6 +20,7 @@ import { readIdentity } from '../agent/enroll.js';
 import { startAzurite, type Azurite } from '../blob/azurite.js';
 import { defaultRouteInterface } from '../capture/default-route.js';
 import { checkInterfaceExists } from '../capture/interface-addresses.js';
+import { readIfExists } from '../files/durable-file.js';
 import { WirewatchError } from '../model/errors.js';
 import {
   isLoopback,
@@ -291,13 +292,8 @@ export async function startUp(options: UpOptions): Promise<Up> {
 }
 
 async function readState(file: string): Promise<UpState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  const text = await readIfExists(file, 'utf8');
+  if (text === undefined) return undefined;
   let value: Partial<Record<keyof UpState, unknown>> | undefined;
   try {
     value = JSON.parse(text) as typeof value;
