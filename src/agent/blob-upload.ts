@@ -18,6 +18,7 @@ import {
 import type { ChannelError } from '../model/channel.js';
 import { silentLog, type AgentLog } from './agent-log.js';
 import { backoffDelay, sleep } from './backoff.js';
+import { Pause } from './pause.js';
 
 export interface BlobUploadOptions {
   /** The local file (the spool). */
@@ -103,7 +104,8 @@ export class BlobUpload {
   readonly #canRead: boolean;
   #final: boolean;
   #rewrittenFrom: number | undefined;
-  #wake: (() => void) | undefined;
+  /** The pause between polls, which finish() and close() cut short. */
+  readonly #pause = new Pause();
   #blocks: StagedBlock[] = [];
   #stagedEnd = 0;
   #nextBlock = 0;
@@ -144,7 +146,7 @@ export class BlobUpload {
   finish(rewrittenFrom?: number): void {
     this.#rewrittenFrom = rewrittenFrom;
     this.#final = true;
-    this.#wake?.();
+    this.#pause.wake();
   }
 
   /**
@@ -154,7 +156,7 @@ export class BlobUpload {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#abort.abort(new Error('upload closed'));
-      this.#wake?.();
+      this.#pause.wake();
       await this.outcome;
     })();
     return this.#closing;
@@ -176,7 +178,7 @@ export class BlobUpload {
       // instead of after a pause (a capture writing faster than the pause allows for).
       let behind = false;
       while (!this.#final) {
-        if (!behind) await this.#pause(Math.min(WATCH_MS, this.#o.pollIntervalMs ?? 1000));
+        if (!behind) await this.#pause.for(Math.min(WATCH_MS, this.#o.pollIntervalMs ?? 1000));
         behind = false;
         if (this.#abort.signal.aborted) return { state: 'Abandoned' };
         if (this.#final) break;
@@ -214,19 +216,6 @@ export class BlobUpload {
     } finally {
       await handle.close().catch(() => undefined);
     }
-  }
-
-  /** Waits `ms`, or less if finish() or close() comes first. */
-  async #pause(ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-    this.#wake = undefined;
   }
 
   /**

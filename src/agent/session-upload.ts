@@ -19,6 +19,7 @@ import type { AgentLog } from './agent-log.js';
 import { startBlobUpload, type BlobUpload, type BlobUploadOutcome } from './blob-upload.js';
 import { uploadReport, type Journal, type JournalEntry, type JournalUpload } from './journal.js';
 import { exists, keepInSpool, removeLocalFiles, ringIndex, spoolIndex } from './spool-files.js';
+import { Pause } from './pause.js';
 
 type BlobTarget = NonNullable<CaptureAssignment['blob']>;
 export type BlobGrant = Extract<ServerMessage, { type: 'blobGrant' }>;
@@ -94,7 +95,7 @@ export class SessionUpload {
   readonly #queued = new Set<number>();
   readonly #grants = new Map<number, BlobGrant>();
   #wakeJobs: (() => void) | undefined;
-  #wakeGrant: (() => void) | undefined;
+  readonly #grantWait = new Pause();
   /** The capture's final files once it has ended; undefined when closed first. */
   readonly #ended: Promise<readonly string[] | undefined>;
   #resolveEnded!: (files: readonly string[] | undefined) => void;
@@ -168,7 +169,7 @@ export class SessionUpload {
   /** A `blobGrant` for one of this session's ring files. */
   grant(message: BlobGrant): void {
     this.#grants.set(message.fileIndex, message);
-    this.#wakeGrant?.();
+    this.#grantWait.wake();
   }
 
   /** Stops uploading; what is not done stays Pending in the journal. Safe to call twice. */
@@ -177,7 +178,7 @@ export class SessionUpload {
       this.#abort.abort(new Error('upload closed'));
       this.#resolveEnded(undefined);
       this.#wakeJobs?.();
-      this.#wakeGrant?.();
+      this.#grantWait.wake();
       await this.#single?.close();
       await this.done;
     })();
@@ -360,15 +361,7 @@ export class SessionUpload {
         this.#o.grantRetryMs ?? 5000,
         Math.max(0, deadline - performance.now()),
       );
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, wait);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#wakeGrant = done;
-      });
-      this.#wakeGrant = undefined;
+      await this.#grantWait.for(wait);
     }
   }
 
