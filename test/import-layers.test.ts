@@ -13,6 +13,7 @@ const SRC = path.resolve(import.meta.dirname, '..', 'src');
 /** The layers of docs/design.md, bottom (0) up. */
 const LAYER: Readonly<Record<string, number>> = {
   model: 0,
+  files: 0,
   pcap: 1,
   capture: 2,
   blob: 3,
