@@ -54,8 +54,10 @@ export type {
   PcapTimeWindow,
   RepairPcapFileOptions,
 } from './repair.js';
-export { PcapRecordWalker, countWholeRecords } from './record-walker.js';
-export type { PcapRecordWalkerOptions } from './record-walker.js';
+export { FileRecordWalker, PcapRecordWalker, countWholeRecords } from './record-walker.js';
+export type { FileRecordWalkerOptions, PcapRecordWalkerOptions, ReadAt } from './record-walker.js';
+export { compareRecordTime, placeInWindow, recordTimeMs } from './record-time.js';
+export type { RecordStampFormat, RecordTimeWindow, WindowPlace } from './record-time.js';
 export { createPcapWriter, encodeRecord } from './writer.js';
 export type {
   EncodeRecordOptions,
