@@ -7,7 +7,11 @@ import { readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { checkCapturePath, prepareCapturePath } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
-import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from '../capture/limits.js';
+import {
+  resolveCaptureLimits,
+  resolveLimit,
+  resolveRingSettings,
+} from '../model/capture-limits.js';
 import type { OwnTraffic } from '../capture/own-traffic.js';
 import { existingRingFiles } from '../capture/ring-buffer.js';
 import { KERNEL_BLOCK_TIMEOUT_MS } from '../capture/tcpdump.js';

@@ -6,7 +6,7 @@ import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import type { WirewatchError } from '../model/errors.js';
 import type { SessionStopReason } from '../model/stop-reason.js';
 import type { FilterSpec } from './filter-spec.js';
-import type { CaptureLimits, RingSettings } from './limits.js';
+import type { CaptureLimits, RingSettings } from '../model/capture-limits.js';
 import type { OwnTraffic } from './own-traffic.js';
 
 /** Why a capture ended. AgentRestarted and TargetDeleted are added by the agent and server. */

@@ -9,7 +9,7 @@ export {
   resolveRingSettings,
   type CaptureLimits,
   type RingSettings,
-} from './limits.js';
+} from '../model/capture-limits.js';
 export { checkCapturePath, prepareCapturePath, DEFAULT_CAPTURE_ROOT } from './capture-path.js';
 export { interfaceAddresses } from './interface-addresses.js';
 export {

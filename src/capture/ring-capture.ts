@@ -6,7 +6,7 @@ import { FILE_HEADER_LENGTH, parseFileHeader } from '../pcap/format.js';
 import { placeInWindow, type RecordStampFormat } from '../pcap/record-time.js';
 import { PcapRecordWalker } from '../pcap/record-walker.js';
 import { START_SLACK_US } from './capture-options.js';
-import type { RingSettings } from './limits.js';
+import type { RingSettings } from '../model/capture-limits.js';
 import { RingBuffer } from './ring-buffer.js';
 
 export interface RingCaptureOptions {

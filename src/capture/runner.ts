@@ -15,8 +15,8 @@ import {
 } from './capture-options.js';
 import { shortfallError, toCaptureError, unexpectedExit } from './capture-errors.js';
 import { DEFAULT_CAPTURE_ROOT, prepareCapturePath } from './capture-path.js';
-import type { CaptureLimits } from './limits.js';
-import { captureLimitBounds, ringDurationSeconds } from './limits.js';
+import type { CaptureLimits } from '../model/capture-limits.js';
+import { captureLimitBounds, ringDurationSeconds } from '../model/capture-limits.js';
 import { existingRingFiles } from './ring-buffer.js';
 import { RingCapture } from './ring-capture.js';
 import { CaptureWindow } from './capture-window.js';

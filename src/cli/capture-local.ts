@@ -3,7 +3,7 @@ import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
 import type { PacketCaptureFilter } from '../capture/filter-spec.js';
 import { checkInterfaceExists } from '../capture/interface-addresses.js';
-import { resolveCaptureLimits, resolveRingSettings } from '../capture/limits.js';
+import { resolveCaptureLimits, resolveRingSettings } from '../model/capture-limits.js';
 import { startCapture, type CaptureProgress, type CaptureResult } from '../capture/runner.js';
 import { WirewatchError } from '../model/errors.js';
 import { filtersJson, formatBytes, formatDuration } from './format.js';

@@ -2,7 +2,7 @@
  * A packet capture as `capture show`, `list` and `create` print it: Azure's PacketCaptureResult
  * with wirewatch's `$expand=status`, and the table's columns.
  */
-import { captureLimitBounds } from '../capture/limits.js';
+import { limitValue, ringDurationSeconds } from '../model/capture-limits.js';
 import type { ApiClient } from './api-client.js';
 import type { CaptureRef } from './capture-ref.js';
 import { stateOf, type CaptureStatus } from './capture-status.js';
@@ -47,22 +47,24 @@ export const CAPTURE_COLUMNS: readonly Column<CaptureView>[] = [
   { header: 'StorageAccount', get: (c) => lastSegment(c.properties.storageLocation?.storageId) },
 ];
 
-/** The largest limits, which a limit of 0 stands for. */
-const MAX_TIME_LIMIT = captureLimitBounds.timeLimitInSeconds.max;
-const MAX_SESSION_TIME_LIMIT = captureLimitBounds.sessionTimeLimitInSeconds.max;
-
 /**
  * The time limit that ends the capture: for a continuous one the earlier of its session limit and
  * an explicit timeLimitInSeconds (the server echoes the latter only when it was given); 0 reads
- * as the largest limit, as the server applies it.
+ * as the largest limit, as the server applies it (the model's rules, src/model/capture-limits.ts).
+ * Undefined when the capture shows neither.
  */
 function timeLimitOf(p: CaptureView['properties']): number | undefined {
-  const time = p.timeLimitInSeconds === 0 ? MAX_TIME_LIMIT : p.timeLimitInSeconds;
-  const given =
+  const time =
+    p.timeLimitInSeconds === undefined
+      ? undefined
+      : limitValue('timeLimitInSeconds', p.timeLimitInSeconds);
+  const session =
     p.continuousCapture === true ? p.captureSettings?.sessionTimeLimitInSeconds : undefined;
-  const session = given === 0 ? MAX_SESSION_TIME_LIMIT : given;
   if (session === undefined) return time;
-  return time === undefined ? session : Math.min(session, time);
+  return ringDurationSeconds(
+    { sessionTimeLimitInSeconds: limitValue('sessionTimeLimitInSeconds', session) },
+    time,
+  );
 }
 
 /**

@@ -16,7 +16,6 @@ import {
   type SessionMemory,
 } from './session-end.js';
 import { acceptReportedFiles, plannedCapturePath } from './session-files.js';
-import { isContinuous } from './stored-properties.js';
 import type { UploadChecks } from './upload-checks.js';
 
 /** How long one slice of a `hello` reconciliation may run before it yields to the event loop. */
@@ -191,7 +190,7 @@ export class AgentReconciler {
         message.files,
         plannedCapturePath(session, vm.captureRoot),
         vm.captureRoot,
-        isContinuous(session),
+        session.capture.ring !== undefined,
       );
       files = accepted.files;
       if (accepted.refused.length > 0) {
@@ -340,6 +339,6 @@ export class AgentReconciler {
  * files are recorded as the agent reports them at its end.
  */
 function startedFiles(session: SessionRecord, captureRoot: string): { files?: string[] } {
-  if (session.files.length > 0 || isContinuous(session)) return {};
+  if (session.files.length > 0 || session.capture.ring !== undefined) return {};
   return { files: [plannedCapturePath(session, captureRoot)] };
 }

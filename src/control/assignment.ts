@@ -1,26 +1,26 @@
 import type { CaptureAssignment } from '../model/channel.js';
 import type { SessionRecord, VmRecord } from '../store/store.js';
 import type { BlobGrants } from './blob-grants.js';
-import { parseCaptureBody, type PacketCaptureBody } from './capture-parameters.js';
 import type { ControlContext } from './control-context.js';
 import { sessionResourceId } from './resource-ids.js';
 import { plannedCapturePath } from './session-files.js';
 
 /**
- * What the agent is told to run; limits resolved from the stored properties, the file where the
- * plan puts it under the VM's capture root.
+ * What the agent is told to run: the resolved capture (session.capture), the file where the plan
+ * puts it under the VM's capture root.
  */
 export function assignmentOf(session: SessionRecord, captureRoot: string): CaptureAssignment {
-  const p = session.properties as unknown as PacketCaptureBody['properties'];
-  const parsed = parseCaptureBody({ properties: p });
+  const { filters, limits, ring, includeOwnTraffic } = session.capture;
   return {
     sessionId: session.id,
     resourceId: sessionResourceId(session),
     filePath: plannedCapturePath(session, captureRoot),
-    filters: parsed.filters,
-    ...parsed.limits,
+    filters: [...filters],
+    ...limits,
+    continuousCapture: ring !== undefined,
+    ...(ring === undefined ? {} : { captureSettings: ring }),
     createdAt: session.createdAt.toISOString(),
-    ...(parsed.includeOwnTraffic ? { includeOwnTraffic: true } : {}),
+    ...(includeOwnTraffic ? { includeOwnTraffic: true } : {}),
   };
 }
 

@@ -1,12 +1,12 @@
 import { MAX_UPLOAD_BLOBS } from '../model/channel.js';
 import type { CaptureAssignment } from '../model/channel.js';
+import { captureLimitBounds } from '../model/capture-limits.js';
 import { WirewatchError } from '../model/errors.js';
 import type { SessionRecord, StorageAccountRecord, VmRecord } from '../store/store.js';
 import { ringFileBlobUrl } from '../blob/blob-names.js';
 import { blobNameOfUrl } from '../blob/storage-account.js';
 import type { BlobWriter, ControlContext } from './control-context.js';
-import { captureStorageOf } from './storage-accounts.js';
-import { isContinuous, ringFileCountOf, timeLimitOf } from './stored-properties.js';
+import { captureStorageAccount } from './storage-accounts.js';
 
 export interface BlobGrantsOptions {
   /** Opens a storage account for minting SAS tokens (the server wires @azure/storage-blob). */
@@ -44,23 +44,24 @@ export class BlobGrants {
 
   /** The blob target of a session stored in a storage account, with a fresh SAS. */
   async target(session: SessionRecord): Promise<CaptureAssignment['blob']> {
-    const { location, account } = await captureStorageOf(this.#ctx, session);
-    if (!account || !location.storagePath) return undefined;
+    const { blobUrl, localFile } = session.capture.storage;
+    const account = await captureStorageAccount(this.#ctx, session);
+    if (!account || !blobUrl) return undefined;
     const writer = this.writer(account);
     const expiresAt = this.#sasExpiry(session);
-    const blobName = blobNameOf(account, location.storagePath);
+    const blobName = blobNameOf(account, blobUrl);
     return {
-      url: location.storagePath,
-      ...(isContinuous(session) ? {} : { sas: writer.mintWriteSas(blobName, expiresAt) }),
+      url: blobUrl,
+      ...(session.capture.ring ? {} : { sas: writer.mintWriteSas(blobName, expiresAt) }),
       expiresAt: expiresAt.toISOString(),
-      spoolOnly: location.filePath === undefined && location.localPath === undefined,
+      spoolOnly: localFile === undefined,
     };
   }
 
-  /** The session's deadline (start, or now if not started, plus its time limit) plus the grace. */
+  /** The session's deadline (start, or now if not started, plus its duration) plus the grace. */
   #sasExpiry(session: SessionRecord): Date {
     const start = session.captureStartTime?.getTime() ?? this.#ctx.now().getTime();
-    return new Date(start + timeLimitOf(session) * 1000 + this.#uploadGraceMs);
+    return new Date(start + session.capture.durationSeconds * 1000 + this.#uploadGraceMs);
   }
 
   /**
@@ -71,7 +72,7 @@ export class BlobGrants {
    */
   async grantRingFile(vm: VmRecord, session: SessionRecord, fileIndex: number): Promise<void> {
     const { store, agents, log } = this.#ctx;
-    if (!isContinuous(session) || session.upload?.state !== 'Pending') {
+    if (!session.capture.ring || session.upload?.state !== 'Pending') {
       log('warn', 'agent asked for a ring file SAS its session cannot have; refused', {
         agentId: vm.id,
         sessionId: session.id,
@@ -79,8 +80,9 @@ export class BlobGrants {
       });
       return;
     }
-    const { location, account } = await captureStorageOf(this.#ctx, session);
-    if (!account || !location.storagePath) return;
+    const { blobUrl } = session.capture.storage;
+    const account = await captureStorageAccount(this.#ctx, session);
+    if (!account || !blobUrl) return;
     const granted = await store.grantRingFile(session.id, fileIndex, ringGrantBounds(session));
     if (granted.kind === 'refused') {
       log('warn', 'agent asked for a ring file SAS beyond what its ring can need; refused', {
@@ -92,7 +94,7 @@ export class BlobGrants {
       });
       return;
     }
-    const url = ringFileBlobUrl(location.storagePath, fileIndex);
+    const url = ringFileBlobUrl(blobUrl, fileIndex);
     const expiresAt = this.#sasExpiry(session);
     agents.send(vm.id, {
       type: 'blobGrant',
@@ -125,5 +127,8 @@ function blobNameOf(account: StorageAccountRecord, url: string): string {
  * can list (MAX_UPLOAD_BLOBS).
  */
 export function ringGrantBounds(session: SessionRecord): { window: number; maxGrants: number } {
-  return { window: ringFileCountOf(session) ?? 10, maxGrants: MAX_UPLOAD_BLOBS };
+  return {
+    window: session.capture.ring?.fileCount ?? captureLimitBounds.fileCount.default,
+    maxGrants: MAX_UPLOAD_BLOBS,
+  };
 }

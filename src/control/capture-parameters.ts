@@ -1,62 +1,34 @@
 import { checkCapturePath } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
-import { resolveLimit, resolveRingSettings, ringDurationSeconds } from '../capture/limits.js';
-import type { PacketCaptureFilter } from '../capture/filter-spec.js';
-import type { CaptureAssignment } from '../model/channel.js';
+import type { PacketCaptureInput } from '../model/arm.js';
+import { captureLimitBounds, resolveLimit, resolveRingSettings } from '../model/capture-limits.js';
+import {
+  isContinuousCaptureGiven,
+  parseStorageAccountId,
+  resolveCapture,
+  spelled,
+  TARGET_TYPES,
+  withProtocolSpelled,
+  type CaptureProperties,
+  type ResolvedCapture,
+  type TargetType,
+} from '../model/capture-settings.js';
 import { WirewatchError } from '../model/errors.js';
-import { parseResourceId, type ResourceIdParts } from '../model/resource-id.js';
 import { parseVmResourceId, type VmRef } from './resource-ids.js';
 
 /**
  * A packet capture's create body (Azure's PacketCapture, `{"properties": {...}}`), checked field
  * by field and turned into two things: the `properties` the API echoes (what the user sent, with
- * Azure's defaults filled in — also what a re-PUT is compared with) and the resolved limits the
- * agent enforces. The envelope's types are checked by the route schema first; this adds the
- * rules a schema cannot say.
+ * Azure's defaults filled in — also what a re-PUT is compared with) and the resolved capture
+ * (src/model/capture-settings.ts). The envelope's types are checked by the route schema first;
+ * this adds the rules a schema cannot say. Filters are parsed here, once; the agent checks what
+ * it is sent with the same parser.
  */
 export interface CaptureParameters {
   readonly target: VmRef;
-  /** The echoed `properties`, JSON-serialisable, without provisioningState. */
-  readonly properties: Record<string, unknown>;
-  /** Where the agent writes the capture (absolute, under the VM's capture root). */
-  readonly filePath: string;
-  readonly limits: Pick<
-    CaptureAssignment,
-    | 'bytesToCapturePerPacket'
-    | 'totalBytesPerSession'
-    | 'timeLimitInSeconds'
-    | 'continuousCapture'
-    | 'captureSettings'
-  >;
-  readonly filters: PacketCaptureFilter[];
-  /** wirewatch's includeOwnTraffic: the agent captures its own connections too. */
-  readonly includeOwnTraffic: boolean;
-}
-
-/** The body as the route schema lets it through: types right, rules unchecked. */
-export interface PacketCaptureBody {
-  readonly properties: {
-    readonly target: string;
-    readonly targetType?: string;
-    readonly scope?: { readonly include?: readonly string[]; readonly exclude?: readonly string[] };
-    readonly bytesToCapturePerPacket?: number;
-    readonly totalBytesPerSession?: number;
-    readonly timeLimitInSeconds?: number;
-    readonly storageLocation: {
-      readonly storageId?: string;
-      readonly storagePath?: string;
-      readonly filePath?: string;
-      readonly localPath?: string;
-    };
-    readonly filters?: readonly PacketCaptureFilter[];
-    readonly continuousCapture?: boolean | null;
-    readonly captureSettings?: {
-      readonly fileCount?: number;
-      readonly fileSizeInBytes?: number;
-      readonly sessionTimeLimitInSeconds?: number;
-    };
-    readonly includeOwnTraffic?: boolean;
-  };
+  /** The echoed `properties`, without provisioningState and the server-made storagePath. */
+  readonly properties: CaptureProperties;
+  readonly capture: ResolvedCapture;
 }
 
 const P = 'properties.';
@@ -65,12 +37,7 @@ const P = 'properties.';
  * Checks a create body. `captureRoot` is the target VM's (known only after the target is found),
  * so the path check is a second step: `checkCaptureFilePath`.
  */
-export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameters, 'filePath'> & {
-  /** The local file asked for (filePath or localPath); undefined when only storageId was given. */
-  readonly requestedPath: { readonly path: string; readonly field: string } | undefined;
-  /** The storage account named by storageId. */
-  readonly storageAccount: StorageAccountRef | undefined;
-} {
+export function parseCaptureBody(body: PacketCaptureInput): CaptureParameters {
   const p = body.properties;
   const target = parseVmResourceId(p.target);
   const targetType = parseTargetType(p.targetType);
@@ -102,36 +69,17 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     const specs = parseFilters(p.filters);
     return (p.filters ?? []).map((f, i) => ({ ...f, protocol: specs[i]!.protocol }));
   });
-  const bytesToCapturePerPacket = prefixed(() =>
-    resolveLimit('bytesToCapturePerPacket', p.bytesToCapturePerPacket),
-  );
-  const totalBytesPerSession = prefixed(() =>
-    resolveLimit('totalBytesPerSession', p.totalBytesPerSession),
-  );
-  const timeLimitInSeconds = prefixed(() =>
-    resolveLimit('timeLimitInSeconds', p.timeLimitInSeconds),
-  );
+  // Checked here with the field named; their values are resolved by resolveCapture.
+  prefixed(() => resolveLimit('bytesToCapturePerPacket', p.bytesToCapturePerPacket));
+  prefixed(() => resolveLimit('totalBytesPerSession', p.totalBytesPerSession));
+  prefixed(() => resolveLimit('timeLimitInSeconds', p.timeLimitInSeconds));
   const continuous = p.continuousCapture === true;
-  const settings = continuous
-    ? prefixed(() => resolveRingSettings(p.captureSettings ?? {}, 'captureSettings.'))
-    : undefined;
-  // A continuous capture ends at the earlier of its session limit and an explicit
-  // timeLimitInSeconds; the agent is given that as the session limit.
-  const ring =
-    settings === undefined
-      ? undefined
-      : {
-          ...settings,
-          sessionTimeLimitInSeconds: ringDurationSeconds(
-            settings,
-            p.timeLimitInSeconds === undefined ? undefined : timeLimitInSeconds,
-          ),
-        };
+  if (continuous) prefixed(() => resolveRingSettings(p.captureSettings ?? {}, 'captureSettings.'));
 
   const storage = p.storageLocation;
-  let storageAccount: StorageAccountRef | undefined;
+  const storageAccount =
+    storage.storageId === undefined ? undefined : parseStorageAccountId(storage.storageId);
   if (storage.storageId !== undefined) {
-    storageAccount = parseStorageAccountId(storage.storageId);
     if (!storageAccount) {
       throw new WirewatchError(
         'StorageAccountNotFound',
@@ -141,7 +89,7 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     }
   }
   // Azure's rule: filePath for a plain capture, localPath when continuousCapture is given.
-  const field = continuousSet(p) ? 'localPath' : 'filePath';
+  const field = isContinuousCaptureGiven(p) ? 'localPath' : 'filePath';
   const other = field === 'localPath' ? 'filePath' : 'localPath';
   if (storage[other] !== undefined) {
     throw new WirewatchError(
@@ -152,8 +100,7 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
       { target: `${P}storageLocation.${other}` },
     );
   }
-  const path = storage[field];
-  if (path === undefined && storageAccount === undefined) {
+  if (storage[field] === undefined && storageAccount === undefined) {
     throw new WirewatchError(
       'InvalidStorageLocation',
       `${P}storageLocation.${field}: required unless storageId is given; give storageId (a storage account), ${field} (a file on the VM, e.g. /var/captures/{name}.cap), or both`,
@@ -161,53 +108,44 @@ export function parseCaptureBody(body: PacketCaptureBody): Omit<CaptureParameter
     );
   }
 
-  const properties: Record<string, unknown> = {
+  const properties: CaptureProperties = {
     target: p.target,
     ...(p.targetType === undefined ? {} : { targetType }),
     ...(p.scope === undefined ? {} : { scope: p.scope }),
-    bytesToCapturePerPacket: p.bytesToCapturePerPacket ?? bytesToCapturePerPacket,
-    totalBytesPerSession: p.totalBytesPerSession ?? 1073741824,
+    bytesToCapturePerPacket: p.bytesToCapturePerPacket ?? defaultOf('bytesToCapturePerPacket'),
+    totalBytesPerSession: p.totalBytesPerSession ?? defaultOf('totalBytesPerSession'),
     // A continuous capture echoes timeLimitInSeconds only when it was given: its default does
     // not apply to a ring, so echoing it would promise a limit that does not hold.
     ...(continuous && p.timeLimitInSeconds === undefined
       ? {}
-      : { timeLimitInSeconds: p.timeLimitInSeconds ?? 18000 }),
+      : { timeLimitInSeconds: p.timeLimitInSeconds ?? defaultOf('timeLimitInSeconds') }),
     // storagePath is the server's to set (the blob URL); what a client sent there is replaced.
     storageLocation: omitStoragePath(storage),
     filters,
     ...(p.continuousCapture === undefined || p.continuousCapture === null
       ? {}
       : { continuousCapture: p.continuousCapture }),
-    ...(ring === undefined ? {} : { captureSettings: { ...defaultsOf(p.captureSettings) } }),
+    ...(continuous
+      ? {
+          captureSettings: {
+            fileCount: p.captureSettings?.fileCount ?? defaultOf('fileCount'),
+            fileSizeInBytes: p.captureSettings?.fileSizeInBytes ?? defaultOf('fileSizeInBytes'),
+            sessionTimeLimitInSeconds:
+              p.captureSettings?.sessionTimeLimitInSeconds ??
+              defaultOf('sessionTimeLimitInSeconds'),
+          },
+        }
+      : {}),
     ...(p.includeOwnTraffic === undefined ? {} : { includeOwnTraffic: p.includeOwnTraffic }),
   };
-  return {
-    target,
-    properties,
-    filters,
-    includeOwnTraffic: p.includeOwnTraffic === true,
-    limits: {
-      bytesToCapturePerPacket,
-      totalBytesPerSession,
-      timeLimitInSeconds,
-      continuousCapture: continuous,
-      ...(ring === undefined ? {} : { captureSettings: ring }),
-    },
-    requestedPath: path === undefined ? undefined : { path, field: `${P}storageLocation.${field}` },
-    storageAccount,
-  };
+  return { target, properties, capture: resolveCapture(properties) };
 }
 
-/** Azure's PacketCaptureTargetType and PcProtocol values, accepted in any letter case. */
-const TARGET_TYPES = ['AzureVM', 'AzureVMSS'] as const;
-const PROTOCOLS = ['TCP', 'UDP', 'Any'] as const;
-
-/** `value` spelt as the enum spells it; undefined when it is none of the values. */
-function spelled<T extends string>(values: readonly T[], value: string): T | undefined {
-  return values.find((v) => v.toLowerCase() === value.toLowerCase());
+function defaultOf(name: keyof typeof captureLimitBounds): number {
+  return captureLimitBounds[name].default;
 }
 
-function parseTargetType(value: string | undefined): (typeof TARGET_TYPES)[number] {
+function parseTargetType(value: string | undefined): TargetType {
   if (value === undefined) return 'AzureVM';
   const found = spelled(TARGET_TYPES, value);
   if (found === undefined) {
@@ -225,37 +163,20 @@ function parseTargetType(value: string | undefined): (typeof TARGET_TYPES)[numbe
  * the create normalised them (a filter's protocol as sent, `"tcp"`) read like new ones and
  * compare equal to a re-PUT of the same body.
  */
-export function echoedProperties(
-  properties: Readonly<Record<string, unknown>>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...properties };
-  const filters = properties['filters'];
-  if (Array.isArray(filters)) {
-    out['filters'] = filters.map((f: unknown) => {
-      if (typeof f !== 'object' || f === null) return f;
-      const protocol = (f as { protocol?: unknown }).protocol;
-      if (protocol !== undefined && typeof protocol !== 'string') return f;
-      const given = protocol ?? '';
-      return { ...f, protocol: given === '' ? 'Any' : (spelled(PROTOCOLS, given) ?? given) };
-    });
-  }
-  const targetType = properties['targetType'];
-  if (typeof targetType === 'string') {
-    out['targetType'] = spelled(TARGET_TYPES, targetType) ?? targetType;
-  }
-  return out;
-}
-
-export type StorageAccountRef = ResourceIdParts;
-
-/** Parses a storage account's ARM id; undefined when the text is not one. */
-export function parseStorageAccountId(id: string): StorageAccountRef | undefined {
-  return parseResourceId(id, 'Microsoft.Storage/storageAccounts');
+export function echoedProperties(properties: CaptureProperties): CaptureProperties {
+  const { filters, targetType } = properties;
+  return {
+    ...properties,
+    ...(filters === undefined ? {} : { filters: filters.map(withProtocolSpelled) }),
+    ...(targetType === undefined
+      ? {}
+      : { targetType: spelled(TARGET_TYPES, targetType) ?? targetType }),
+  };
 }
 
 function omitStoragePath(
-  storage: PacketCaptureBody['properties']['storageLocation'],
-): Record<string, string> {
+  storage: CaptureProperties['storageLocation'],
+): CaptureProperties['storageLocation'] {
   const { storagePath: _serverMade, ...rest } = storage;
   return Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
 }
@@ -264,29 +185,16 @@ function omitStoragePath(
  * Stored properties without the server-made storagePath: what a re-PUT's parsed properties
  * (which never carry one) are compared with.
  */
-export function withoutStoragePath(
-  properties: Readonly<Record<string, unknown>>,
-): Record<string, unknown> {
-  const location = properties['storageLocation'] as
-    PacketCaptureBody['properties']['storageLocation'] | undefined;
-  return { ...echoedProperties(properties), storageLocation: omitStoragePath(location ?? {}) };
+export function withoutStoragePath(properties: CaptureProperties): CaptureProperties {
+  return {
+    ...echoedProperties(properties),
+    storageLocation: omitStoragePath(properties.storageLocation),
+  };
 }
 
 /** The capture file path against the target VM's capture root. */
 export function checkCaptureFilePath(path: string, field: string, captureRoot: string): string {
   return checkCapturePath(path, captureRoot, field);
-}
-
-function defaultsOf(settings: PacketCaptureBody['properties']['captureSettings']) {
-  return {
-    fileCount: settings?.fileCount ?? 10,
-    fileSizeInBytes: settings?.fileSizeInBytes ?? 104857600,
-    sessionTimeLimitInSeconds: settings?.sessionTimeLimitInSeconds ?? 86400,
-  };
-}
-
-function continuousSet(p: PacketCaptureBody['properties']): boolean {
-  return p.continuousCapture === true || p.continuousCapture === false;
 }
 
 /** Re-throws a capture-engine validation error with the field named as the API spells it. */

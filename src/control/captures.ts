@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
+import type { PacketCaptureInput } from '../model/arm.js';
+import { resolveCapture, type CaptureProperties } from '../model/capture-settings.js';
 import type { StopRequestReason } from '../model/stop-reason.js';
 import { WirewatchError } from '../model/errors.js';
 import type {
@@ -16,16 +17,11 @@ import { captureBlobName } from '../blob/blob-names.js';
 import { sendStart } from './assignment.js';
 import { auditCapture } from './audit.js';
 import type { BlobGrants } from './blob-grants.js';
-import {
-  canonicalJson,
-  checkCaptureFilePath,
-  parseCaptureBody,
-  withoutStoragePath,
-  type PacketCaptureBody,
-} from './capture-parameters.js';
+import { canonicalJson, parseCaptureBody, withoutStoragePath } from './capture-parameters.js';
 import type { Caller, CaptureRef, ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
 import { vmResourceId } from './resource-ids.js';
+import { plannedCapturePath } from './session-files.js';
 import { finishSession, forgetSession, isActive, type SessionMemory } from './session-end.js';
 import { findStorageAccount } from './storage-accounts.js';
 import type { NetworkWatchers } from './watchers.js';
@@ -65,7 +61,7 @@ export class Captures {
    */
   async create(
     ref: CaptureRef,
-    body: PacketCaptureBody,
+    body: PacketCaptureInput,
     caller: Caller,
   ): Promise<{ kind: 'created' | 'exists'; session: SessionRecord; operation?: OperationRecord }> {
     const watcher = await this.#watchers.require(
@@ -84,28 +80,26 @@ export class Captures {
     }
     const id = randomUUID();
     const now = this.#ctx.now();
-    const properties: Record<string, unknown> = { ...parsed.properties };
+    let properties: CaptureProperties = parsed.properties;
     let upload: SessionRecord['upload'] = null;
-    if (parsed.storageAccount) {
-      const account = await this.#findStorageAccount(ref.subscriptionId, parsed.storageAccount);
+    const storageAccount = parsed.capture.storage.account;
+    if (storageAccount) {
+      const account = await this.#findStorageAccount(ref.subscriptionId, storageAccount);
       const blobName = captureBlobName({
         subscriptionId: ref.subscriptionId,
         resourceGroup: vm.resourceGroup,
         vmName: vm.name,
         createdAt: this.#blobTime(vm.id, now),
       });
-      const storageLocation = properties['storageLocation'] as Record<string, string>;
-      properties['storageLocation'] = {
-        ...storageLocation,
-        storagePath: this.#grants.writer(account).blobUrl(blobName),
+      properties = {
+        ...properties,
+        storageLocation: {
+          ...properties.storageLocation,
+          storagePath: this.#grants.writer(account).blobUrl(blobName),
+        },
       };
       upload = { state: 'Pending', blobs: [], error: null };
     }
-    // Without a local file asked for, the agent spools under its capture root and deletes the
-    // spool once the blob is committed.
-    const filePath = parsed.requestedPath
-      ? checkCaptureFilePath(parsed.requestedPath.path, parsed.requestedPath.field, vm.captureRoot)
-      : path.join(vm.captureRoot, '.wirewatch-spool', `${id}.cap`);
     const record: SessionRecord = {
       id,
       subscriptionId: ref.subscriptionId,
@@ -115,6 +109,7 @@ export class Captures {
       location: watcher.location,
       vmId: vm.id,
       properties,
+      capture: resolveCapture(properties),
       status: 'NotStarted',
       stopReason: null,
       errors: [],
@@ -131,6 +126,10 @@ export class Captures {
       createdAt: now,
       updatedAt: now,
     };
+    // The file asked for must be under the VM's capture root (checked before anything is stored).
+    // Without one, the agent spools under its capture root and deletes the spool once the blob
+    // is committed.
+    const filePath = plannedCapturePath(record, vm.captureRoot);
     const result = await this.#ctx.store.createSession(record, this.#quota);
     switch (result.kind) {
       case 'quota-exceeded':

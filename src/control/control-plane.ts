@@ -1,3 +1,4 @@
+import type { PacketCaptureInput } from '../model/arm.js';
 import type { AgentMessage, EnrollRequest, ObservedSession } from '../model/channel.js';
 import type {
   AuditRecord,
@@ -18,7 +19,6 @@ import { AgentReconciler } from './agent-reconciliation.js';
 import { ApiTokens } from './api-tokens.js';
 import { appendAudit, type AuditEntry } from './audit.js';
 import { BlobGrants } from './blob-grants.js';
-import type { PacketCaptureBody } from './capture-parameters.js';
 import { Captures } from './captures.js';
 import type {
   AgentLink,
@@ -36,7 +36,11 @@ import { LiveProgress } from './live-progress.js';
 import { CaptureOperations } from './operations.js';
 import { watcherResourceId } from './resource-ids.js';
 import type { SessionMemory } from './session-end.js';
-import { captureStorageOf, StorageAccounts, type StorageAccountProbe } from './storage-accounts.js';
+import {
+  captureStorageAccount,
+  StorageAccounts,
+  type StorageAccountProbe,
+} from './storage-accounts.js';
 import { Subscriptions } from './subscriptions.js';
 import { UploadChecks } from './upload-checks.js';
 import { NetworkWatchers, type WatcherPut } from './watchers.js';
@@ -168,7 +172,7 @@ export class ControlPlane {
 
   createCapture(
     ref: CaptureRef,
-    body: PacketCaptureBody,
+    body: PacketCaptureInput,
     caller: Caller,
   ): Promise<{ kind: 'created' | 'exists'; session: SessionRecord; operation?: OperationRecord }> {
     return this.#captures.create(ref, body, caller);
@@ -189,8 +193,8 @@ export class ControlPlane {
   }
 
   /** The registered storage account a capture's storageId names, if any (storage-accounts.ts). */
-  async captureStorageAccount(session: SessionRecord): Promise<StorageAccountRecord | undefined> {
-    return (await captureStorageOf(this.#ctx, session)).account;
+  captureStorageAccount(session: SessionRecord): Promise<StorageAccountRecord | undefined> {
+    return captureStorageAccount(this.#ctx, session);
   }
 
   withLiveProgress(session: SessionRecord): SessionRecord {

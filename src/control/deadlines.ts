@@ -1,7 +1,6 @@
 import type { SessionStopReason } from '../model/stop-reason.js';
 import type { SessionRecord } from '../store/store.js';
 import type { ControlContext } from './control-context.js';
-import { timeLimitOf } from './stored-properties.js';
 
 /**
  * The server's backstop for deadlines. It holds the deadlines of the sessions agents report
@@ -19,11 +18,11 @@ export class DeadlineBackstop {
     this.#graceMs = graceMs;
   }
 
-  /** A session runs since startTime: its deadline is then plus its time limit. */
+  /** A session runs since startTime: its deadline is then plus its duration. */
   note(session: SessionRecord, startTime: Date): void {
     this.#deadlines.set(session.id, {
       vmId: session.vmId,
-      deadlineMs: startTime.getTime() + timeLimitOf(session) * 1000,
+      deadlineMs: startTime.getTime() + session.capture.durationSeconds * 1000,
     });
   }
 
@@ -69,6 +68,6 @@ export function stopTimeOf(
   start: Date | null | undefined = session.captureStartTime,
 ): Date {
   if (reason !== 'TimeExceeded' || !start) return at;
-  const deadline = start.getTime() + timeLimitOf(session) * 1000;
+  const deadline = start.getTime() + session.capture.durationSeconds * 1000;
   return at.getTime() > deadline ? new Date(deadline) : at;
 }

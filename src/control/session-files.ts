@@ -10,22 +10,16 @@
 import path from 'node:path';
 import { ringFileBlobUrl } from '../blob/blob-names.js';
 import type { SessionRecord } from '../store/store.js';
-import {
-  checkCaptureFilePath,
-  parseCaptureBody,
-  type PacketCaptureBody,
-} from './capture-parameters.js';
+import { checkCaptureFilePath } from './capture-parameters.js';
 
 /**
  * Where the agent is told to write a session's capture (for a ring, the stem of its files):
  * the file asked for, or a spool file under the capture root named after the session.
  */
 export function plannedCapturePath(session: SessionRecord, captureRoot: string): string {
-  const parsed = parseCaptureBody({
-    properties: session.properties as unknown as PacketCaptureBody['properties'],
-  });
-  return parsed.requestedPath
-    ? checkCaptureFilePath(parsed.requestedPath.path, parsed.requestedPath.field, captureRoot)
+  const asked = session.capture.storage.localFile;
+  return asked
+    ? checkCaptureFilePath(asked.path, asked.field, captureRoot)
     : path.join(captureRoot, '.wirewatch-spool', `${session.id}.cap`);
 }
 

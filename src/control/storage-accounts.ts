@@ -1,10 +1,9 @@
 import { WirewatchError } from '../model/errors.js';
 import type { SessionRecord, StorageAccountRecord, Upserted } from '../store/store.js';
 import { appendAudit } from './audit.js';
-import { parseStorageAccountId, type StorageAccountRef } from './capture-parameters.js';
+import type { StorageAccountRef } from '../model/capture-settings.js';
 import type { Caller, ControlContext } from './control-context.js';
 import { checkResourceGroupName } from './resource-ids.js';
-import { storageLocationOf, type StorageLocation } from './stored-properties.js';
 
 /** Azure's storage account name rule: 3–24 lower-case letters and digits. */
 const STORAGE_ACCOUNT_NAME = /^[a-z0-9]{3,24}$/;
@@ -146,12 +145,10 @@ export async function findStorageAccount(
   return ctx.store.getStorageAccount(subscriptionId, ref.resourceGroup, ref.name);
 }
 
-/** A session's storage location and the storage account its storageId names (if registered). */
-export async function captureStorageOf(
+/** The registered storage account a session's storageId names, if any. */
+export function captureStorageAccount(
   ctx: ControlContext,
   session: SessionRecord,
-): Promise<{ location: StorageLocation; account: StorageAccountRecord | undefined }> {
-  const location = storageLocationOf(session);
-  const ref = location.storageId ? parseStorageAccountId(location.storageId) : undefined;
-  return { location, account: await findStorageAccount(ctx, session.subscriptionId, ref) };
+): Promise<StorageAccountRecord | undefined> {
+  return findStorageAccount(ctx, session.subscriptionId, session.capture.storage.account);
 }

@@ -5,8 +5,7 @@ import type { BlobGrants } from './blob-grants.js';
 import type { ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
 import { matchReportedBlobs, type SessionBlob } from './session-files.js';
-import { captureStorageOf } from './storage-accounts.js';
-import { isContinuous } from './stored-properties.js';
+import { captureStorageAccount } from './storage-accounts.js';
 
 export interface UploadChecksOptions {
   readonly grants: BlobGrants;
@@ -141,16 +140,17 @@ export class UploadChecks {
       blobs: [],
       error: { code: 'StorageFailed', message },
     });
-    const { location, account } = await captureStorageOf(this.#ctx, session);
-    if (!account || !location.storagePath) {
+    const { blobUrl } = session.capture.storage;
+    const account = await captureStorageAccount(this.#ctx, session);
+    if (!account || !blobUrl) {
       return fail('the storage account is no longer registered');
     }
-    const blobName = blobNameOfUrl(account.blobEndpoint, location.storagePath);
+    const blobName = blobNameOfUrl(account.blobEndpoint, blobUrl);
     if (blobName === undefined) return fail('the capture has no blob of this storage account');
     const matched = matchReportedBlobs(report.blobs, {
-      storagePath: location.storagePath,
+      storagePath: blobUrl,
       blobName,
-      continuous: isContinuous(session),
+      continuous: session.capture.ring !== undefined,
     });
     if (matched.kind === 'foreign') {
       log('warn', "agent reported a blob that is not its session's; upload refused", {
@@ -159,7 +159,7 @@ export class UploadChecks {
       });
       return fail("the agent reported a blob that is not this capture's");
     }
-    if (isContinuous(session)) {
+    if (session.capture.ring !== undefined) {
       // Only files the server granted a SAS for can have been written: a number it never
       // granted fails the report before storage is asked anything.
       const granted = new Set(await store.listRingGrants(session.id));

@@ -111,7 +111,7 @@ export function captureStatusView(
 
 /** The agent leaves its own connections out unless the capture asked for them (includeOwnTraffic). */
 function excludesOwnTraffic(session: SessionRecord): boolean {
-  return session.properties['includeOwnTraffic'] !== true;
+  return !session.capture.includeOwnTraffic;
 }
 
 /** Azure's Common.NetworkWatcher. */

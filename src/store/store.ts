@@ -8,6 +8,7 @@
  * case-insensitively where Azure does (resource groups, watchers, captures, VMs), so records keep
  * the casing they were created with and lookups fold case. Every method is atomic.
  */
+import type { CaptureProperties, ResolvedCapture } from '../model/capture-settings.js';
 import type { SessionStopReason } from '../model/stop-reason.js';
 
 export type Role = 'Reader' | 'Contributor' | 'Owner';
@@ -155,9 +156,15 @@ export interface SessionRecord {
   readonly vmId: string;
   /**
    * The resource's `properties` as the API returns them (defaults filled in), JSON-serialisable.
-   * Also what a re-PUT is compared with.
+   * Also what a re-PUT is compared with. The one thing stored of the capture's settings.
    */
-  readonly properties: Readonly<Record<string, unknown>>;
+  readonly properties: CaptureProperties;
+  /**
+   * The capture as it runs, `resolveCapture(properties)` (src/model/capture-settings.ts): what
+   * everything after create reads. Derived, not stored apart: a store derives it from the stored
+   * properties as it reads the row, so it cannot disagree with them.
+   */
+  readonly capture: ResolvedCapture;
   readonly status: SessionStatus;
   readonly stopReason: SessionStopReason | null;
   readonly errors: readonly SessionError[];

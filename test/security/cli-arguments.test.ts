@@ -17,7 +17,7 @@ import { checkCapturePath } from '../../src/capture/capture-path.js';
 import { parseProcNetRoute } from '../../src/capture/default-route.js';
 import { parseFilters } from '../../src/capture/filter.js';
 import type { PacketCaptureFilter } from '../../src/capture/filter-spec.js';
-import { resolveCaptureLimits, resolveRingSettings } from '../../src/capture/limits.js';
+import { resolveCaptureLimits, resolveRingSettings } from '../../src/model/capture-limits.js';
 import { ApiClient } from '../../src/cli/api-client.js';
 import { scaleSetIdOf } from '../../src/cli/capture-ref.js';
 import { UsageError } from '../../src/cli/cli-errors.js';

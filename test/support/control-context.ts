@@ -11,7 +11,14 @@ import type { SessionMemory } from '../../src/control/session-end.js';
 import { generateSecretsKey, SecretBox } from '../../src/store/secret-box.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { SessionRecord, Store } from '../../src/store/store.js';
-import { session, subA, subscription, vm, watcher } from './store-conformance/fixtures.js';
+import {
+  session,
+  subA,
+  subscription,
+  vm,
+  watcher,
+  type SessionOverrides,
+} from './store-conformance/fixtures.js';
 
 /** An AgentLink whose agents are connected as the test says, keeping every message sent. */
 export class RecordingAgents implements AgentLink {
@@ -41,7 +48,7 @@ export interface ControlFixture {
   /** Memory with the given deadline grace and progress persist interval. */
   memory(options?: { graceMs?: number; persistMs?: number }): SessionMemory;
   /** Stores a session of the fixture's VM and watcher. */
-  addSession(overrides?: Partial<SessionRecord>): Promise<SessionRecord>;
+  addSession(overrides?: SessionOverrides): Promise<SessionRecord>;
   close(): Promise<void>;
 }
 

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { PacketCaptureBody } from '../../control/capture-parameters.js';
-import { PacketCaptureSchema } from '../../model/arm.js';
+import { PacketCaptureSchema, type PacketCaptureInput } from '../../model/arm.js';
 import { WirewatchError } from '../../model/errors.js';
 import {
   absoluteUrl,
@@ -52,16 +51,12 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
     need: 'Reader' | 'Contributor',
   ) => authorizeCapture(ctx, request, params, need);
 
-  api.put<{ Params: CaptureParams }>(
+  api.put<{ Params: CaptureParams; Body: PacketCaptureInput }>(
     CAPTURE,
     { schema: { body: PacketCaptureSchema }, config: { need: 'Contributor' } },
     async (request, reply) => {
       const ref = await allowed(request, request.params, 'Contributor');
-      const result = await control.createCapture(
-        ref,
-        request.body as PacketCaptureBody,
-        callerOf(request),
-      );
+      const result = await control.createCapture(ref, request.body, callerOf(request));
       const body = packetCaptureView(control.withLiveProgress(result.session));
       if (result.kind === 'exists') return reply.code(200).send(body);
       setOperationHeaders(request, reply, result.operation!, 'Azure-AsyncOperation');

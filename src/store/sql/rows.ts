@@ -2,6 +2,7 @@
  * Row ↔ record mappers for the tables of ./migrations/schema.ts, shared by every SQL backend: they
  * use the schema's portable types only. Times are ISO-8601 text, booleans 0/1, JSON columns text.
  */
+import { readCaptureProperties, resolveCapture } from '../../model/capture-settings.js';
 import { foldName } from '../migrations/schema.js';
 import type {
   AuditTable,
@@ -236,6 +237,7 @@ export function sessionPatchToRow(patch: SessionPatch): Partial<SessionsTable> {
 }
 
 export function toSession(row: SessionsTable): SessionRecord {
+  const properties = readCaptureProperties(JSON.parse(row.properties), `session ${row.id}`);
   return {
     id: row.id,
     subscriptionId: row.subscription_id,
@@ -244,7 +246,8 @@ export function toSession(row: SessionsTable): SessionRecord {
     name: row.name,
     location: row.location,
     vmId: row.vm_id,
-    properties: parseJson<Record<string, unknown>>(row.properties),
+    properties,
+    capture: resolveCapture(properties),
     status: row.status,
     stopReason: row.stop_reason,
     errors: parseJson<SessionError[]>(row.errors),

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest, migrations } from '../migrations/index.js';
 import type { StoreDatabase } from '../migrations/schema.js';
 import { describeStoreConformance } from '../../../test/support/store-conformance/index.js';
+import { resolveCapture, type CaptureProperties } from '../../model/capture-settings.js';
 import type { SessionRecord } from '../store.js';
 import { generateSecretsKey, SecretBox, SecretsKeyError } from '../secret-box.js';
 import { createSqliteStore } from './sqlite-store.js';
@@ -46,6 +47,11 @@ describeStoreConformance('SQLite file', () => createSqliteStore({ path: newPath(
 describe('SQLite store file', () => {
   const subscriptionId = randomUUID();
   const created = new Date('2020-02-02T02:02:02.222Z');
+  const properties: CaptureProperties = {
+    target: 'vm',
+    storageLocation: { filePath: '/var/captures/cap.cap' },
+    filters: [],
+  };
   const session: SessionRecord = {
     id: randomUUID(),
     subscriptionId,
@@ -54,7 +60,8 @@ describe('SQLite store file', () => {
     name: 'Cap',
     location: 'westus',
     vmId: randomUUID(),
-    properties: { target: 'vm', filters: [] },
+    properties,
+    capture: resolveCapture(properties),
     status: 'Running',
     stopReason: null,
     errors: [],

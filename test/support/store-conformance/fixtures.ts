@@ -1,5 +1,6 @@
 /** The records and helpers the store conformance suite builds its cases from. */
 import { randomUUID } from 'node:crypto';
+import { resolveCapture, type CaptureProperties } from '../../../src/model/capture-settings.js';
 import type {
   AuditRecord,
   EnrollmentTokenRecord,
@@ -108,10 +109,24 @@ export function watcher(
   };
 }
 
-export function session(
-  subscriptionId: string,
-  overrides: Partial<SessionRecord> = {},
-): SessionRecord {
+/**
+ * What a test changes of a session: any field but the resolved capture, which is derived from the
+ * properties; the properties given are laid over the fixture's (a file capture, TCP 443).
+ */
+export type SessionOverrides = Partial<Omit<SessionRecord, 'properties' | 'capture'>> & {
+  readonly properties?: Partial<CaptureProperties>;
+};
+
+export function session(subscriptionId: string, overrides: SessionOverrides = {}): SessionRecord {
+  const { properties: given, ...rest } = overrides;
+  const properties: CaptureProperties = {
+    target:
+      '/subscriptions/x/resourceGroups/Fleet-RG/providers/Microsoft.Compute/virtualMachines/Web-01',
+    bytesToCapturePerPacket: 0,
+    storageLocation: { filePath: '/var/captures/capture-1.cap' },
+    filters: [{ protocol: 'TCP', localPort: '443' }],
+    ...given,
+  };
   return {
     id: randomUUID(),
     subscriptionId,
@@ -120,12 +135,8 @@ export function session(
     name: 'Capture-1',
     location: 'westus',
     vmId: 'vm-1',
-    properties: {
-      target:
-        '/subscriptions/x/resourceGroups/Fleet-RG/providers/Microsoft.Compute/virtualMachines/Web-01',
-      bytesToCapturePerPacket: 0,
-      filters: [{ protocol: 'TCP', localPort: '443' }],
-    },
+    properties,
+    capture: resolveCapture(properties),
     status: 'NotStarted',
     stopReason: null,
     errors: [],
@@ -139,7 +150,7 @@ export function session(
     etag: randomUUID(),
     createdAt: at(4),
     updatedAt: at(4),
-    ...overrides,
+    ...rest,
   };
 }
 

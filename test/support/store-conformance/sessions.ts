@@ -30,6 +30,35 @@ export function describeSessionConformance(store: Store): void {
       expect(await store.getSessionById(randomUUID())).toBeUndefined();
     });
 
+    it('reads the resolved capture back from the stored properties, the same as at create', async () => {
+      const record = session(subA, {
+        properties: {
+          continuousCapture: true,
+          timeLimitInSeconds: 0,
+          captureSettings: { fileCount: 0, fileSizeInBytes: 4096, sessionTimeLimitInSeconds: 0 },
+          storageLocation: { localPath: '/var/captures/ring.cap' },
+          filters: [{ protocol: 'udp', remotePort: '53' }],
+          includeOwnTraffic: true,
+        },
+      });
+      await store.createSession(record, 10);
+      const read = await store.getSessionById(record.id);
+      expect(read?.properties).toEqual(record.properties);
+      expect(read?.capture).toEqual(record.capture);
+      expect(read?.capture).toMatchObject({
+        ring: { fileCount: 10000, fileSizeInBytes: 4096, sessionTimeLimitInSeconds: 18000 },
+        durationSeconds: 18000,
+        filters: [{ protocol: 'UDP', remotePort: '53' }],
+        storage: {
+          localFile: {
+            path: '/var/captures/ring.cap',
+            field: 'properties.storageLocation.localPath',
+          },
+        },
+        includeOwnTraffic: true,
+      });
+    });
+
     it("returns 'exists' with the stored session for the same name in other casing", async () => {
       const first = session(subA);
       await store.createSession(first, 10);

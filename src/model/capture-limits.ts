@@ -1,4 +1,9 @@
-import { WirewatchError } from '../model/errors.js';
+/**
+ * A packet capture's limits: Azure's defaults and maxima, the rule that 0 means the maximum, and
+ * how long a ring runs. The one home of these rules: the API's create, the stored capture
+ * (capture-settings.ts), the agent's check of what it is told and the CLI all use them.
+ */
+import { WirewatchError } from './errors.js';
 
 /** Azure's defaults and maxima for a packet capture's limits (networkWatcher.json). */
 export const captureLimitBounds = {
@@ -27,10 +32,20 @@ export interface RingSettings {
 }
 
 /**
- * Resolves one limit: absent → Azure's default; must be a whole number in 0..max. Zero keeps
- * Azure's meaning where it has one (bytesToCapturePerPacket 0 = whole packet); for the other
- * limits 0 would make a capture that can hold nothing, so it means "the maximum" — a capture is
- * always bounded.
+ * The value a limit stands for, of one already checked (or absent): absent → Azure's default.
+ * Zero keeps Azure's meaning where it has one (bytesToCapturePerPacket 0 = whole packet); for the
+ * other limits 0 would make a capture that can hold nothing, so it means "the maximum" — a
+ * capture is always bounded.
+ */
+export function limitValue(name: CaptureLimitName, value: number | null | undefined): number {
+  const bounds = captureLimitBounds[name];
+  if (value === undefined || value === null) return bounds.default;
+  return value === 0 && name !== 'bytesToCapturePerPacket' ? bounds.max : value;
+}
+
+/**
+ * Resolves one limit: checks it is a whole number in 0..max (and not below a minimum), and gives
+ * the value it stands for (limitValue: absent → the default, 0 → the maximum).
  */
 export function resolveLimit(
   name: CaptureLimitName,
@@ -38,7 +53,7 @@ export function resolveLimit(
   target: string = name,
 ): number {
   const bounds: { default: number; max: number; min?: number } = captureLimitBounds[name];
-  if (value === undefined || value === null) return bounds.default;
+  if (value === undefined || value === null) return limitValue(name, value);
   if (typeof value === 'number' && Number.isInteger(value) && value > bounds.max) {
     throw new WirewatchError(
       'InvalidCaptureLimit',
@@ -53,7 +68,7 @@ export function resolveLimit(
       { target },
     );
   }
-  if (value === 0 && name !== 'bytesToCapturePerPacket') return bounds.max;
+  if (value === 0) return limitValue(name, value);
   if (bounds.min !== undefined && value < bounds.min) {
     throw new WirewatchError(
       'InvalidCaptureLimit',
@@ -61,7 +76,7 @@ export function resolveLimit(
       { target },
     );
   }
-  return value;
+  return limitValue(name, value);
 }
 
 export function resolveCaptureLimits(input: {

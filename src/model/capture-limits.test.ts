@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from './limits.js';
+import { resolveCaptureLimits, resolveLimit, resolveRingSettings } from './capture-limits.js';
 
 describe('capture limits', () => {
   it('applies Azure defaults', () => {
