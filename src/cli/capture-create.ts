@@ -4,6 +4,7 @@
  * is the VM's location's. Without --wait it watches the start for 2 s.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { captureLimitBounds as L } from '../model/capture-limits.js';
 import { filtersJson } from './format.js';
 import { apiCommand, example, withClient, type GlobalOptions } from './cli-context.js';
 import { RefusedError, UsageError } from './cli-errors.js';
@@ -136,12 +137,12 @@ export function captureCreateCommand(): Command {
     )
     .option(
       '--capture-limit <bytes>',
-      'largest capture file, bytes (default 1073741824)',
+      `largest capture file, bytes (default ${L.totalBytesPerSession.default})`,
       countOption('--capture-limit'),
     )
     .option(
       '--time-limit <seconds>',
-      'capture duration (default and max 18000)',
+      `capture duration (default and max ${L.timeLimitInSeconds.max})`,
       countOption('--time-limit'),
     )
     .option('--storage-account <name-or-id>', 'storage account to upload the capture to')
@@ -158,15 +159,19 @@ export function captureCreateCommand(): Command {
     .option('--include <instances...>', 'AzureVMSS: instances to include (scope.include)')
     .option('--exclude <instances...>', 'AzureVMSS: instances to exclude (scope.exclude)')
     .option('--continuous-capture [bool]', 'capture into a ring of files (true/false)', flag)
-    .option('--file-count <n>', 'continuous: files kept (default 10)', countOption('--file-count'))
+    .option(
+      '--file-count <n>',
+      `continuous: files kept (default ${L.fileCount.default})`,
+      countOption('--file-count'),
+    )
     .option(
       '--file-size <bytes>',
-      'continuous: largest file (default 104857600)',
+      `continuous: largest file (default ${L.fileSizeInBytes.default})`,
       countOption('--file-size'),
     )
     .option(
       '--session-time-limit <seconds>',
-      'continuous: session duration (default 86400)',
+      `continuous: session duration (default ${L.sessionTimeLimitInSeconds.default})`,
       countOption('--session-time-limit'),
     )
     .option(

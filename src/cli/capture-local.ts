@@ -3,7 +3,11 @@ import { DEFAULT_CAPTURE_ROOT } from '../capture/capture-path.js';
 import { parseFilters } from '../capture/filter.js';
 import type { PacketCaptureFilter } from '../capture/filter-spec.js';
 import { checkInterfaceExists } from '../capture/interface-addresses.js';
-import { resolveCaptureLimits, resolveRingSettings } from '../model/capture-limits.js';
+import {
+  captureLimitBounds as L,
+  resolveCaptureLimits,
+  resolveRingSettings,
+} from '../model/capture-limits.js';
 import { startCapture, type CaptureProgress, type CaptureResult } from '../capture/runner.js';
 import { WirewatchError } from '../model/errors.js';
 import { filtersJson, formatBytes, formatDuration } from './format.js';
@@ -89,16 +93,28 @@ export function captureLocalCommand(): Command {
     .option('--bytes-per-packet <n>', 'bytes kept per packet (0 = whole packet)', wholeNumber)
     .option(
       '--bytes-per-session <n>',
-      'largest capture file, bytes (default 1073741824)',
+      `largest capture file, bytes (default ${L.totalBytesPerSession.default})`,
       wholeNumber,
     )
-    .option('--time-limit <seconds>', 'capture duration limit (default and max 18000)', wholeNumber)
+    .option(
+      '--time-limit <seconds>',
+      `capture duration limit (default and max ${L.timeLimitInSeconds.max})`,
+      wholeNumber,
+    )
     .option('--continuous', 'continuous capture into a ring of files')
-    .option('--file-count <n>', 'ring: number of files kept (default 10, max 10000)', wholeNumber)
-    .option('--file-size <bytes>', 'ring: size of each file (default 104857600)', wholeNumber)
+    .option(
+      '--file-count <n>',
+      `ring: number of files kept (default ${L.fileCount.default}, max ${L.fileCount.max})`,
+      wholeNumber,
+    )
+    .option(
+      '--file-size <bytes>',
+      `ring: size of each file (default ${L.fileSizeInBytes.default})`,
+      wholeNumber,
+    )
     .option(
       '--session-time-limit <seconds>',
-      'ring: session duration limit (default 86400, max 604800)',
+      `ring: session duration limit (default ${L.sessionTimeLimitInSeconds.default}, max ${L.sessionTimeLimitInSeconds.max})`,
       wholeNumber,
     )
     .requiredOption('-f, --file <path>', 'capture file (.cap or .pcap) under the capture root')
