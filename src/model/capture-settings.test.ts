@@ -121,6 +121,9 @@ describe('readCaptureProperties', () => {
     const stored = { target, storageLocation: { filePath: '/c/a.cap' }, filters: [] };
     expect(readCaptureProperties(stored, 'session 1')).toEqual(stored);
     expect(() => readCaptureProperties({ target }, 'session 1')).toThrow(/session 1/);
+    // storagePath is the server's blob URL, as long as the account's endpoint makes it.
+    const long = { ...stored, storageLocation: { storagePath: `http://h/${'x'.repeat(3000)}` } };
+    expect(readCaptureProperties(long, 'session 1')).toEqual(long);
     expect(() =>
       readCaptureProperties({ ...stored, timeLimitInSeconds: '60' }, 'session 1'),
     ).toThrow(/session 1/);

@@ -2,21 +2,26 @@
  * A packet capture's settings, in two types:
  *
  * - {@link CaptureProperties}, the properties as stored and echoed by the API: what the user
- *   sent (a create body's `properties`, the TypeBox type of the request schema), with Azure's
- *   defaults filled in and enum values in Azure's spelling. Stored as JSON; read back through
- *   {@link readCaptureProperties}.
+ *   sent (a create body's `properties`, the type of the request schema), with Azure's defaults
+ *   filled in, enum values in Azure's spelling and the server's blob URL as `storagePath`.
+ *   Stored as JSON; read back through {@link readCaptureProperties}.
  * - {@link ResolvedCapture}, what the capture is: limits with defaults and "0 means the maximum"
  *   applied, a ring's settings, how long it runs, its filters, where it is stored. Derived from
  *   the properties by {@link resolveCapture} and carried on the session record; everything after
- *   create (the agent's assignment, views, downloads, deadlines) reads this, never the properties.
+ *   create (the agent's assignment, views, downloads, deadlines) reads this; only the echo of
+ *   the properties in the API (and a re-PUT's comparison) reads the properties.
  *
- * The create body is checked field by field before it is stored (src/control/capture-parameters.ts:
- * filters parsed, limits in range, storage rules); resolving only applies the rules to values
- * that are already checked, so it never throws.
+ * The create body is checked field by field before it is stored
+ * (src/control/capture-parameters.ts: filters parsed, limits in range, storage rules); resolving
+ * only applies the rules to values that are already checked, so it never throws.
  */
-import type { Static } from 'typebox';
+import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
-import { PacketCaptureParametersSchema, type PacketCaptureFilterSchema } from './arm.js';
+import {
+  PacketCaptureParametersSchema,
+  PacketCaptureStorageLocationSchema,
+  type PacketCaptureFilterSchema,
+} from './arm.js';
 import {
   limitValue,
   ringDurationSeconds,
@@ -25,8 +30,20 @@ import {
 } from './capture-limits.js';
 import { parseResourceId, type ResourceIdParts } from './resource-id.js';
 
+/**
+ * A packet capture's `properties` as stored: the create schema's, except that `storagePath` is
+ * the server's (the blob URL it made, as long as the account's endpoint makes it), not a user's.
+ */
+const CapturePropertiesSchema = Type.Object({
+  ...PacketCaptureParametersSchema.properties,
+  storageLocation: Type.Object({
+    ...PacketCaptureStorageLocationSchema.properties,
+    storagePath: Type.Optional(Type.String()),
+  }),
+});
+
 /** A packet capture's `properties` as stored and echoed (Azure's PacketCaptureParameters). */
-export type CaptureProperties = Static<typeof PacketCaptureParametersSchema>;
+export type CaptureProperties = Static<typeof CapturePropertiesSchema>;
 
 /** Azure's PacketCaptureFilter, as the API takes and echoes it. */
 export type CaptureFilter = Static<typeof PacketCaptureFilterSchema>;
@@ -158,7 +175,7 @@ export function isContinuousCaptureGiven(p: Pick<CaptureProperties, 'continuousC
   return p.continuousCapture === true || p.continuousCapture === false;
 }
 
-const propertiesCheck = Compile(PacketCaptureParametersSchema);
+const propertiesCheck = Compile(CapturePropertiesSchema);
 
 /**
  * Stored properties (parsed JSON) as {@link CaptureProperties}; throws when they are not, which
