@@ -9,7 +9,8 @@ import { WirewatchError } from '../model/errors.js';
 import { PCAPNG_MAGIC } from './format.js';
 import { createPcapngParser, type PcapngParser } from './pcapng-reader.js';
 import { createPcapParser, type PcapParser, type PcapParserEnd, withPath } from './reader.js';
-import type { CaptureInterface, CapturePacket, PcapRecord } from './types.js';
+import { packetOf } from './frame-splitter.js';
+import type { CaptureInterface, CapturePacket, PacketView } from './types.js';
 
 /** A capture file's format. */
 export type CaptureFormat = 'pcap' | 'pcapng';
@@ -26,54 +27,81 @@ export interface CaptureParser {
    * @throws WirewatchError `InvalidPcap` as the pcap or pcapng parser does.
    */
   push(chunk: Buffer): CapturePacket[];
+  /**
+   * Takes the next bytes without parsing them; {@link next} then steps through their packets
+   * in place, with no object per packet (the merge reads them so). {@link push} is the two.
+   */
+  feed(chunk: Buffer): void;
+  /**
+   * Steps to the next packet of what was fed and describes it in {@link packet}; false when
+   * more bytes are needed (or the format is not known yet).
+   *
+   * @throws WirewatchError `InvalidPcap` as {@link push} does.
+   */
+  next(): boolean;
+  /** The packet {@link next} stepped to, in place; undefined until the format is known. */
+  readonly packet: PacketView | undefined;
   end(): PcapParserEnd;
 }
 
 /** Creates a parser that detects the format from the first bytes pushed. */
 export function createCaptureParser(): CaptureParser {
   let format: CaptureFormat | undefined;
+  let parser: PcapParser | PcapngParser | undefined;
   let pcap: PcapParser | undefined;
   let pcapng: PcapngParser | undefined;
   const pcapInterfaces: CaptureInterface[] = [];
   let head: Buffer[] = [];
   let headLength = 0;
 
-  const fromPcap = (records: PcapRecord[]): CapturePacket[] => {
-    const header = pcap!.header;
-    if (pcapInterfaces.length === 0 && header !== undefined) {
-      const { linkType, snaplen, precision } = header;
-      pcapInterfaces.push({ linkType, snaplen, precision, section: 0 });
+  function feed(chunk: Buffer): void {
+    if (parser !== undefined) {
+      parser.feed(chunk);
+      return;
     }
-    return records.map((r) => ({ ...r, interfaceId: 0 }));
-  };
+    head.push(chunk);
+    headLength += chunk.length;
+    if (headLength < 4) return;
+    const start = head.length === 1 ? chunk : Buffer.concat(head, headLength);
+    head = [];
+    if (start.readUInt32LE(0) === PCAPNG_MAGIC) {
+      format = 'pcapng';
+      parser = pcapng = createPcapngParser();
+    } else {
+      format = 'pcap';
+      parser = pcap = createPcapParser();
+    }
+    parser.feed(start);
+  }
+
+  const next = (): boolean => parser?.next() ?? false;
 
   return {
     get format() {
       return format;
     },
     get interfaces() {
-      return pcapng?.interfaces ?? pcapInterfaces;
-    },
-    push(chunk) {
-      if (pcap !== undefined) return fromPcap(pcap.push(chunk));
-      if (pcapng !== undefined) return pcapng.push(chunk);
-      head.push(chunk);
-      headLength += chunk.length;
-      if (headLength < 4) return [];
-      const start = Buffer.concat(head, headLength);
-      head = [];
-      if (start.readUInt32LE(0) === PCAPNG_MAGIC) {
-        format = 'pcapng';
-        pcapng = createPcapngParser();
-        return pcapng.push(start);
+      if (pcap === undefined) return pcapng?.interfaces ?? pcapInterfaces;
+      // A classic pcap file's one interface is its header.
+      if (pcapInterfaces.length === 0 && pcap.header !== undefined) {
+        const { linkType, snaplen, precision } = pcap.header;
+        pcapInterfaces.push({ linkType, snaplen, precision, section: 0 });
       }
-      format = 'pcap';
-      pcap = createPcapParser();
-      return fromPcap(pcap.push(start));
+      return pcapInterfaces;
+    },
+    get packet() {
+      return parser?.packet;
+    },
+    feed,
+    next,
+    push(chunk) {
+      feed(chunk);
+      const packets: CapturePacket[] = [];
+      while (parser?.next() === true) packets.push(packetOf(parser.packet));
+      return packets;
     },
     end() {
-      if (pcap !== undefined) return pcap.end();
-      if (pcapng !== undefined) return pcapng.end();
+      if (parser !== undefined) return parser.end();
       return { truncatedBytes: headLength };
     },
   };

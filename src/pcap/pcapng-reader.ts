@@ -21,7 +21,8 @@ import {
 } from './pcapng-format.js';
 import type { PcapParserEnd } from './reader.js';
 import { MAX_CAPTURED_LENGTH_LIMIT } from './reader.js';
-import type { CaptureInterface, CapturePacket } from './types.js';
+import { FrameSplitter, PacketSlot, packetOf } from './frame-splitter.js';
+import type { CaptureInterface, CapturePacket, PacketView } from './types.js';
 
 /** Options of {@link createPcapngParser}. */
 export interface PcapngParserOptions {
@@ -51,6 +52,17 @@ export interface PcapngParser {
    *   parser then stays failed.
    */
   push(chunk: Buffer): CapturePacket[];
+  /** Takes the next bytes without parsing them: {@link next} steps through them in place. */
+  feed(chunk: Buffer): void;
+  /**
+   * Steps to the next packet of what was fed (parsing the blocks before it) and describes it in
+   * {@link packet}; false when more bytes are needed.
+   *
+   * @throws WirewatchError `InvalidPcap` as {@link push} does.
+   */
+  next(): boolean;
+  /** The packet {@link next} stepped to, in place. */
+  readonly packet: PacketView;
   /** Declares the input finished and reports the bytes of an incomplete trailing block. */
   end(): PcapParserEnd;
 }
@@ -83,14 +95,12 @@ export function createPcapngParser(options: PcapngParserOptions = {}): PcapngPar
   let packetCount = 0;
   let failure: WirewatchError | undefined;
   let ended = false;
-  let pending: Buffer[] = [];
-  let pendingLength = 0;
-  let needed = 12;
+  const view = new PacketSlot();
+  const splitter = new FrameSplitter(12, blockLength);
 
   function fail(message: string): never {
     failure = new WirewatchError('InvalidPcap', message);
-    pending = [];
-    pendingLength = 0;
+    splitter.clear();
     throw failure;
   }
   const u32 = (buf: Buffer, at: number): number =>
@@ -152,42 +162,35 @@ export function createPcapngParser(options: PcapngParserOptions = {}): PcapngPar
     return clock;
   }
 
+  /** Describes a packet in {@link view}; returns true. */
   function packet(
     clock: Clock,
     high: number,
     low: number,
     originalLength: number,
-    data: Buffer,
-  ): CapturePacket {
-    let tsSec: number;
-    let tsFrac: number;
+    dataStart: number,
+    capturedLength: number,
+  ): true {
     if (clock.micro && high < 0x20_0000) {
       const units = high * TWO_32 + low; // < 2^53
-      tsSec = Math.floor(units / 1_000_000);
-      tsFrac = units % 1_000_000;
+      view.tsSec = Math.floor(units / 1_000_000);
+      view.tsFrac = units % 1_000_000;
     } else {
       const units = (BigInt(high) << 32n) | BigInt(low);
-      tsSec = Number(units / clock.units + clock.offset);
-      tsFrac = Number(((units % clock.units) * clock.perSecond) / clock.units);
+      view.tsSec = Number(units / clock.units + clock.offset);
+      view.tsFrac = Number(((units % clock.units) * clock.perSecond) / clock.units);
     }
+    view.interfaceId = clock.id;
+    view.originalLength = originalLength;
+    view.dataStart = dataStart;
+    view.capturedLength = capturedLength;
     packetCount++;
-    return {
-      interfaceId: clock.id,
-      tsSec,
-      tsFrac,
-      capturedLength: data.length,
-      originalLength,
-      data,
-    };
+    return true;
   }
 
-  /** Parses the whole block at `pos`; returns its packet, if it holds one. */
-  function parseBlock(
-    buf: Buffer,
-    pos: number,
-    type: number,
-    length: number,
-  ): CapturePacket | undefined {
+  /** Parses the whole block at `pos`; true when it holds a packet, then in {@link view}. */
+  function parseBlock(buf: Buffer, pos: number, length: number): boolean {
+    const type = le ? buf.readUInt32LE(pos) : buf.readUInt32BE(pos);
     const end = pos + length - 4;
     switch (type) {
       case BLOCK_SECTION_HEADER: {
@@ -195,12 +198,12 @@ export function createPcapngParser(options: PcapngParserOptions = {}): PcapngPar
         if (major !== 1) fail(`section ${sections + 1} has pcapng version ${major}, not 1`);
         sections++;
         clocks = [];
-        return undefined;
+        return false;
       }
       case BLOCK_INTERFACE_DESCRIPTION:
         if (length < 20) fail(`block at byte ${offset}: an IDB of ${length} bytes is too short`);
         describeInterface(buf, pos, end);
-        return undefined;
+        return false;
       case BLOCK_ENHANCED_PACKET:
       case BLOCK_PACKET: {
         if (length < 32)
@@ -212,13 +215,14 @@ export function createPcapngParser(options: PcapngParserOptions = {}): PcapngPar
             `block at byte ${offset}: a captured length of ${captured} does not fit its block of ${length} bytes`,
           );
         }
-        const data = buf.subarray(pos + 28, pos + 28 + captured);
+        view.data = buf;
         return packet(
           clockOf(id),
           u32(buf, pos + 12),
           u32(buf, pos + 16),
           u32(buf, pos + 24),
-          data,
+          pos + 28,
+          captured,
         );
       }
       case BLOCK_SIMPLE_PACKET: {
@@ -229,62 +233,51 @@ export function createPcapngParser(options: PcapngParserOptions = {}): PcapngPar
         let captured = Math.min(originalLength, end - (pos + 12));
         if (clock.snaplen > 0) captured = Math.min(captured, clock.snaplen);
         // A simple packet has no timestamp: it is stamped 0.
-        return packet(clock, 0, 0, originalLength, buf.subarray(pos + 12, pos + 12 + captured));
+        view.data = buf;
+        return packet(clock, 0, 0, originalLength, pos + 12, captured);
       }
       default:
-        return undefined; // a block wirewatch has no use for
+        return false; // a block wirewatch has no use for
     }
   }
 
-  function push(chunk: Buffer): CapturePacket[] {
+  /** The length of the block at `pos`, from its first 12 bytes; throws for a corrupt one. */
+  function blockLength(buf: Buffer, pos: number): number {
+    const typeLE = buf.readUInt32LE(pos);
+    if (typeLE === BLOCK_SECTION_HEADER) {
+      const bom = buf.readUInt32LE(pos + 8);
+      if (bom === BYTE_ORDER_MAGIC) le = true;
+      else if (bom === BYTE_ORDER_MAGIC_SWAPPED) le = false;
+      else fail(`section header at byte ${offset} has no byte-order magic`);
+    } else if (sections === 0) {
+      fail(
+        `not a pcapng file: it starts with 0x${buf.readUInt32BE(pos).toString(16).padStart(8, '0')}, not a section header block`,
+      );
+    }
+    const length = u32(buf, pos + 4);
+    if (length < 12 || length % 4 !== 0 || length > maxBlock) {
+      fail(
+        `block at byte ${offset} has a length of ${length}, not a multiple of 4 in 12..${maxBlock}; the file is corrupt`,
+      );
+    }
+    return length;
+  }
+
+  function feed(chunk: Buffer): void {
     if (failure !== undefined) throw failure;
     if (ended) throw new Error('PcapngParser.push called after end()');
-    if (chunk.length === 0) return [];
-    if (pendingLength + chunk.length < needed) {
-      pending.push(chunk);
-      pendingLength += chunk.length;
-      return [];
+    if (chunk.length > 0) splitter.feed(chunk);
+  }
+
+  function next(): boolean {
+    if (failure !== undefined) throw failure;
+    while (splitter.next()) {
+      const { buf, start, end } = splitter;
+      const isPacket = parseBlock(buf, start, end - start);
+      offset += end - start;
+      if (isPacket) return true;
     }
-    pending.push(chunk);
-    const buf = pending.length === 1 ? chunk : Buffer.concat(pending, pendingLength + chunk.length);
-    pending = [];
-    pendingLength = 0;
-    const packets: CapturePacket[] = [];
-    let pos = 0;
-    needed = 12;
-    while (buf.length - pos >= 12) {
-      const typeLE = buf.readUInt32LE(pos);
-      if (typeLE === BLOCK_SECTION_HEADER) {
-        const bom = buf.readUInt32LE(pos + 8);
-        if (bom === BYTE_ORDER_MAGIC) le = true;
-        else if (bom === BYTE_ORDER_MAGIC_SWAPPED) le = false;
-        else fail(`section header at byte ${offset} has no byte-order magic`);
-      } else if (sections === 0) {
-        fail(
-          `not a pcapng file: it starts with 0x${buf.readUInt32BE(pos).toString(16).padStart(8, '0')}, not a section header block`,
-        );
-      }
-      const type = le ? typeLE : buf.readUInt32BE(pos);
-      const length = u32(buf, pos + 4);
-      if (length < 12 || length % 4 !== 0 || length > maxBlock) {
-        fail(
-          `block at byte ${offset} has a length of ${length}, not a multiple of 4 in 12..${maxBlock}; the file is corrupt`,
-        );
-      }
-      if (buf.length - pos < length) {
-        needed = length;
-        break;
-      }
-      const p = parseBlock(buf, pos, type, length);
-      if (p !== undefined) packets.push(p);
-      pos += length;
-      offset += length;
-    }
-    if (pos < buf.length) {
-      pending.push(buf.subarray(pos));
-      pendingLength = buf.length - pos;
-    }
-    return packets;
+    return false;
   }
 
   return {
@@ -298,10 +291,18 @@ export function createPcapngParser(options: PcapngParserOptions = {}): PcapngPar
     get packetCount() {
       return packetCount;
     },
-    push,
+    packet: view,
+    feed,
+    next,
+    push(chunk) {
+      feed(chunk);
+      const packets: CapturePacket[] = [];
+      while (next()) packets.push(packetOf(view));
+      return packets;
+    },
     end() {
       ended = true;
-      return { truncatedBytes: pendingLength };
+      return { truncatedBytes: splitter.remaining };
     },
   };
 }

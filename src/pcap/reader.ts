@@ -6,14 +6,9 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { WirewatchError } from '../model/errors.js';
-import {
-  FILE_HEADER_LENGTH,
-  RECORD_HEADER_LENGTH,
-  parseFileHeader,
-  readRecordHeader,
-} from './format.js';
-import type { RecordHeader } from './format.js';
-import type { PcapFileHeader, PcapRecord } from './types.js';
+import { FILE_HEADER_LENGTH, RECORD_HEADER_LENGTH, parseFileHeader } from './format.js';
+import { FrameSplitter, PacketSlot } from './frame-splitter.js';
+import type { PacketView, PcapFileHeader, PcapRecord } from './types.js';
 
 /**
  * Captured lengths up to this are always accepted, whatever the snaplen says: it is libpcap's
@@ -65,6 +60,21 @@ export interface PcapParser {
    *   capturedLength is beyond the limit; the parser then stays failed and throws again.
    */
   push(chunk: Buffer): PcapRecord[];
+  /**
+   * Takes the next bytes without parsing them: {@link next} then steps through their records
+   * in place. For a reader that wants no object per record (the merge); {@link push} is the
+   * two together.
+   */
+  feed(chunk: Buffer): void;
+  /**
+   * Steps to the next whole record of what was fed (parsing the file header on the way) and
+   * describes it in {@link packet}; false when more bytes are needed.
+   *
+   * @throws WirewatchError `InvalidPcap` as {@link push} does.
+   */
+  next(): boolean;
+  /** The record {@link next} stepped to, in place (interfaceId 0). */
+  readonly packet: PacketView;
   /** Declares the input finished and reports the bytes of an incomplete trailing record. */
   end(): PcapParserEnd;
 }
@@ -79,97 +89,81 @@ export interface PcapParser {
  */
 export function createPcapParser(options: PcapParserOptions = {}): PcapParser {
   let header: PcapFileHeader | undefined;
+  let le = true;
   let limit = 0;
   let offset = 0;
   let recordCount = 0;
   let failure: WirewatchError | undefined;
   let ended = false;
-  // Bytes not yet consumed, kept as a list so that a record arriving in many small chunks is
-  // copied once, when it is complete, rather than once per chunk.
-  let pending: Buffer[] = [];
-  let pendingLength = 0;
-  // Bytes needed before parsing can make progress again.
-  let needed = FILE_HEADER_LENGTH;
-  const scratch: RecordHeader = { tsSec: 0, tsFrac: 0, capturedLength: 0, originalLength: 0 };
+  const packet = new PacketSlot();
+  const splitter = new FrameSplitter(FILE_HEADER_LENGTH, (buf, pos) => {
+    if (header === undefined) return FILE_HEADER_LENGTH;
+    const capturedLength = le ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
+    if (capturedLength > limit) {
+      fail(
+        new WirewatchError(
+          'InvalidPcap',
+          `record ${recordCount + 1} at byte ${offset} claims a captured length of ${capturedLength} bytes, above the limit of ${limit}; the file is corrupt`,
+        ),
+      );
+    }
+    return RECORD_HEADER_LENGTH + capturedLength;
+  });
 
   function fail(error: WirewatchError): never {
     failure = error;
-    pending = [];
-    pendingLength = 0;
+    splitter.clear();
     throw error;
   }
 
-  function push(chunk: Buffer): PcapRecord[] {
+  function readHeader(buf: Buffer): void {
+    let parsed: PcapFileHeader;
+    try {
+      parsed = parseFileHeader(buf);
+    } catch (error) {
+      if (error instanceof WirewatchError) fail(error);
+      throw error;
+    }
+    header = parsed;
+    le = parsed.byteOrder === 'LE';
+    limit =
+      options.maxCapturedLength ??
+      Math.max(MIN_CAPTURED_LENGTH_LIMIT, Math.min(parsed.snaplen, MAX_CAPTURED_LENGTH_LIMIT));
+    offset = FILE_HEADER_LENGTH;
+    splitter.headerLength = RECORD_HEADER_LENGTH;
+  }
+
+  function feed(chunk: Buffer): void {
     if (failure !== undefined) throw failure;
     if (ended) throw new Error('PcapParser.push called after end()');
-    if (chunk.length === 0) return [];
-    if (pendingLength + chunk.length < needed) {
-      pending.push(chunk);
-      pendingLength += chunk.length;
-      return [];
-    }
-    let buf: Buffer;
-    if (pendingLength === 0) {
-      buf = chunk;
-    } else {
-      pending.push(chunk);
-      buf = Buffer.concat(pending, pendingLength + chunk.length);
-    }
-    pending = [];
-    pendingLength = 0;
+    if (chunk.length > 0) splitter.feed(chunk);
+  }
 
-    let pos = 0;
-    if (header === undefined) {
-      let parsed: PcapFileHeader;
-      try {
-        parsed = parseFileHeader(buf);
-      } catch (error) {
-        if (error instanceof WirewatchError) fail(error);
-        throw error;
+  function next(): boolean {
+    if (failure !== undefined) throw failure;
+    while (splitter.next()) {
+      const { buf, start, end } = splitter;
+      if (header === undefined) {
+        readHeader(buf.subarray(start, end));
+        continue;
       }
-      header = parsed;
-      limit =
-        options.maxCapturedLength ??
-        Math.max(MIN_CAPTURED_LENGTH_LIMIT, Math.min(parsed.snaplen, MAX_CAPTURED_LENGTH_LIMIT));
-      pos = FILE_HEADER_LENGTH;
-      offset = FILE_HEADER_LENGTH;
-    }
-
-    const byteOrder = header.byteOrder;
-    const records: PcapRecord[] = [];
-    needed = RECORD_HEADER_LENGTH;
-    while (buf.length - pos >= RECORD_HEADER_LENGTH) {
-      readRecordHeader(buf, pos, byteOrder, scratch);
-      const capturedLength = scratch.capturedLength;
-      if (capturedLength > limit) {
-        fail(
-          new WirewatchError(
-            'InvalidPcap',
-            `record ${recordCount + 1} at byte ${offset} claims a captured length of ${capturedLength} bytes, above the limit of ${limit}; the file is corrupt`,
-          ),
-        );
+      packet.data = buf;
+      packet.dataStart = start + RECORD_HEADER_LENGTH;
+      packet.capturedLength = end - packet.dataStart;
+      if (le) {
+        packet.tsSec = buf.readUInt32LE(start);
+        packet.tsFrac = buf.readUInt32LE(start + 4);
+        packet.originalLength = buf.readUInt32LE(start + 12);
+      } else {
+        packet.tsSec = buf.readUInt32BE(start);
+        packet.tsFrac = buf.readUInt32BE(start + 4);
+        packet.originalLength = buf.readUInt32BE(start + 12);
       }
-      const end = pos + RECORD_HEADER_LENGTH + capturedLength;
-      if (end > buf.length) {
-        needed = RECORD_HEADER_LENGTH + capturedLength;
-        break;
-      }
-      records.push({
-        tsSec: scratch.tsSec,
-        tsFrac: scratch.tsFrac,
-        capturedLength,
-        originalLength: scratch.originalLength,
-        data: buf.subarray(pos + RECORD_HEADER_LENGTH, end),
-      });
-      pos = end;
-      offset += RECORD_HEADER_LENGTH + capturedLength;
+      offset += end - start;
       recordCount++;
+      return true;
     }
-    if (pos < buf.length) {
-      pending.push(buf.subarray(pos));
-      pendingLength = buf.length - pos;
-    }
-    return records;
+    return false;
   }
 
   return {
@@ -182,10 +176,27 @@ export function createPcapParser(options: PcapParserOptions = {}): PcapParser {
     get recordCount() {
       return recordCount;
     },
-    push,
+    packet,
+    feed,
+    next,
+    push(chunk) {
+      feed(chunk);
+      const records: PcapRecord[] = [];
+      while (next()) {
+        const { tsSec, tsFrac, capturedLength, originalLength, data, dataStart } = packet;
+        records.push({
+          tsSec,
+          tsFrac,
+          capturedLength,
+          originalLength,
+          data: data.subarray(dataStart, dataStart + capturedLength),
+        });
+      }
+      return records;
+    },
     end() {
       ended = true;
-      return { truncatedBytes: pendingLength };
+      return { truncatedBytes: splitter.remaining };
     },
   };
 }

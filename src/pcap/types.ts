@@ -118,3 +118,21 @@ export interface CapturePacket extends PcapRecord {
   /** Index into the file's {@link CaptureInterface} list (a classic pcap file: 0). */
   readonly interfaceId: number;
 }
+
+/**
+ * A packet read in place where it lies in a parser's input (see `CaptureParser.next`): its
+ * bytes are `data[dataStart, dataStart + capturedLength)`. The parser reuses the one view for
+ * every packet, so it is valid until the parser steps on.
+ */
+export interface PacketView {
+  /** The buffer holding the packet, among other bytes. */
+  readonly data: Buffer;
+  readonly dataStart: number;
+  readonly capturedLength: number;
+  readonly originalLength: number;
+  readonly tsSec: number;
+  /** Fraction of the second, in its interface's precision. */
+  readonly tsFrac: number;
+  /** Index into the parser's interfaces (a classic pcap file: 0). */
+  readonly interfaceId: number;
+}
