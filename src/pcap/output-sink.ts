@@ -22,6 +22,15 @@ export interface OutputSink {
    * own. Resolves as {@link write} does.
    */
   writeWith(length: number, encode: (target: Buffer, offset: number) => void): Promise<void>;
+  /**
+   * {@link writeWith} for a hot loop: undefined (no promise at all) while the output has room,
+   * else what {@link writeWith} would have returned. `encode` may be one function for every
+   * write, reading what to encode from its own state.
+   */
+  writeInPlace(
+    length: number,
+    encode: (target: Buffer, offset: number) => void,
+  ): Promise<void> | undefined;
   /** Hands the batch to the output (a sink that does not batch has none). */
   flush(): Promise<void>;
   /** Rejects with the output's error if it failed; undefined while it is healthy. */
@@ -85,18 +94,47 @@ export function createOutputSink(
     return draining;
   }
 
-  function send(buf: Buffer): Promise<void> {
+  /** Hands `buf` to the output; undefined while it has room, else its drain. */
+  function send(buf: Buffer): Promise<void> | undefined {
     if (failure !== undefined) return Promise.reject(toError(failure, name));
-    const hasRoom = output.write(buf);
-    return hasRoom ? resolved : waitForDrain();
+    return output.write(buf) ? undefined : waitForDrain();
   }
 
-  function flush(): Promise<void> {
-    if (batch === undefined || fill === 0) return resolved;
+  function flushBatch(): Promise<void> | undefined {
+    if (batch === undefined || fill === 0) return undefined;
     const full = batch.subarray(0, fill);
     batch = undefined; // the output holds on to it
     fill = 0;
     return send(full);
+  }
+
+  function write(buf: Buffer): Promise<void> | undefined {
+    if (closing !== undefined) return Promise.reject(new Error(`${name} write after close`));
+    // Both go to the output at once, in order; only their drain is waited for.
+    const flushed = flushBatch();
+    bytesWritten += buf.length;
+    const sent = send(buf);
+    if (flushed === undefined) return sent;
+    return Promise.all([flushed, sent]).then(() => undefined);
+  }
+
+  function writeInPlace(
+    length: number,
+    encode: (target: Buffer, offset: number) => void,
+  ): Promise<void> | undefined {
+    if (closing !== undefined) return Promise.reject(new Error(`${name} write after close`));
+    if (failure !== undefined) return Promise.reject(toError(failure, name));
+    if (length > batchBytes) {
+      const buf = Buffer.allocUnsafe(length);
+      encode(buf, 0);
+      return write(buf);
+    }
+    const flushed = batch !== undefined && fill + length > batchBytes ? flushBatch() : undefined;
+    batch ??= Buffer.allocUnsafe(batchBytes);
+    encode(batch, fill);
+    fill += length;
+    bytesWritten += length;
+    return flushed;
   }
 
   return {
@@ -104,35 +142,14 @@ export function createOutputSink(
       return bytesWritten;
     },
     failure: () => (failure === undefined ? undefined : toError(failure, name)),
-    write(buf) {
-      if (closing !== undefined) return Promise.reject(new Error(`${name} write after close`));
-      // Both go to the output at once, in order; only their drain is waited for.
-      const flushed = flush();
-      bytesWritten += buf.length;
-      const sent = send(buf);
-      return flushed === resolved ? sent : Promise.all([flushed, sent]).then(() => undefined);
-    },
-    writeWith(length, encode) {
-      if (closing !== undefined) return Promise.reject(new Error(`${name} write after close`));
-      if (failure !== undefined) return Promise.reject(toError(failure, name));
-      if (length > batchBytes) {
-        const buf = Buffer.allocUnsafe(length);
-        encode(buf, 0);
-        return this.write(buf);
-      }
-      let flushed = resolved;
-      if (batch !== undefined && fill + length > batchBytes) flushed = flush();
-      batch ??= Buffer.allocUnsafe(batchBytes);
-      encode(batch, fill);
-      fill += length;
-      bytesWritten += length;
-      return flushed;
-    },
-    flush,
+    write: (buf) => write(buf) ?? resolved,
+    writeWith: (length, encode) => writeInPlace(length, encode) ?? resolved,
+    writeInPlace,
+    flush: () => flushBatch() ?? resolved,
     close() {
       closing ??= (async () => {
         if (failure !== undefined) throw toError(failure, name);
-        await flush();
+        await flushBatch();
         output.end();
         await finished(output, { readable: false });
       })();

@@ -143,8 +143,10 @@ export interface EnhancedPacketFields {
   readonly precision: TimestampPrecision;
   /** Bytes the packet had on the wire; at least the captured length. */
   readonly originalLength: number;
-  /** The captured bytes: `data[0, capturedLength)`. */
+  /** The captured bytes: `data[dataStart, dataStart + capturedLength)`. */
   readonly data: Buffer;
+  /** Default 0. */
+  readonly dataStart?: number;
   readonly capturedLength: number;
 }
 
@@ -172,7 +174,8 @@ export function encodeEnhancedPacket(
   w.u32(low, offset + 16);
   w.u32(p.capturedLength, offset + 20);
   w.u32(p.originalLength, offset + 24);
-  p.data.copy(buf, offset + 28, 0, p.capturedLength);
+  const dataStart = p.dataStart ?? 0;
+  p.data.copy(buf, offset + 28, dataStart, dataStart + p.capturedLength);
   buf.fill(0, offset + 28 + p.capturedLength, offset + total - 4);
   w.u32(total, offset + total - 4);
   return buf;

@@ -10,8 +10,10 @@ import {
   encodeFileHeader,
   encodeRecordHeader,
 } from './format.js';
+import type { RecordHeader } from './format.js';
+import { PacketSlot } from './frame-splitter.js';
 import { createOutputSink, toError } from './output-sink.js';
-import type { ByteOrder, PcapFileHeader, TimestampPrecision } from './types.js';
+import type { ByteOrder, PacketView, PcapFileHeader, TimestampPrecision } from './types.js';
 
 /** A record to write: a `PcapRecord` without its capturedLength, which `data` gives. */
 export interface PcapRecordInput {
@@ -93,6 +95,12 @@ export interface PcapWriter {
    *   a RangeError for a field that does not fit its 32 bits (the record is then not written).
    */
   write(record: PcapRecordInput): Promise<void>;
+  /**
+   * Writes the packet `view` describes (its `tsFrac` in the writer's precision; its
+   * `interfaceId` is not used), as {@link write} does, for a hot loop: returns undefined, with
+   * no promise and no object made, while the output has room, else what {@link write} would.
+   */
+  writeView(view: PacketView): Promise<void> | undefined;
   /** Hands a batch being gathered to the output (see {@link PcapWriterOptions.batchBytes}). */
   flush(): Promise<void>;
   /**
@@ -125,9 +133,34 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
     snaplen,
     linkType,
   };
-  const encodeOptions: EncodeRecordOptions = { byteOrder: header.byteOrder, snaplen };
   const sink = createOutputSink(output, 'pcap', { batchBytes: options.batchBytes ?? 0 });
   let recordsWritten = 0;
+  // The record being written, read by the one encoder every write uses.
+  let current: PacketView = new PacketSlot();
+  const fields: RecordHeader = { tsSec: 0, tsFrac: 0, capturedLength: 0, originalLength: 0 };
+  const encodeCurrent = (target: Buffer, offset: number): void => {
+    const { data, dataStart } = current;
+    encodeRecordHeader(fields, header.byteOrder, target, offset);
+    data.copy(target, offset + RECORD_HEADER_LENGTH, dataStart, dataStart + fields.capturedLength);
+  };
+  const slot = new PacketSlot();
+
+  function writeView(view: PacketView): Promise<void> | undefined {
+    const capturedLength = Math.min(view.capturedLength, snaplen);
+    current = view;
+    fields.tsSec = view.tsSec;
+    fields.tsFrac = view.tsFrac;
+    fields.capturedLength = capturedLength;
+    fields.originalLength = Math.max(view.originalLength, capturedLength);
+    let written: Promise<void> | undefined;
+    try {
+      written = sink.writeInPlace(RECORD_HEADER_LENGTH + capturedLength, encodeCurrent);
+    } catch (error) {
+      return Promise.reject(toError(error));
+    }
+    recordsWritten++;
+    return written;
+  }
 
   // A failure here is the output's, which the next write or close reports.
   sink.write(encodeFileHeader(header)).catch(() => undefined);
@@ -141,18 +174,15 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
       return sink.bytesWritten;
     },
     write(record) {
-      const length = RECORD_HEADER_LENGTH + capturedLengthOf(record.data, snaplen);
-      let written: Promise<void>;
-      try {
-        written = sink.writeWith(length, (target, offset) =>
-          encodeRecord(record, encodeOptions, target, offset),
-        );
-      } catch (error) {
-        return Promise.reject(toError(error));
-      }
-      recordsWritten++;
-      return written;
+      const { data } = record;
+      slot.data = data;
+      slot.capturedLength = data.length;
+      slot.originalLength = record.originalLength ?? data.length;
+      slot.tsSec = record.tsSec;
+      slot.tsFrac = record.tsFrac;
+      return writeView(slot) ?? Promise.resolve();
     },
+    writeView,
     flush: () => sink.flush(),
     close: () => sink.close(),
   };
