@@ -1,26 +1,35 @@
 /**
  * bench/merge: the merge of a scale-set download — 50 instance files into one pcapng with an
- * interface per instance (src/pcap/merge-streams.ts) — against `mergecap -w` of the same files,
- * in the same run, alternating, so the machine's noise hits both.
+ * interface per instance, or into one classic pcap (src/pcap/merge-streams.ts) — against
+ * `mergecap` of the same files into the same format, in the same run, alternating, so the
+ * machine's noise hits both.
  *
  * The files are written first: 50 classic pcap files (alternately µs and ns) of --packets
  * packets each (default 10,000; 60–1,514 bytes, at random times over the same 10 minutes, as
- * instances capturing at once). Each side then runs as its own process under /usr/bin/time
- * (our merge: `node dist/bench/merge.js --child OUT FILES…`, reading the files as streams and
- * writing the file as a download's response would be written), --runs times (default 3).
- * Printed: elapsed and CPU seconds, peak RSS, and the ratios mergecap / wirewatch (throughput:
- * ≥ 1 means we merge at least as fast). Both outputs are checked: the same packet count
- * (capinfos), and ours names an interface per file.
+ * instances capturing at once). Each side then runs as its own process under /usr/bin/time,
+ * --runs times (default 3) per format (--format pcapng|pcap|both, default both): our merge,
+ * `node dist/bench/merge.js --child FORMAT FILES…`, reads the files as streams in chunks of
+ * MERGE_CHUNK_BYTES (as a download reads blobs); mergecap is `mergecap -F pcapng|nsecpcap -w -`
+ * (nanosecond pcap, as ours is when an input has nanoseconds). Both write to their standard
+ * output, which is the output file: written as it comes, as a download's response is (a
+ * socket's writes, like a file descriptor's, do not go through Node's thread pool, which
+ * `fs.createWriteStream` does). Printed: elapsed and CPU seconds, peak RSS, and the ratios
+ * mergecap / wirewatch (throughput: ≥ 1 means we merge at least as fast). Both outputs are
+ * checked: the same packet count (capinfos), and ours names an interface per file in pcapng.
  *
- * Run: `npm run build && npm run bench:merge [-- --packets N --runs N]`.
+ * Run: `npm run build && npm run bench:merge [-- --packets N --runs N --format F]`.
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, openSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { intFlag } from './flags.js';
-import { mergePcapStreams } from '../src/pcap/merge-streams.js';
+import {
+  MERGE_CHUNK_BYTES,
+  mergePcapStreams,
+  type MergeFormat,
+} from '../src/pcap/merge-streams.js';
 import { createPcapWriter } from '../src/pcap/writer.js';
 import { random } from '../test/support/random.js';
 
@@ -61,14 +70,19 @@ interface Measure {
   readonly rssMiB: number;
 }
 
-/** Runs a command under /usr/bin/time; its last stderr line is "elapsed user system maxrss". */
-function timed(command: string, args: readonly string[]): Promise<Measure> {
+/**
+ * Runs a command under /usr/bin/time with its standard output into `out`; the last stderr line
+ * is "elapsed user system maxrss".
+ */
+function timed(command: string, args: readonly string[], out: string): Promise<Measure> {
   return new Promise((resolve, reject) => {
+    const fd = openSync(out, 'w');
     const child = spawn('/usr/bin/time', ['-f', '%e %U %S %M', command, ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', fd, 'pipe'],
     });
+    closeSync(fd);
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.on('error', reject);
     child.on('close', (code) => {
       const last = stderr.trim().split('\n').at(-1) ?? '';
@@ -91,74 +105,99 @@ function capinfos(file: string, flags: readonly string[]): Promise<string> {
   });
 }
 
-/** The child: our merge of FILES into OUT, as a download streams it. */
-async function child(out: string, files: readonly string[]): Promise<void> {
+/** The child: our merge of FILES to standard output, as a download streams it. */
+async function child(format: MergeFormat, files: readonly string[]): Promise<void> {
   const inputs = files.map((file) => ({
     name: file,
     interfaceName: path.basename(file, '.pcap'),
-    stream: createReadStream(file),
+    stream: createReadStream(file, { highWaterMark: MERGE_CHUNK_BYTES }),
   }));
-  await mergePcapStreams(inputs, createWriteStream(out), { format: 'pcapng' });
+  await mergePcapStreams(inputs, process.stdout, { format });
+}
+
+/** The formats --format asks for. */
+function formatsFlag(): MergeFormat[] {
+  const args = process.argv.slice(2);
+  const value = args[args.indexOf('--format') + 1];
+  if (!args.includes('--format') || value === 'both') return ['pcapng', 'pcap'];
+  if (value === 'pcapng' || value === 'pcap') return [value];
+  throw new Error('--format: pcapng, pcap or both');
+}
+
+/** mergecap's name for each output format (nanosecond pcap, as ours is here). */
+const MERGECAP_FORMAT: Record<MergeFormat, string> = { pcapng: 'pcapng', pcap: 'nsecpcap' };
+
+/** Runs both sides --runs times into `format` and prints the rows and ratios. */
+async function compare(
+  format: MergeFormat,
+  files: readonly string[],
+  options: { readonly dir: string; readonly runs: number; readonly inputBytes: number },
+): Promise<void> {
+  const ours = path.join(options.dir, `ours.${format}`);
+  const theirs = path.join(options.dir, `theirs.${format}`);
+  const self = process.argv[1]!;
+  const rows: { side: string; m: Measure }[] = [];
+  for (let r = 0; r < options.runs; r++) {
+    // Alternate who goes first, so a burst of load does not always hit the same side.
+    const sides = [
+      ['wirewatch', () => timed(process.execPath, [self, '--child', format, ...files], ours)],
+      [
+        'mergecap',
+        () => timed('mergecap', ['-F', MERGECAP_FORMAT[format], '-w', '-', ...files], theirs),
+      ],
+    ] as const;
+    for (const [side, run] of r % 2 === 0 ? sides : [...sides].reverse()) {
+      rows.push({ side, m: await run() });
+    }
+  }
+  const packetCount = async (file: string) =>
+    (await capinfos(file, ['-T', '-r', '-c'])).trim().split('\t')[1];
+  const count = [await packetCount(ours), await packetCount(theirs)];
+  if (count[0] !== count[1]) throw new Error(`packet counts differ: ${count.join(' vs ')}`);
+  const interfaces = await capinfos(ours, ['-I']);
+  const median = (side: string, key: keyof Measure): number => {
+    const v = rows
+      .filter((r) => r.side === side)
+      .map((r) => r.m[key])
+      .sort((a, b) => a - b);
+    return v[Math.floor(v.length / 2)]!;
+  };
+  const mb = options.inputBytes / 1e6;
+  const named = (interfaces.match(/Name = vmss1_\d+/g) ?? []).length;
+  process.stdout.write(
+    `\ninto ${format}: ${FILES} files, ${count[0]} packets, ${mb.toFixed(0)} MB in` +
+      (format === 'pcapng' ? `; ours names ${named} interfaces\n\n` : '\n\n'),
+  );
+  process.stdout.write('side       run  elapsed s  CPU s  MB/s (CPU)  peak RSS MiB\n');
+  for (const [i, { side, m }] of rows.entries()) {
+    process.stdout.write(
+      `${side.padEnd(10)} ${String(Math.floor(i / 2) + 1).padStart(3)}  ${m.elapsed
+        .toFixed(2)
+        .padStart(9)}  ${m.cpu.toFixed(2).padStart(5)}  ${(mb / m.cpu)
+        .toFixed(0)
+        .padStart(11)}  ${m.rssMiB.toFixed(0).padStart(12)}\n`,
+    );
+  }
+  const ratio = (key: keyof Measure) => median('mergecap', key) / median('wirewatch', key);
+  process.stdout.write(
+    `\nratios into ${format}, medians (mergecap / wirewatch; ≥ 1: wirewatch at least as fast):\n` +
+      `  throughput by CPU      ${ratio('cpu').toFixed(2)}\n` +
+      `  throughput by elapsed  ${ratio('elapsed').toFixed(2)}\n` +
+      `  peak RSS (wirewatch / mergecap) ${(1 / ratio('rssMiB')).toFixed(2)}\n`,
+  );
 }
 
 async function main(): Promise<void> {
   const packets = intFlag('packets', 10_000);
   const runs = intFlag('runs', 3);
+  const formats = formatsFlag();
   const dir = await mkdtemp(path.join(tmpdir(), 'wirewatch-bench-merge-'));
   try {
     process.stdout.write(`writing ${FILES} files of ${packets} packets…\n`);
     const files = await writeFiles(dir, packets);
     let inputBytes = 0;
     for (const file of files) inputBytes += (await stat(file)).size;
-    const ours = path.join(dir, 'ours.pcapng');
-    const theirs = path.join(dir, 'theirs.pcapng');
-    const self = process.argv[1]!;
-    const rows: { side: string; m: Measure }[] = [];
-    for (let r = 0; r < runs; r++) {
-      // Alternate who goes first, so a burst of load does not always hit the same side.
-      const sides = [
-        ['wirewatch', () => timed(process.execPath, [self, '--child', ours, ...files])],
-        ['mergecap', () => timed('mergecap', ['-w', theirs, ...files])],
-      ] as const;
-      for (const [side, run] of r % 2 === 0 ? sides : [...sides].reverse()) {
-        rows.push({ side, m: await run() });
-      }
-    }
-    const packetCount = async (file: string) =>
-      (await capinfos(file, ['-T', '-r', '-c'])).trim().split('\t')[1];
-    const count = [await packetCount(ours), await packetCount(theirs)];
-    if (count[0] !== count[1]) throw new Error(`packet counts differ: ${count.join(' vs ')}`);
-    const interfaces = await capinfos(ours, ['-I']);
-    const median = (side: string, key: keyof Measure): number => {
-      const v = rows
-        .filter((r) => r.side === side)
-        .map((r) => r.m[key])
-        .sort((a, b) => a - b);
-      return v[Math.floor(v.length / 2)]!;
-    };
-    const mb = inputBytes / 1e6;
-    process.stdout.write(
-      `\n${FILES} files, ${count[0]} packets, ${mb.toFixed(0)} MB in; ours names ${
-        (interfaces.match(/Name = vmss1_\d+/g) ?? []).length
-      } interfaces\n\n`,
-    );
-    process.stdout.write('side       run  elapsed s  CPU s  MB/s (CPU)  peak RSS MiB\n');
-    for (const [i, { side, m }] of rows.entries()) {
-      process.stdout.write(
-        `${side.padEnd(10)} ${String(Math.floor(i / 2) + 1).padStart(3)}  ${m.elapsed
-          .toFixed(2)
-          .padStart(9)}  ${m.cpu.toFixed(2).padStart(5)}  ${(mb / m.cpu)
-          .toFixed(0)
-          .padStart(11)}  ${m.rssMiB.toFixed(0).padStart(12)}\n`,
-      );
-    }
-    const ratio = (key: keyof Measure) => median('mergecap', key) / median('wirewatch', key);
-    process.stdout.write(
-      `\nratios, medians (mergecap / wirewatch; ≥ 1: wirewatch at least as fast):\n` +
-        `  throughput by CPU      ${ratio('cpu').toFixed(2)}\n` +
-        `  throughput by elapsed  ${ratio('elapsed').toFixed(2)}\n` +
-        `  peak RSS (wirewatch / mergecap) ${(1 / ratio('rssMiB')).toFixed(2)}\n`,
-    );
+    for (const format of formats) await compare(format, files, { dir, runs, inputBytes });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -166,8 +205,9 @@ async function main(): Promise<void> {
 
 const childAt = process.argv.indexOf('--child');
 if (childAt >= 0) {
-  const [out, ...files] = process.argv.slice(childAt + 1);
-  await child(out!, files);
+  const [format, ...files] = process.argv.slice(childAt + 1);
+  if (format !== 'pcapng' && format !== 'pcap') throw new Error(`--child: no format ${format}`);
+  await child(format, files);
 } else {
   await main();
 }

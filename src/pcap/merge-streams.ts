@@ -26,8 +26,9 @@ import type { Writable } from 'node:stream';
 import { WirewatchError } from '../model/errors.js';
 import type { MergePcapsOptions, MergePcapsResult } from './merge.js';
 import { createCaptureParser, type CaptureParser } from './capture-file.js';
+import { PacketSlot } from './frame-splitter.js';
 import { createPcapngWriter } from './pcapng-writer.js';
-import type { CaptureInterface, CapturePacket, TimestampPrecision } from './types.js';
+import type { CaptureInterface, PacketView, TimestampPrecision } from './types.js';
 import { createPcapWriter } from './writer.js';
 
 /** One input of {@link mergePcapStreams}: one stream, or the files of a ring in order. */
@@ -72,6 +73,13 @@ export interface MergePcapStreamsOptions extends MergePcapsOptions {
   readonly destroyQuietly?: boolean;
 }
 
+/**
+ * Bytes to read an input in at a time, for a caller that can choose (a file's read stream, a
+ * blob's download): 64 KiB chunks cost a read and a promise each, 4 times as many; the merge
+ * holds about two chunks per input (the one it reads from and the one read ahead).
+ */
+export const MERGE_CHUNK_BYTES = 256 * 1024;
+
 const NS_PER_SECOND = 1_000_000_000;
 /** Packets are gathered into writes of this size, and flushed whenever an input may wait. */
 const BATCH_BYTES = 64 * 1024;
@@ -100,7 +108,7 @@ export async function mergePcapStreams(
   options: MergePcapStreamsOptions = {},
 ): Promise<MergePcapsResult> {
   const { signal } = options;
-  const sources = inputs.map((input) => new StreamSource(input));
+  const sources = inputs.map((input, index) => new StreamSource(input, index));
   try {
     signal?.throwIfAborted();
     if (sources.length === 0) {
@@ -119,26 +127,30 @@ export async function mergePcapStreams(
           );
     for (const source of sources) source.describeAll(sink);
 
-    const heap = new HeadHeap();
-    const advance = async (input: number): Promise<void> => {
-      const source = sources[input]!;
-      // What is gathered goes out before the merge may wait for an input (a live one).
-      const packet = await source.next(() => sink.flush());
-      if (packet === undefined) return;
-      // Fractions of a second beyond 1 s (files from the wild) are carried into the seconds.
-      const local = source.interface;
-      const ns = packet.tsFrac * source.nsPerFraction(local);
-      const tsSec = Math.min(packet.tsSec + Math.floor(ns / NS_PER_SECOND), MAX_UINT32);
-      heap.push({ packet, local, tsSec, fracNs: ns % NS_PER_SECOND, input });
-    };
-    for (let i = 0; i < sources.length; i++) await advance(i);
+    // What is gathered goes out before the merge may wait for an input (a live one).
+    const flush = (): Promise<void> => sink.flush();
+    const heap = new SourceHeap();
+    for (const source of sources) if (await source.first(flush)) heap.push(source);
 
+    // The hot loop: each packet is copied from its input's chunk into the output's batch, with
+    // no object and no promise of its own unless an input or the output has to be waited for.
+    const out = new PacketSlot();
     let records = 0;
-    for (let head = heap.pop(); head !== undefined; head = heap.pop()) {
+    for (let source = heap.top; source !== undefined; source = heap.top) {
       signal?.throwIfAborted();
-      await sink.write(sources[head.input]!.describe(head.local, sink), head);
+      const packet = source.packet;
+      out.data = packet.data;
+      out.dataStart = packet.dataStart;
+      out.capturedLength = packet.capturedLength;
+      out.originalLength = packet.originalLength;
+      out.tsSec = source.tsSec;
+      out.tsFrac = source.fracNs;
+      out.interfaceId = source.describe(source.interface, sink);
+      const full = sink.write(out);
       records++;
-      await advance(head.input);
+      if (full !== undefined) await full;
+      if (source.step() || (await source.refill(flush))) heap.siftTop();
+      else heap.popTop();
     }
     await sink.close();
     return { records, precision: sink.precision() };
@@ -155,7 +167,11 @@ export async function mergePcapStreams(
 interface MergeSink {
   /** Makes `iface` of `source` an interface of the output; returns its id there. */
   add(source: StreamSource, local: number, iface: CaptureInterface): number;
-  write(outputId: number, head: Head): Promise<void>;
+  /**
+   * Writes `packet`, whose `interfaceId` is the output's and whose `tsFrac` is in nanoseconds
+   * (changed here to the interface's precision); undefined while the output has room.
+   */
+  write(packet: PacketSlot): Promise<void> | undefined;
   precision(): TimestampPrecision;
   /** Hands what is gathered to the output; resolves when the output has room again. */
   flush(): Promise<void>;
@@ -177,6 +193,7 @@ function pcapSink(
   const precision: TimestampPrecision = known.some((i) => i.precision === 'nano')
     ? 'nano'
     : 'micro';
+  const nano = precision === 'nano';
   const snaplen = Math.max(1, ...known.map((i) => i.snaplen));
   const writer = createPcapWriter(output, {
     linkType: first.linkType,
@@ -195,13 +212,10 @@ function pcapSink(
       }
       return 0;
     },
-    write: (_id, head) =>
-      writer.write({
-        tsSec: head.tsSec,
-        tsFrac: precision === 'nano' ? head.fracNs : Math.floor(head.fracNs / 1000),
-        originalLength: head.packet.originalLength,
-        data: head.packet.data,
-      }),
+    write(packet) {
+      if (!nano) packet.tsFrac = Math.floor(packet.tsFrac / 1000);
+      return writer.writeView(packet);
+    },
     precision: () => precision,
     flush: () => writer.flush(),
     close: () => writer.close(),
@@ -210,9 +224,12 @@ function pcapSink(
 
 function pcapngSink(output: Writable): MergeSink {
   const writer = createPcapngWriter(output, { batchBytes: BATCH_BYTES });
+  /** Whether each output interface has nanosecond precision. */
+  const nano: boolean[] = [];
   return {
     add(source, local, iface) {
       const base = source.interfaceName;
+      nano.push(iface.precision === 'nano');
       return writer.addInterface({
         linkType: iface.linkType,
         snaplen: iface.snaplen,
@@ -220,26 +237,25 @@ function pcapngSink(output: Writable): MergeSink {
         name: local === 0 ? base : `${base}/${iface.name ?? local}`,
       });
     },
-    write(id, head) {
-      const nano = writer.interfaces[id]!.precision === 'nano';
-      return writer.write({
-        interfaceId: id,
-        tsSec: head.tsSec,
-        tsFrac: nano ? head.fracNs : Math.floor(head.fracNs / 1000),
-        originalLength: head.packet.originalLength,
-        data: head.packet.data,
-      });
+    write(packet) {
+      if (nano[packet.interfaceId] !== true) packet.tsFrac = Math.floor(packet.tsFrac / 1000);
+      return writer.writeView(packet);
     },
-    precision: () => (writer.interfaces.some((i) => i.precision === 'nano') ? 'nano' : 'micro'),
+    precision: () => (nano.includes(true) ? 'nano' : 'micro'),
     flush: () => writer.flush(),
     close: () => writer.close(),
   };
 }
 
-/** An input being parsed: its interfaces, then its packets one at a time. */
+/**
+ * An input being parsed: its interfaces, then its packets one at a time, each read in place
+ * in the chunk that holds it ({@link packet}) with its timestamp as the merge orders it.
+ */
 class StreamSource {
   readonly name: string;
   readonly interfaceName: string;
+  /** Position of the input in the list: breaks ties, so equal timestamps keep input order. */
+  readonly index: number;
   /** The files still to read, after the one being read. */
   readonly #files: (() => AsyncIterable<Buffer>)[];
   #stream: AsyncIterable<Buffer> | undefined;
@@ -250,16 +266,27 @@ class StreamSource {
   #fileInterfaces: number[] = [];
   /** The output's id of each of this input's interfaces, once described there. */
   readonly #outputIds: number[] = [];
+  /** Nanoseconds per unit of each interface's `tsFrac`. */
+  readonly #nsPerFraction: number[] = [];
   #iterator: AsyncIterator<Buffer> | undefined;
-  #parsed: CapturePacket[] = [];
-  #position = 0;
+  /** The parser's packet view, the same object for every packet of a file. */
+  #view: PacketView | undefined;
+  /** {@link open} stepped to the first packet already. */
+  #held = false;
   #done = false;
-  /** The input's interface of the packet {@link next} returned last. */
+  /** The packet {@link step} stepped to, in place. */
+  packet: PacketView = new PacketSlot();
+  /** The input's interface of {@link packet}. */
   interface = 0;
+  /** {@link packet}'s seconds, plus any whole seconds its fraction held. */
+  tsSec = 0;
+  /** Nanoseconds within the second of {@link packet}, whatever the input's precision. */
+  fracNs = 0;
 
-  constructor(input: PcapStreamInput) {
+  constructor(input: PcapStreamInput, index: number) {
     this.name = input.name;
     this.interfaceName = input.interfaceName ?? input.name;
+    this.index = index;
     this.#files = 'stream' in input ? [] : [...input.files];
     this.#stream = 'stream' in input ? input.stream : this.#files.shift()?.();
   }
@@ -271,7 +298,10 @@ class StreamSource {
   /** Reads until the first interface is described (a pcap file header is whole). */
   async open(): Promise<void> {
     this.#iterator = this.#stream?.[Symbol.asyncIterator]();
-    while (this.#interfaces.length === 0) {
+    for (;;) {
+      this.#held = this.step();
+      this.#mapInterfaces();
+      if (this.#held || this.#interfaces.length > 0) return;
       if (!(await this.#pull())) {
         // A pcapng section without interfaces has no packets either: nothing to merge.
         if (this.#parser.format === 'pcapng' || this.#stream === undefined) return;
@@ -294,26 +324,48 @@ class StreamSource {
     return (this.#outputIds[local] ??= sink.add(this, local, this.#interfaces[local]!));
   }
 
-  nsPerFraction(local: number): number {
-    return this.#interfaces[local]!.precision === 'nano' ? 1 : 1000;
+  /** Steps to the first packet: false when there is none. */
+  async first(beforeWait: () => Promise<void>): Promise<boolean> {
+    if (this.#held) return true;
+    return this.step() || (await this.refill(beforeWait));
+  }
+
+  /** Steps to the next packet of what has been read; false when more must be read. */
+  step(): boolean {
+    let stepped: boolean;
+    try {
+      stepped = this.#parser.next();
+    } catch (error) {
+      throw this.#named(error);
+    }
+    if (!stepped) return false;
+    const packet = (this.#view ??= this.#parser.packet!);
+    if (packet.interfaceId >= this.#fileInterfaces.length) this.#mapInterfaces();
+    const local = this.#fileInterfaces[packet.interfaceId]!;
+    this.packet = packet;
+    this.interface = local;
+    // Fractions of a second beyond 1 s (files from the wild) are carried into the seconds.
+    const ns = packet.tsFrac * this.#nsPerFraction[local]!;
+    this.tsSec = ns < NS_PER_SECOND ? packet.tsSec : packet.tsSec + Math.floor(ns / NS_PER_SECOND);
+    if (this.tsSec > MAX_UINT32) this.tsSec = MAX_UINT32;
+    this.fracNs = ns % NS_PER_SECOND;
+    return true;
   }
 
   /**
-   * The next packet; {@link interface} then says its interface.
+   * Reads on until the next packet; false at the end of the input.
    *
    * @param beforeWait - awaited before reading more of the stream, which may wait.
    */
-  async next(beforeWait?: () => Promise<void>): Promise<CapturePacket | undefined> {
-    while (this.#position >= this.#parsed.length) {
-      await beforeWait?.();
-      if (!(await this.#pull())) return undefined;
+  async refill(beforeWait: () => Promise<void>): Promise<boolean> {
+    for (;;) {
+      await beforeWait();
+      if (!(await this.#pull())) return false;
+      if (this.step()) return true;
     }
-    const packet = this.#parsed[this.#position++]!;
-    this.interface = this.#fileInterfaces[packet.interfaceId]!;
-    return packet;
   }
 
-  /** Parses the next chunk, going on to the next file at the end of one; false at the end. */
+  /** Reads the next chunk, going on to the next file at the end of one; false at the end. */
   async #pull(): Promise<boolean> {
     if (this.#done || this.#iterator === undefined) return false;
     const chunk = await this.#iterator.next();
@@ -327,25 +379,27 @@ class StreamSource {
       this.#stream = nextFile();
       this.#iterator = this.#stream[Symbol.asyncIterator]();
       this.#parser = createCaptureParser();
+      this.#view = undefined;
       this.#fileInterfaces = [];
-      this.#parsed = [];
-      this.#position = 0;
       return true;
     }
     try {
-      this.#parsed = this.#parser.push(chunk.value);
+      this.#parser.feed(chunk.value);
     } catch (error) {
-      if (error instanceof WirewatchError && error.code === 'InvalidPcap') {
-        throw new WirewatchError('InvalidPcap', `${this.name}: ${error.message}`, {
-          target: this.name,
-          cause: error,
-        });
-      }
-      throw error;
+      throw this.#named(error);
     }
-    this.#position = 0;
-    this.#mapInterfaces();
     return true;
+  }
+
+  /** An InvalidPcap error of the parser, named after this input. */
+  #named(error: unknown): unknown {
+    if (error instanceof WirewatchError && error.code === 'InvalidPcap') {
+      return new WirewatchError('InvalidPcap', `${this.name}: ${error.message}`, {
+        target: this.name,
+        cause: error,
+      });
+    }
+    return error;
   }
 
   /** Maps the file's new interfaces onto the input's: the same position if alike, else new. */
@@ -360,7 +414,11 @@ class StreamSource {
         same.snaplen === iface.snaplen &&
         same.precision === iface.precision &&
         !this.#fileInterfaces.includes(i);
-      this.#fileInterfaces.push(alike ? i : this.#interfaces.push(iface) - 1);
+      if (alike) this.#fileInterfaces.push(i);
+      else {
+        this.#fileInterfaces.push(this.#interfaces.push(iface) - 1);
+        this.#nsPerFraction.push(iface.precision === 'nano' ? 1 : 1000);
+      }
     }
   }
 
@@ -377,58 +435,62 @@ class StreamSource {
   }
 }
 
-interface Head {
-  readonly packet: CapturePacket;
-  /** Its input's interface. */
-  readonly local: number;
-  /** The record's seconds, plus any whole seconds its fraction held. */
-  readonly tsSec: number;
-  /** Nanoseconds within the second, whatever the input's precision. */
-  readonly fracNs: number;
-  /** Position of the input in the list: breaks ties, so equal timestamps keep input order. */
-  readonly input: number;
-}
-
-function before(a: Head, b: Head): boolean {
+/** Whether `a`'s packet goes before `b`'s: by timestamp, then by input. */
+function before(a: StreamSource, b: StreamSource): boolean {
   if (a.tsSec !== b.tsSec) return a.tsSec < b.tsSec;
   if (a.fracNs !== b.fracNs) return a.fracNs < b.fracNs;
-  return a.input < b.input;
+  return a.index < b.index;
 }
 
-/** A binary min-heap of input heads, ordered by {@link before}. */
-class HeadHeap {
-  readonly #items: Head[] = [];
+/** A binary min-heap of the inputs by their current packet, ordered by {@link before}. */
+class SourceHeap {
+  readonly #items: StreamSource[] = [];
 
-  push(head: Head): void {
+  /** The input whose packet goes next. */
+  get top(): StreamSource | undefined {
+    return this.#items[0];
+  }
+
+  push(source: StreamSource): void {
     const items = this.#items;
-    let i = items.push(head) - 1;
+    let i = items.push(source) - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
       const p = items[parent]!;
-      if (!before(head, p)) break;
+      if (!before(source, p)) break;
       items[i] = p;
       i = parent;
     }
-    items[i] = head;
+    items[i] = source;
   }
 
-  pop(): Head | undefined {
+  /** The top input stepped to its next packet: puts it back in order. */
+  siftTop(): void {
+    const top = this.#items[0];
+    if (top !== undefined) this.#siftDown(top);
+  }
+
+  /** The top input ended: removes it. */
+  popTop(): void {
+    const last = this.#items.pop();
+    if (last !== undefined && this.#items.length > 0) this.#siftDown(last);
+  }
+
+  /** Places `item` at the root and sifts it down to its place. */
+  #siftDown(item: StreamSource): void {
     const items = this.#items;
-    const top = items[0];
-    const last = items.pop();
-    if (top === undefined || last === undefined || items.length === 0) return top;
+    const length = items.length;
     let i = 0;
     for (;;) {
       const left = 2 * i + 1;
-      if (left >= items.length) break;
+      if (left >= length) break;
       const right = left + 1;
-      const child = right < items.length && before(items[right]!, items[left]!) ? right : left;
+      const child = right < length && before(items[right]!, items[left]!) ? right : left;
       const c = items[child]!;
-      if (!before(c, last)) break;
+      if (!before(c, item)) break;
       items[i] = c;
       i = child;
     }
-    items[i] = last;
-    return top;
+    items[i] = item;
   }
 }

@@ -4,7 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import { createReadStream } from 'node:fs';
-import { mergePcapStreams } from './merge-streams.js';
+import { MERGE_CHUNK_BYTES, mergePcapStreams } from './merge-streams.js';
 import type { TimestampPrecision } from './types.js';
 
 /** Options of {@link mergePcaps}. */
@@ -42,7 +42,10 @@ export async function mergePcaps(
 ): Promise<MergePcapsResult> {
   // The files are streams like any other: one merge serves files, blobs and agents' files.
   return mergePcapStreams(
-    inputs.map((path) => ({ name: path, stream: createReadStream(path) })),
+    inputs.map((path) => ({
+      name: path,
+      stream: createReadStream(path, { highWaterMark: MERGE_CHUNK_BYTES }),
+    })),
     output,
     { ...options, destroyQuietly: true },
   );

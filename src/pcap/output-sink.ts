@@ -40,6 +40,8 @@ export interface OutputSink {
 }
 
 const resolved = Promise.resolve();
+/** A batching sink goes on while its output holds fewer bytes than this many batches. */
+const BATCHES_IN_FLIGHT = 4;
 
 /** Options of {@link createOutputSink}. */
 export interface OutputSinkOptions {
@@ -47,6 +49,8 @@ export interface OutputSinkOptions {
    * Gathers writes into buffers of this many bytes and hands the output one write per batch:
    * far fewer writes (and system calls) for small packets, at the price of holding bytes until
    * the batch fills or {@link OutputSink.flush}. Default 0: every write goes out at once.
+   * A batching sink waits for the output to drain only once it holds 4 batches (or its
+   * highWaterMark, if that is more), so the output writes one batch while the next is gathered.
    */
   readonly batchBytes?: number;
 }
@@ -62,6 +66,9 @@ export function createOutputSink(
   options: OutputSinkOptions = {},
 ): OutputSink {
   const batchBytes = options.batchBytes ?? 0;
+  // A batch is far beyond a stream's default highWaterMark (16 KiB), so output.write is false
+  // for every one; waiting for each to drain would leave the merge idle while the output writes.
+  const maxBuffered = BATCHES_IN_FLIGHT * batchBytes;
   let batch: Buffer | undefined;
   let fill = 0;
   let failure: unknown;
@@ -97,7 +104,8 @@ export function createOutputSink(
   /** Hands `buf` to the output; undefined while it has room, else its drain. */
   function send(buf: Buffer): Promise<void> | undefined {
     if (failure !== undefined) return Promise.reject(toError(failure, name));
-    return output.write(buf) ? undefined : waitForDrain();
+    if (output.write(buf) || output.writableLength <= maxBuffered) return undefined;
+    return waitForDrain();
   }
 
   function flushBatch(): Promise<void> | undefined {

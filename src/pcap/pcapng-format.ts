@@ -163,21 +163,33 @@ export function encodeEnhancedPacket(
   target?: Buffer,
   offset = 0,
 ): Buffer {
-  const total = EPB_OVERHEAD + padded(p.capturedLength);
+  // The merge's hot path: direct writes, no object or array per packet.
+  const captured = p.capturedLength;
+  const total = EPB_OVERHEAD + padded(captured);
   const buf = target ?? Buffer.allocUnsafe(total);
-  const w = new FieldWriter(buf, byteOrder === 'LE');
-  const [high, low] = timestampUnits(p.tsSec, p.tsFrac, p.precision);
-  w.u32(BLOCK_ENHANCED_PACKET, offset);
-  w.u32(total, offset + 4);
-  w.u32(p.interfaceId, offset + 8);
-  w.u32(high, offset + 12);
-  w.u32(low, offset + 16);
-  w.u32(p.capturedLength, offset + 20);
-  w.u32(p.originalLength, offset + 24);
+  splitTimestamp(p.tsSec, p.tsFrac, p.precision);
+  if (byteOrder === 'LE') {
+    buf.writeUInt32LE(BLOCK_ENHANCED_PACKET, offset);
+    buf.writeUInt32LE(total, offset + 4);
+    buf.writeUInt32LE(p.interfaceId, offset + 8);
+    buf.writeUInt32LE(tsHigh, offset + 12);
+    buf.writeUInt32LE(tsLow, offset + 16);
+    buf.writeUInt32LE(captured, offset + 20);
+    buf.writeUInt32LE(p.originalLength, offset + 24);
+    buf.writeUInt32LE(total, offset + total - 4);
+  } else {
+    buf.writeUInt32BE(BLOCK_ENHANCED_PACKET, offset);
+    buf.writeUInt32BE(total, offset + 4);
+    buf.writeUInt32BE(p.interfaceId, offset + 8);
+    buf.writeUInt32BE(tsHigh, offset + 12);
+    buf.writeUInt32BE(tsLow, offset + 16);
+    buf.writeUInt32BE(captured, offset + 20);
+    buf.writeUInt32BE(p.originalLength, offset + 24);
+    buf.writeUInt32BE(total, offset + total - 4);
+  }
   const dataStart = p.dataStart ?? 0;
-  p.data.copy(buf, offset + 28, dataStart, dataStart + p.capturedLength);
-  buf.fill(0, offset + 28 + p.capturedLength, offset + total - 4);
-  w.u32(total, offset + total - 4);
+  p.data.copy(buf, offset + 28, dataStart, dataStart + captured);
+  for (let i = offset + 28 + captured; i < offset + total - 4; i++) buf[i] = 0;
   return buf;
 }
 
@@ -194,11 +206,24 @@ export function timestampUnits(
   tsFrac: number,
   precision: TimestampPrecision,
 ): [high: number, low: number] {
+  splitTimestamp(tsSec, tsFrac, precision);
+  return [tsHigh, tsLow];
+}
+
+/** What {@link splitTimestamp} computed last: no array per packet. */
+let tsHigh = 0;
+let tsLow = 0;
+
+/** {@link timestampUnits} into `tsHigh` and `tsLow`. */
+function splitTimestamp(tsSec: number, tsFrac: number, precision: TimestampPrecision): void {
   if (precision === 'micro') {
     const units = tsSec * 1_000_000 + tsFrac; // < 2^53 for every 32-bit tsSec
-    return [Math.floor(units / TWO_32), units % TWO_32];
+    tsHigh = Math.floor(units / TWO_32);
+    tsLow = units % TWO_32;
+    return;
   }
   const m = tsSec * 1_953_125; // < 2^53
   const lowPart = (m % TWO_23) * 512 + tsFrac;
-  return [Math.floor(m / TWO_23) + Math.floor(lowPart / TWO_32), lowPart % TWO_32];
+  tsHigh = Math.floor(m / TWO_23) + Math.floor(lowPart / TWO_32);
+  tsLow = lowPart % TWO_32;
 }
