@@ -16,10 +16,14 @@
  * `fs.createWriteStream` does). Printed: elapsed and CPU seconds, peak RSS, and the ratios
  * mergecap / wirewatch (throughput: ≥ 1 means we merge at least as fast). Both outputs are
  * checked: the same packet count (capinfos), and ours names an interface per file in pcapng.
+ * A third side, `node-copy`, is the floor under ours: Node reading the same files as the same
+ * streams and writing their bytes out unmerged (`--copy FILES…`); no merge in Node can be
+ * cheaper.
  *
  * Run: `npm run build && npm run bench:merge [-- --packets N --runs N --format F]`.
  */
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { closeSync, createReadStream, createWriteStream, openSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -115,6 +119,24 @@ async function child(format: MergeFormat, files: readonly string[]): Promise<voi
   await mergePcapStreams(inputs, process.stdout, { format });
 }
 
+/** The floor: the same streams read, a chunk of each in turn, and written out unmerged. */
+async function copyChild(files: readonly string[]): Promise<void> {
+  const iterators = files.map((file) =>
+    createReadStream(file, { highWaterMark: MERGE_CHUNK_BYTES })[Symbol.asyncIterator](),
+  );
+  while (iterators.length > 0) {
+    for (let i = 0; i < iterators.length;) {
+      const next = (await iterators[i]!.next()) as IteratorResult<Buffer>;
+      if (next.done === true) {
+        iterators.splice(i, 1);
+        continue;
+      }
+      if (!process.stdout.write(next.value)) await once(process.stdout, 'drain');
+      i++;
+    }
+  }
+}
+
 /** The formats --format asks for. */
 function formatsFlag(): MergeFormat[] {
   const args = process.argv.slice(2);
@@ -137,18 +159,19 @@ async function compare(
   const theirs = path.join(options.dir, `theirs.${format}`);
   const self = process.argv[1]!;
   const rows: { side: string; m: Measure }[] = [];
+  const copied = path.join(options.dir, 'copied');
   for (let r = 0; r < options.runs; r++) {
-    // Alternate who goes first, so a burst of load does not always hit the same side.
     const sides = [
       ['wirewatch', () => timed(process.execPath, [self, '--child', format, ...files], ours)],
       [
         'mergecap',
         () => timed('mergecap', ['-F', MERGECAP_FORMAT[format], '-w', '-', ...files], theirs),
       ],
+      ['node-copy', () => timed(process.execPath, [self, '--copy', ...files], copied)],
     ] as const;
-    for (const [side, run] of r % 2 === 0 ? sides : [...sides].reverse()) {
-      rows.push({ side, m: await run() });
-    }
+    // Rotate who goes first, so a burst of load does not always hit the same side.
+    const order = [...sides.slice(r % 3), ...sides.slice(0, r % 3)];
+    for (const [side, run] of order) rows.push({ side, m: await run() });
   }
   const packetCount = async (file: string) =>
     (await capinfos(file, ['-T', '-r', '-c'])).trim().split('\t')[1];
@@ -171,18 +194,19 @@ async function compare(
   process.stdout.write('side       run  elapsed s  CPU s  MB/s (CPU)  peak RSS MiB\n');
   for (const [i, { side, m }] of rows.entries()) {
     process.stdout.write(
-      `${side.padEnd(10)} ${String(Math.floor(i / 2) + 1).padStart(3)}  ${m.elapsed
+      `${side.padEnd(10)} ${String(Math.floor(i / 3) + 1).padStart(3)}  ${m.elapsed
         .toFixed(2)
         .padStart(9)}  ${m.cpu.toFixed(2).padStart(5)}  ${(mb / m.cpu)
         .toFixed(0)
         .padStart(11)}  ${m.rssMiB.toFixed(0).padStart(12)}\n`,
     );
   }
-  const ratio = (key: keyof Measure) => median('mergecap', key) / median('wirewatch', key);
+  const ratio = (key: keyof Measure, side = 'wirewatch') =>
+    median('mergecap', key) / median(side, key);
   process.stdout.write(
     `\nratios into ${format}, medians (mergecap / wirewatch; ≥ 1: wirewatch at least as fast):\n` +
-      `  throughput by CPU      ${ratio('cpu').toFixed(2)}\n` +
-      `  throughput by elapsed  ${ratio('elapsed').toFixed(2)}\n` +
+      `  throughput by CPU      ${ratio('cpu').toFixed(2)}  (node-copy: ${ratio('cpu', 'node-copy').toFixed(2)})\n` +
+      `  throughput by elapsed  ${ratio('elapsed').toFixed(2)}  (node-copy: ${ratio('elapsed', 'node-copy').toFixed(2)})\n` +
       `  peak RSS (wirewatch / mergecap) ${(1 / ratio('rssMiB')).toFixed(2)}\n`,
   );
 }
@@ -204,7 +228,10 @@ async function main(): Promise<void> {
 }
 
 const childAt = process.argv.indexOf('--child');
-if (childAt >= 0) {
+const copyAt = process.argv.indexOf('--copy');
+if (copyAt >= 0) {
+  await copyChild(process.argv.slice(copyAt + 1));
+} else if (childAt >= 0) {
   const [format, ...files] = process.argv.slice(childAt + 1);
   if (format !== 'pcapng' && format !== 'pcap') throw new Error(`--child: no format ${format}`);
   await child(format, files);

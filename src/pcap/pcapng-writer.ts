@@ -16,7 +16,7 @@ import {
 } from './pcapng-format.js';
 import { PacketSlot } from './frame-splitter.js';
 import type { ByteOrder, PacketView, TimestampPrecision } from './types.js';
-import type { PcapRecordInput } from './writer.js';
+import { viewOf, type PcapRecordInput } from './writer.js';
 
 const NO_DATA: Buffer = Buffer.alloc(0);
 
@@ -149,16 +149,7 @@ export function createPcapngWriter(
       send(encodeInterfaceDescription(fields, byteOrder));
       return interfaces.push(fields) - 1;
     },
-    write(packet) {
-      const { data } = packet;
-      slot.interfaceId = packet.interfaceId;
-      slot.data = data;
-      slot.capturedLength = data.length;
-      slot.originalLength = packet.originalLength ?? data.length;
-      slot.tsSec = packet.tsSec;
-      slot.tsFrac = packet.tsFrac;
-      return writeView(slot) ?? Promise.resolve();
-    },
+    write: (packet) => writeView(viewOf(packet, packet.interfaceId, slot)) ?? Promise.resolve(),
     writeView,
     flush: () => sink.flush(),
     close: () => sink.close(),

@@ -6,7 +6,12 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { WirewatchError } from '../model/errors.js';
-import { FILE_HEADER_LENGTH, RECORD_HEADER_LENGTH, parseFileHeader } from './format.js';
+import {
+  FILE_HEADER_LENGTH,
+  RECORD_HEADER_LENGTH,
+  parseFileHeader,
+  readRecordHeader,
+} from './format.js';
 import { FrameSplitter, PacketSlot } from './frame-splitter.js';
 import type { PacketView, PcapFileHeader, PcapRecord } from './types.js';
 
@@ -147,18 +152,9 @@ export function createPcapParser(options: PcapParserOptions = {}): PcapParser {
         readHeader(buf.subarray(start, end));
         continue;
       }
+      readRecordHeader(buf, start, header.byteOrder, packet);
       packet.data = buf;
       packet.dataStart = start + RECORD_HEADER_LENGTH;
-      packet.capturedLength = end - packet.dataStart;
-      if (le) {
-        packet.tsSec = buf.readUInt32LE(start);
-        packet.tsFrac = buf.readUInt32LE(start + 4);
-        packet.originalLength = buf.readUInt32LE(start + 12);
-      } else {
-        packet.tsSec = buf.readUInt32BE(start);
-        packet.tsFrac = buf.readUInt32BE(start + 4);
-        packet.originalLength = buf.readUInt32BE(start + 12);
-      }
       offset += end - start;
       recordCount++;
       return true;

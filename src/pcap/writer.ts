@@ -63,6 +63,19 @@ export function capturedLengthOf(data: Buffer, snaplen: number | undefined): num
   return snaplen !== undefined && snaplen > 0 && data.length > snaplen ? snaplen : data.length;
 }
 
+/** `record` described in `slot`, on interface `interfaceId`: for a writer's `writeView`. */
+export function viewOf(record: PcapRecordInput, interfaceId: number, slot: PacketSlot): PacketView {
+  const { data } = record;
+  slot.interfaceId = interfaceId;
+  slot.data = data;
+  slot.dataStart = 0;
+  slot.capturedLength = data.length;
+  slot.originalLength = record.originalLength ?? data.length;
+  slot.tsSec = record.tsSec;
+  slot.tsFrac = record.tsFrac;
+  return slot;
+}
+
 /** Options of {@link createPcapWriter}. */
 export interface PcapWriterOptions {
   /** LINKTYPE_* value of the packets (see `LinkType`). */
@@ -173,15 +186,7 @@ export function createPcapWriter(output: Writable, options: PcapWriterOptions): 
     get bytesWritten() {
       return sink.bytesWritten;
     },
-    write(record) {
-      const { data } = record;
-      slot.data = data;
-      slot.capturedLength = data.length;
-      slot.originalLength = record.originalLength ?? data.length;
-      slot.tsSec = record.tsSec;
-      slot.tsFrac = record.tsFrac;
-      return writeView(slot) ?? Promise.resolve();
-    },
+    write: (record) => writeView(viewOf(record, 0, slot)) ?? Promise.resolve(),
     writeView,
     flush: () => sink.flush(),
     close: () => sink.close(),
