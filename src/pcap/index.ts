@@ -12,6 +12,7 @@ export type {
   DecodedTcp,
   DecodedUdp,
   PacketDirection,
+  PacketView,
   PcapFileHeader,
   PcapRecord,
   TimestampPrecision,
@@ -68,7 +69,7 @@ export type {
 export { decodePacket } from './decode.js';
 export { mergePcaps } from './merge.js';
 export type { MergePcapsOptions, MergePcapsResult } from './merge.js';
-export { mergePcapStreams } from './merge-streams.js';
+export { MERGE_CHUNK_BYTES, mergePcapStreams } from './merge-streams.js';
 export type { MergeFormat, MergePcapStreamsOptions, PcapStreamInput } from './merge-streams.js';
 export { createCaptureParser, openCaptureFile } from './capture-file.js';
 export type { CaptureFileReader, CaptureFormat, CaptureParser } from './capture-file.js';
