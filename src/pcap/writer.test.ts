@@ -109,6 +109,31 @@ describe('createPcapWriter', () => {
     await expect(writer.write(record)).rejects.toThrow(/after close/);
   });
 
+  it('keeps up to 4 batches in flight when it batches, and no more', async () => {
+    const chunks: Buffer[] = [];
+    let maxBuffered = 0;
+    const slow = new Writable({
+      highWaterMark: 256,
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        setTimeout(callback, 1);
+      },
+    });
+    const writer = createPcapWriter(slow, { linkType: 1, snaplen: 65535, batchBytes: 1024 });
+    const record = { tsSec: 1, tsFrac: 2, data: frame(200) };
+    for (let i = 0; i < 200; i++) {
+      await writer.write(record);
+      maxBuffered = Math.max(maxBuffered, slow.writableLength);
+    }
+    await writer.close();
+    // The output writes one batch while the next ones are gathered (far past its 256 bytes),
+    // and the writer waits once 4 batches are buffered: the one that crossed is the last.
+    expect(maxBuffered).toBeGreaterThan(2 * 1024);
+    expect(maxBuffered).toBeLessThanOrEqual(5 * 1024);
+    expect(chunks.slice(1, -1).every((c) => c.length > 1024 - 216 && c.length <= 1024)).toBe(true);
+    expect(Buffer.concat(chunks).length).toBe(24 + 200 * 216);
+  });
+
   it('reports an output error on the next write or close', async () => {
     const failing = new Writable({
       write(_chunk, _encoding, callback) {
