@@ -86,9 +86,9 @@ describe('createPcapWriter', () => {
     );
   });
 
-  it('waits for the output to drain and never lets it buffer more than one record', async () => {
+  /** An output of 256 bytes' highWaterMark that takes a while over each write. */
+  function slowOutput(): { slow: Writable; chunks: Buffer[] } {
     const chunks: Buffer[] = [];
-    let maxBuffered = 0;
     const slow = new Writable({
       highWaterMark: 256,
       write(chunk: Buffer, _encoding, callback) {
@@ -96,6 +96,12 @@ describe('createPcapWriter', () => {
         setTimeout(callback, 1);
       },
     });
+    return { slow, chunks };
+  }
+
+  it('waits for the output to drain and never lets it buffer more than one record', async () => {
+    const { slow, chunks } = slowOutput();
+    let maxBuffered = 0;
     const writer = createPcapWriter(slow, { linkType: 1, snaplen: 65535 });
     const record = { tsSec: 1, tsFrac: 2, data: frame(200) };
     for (let i = 0; i < 50; i++) {
@@ -110,15 +116,8 @@ describe('createPcapWriter', () => {
   });
 
   it('keeps up to 4 batches in flight when it batches, and no more', async () => {
-    const chunks: Buffer[] = [];
+    const { slow, chunks } = slowOutput();
     let maxBuffered = 0;
-    const slow = new Writable({
-      highWaterMark: 256,
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        setTimeout(callback, 1);
-      },
-    });
     const writer = createPcapWriter(slow, { linkType: 1, snaplen: 65535, batchBytes: 1024 });
     const record = { tsSec: 1, tsFrac: 2, data: frame(200) };
     for (let i = 0; i < 200; i++) {
