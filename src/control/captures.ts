@@ -108,6 +108,8 @@ export class Captures {
       name: ref.name,
       location: watcher.location,
       vmId: vm.id,
+      parentId: null,
+      instanceId: null,
       properties,
       capture: resolveCapture(properties),
       status: 'NotStarted',

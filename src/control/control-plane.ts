@@ -35,6 +35,7 @@ import { Hosts } from './hosts.js';
 import { LiveProgress } from './live-progress.js';
 import { CaptureOperations } from './operations.js';
 import { watcherResourceId } from './resource-ids.js';
+import { ScaleSetCaptures, type InstanceSession } from './scale-set-captures.js';
 import type { SessionMemory } from './session-end.js';
 import {
   captureStorageAccount,
@@ -53,6 +54,7 @@ export type { WatcherPut } from './watchers.js';
 export type { AuditEntry } from './audit.js';
 export type { StorageAccountProbe, StorageAccountPut } from './storage-accounts.js';
 export type { ScaleSet } from './hosts.js';
+export type { InstanceSession } from './scale-set-captures.js';
 
 export interface ControlPlaneOptions {
   readonly store: Store;
@@ -110,6 +112,7 @@ export class ControlPlane {
   readonly #uploads: UploadChecks;
   readonly #watchers: NetworkWatchers;
   readonly #captures: Captures;
+  readonly #scaleSetCaptures: ScaleSetCaptures;
   readonly #agentsSide: AgentReconciler;
   readonly #enrollment: Enrollment;
 
@@ -139,6 +142,7 @@ export class ControlPlane {
       backoff: options.uploadCheckBackoff ?? { minMs: 10_000, maxMs: 600_000 },
     });
     this.#watchers = new NetworkWatchers(ctx, memory, operations);
+    this.#scaleSetCaptures = new ScaleSetCaptures(ctx, memory);
     this.#captures = new Captures(ctx, {
       memory,
       operations,
@@ -185,6 +189,14 @@ export class ControlPlane {
   /** A page of a watcher's captures as stored; {@link withLiveProgress} adds live progress. */
   listCaptures(ref: Omit<CaptureRef, 'name'>, page: PageRequest): Promise<Page<SessionRecord>> {
     return this.#captures.list(ref, page);
+  }
+
+  /**
+   * A scale-set capture's instances (its child sessions, with live progress), by instance id as
+   * a number; empty for a capture of one VM.
+   */
+  instanceSessions(parent: SessionRecord): Promise<InstanceSession[]> {
+    return this.#scaleSetCaptures.instanceSessions(parent);
   }
 
   /** Captures per status, across all tenants (for /metrics). */

@@ -43,3 +43,16 @@ export function instanceVmName(scaleSet: string, instanceId: string): string {
 export function compareInstanceIds(a: string, b: string): number {
   return Number(a) - Number(b);
 }
+
+/**
+ * The key of a scale set that a scale-set capture's parent session stores as its `vmId`
+ * (`vmss:{subscription}/{resourceGroup}/{scaleSet}`, folded): never a VM id (a uuid), and with it
+ * the store's lookup by VM finds the captures of one scale set.
+ */
+export function scaleSetKey(
+  subscriptionId: string,
+  resourceGroup: string,
+  scaleSet: string,
+): string {
+  return `vmss:${subscriptionId}/${resourceGroup}/${scaleSet}`.toLowerCase();
+}

@@ -152,8 +152,22 @@ export interface SessionRecord {
   readonly name: string;
   /** The network watcher's location; the quota is counted per (subscription, location). */
   readonly location: string;
-  /** The target VM's id (VmRecord.id). */
+  /**
+   * The target VM's id (VmRecord.id); a scale-set capture's child: its instance's. A scale-set
+   * capture's parent targets no one VM: its vmId is the scale set's key, `scaleSetKey(…)`
+   * (src/model/scale-set.ts), which no VM id (a uuid) can equal — so nothing is ever sent to an
+   * agent for it, and `listSessionsByVm(key)` finds a scale set's captures.
+   */
   readonly vmId: string;
+  /**
+   * A scale-set capture's child (one per instance): the parent's id; null for every other
+   * session. Children are stored under the name `{parentName}/{instanceId}`, which no ARM name
+   * can take; `listSessions` never lists them and the quota never counts them (the parent counts
+   * once).
+   */
+  readonly parentId: string | null;
+  /** A child's instance id ("0", "1", …); null for every other session. */
+  readonly instanceId: string | null;
   /**
    * The resource's `properties` as the API returns them (defaults filled in), JSON-serialisable.
    * Also what a re-PUT is compared with. The one thing stored of the capture's settings.
@@ -366,7 +380,8 @@ export interface SessionStore {
    * Inserts the session unless one with the same (subscription, resource group, watcher, name)
    * exists ('exists', with that session) or the (subscription, location) already has `quota`
    * sessions NotStarted or Running ('quota-exceeded'). Atomic: concurrent creates never exceed
-   * the quota.
+   * the quota. Children of scale-set captures (parentId set) are neither counted nor checked:
+   * their parent counted once.
    */
   createSession(record: SessionRecord, quota: number): Promise<CreateSessionResult>;
   getSession(
@@ -376,20 +391,22 @@ export interface SessionStore {
     name: string,
   ): Promise<SessionRecord | undefined>;
   getSessionById(id: string): Promise<SessionRecord | undefined>;
-  /** Sessions under a watcher, ordered by name (case-folded). */
+  /** Sessions under a watcher, ordered by name (case-folded); never children (parentId set). */
   listSessions(
     subscriptionId: string,
     resourceGroup: string,
     watcherName: string,
     page: PageRequest,
   ): Promise<Page<SessionRecord>>;
+  /** The children of a scale-set capture, by instance id as a number. */
+  listChildSessions(parentId: string): Promise<SessionRecord[]>;
   /** Sessions of one VM in any of these statuses (all statuses when omitted). */
   listSessionsByVm(vmId: string, statuses?: readonly SessionStatus[]): Promise<SessionRecord[]>;
   /** Sessions in any of these statuses, across all tenants (the server's deadline backstop). */
   listSessionsByStatus(statuses: readonly SessionStatus[]): Promise<SessionRecord[]>;
   /** Applies the patch; returns the updated record, undefined when the session is gone. */
   updateSession(id: string, patch: SessionPatch): Promise<SessionRecord | undefined>;
-  /** Deletes the session and its ring grants. */
+  /** Deletes the session and its ring grants; a parent's children (and theirs) with it. */
   deleteSession(id: string): Promise<boolean>;
 
   /**
@@ -404,7 +421,7 @@ export interface SessionStore {
   ): Promise<RingGrantResult>;
   /** The ring file numbers granted to the session, ascending. */
   listRingGrants(sessionId: string): Promise<number[]>;
-  /** Count of sessions per status, across all tenants (for /metrics). */
+  /** Count of sessions per status, across all tenants (for /metrics); children not counted. */
   countSessionsByStatus(): Promise<Record<SessionStatus, number>>;
 }
 

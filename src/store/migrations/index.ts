@@ -16,6 +16,7 @@ import { storageAccounts } from './0002-storage-accounts.js';
 import { enrollmentTakeover } from './0003-enrollment-takeover.js';
 import { agentLimits } from './0004-agent-limits.js';
 import { scaleSets } from './0006-scale-sets.js';
+import { scaleSetCaptures } from './0007-scale-set-captures.js';
 import type { StoreDatabase } from './schema.js';
 
 /**
@@ -28,6 +29,7 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '0003_enrollment_takeover': enrollmentTakeover,
   '0004_agent_limits': agentLimits,
   '0006_scale_sets': scaleSets,
+  '0007_scale_set_captures': scaleSetCaptures,
 };
 
 /**

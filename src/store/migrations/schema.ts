@@ -113,6 +113,9 @@ export interface SessionsTable {
   updated_at: string;
   /** JSON { state, blobs, error } or null (added by 0002). */
   upload: string | null;
+  /** A scale-set capture's child: its parent's id and its instance (added by 0007); else null. */
+  parent_id: string | null;
+  instance_id: string | null;
 }
 
 export interface OperationsTable {

@@ -213,6 +213,8 @@ export function sessionToRow(record: SessionRecord): SessionsTable {
     created_at: iso(record.createdAt),
     updated_at: iso(record.updatedAt),
     upload: record.upload === null ? null : JSON.stringify(record.upload),
+    parent_id: record.parentId,
+    instance_id: record.instanceId,
   };
 }
 
@@ -246,6 +248,8 @@ export function toSession(row: SessionsTable): SessionRecord {
     name: row.name,
     location: row.location,
     vmId: row.vm_id,
+    parentId: row.parent_id,
+    instanceId: row.instance_id,
     properties,
     capture: resolveCapture(properties),
     status: row.status,

@@ -42,12 +42,22 @@ export function createSqliteSessionStore(db: Kysely<StoreDatabase>): SessionStor
           .executeTakeFirst();
         if (existing !== undefined) return { kind: 'exists', session: toSession(existing) };
 
+        // A scale-set capture's child: its parent counted once, when it was created.
+        if (row.parent_id !== null) {
+          const child = await trx
+            .insertInto('sessions')
+            .values(row)
+            .returningAll()
+            .executeTakeFirstOrThrow();
+          return { kind: 'created', session: toSession(child) };
+        }
         const { count } = await trx
           .selectFrom('sessions')
           .select((eb) => eb.fn.countAll().as('count'))
           .where('subscription_id', '=', row.subscription_id)
           .where('location', '=', row.location)
           .where('status', 'in', activeStatuses)
+          .where('parent_id', 'is', null)
           .executeTakeFirstOrThrow();
         const active = Number(count);
         if (active >= quota) return { kind: 'quota-exceeded', active };
@@ -99,7 +109,8 @@ export function createSqliteSessionStore(db: Kysely<StoreDatabase>): SessionStor
         .selectAll()
         .where('subscription_id', '=', subscriptionId)
         .where('resource_group_key', '=', foldName(resourceGroup))
-        .where('watcher_key', '=', foldName(watcherName));
+        .where('watcher_key', '=', foldName(watcherName))
+        .where('parent_id', 'is', null);
       if (page.after !== undefined && page.after !== null) {
         // name_key is unique under a watcher, so it alone is the sort key.
         const { name } = decodeCursor(page.after, ['name']);
@@ -110,6 +121,18 @@ export function createSqliteSessionStore(db: Kysely<StoreDatabase>): SessionStor
         .limit(page.limit + 1)
         .execute();
       return toPage(rows, page.limit, toSession, (row) => ({ name: row.name_key }));
+    },
+
+    async listChildSessions(parentId: string): Promise<SessionRecord[]> {
+      const rows = await db
+        .selectFrom('sessions')
+        .selectAll()
+        .where('parent_id', '=', parentId)
+        // Instance ids are decimal without leading zeros: by length, then text, is by number.
+        .orderBy((eb) => eb.fn('length', ['instance_id']))
+        .orderBy('instance_id')
+        .execute();
+      return rows.map(toSession);
     },
 
     async listSessionsByVm(
@@ -147,7 +170,12 @@ export function createSqliteSessionStore(db: Kysely<StoreDatabase>): SessionStor
 
     async deleteSession(id: string): Promise<boolean> {
       return db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('ring_grants').where('session_id', '=', id).execute();
+        const children = trx.selectFrom('sessions').select('id').where('parent_id', '=', id);
+        await trx
+          .deleteFrom('ring_grants')
+          .where((eb) => eb.or([eb('session_id', '=', id), eb('session_id', 'in', children)]))
+          .execute();
+        await trx.deleteFrom('sessions').where('parent_id', '=', id).execute();
         const result = await trx.deleteFrom('sessions').where('id', '=', id).executeTakeFirst();
         return result.numDeletedRows > 0n;
       });
@@ -198,6 +226,7 @@ export function createSqliteSessionStore(db: Kysely<StoreDatabase>): SessionStor
       const rows = await db
         .selectFrom('sessions')
         .select((eb) => ['status', eb.fn.countAll().as('count')])
+        .where('parent_id', 'is', null)
         .groupBy('status')
         .execute();
       const counts: Record<SessionStatus, number> = {

@@ -60,6 +60,8 @@ describe('SQLite store file', () => {
     name: 'Cap',
     location: 'westus',
     vmId: randomUUID(),
+    parentId: null,
+    instanceId: null,
     properties,
     capture: resolveCapture(properties),
     status: 'Running',

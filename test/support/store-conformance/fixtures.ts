@@ -135,6 +135,8 @@ export function session(subscriptionId: string, overrides: SessionOverrides = {}
     name: 'Capture-1',
     location: 'westus',
     vmId: 'vm-1',
+    parentId: null,
+    instanceId: null,
     properties,
     capture: resolveCapture(properties),
     status: 'NotStarted',

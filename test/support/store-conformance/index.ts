@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Store } from '../../../src/store/store.js';
 import { describeAuditConformance } from './audit.js';
+import { describeChildSessionConformance } from './child-sessions.js';
 import { describeEnrollmentTokenConformance } from './enrollment-tokens.js';
 import { subA, subB, subscription } from './fixtures.js';
 import { describeNetworkWatcherConformance } from './network-watchers.js';
@@ -52,6 +53,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
     describeVmConformance(current);
     describeNetworkWatcherConformance(current);
     describeSessionConformance(current);
+    describeChildSessionConformance(current);
     describeOperationConformance(current);
     describeAuditConformance(current);
 
