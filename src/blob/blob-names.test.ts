@@ -19,6 +19,20 @@ describe('captureBlobName', () => {
     );
   });
 
+  it("names a scale-set instance's blob under its scale set and instance id", () => {
+    expect(
+      captureBlobName({
+        subscriptionId: SUB,
+        resourceGroup: 'My-RG',
+        vmName: 'Web_3',
+        instance: { scaleSet: 'Web', instanceId: '3' },
+        createdAt: new Date('2026-03-04T05:06:07.089Z'),
+      }),
+    ).toBe(
+      'subscriptions/6f1c2b3a-0000-4000-8000-00000000abcd/resourcegroups/my-rg/providers/microsoft.compute/virtualmachinescalesets/web/virtualmachines/3/2026/03/04/packetcapture_05_06_07_089.cap',
+    );
+  });
+
   it('uses UTC whatever the time zone, and pads every field', () => {
     // 23:59:59.001 on 31 December in UTC is already the next year east of Greenwich.
     expect(

@@ -7,6 +7,11 @@ export interface CaptureBlobNameInput {
   readonly subscriptionId: string;
   readonly resourceGroup: string;
   readonly vmName: string;
+  /**
+   * A scale-set instance's capture (one child of a scale-set capture): its scale set and instance
+   * id name the folder instead of `vmName`.
+   */
+  readonly instance?: { readonly scaleSet: string; readonly instanceId: string };
   /** When the capture was created; its UTC time names the blob. */
   readonly createdAt: Date;
 }
@@ -16,7 +21,8 @@ const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 /**
  * The blob name (inside CAPTURE_CONTAINER) of a capture, as Azure names it:
  * `subscriptions/{s}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{vm}/
- * {yyyy}/{MM}/{dd}/packetcapture_{HH}_{mm}_{ss}_{fff}.cap`, ids lower-cased, UTC time.
+ * {yyyy}/{MM}/{dd}/packetcapture_{HH}_{mm}_{ss}_{fff}.cap`, ids lower-cased, UTC time; for a
+ * scale-set instance `…/microsoft.compute/virtualmachinescalesets/{ss}/virtualmachines/{id}/…`.
  */
 export function captureBlobName(input: CaptureBlobNameInput): string {
   const t = input.createdAt;
@@ -28,8 +34,14 @@ export function captureBlobName(input: CaptureBlobNameInput): string {
     input.resourceGroup.toLowerCase(),
     'providers',
     'microsoft.compute',
-    'virtualmachines',
-    input.vmName.toLowerCase(),
+    ...(input.instance === undefined
+      ? ['virtualmachines', input.vmName.toLowerCase()]
+      : [
+          'virtualmachinescalesets',
+          input.instance.scaleSet.toLowerCase(),
+          'virtualmachines',
+          input.instance.instanceId,
+        ]),
     String(t.getUTCFullYear()).padStart(4, '0'),
     pad(t.getUTCMonth() + 1),
     pad(t.getUTCDate()),

@@ -8,6 +8,7 @@ import { stopTimeOf } from './deadlines.js';
 import { toProgress } from './live-progress.js';
 import type { CaptureOperations } from './operations.js';
 import { hostResourceId } from './resource-ids.js';
+import type { ScaleSetCaptures } from './scale-set-captures.js';
 import {
   ACTIVE,
   finishSession,
@@ -30,6 +31,7 @@ export interface AgentReconcilerOptions {
   readonly operations: CaptureOperations;
   readonly grants: BlobGrants;
   readonly uploads: UploadChecks;
+  readonly scaleSets: ScaleSetCaptures;
 }
 
 /**
@@ -42,6 +44,7 @@ export class AgentReconciler {
   readonly #operations: CaptureOperations;
   readonly #grants: BlobGrants;
   readonly #uploads: UploadChecks;
+  readonly #scaleSets: ScaleSetCaptures;
 
   constructor(ctx: ControlContext, options: AgentReconcilerOptions) {
     this.#ctx = ctx;
@@ -49,6 +52,7 @@ export class AgentReconciler {
     this.#operations = options.operations;
     this.#grants = options.grants;
     this.#uploads = options.uploads;
+    this.#scaleSets = options.scaleSets;
   }
 
   /** The agent's channel closed: its VM was last seen now. */
@@ -102,6 +106,8 @@ export class AgentReconciler {
       }
       await this.#operations.settle(session.id);
     }
+    // A scale-set instance joins the live captures of its set that admit it (late joiners).
+    await this.#scaleSets.admit(vm);
   }
 
   /** One session of a `hello`. */

@@ -3,7 +3,7 @@ import type { CaptureAssignment } from '../model/channel.js';
 import { captureLimitBounds } from '../model/capture-limits.js';
 import { WirewatchError } from '../model/errors.js';
 import type { SessionRecord, StorageAccountRecord, VmRecord } from '../store/store.js';
-import { ringFileBlobUrl } from '../blob/blob-names.js';
+import { captureBlobName, ringFileBlobUrl } from '../blob/blob-names.js';
 import { blobNameOfUrl } from '../blob/storage-account.js';
 import type { BlobWriter, ControlContext } from './control-context.js';
 import { captureStorageAccount } from './storage-accounts.js';
@@ -23,6 +23,8 @@ export class BlobGrants {
   readonly #ctx: ControlContext;
   readonly #openStorageAccount: BlobGrantsOptions['openStorageAccount'];
   readonly #uploadGraceMs: number;
+  /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
+  readonly #lastBlobTime = new Map<string, number>();
 
   constructor(ctx: ControlContext, options: BlobGrantsOptions) {
     this.#ctx = ctx;
@@ -40,6 +42,26 @@ export class BlobGrants {
       );
     }
     return this.#openStorageAccount(account);
+  }
+
+  /**
+   * The URL of a new capture's blob on `vm` (a scale-set instance's under its scale set), named
+   * after the creation time, unique per VM to the millisecond.
+   */
+  captureBlobUrl(account: StorageAccountRecord, vm: VmRecord, now: Date): string {
+    const last = this.#lastBlobTime.get(vm.id) ?? 0;
+    const t = Math.max(now.getTime(), last + 1);
+    this.#lastBlobTime.set(vm.id, t);
+    const blobName = captureBlobName({
+      subscriptionId: vm.subscriptionId,
+      resourceGroup: vm.resourceGroup,
+      vmName: vm.name,
+      ...(vm.scaleSet === null || vm.instanceId === null
+        ? {}
+        : { instance: { scaleSet: vm.scaleSet, instanceId: vm.instanceId } }),
+      createdAt: new Date(t),
+    });
+    return this.writer(account).blobUrl(blobName);
   }
 
   /** The blob target of a session stored in a storage account, with a fresh SAS. */

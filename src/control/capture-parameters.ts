@@ -14,7 +14,13 @@ import {
   type TargetType,
 } from '../model/capture-settings.js';
 import { WirewatchError } from '../model/errors.js';
+import { parseResourceId, type ResourceIdParts } from '../model/resource-id.js';
 import { parseVmResourceId, type VmRef } from './resource-ids.js';
+
+/** What a create body targets: one VM, or a scale set (its instances chosen by the scope). */
+export type CaptureTargetRef =
+  | { readonly type: 'AzureVM'; readonly vm: VmRef }
+  | { readonly type: 'AzureVMSS'; readonly scaleSet: ResourceIdParts };
 
 /**
  * A packet capture's create body (Azure's PacketCapture, `{"properties": {...}}`), checked field
@@ -25,7 +31,7 @@ import { parseVmResourceId, type VmRef } from './resource-ids.js';
  * it is sent with the same parser.
  */
 export interface CaptureParameters {
-  readonly target: VmRef;
+  readonly target: CaptureTargetRef;
   /** The echoed `properties`, without provisioningState and the server-made storagePath. */
   readonly properties: CaptureProperties;
   readonly capture: ResolvedCapture;
@@ -39,23 +45,12 @@ const P = 'properties.';
  */
 export function parseCaptureBody(body: PacketCaptureInput): CaptureParameters {
   const p = body.properties;
-  const target = parseVmResourceId(p.target);
   const targetType = parseTargetType(p.targetType);
-  if (targetType === 'AzureVMSS') {
-    throw new WirewatchError(
-      'InvalidTarget',
-      `${P}targetType: AzureVMSS (scale sets) is not supported yet; target one VM with AzureVM`,
-      { target: `${P}targetType` },
-    );
-  }
-  if (!target) {
-    throw new WirewatchError(
-      'InvalidTarget',
-      `${P}target: "${clip(p.target)}" is not a virtual machine id: /subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/virtualMachines/{name}`,
-      { target: `${P}target` },
-    );
-  }
-  if ((p.scope?.include?.length ?? 0) > 0 || (p.scope?.exclude?.length ?? 0) > 0) {
+  const target = parseTarget(targetType, p.target);
+  if (
+    targetType === 'AzureVM' &&
+    ((p.scope?.include?.length ?? 0) > 0 || (p.scope?.exclude?.length ?? 0) > 0)
+  ) {
     throw new WirewatchError(
       'InvalidRequestContent',
       `${P}scope: include and exclude apply only to targetType AzureVMSS`,
@@ -141,6 +136,25 @@ export function parseCaptureBody(body: PacketCaptureInput): CaptureParameters {
   return { target, properties, capture: resolveCapture(properties) };
 }
 
+function parseTarget(type: TargetType, id: string): CaptureTargetRef {
+  if (type === 'AzureVM') {
+    const vm = parseVmResourceId(id);
+    if (vm) return { type, vm };
+    throw new WirewatchError(
+      'InvalidTarget',
+      `${P}target: "${clip(id)}" is not a virtual machine id: /subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/virtualMachines/{name}`,
+      { target: `${P}target` },
+    );
+  }
+  const scaleSet = parseResourceId(id, 'Microsoft.Compute/virtualMachineScaleSets');
+  if (scaleSet) return { type, scaleSet };
+  throw new WirewatchError(
+    'InvalidTarget',
+    `${P}target: "${clip(id)}" is not a virtual machine scale set id (targetType AzureVMSS): /subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/virtualMachineScaleSets/{name}`,
+    { target: `${P}target` },
+  );
+}
+
 function defaultOf(name: keyof typeof captureLimitBounds): number {
   return captureLimitBounds[name].default;
 }
@@ -209,7 +223,8 @@ function prefixed<T>(fn: () => T): T {
   }
 }
 
-function clip(text: string): string {
+/** A user's text, cut to 200 characters, for an error message. */
+export function clip(text: string): string {
   return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 

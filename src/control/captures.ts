@@ -1,6 +1,4 @@
-import { randomUUID } from 'node:crypto';
 import type { PacketCaptureInput } from '../model/arm.js';
-import { resolveCapture, type CaptureProperties } from '../model/capture-settings.js';
 import type { StopRequestReason } from '../model/stop-reason.js';
 import { WirewatchError } from '../model/errors.js';
 import type {
@@ -13,14 +11,16 @@ import type {
   StorageAccountRecord,
   VmRecord,
 } from '../store/store.js';
-import { captureBlobName } from '../blob/blob-names.js';
 import { sendStart } from './assignment.js';
 import { auditCapture } from './audit.js';
 import type { BlobGrants } from './blob-grants.js';
 import { canonicalJson, parseCaptureBody, withoutStoragePath } from './capture-parameters.js';
+import { newSession, withStoragePath, type CapturePlan, type PlanInput } from './capture-plan.js';
 import type { Caller, CaptureRef, ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
-import { vmResourceId } from './resource-ids.js';
+import { vmResourceId, type VmRef } from './resource-ids.js';
+import type { ScaleSetCaptures } from './scale-set-captures.js';
+import { isScaleSetParent } from './scale-set-status.js';
 import { plannedCapturePath } from './session-files.js';
 import { finishSession, forgetSession, isActive, type SessionMemory } from './session-end.js';
 import { findStorageAccount } from './storage-accounts.js';
@@ -31,6 +31,7 @@ export interface CapturesOptions {
   readonly operations: CaptureOperations;
   readonly grants: BlobGrants;
   readonly watchers: NetworkWatchers;
+  readonly scaleSets: ScaleSetCaptures;
   /** Sessions NotStarted or Running per (subscription, location). */
   readonly quota: number;
 }
@@ -43,8 +44,7 @@ export class Captures {
   readonly #grants: BlobGrants;
   readonly #watchers: NetworkWatchers;
   readonly #quota: number;
-  /** Last blob-name time used per VM, so two captures of one VM never share a blob. */
-  readonly #lastBlobTime = new Map<string, number>();
+  readonly #scaleSets: ScaleSetCaptures;
 
   constructor(ctx: ControlContext, options: CapturesOptions) {
     this.#ctx = ctx;
@@ -53,6 +53,7 @@ export class Captures {
     this.#grants = options.grants;
     this.#watchers = options.watchers;
     this.#quota = options.quota;
+    this.#scaleSets = options.scaleSets;
   }
 
   /**
@@ -70,69 +71,21 @@ export class Captures {
       ref.watcherName,
     );
     const parsed = parseCaptureBody(body);
-    const vm = await this.#findTargetVm(ref.subscriptionId, parsed.target);
-    if (vm.location !== watcher.location) {
-      throw new WirewatchError(
-        'TargetNotInNetworkWatcherLocation',
-        `properties.target: VM '${vm.name}' is in location '${vm.location}' but network watcher '${watcher.name}' is in '${watcher.location}'; use the network watcher of '${vm.location}'`,
-        { target: 'properties.target' },
-      );
-    }
-    const id = randomUUID();
-    const now = this.#ctx.now();
-    let properties: CaptureProperties = parsed.properties;
-    let upload: SessionRecord['upload'] = null;
     const storageAccount = parsed.capture.storage.account;
-    if (storageAccount) {
-      const account = await this.#findStorageAccount(ref.subscriptionId, storageAccount);
-      const blobName = captureBlobName({
-        subscriptionId: ref.subscriptionId,
-        resourceGroup: vm.resourceGroup,
-        vmName: vm.name,
-        createdAt: this.#blobTime(vm.id, now),
-      });
-      properties = {
-        ...properties,
-        storageLocation: {
-          ...properties.storageLocation,
-          storagePath: this.#grants.writer(account).blobUrl(blobName),
-        },
-      };
-      upload = { state: 'Pending', blobs: [], error: null };
-    }
-    const record: SessionRecord = {
-      id,
-      subscriptionId: ref.subscriptionId,
-      resourceGroup: watcher.resourceGroup,
-      watcherName: watcher.name,
-      name: ref.name,
-      location: watcher.location,
-      vmId: vm.id,
-      parentId: null,
-      instanceId: null,
-      properties,
-      capture: resolveCapture(properties),
-      status: 'NotStarted',
-      stopReason: null,
-      errors: [],
-      captureStartTime: null,
-      stopTime: null,
-      progress: null,
-      // Only files the agent reports having written for this session are ever recorded: the
-      // path asked for may name a file that is not the capture's (another's, or a secret).
-      files: [],
-      stopRequested: null,
-      deleteRequested: false,
-      upload,
-      etag: randomUUID(),
-      createdAt: now,
-      updatedAt: now,
+    const input: PlanInput = {
+      ref,
+      watcher,
+      parsed,
+      account: storageAccount
+        ? await this.#findStorageAccount(ref.subscriptionId, storageAccount)
+        : undefined,
+      now: this.#ctx.now(),
     };
-    // The file asked for must be under the VM's capture root (checked before anything is stored).
-    // Without one, the agent spools under its capture root and deletes the spool once the blob
-    // is committed.
-    const filePath = plannedCapturePath(record, vm.captureRoot);
-    const result = await this.#ctx.store.createSession(record, this.#quota);
+    const plan =
+      parsed.target.type === 'AzureVM'
+        ? await this.#planVm(input, parsed.target.vm)
+        : await this.#scaleSets.plan(input, parsed.target.scaleSet);
+    const result = await this.#ctx.store.createSession(plan.record, this.#quota);
     switch (result.kind) {
       case 'quota-exceeded':
         throw new WirewatchError(
@@ -154,15 +107,51 @@ export class Captures {
       }
       case 'created': {
         const operation = await this.#operations.open('create', result.session);
-        await auditCapture(this.#ctx, caller, 'packetCapture.create', result.session, {
-          target: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name),
-          filePath,
-        });
-        await sendStart(this.#ctx, this.#grants, result.session, vm);
+        await auditCapture(this.#ctx, caller, 'packetCapture.create', result.session, plan.audit);
+        await plan.start(result.session);
         await this.#operations.settle(result.session.id);
         return { kind: 'created', session: result.session, operation };
       }
     }
+  }
+
+  /** A capture of one VM: its session, the planned file checked against the VM's capture root. */
+  async #planVm(input: PlanInput, target: VmRef): Promise<CapturePlan> {
+    const { ref, watcher, parsed, account, now } = input;
+    const vm = await this.#findTargetVm(ref.subscriptionId, target);
+    if (vm.location !== watcher.location) {
+      throw new WirewatchError(
+        'TargetNotInNetworkWatcherLocation',
+        `properties.target: VM '${vm.name}' is in location '${vm.location}' but network watcher '${watcher.name}' is in '${watcher.location}'; use the network watcher of '${vm.location}'`,
+        { target: 'properties.target' },
+      );
+    }
+    const properties = account
+      ? withStoragePath(parsed.properties, this.#grants.captureBlobUrl(account, vm, now))
+      : parsed.properties;
+    const record = newSession(
+      {
+        subscriptionId: ref.subscriptionId,
+        resourceGroup: watcher.resourceGroup,
+        watcherName: watcher.name,
+        name: ref.name,
+        location: watcher.location,
+        vmId: vm.id,
+        parentId: null,
+        instanceId: null,
+        properties,
+      },
+      now,
+    );
+    // The file asked for must be under the VM's capture root (checked before anything is
+    // stored). Without one, the agent spools under its capture root and deletes the spool once
+    // the blob is committed.
+    const filePath = plannedCapturePath(record, vm.captureRoot);
+    return {
+      record,
+      audit: { target: vmResourceId(vm.subscriptionId, vm.resourceGroup, vm.name), filePath },
+      start: (session) => sendStart(this.#ctx, this.#grants, session, vm),
+    };
   }
 
   async #findTargetVm(
@@ -200,14 +189,6 @@ export class Captures {
     return account;
   }
 
-  /** The creation time a blob name is built from: unique per VM to the millisecond. */
-  #blobTime(vmId: string, now: Date): Date {
-    const last = this.#lastBlobTime.get(vmId) ?? 0;
-    const t = Math.max(now.getTime(), last + 1);
-    this.#lastBlobTime.set(vmId, t);
-    return new Date(t);
-  }
-
   async get(ref: CaptureRef): Promise<SessionRecord> {
     const session = await this.#ctx.store.getSession(
       ref.subscriptionId,
@@ -215,8 +196,9 @@ export class Captures {
       ref.watcherName,
       ref.name,
     );
-    if (!session) throw notFound(ref);
-    return this.#memory.progress.withLive(session);
+    // A scale-set capture's child is no ARM resource (its name cannot be one anyway).
+    if (!session || session.parentId !== null) throw notFound(ref);
+    return this.#scaleSets.withLiveProgress(session);
   }
 
   /** A page of the watcher's captures as stored (live progress is the caller's to add). */
@@ -259,7 +241,7 @@ export class Captures {
       ref.watcherName,
       ref.name,
     );
-    if (!session) return { kind: 'gone' };
+    if (!session || session.parentId !== null) return { kind: 'gone' };
     await auditCapture(this.#ctx, caller, 'packetCapture.delete', session, {
       status: session.status,
     });
@@ -278,6 +260,15 @@ export class Captures {
     kind: OperationKind,
   ): Promise<{ session: SessionRecord; operation?: OperationRecord }> {
     const { store, agents } = this.#ctx;
+    if (isScaleSetParent(session)) {
+      // Every live instance is stopped as any capture is; the parent ends with the last.
+      const parent = await this.#scaleSets.requestStop(session, reason, async (child, r) => {
+        await this.#requestStop(child, r, 'stop');
+      });
+      const operation = await this.#operations.open(kind, parent);
+      await this.#operations.settle(session.id);
+      return { session: parent, operation };
+    }
     let updated: SessionRecord | undefined;
     if (session.status === 'NotStarted' && !agents.isConnected(session.vmId)) {
       // The agent never got it: end it here. If the agent did start it after all, the next

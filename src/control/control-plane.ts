@@ -48,6 +48,7 @@ import { NetworkWatchers, type WatcherPut } from './watchers.js';
 
 export type { AgentLink, BlobWriter, Caller, CaptureRef } from './control-context.js';
 export { isActive } from './session-end.js';
+export { isScaleSetParent } from './scale-set-status.js';
 export { assignmentOf } from './assignment.js';
 export { invalidEnrollmentToken, type Enrolled } from './enrollment.js';
 export type { WatcherPut } from './watchers.js';
@@ -142,8 +143,9 @@ export class ControlPlane {
       backoff: options.uploadCheckBackoff ?? { minMs: 10_000, maxMs: 600_000 },
     });
     this.#watchers = new NetworkWatchers(ctx, memory, operations);
-    this.#scaleSetCaptures = new ScaleSetCaptures(ctx, memory);
+    this.#scaleSetCaptures = new ScaleSetCaptures(ctx, { memory, operations, grants });
     this.#captures = new Captures(ctx, {
+      scaleSets: this.#scaleSetCaptures,
       memory,
       operations,
       grants,
@@ -155,6 +157,7 @@ export class ControlPlane {
       operations,
       grants,
       uploads: this.#uploads,
+      scaleSets: this.#scaleSetCaptures,
     });
     this.#enrollment = new Enrollment(ctx, this.#watchers);
     this.subscriptions = new Subscriptions(ctx);

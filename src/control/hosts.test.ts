@@ -10,6 +10,7 @@ import { AgentReconciler } from './agent-reconciliation.js';
 import { BlobGrants } from './blob-grants.js';
 import { Hosts } from './hosts.js';
 import { CaptureOperations } from './operations.js';
+import { ScaleSetCaptures } from './scale-set-captures.js';
 import { UploadChecks } from './upload-checks.js';
 
 const caller = { actor: 'token:t-1', sourceIp: '192.0.2.9' };
@@ -30,7 +31,11 @@ describe('Hosts', () => {
       operations,
       backoff: { minMs: 10, maxMs: 100 },
     });
-    hosts = new Hosts(f.ctx, new AgentReconciler(f.ctx, { memory, operations, grants, uploads }));
+    const scaleSets = new ScaleSetCaptures(f.ctx, { memory, operations, grants });
+    hosts = new Hosts(
+      f.ctx,
+      new AgentReconciler(f.ctx, { memory, operations, grants, uploads, scaleSets }),
+    );
     // The fixture has VM Web-01 in Fleet-RG; add two scale sets there and one elsewhere.
     for (const id of ['10', '2', '0']) await f.store.createVm(instance(subA, 'Web', id));
     await f.store.createVm(instance(subA, 'api', '0', { location: 'westus' }));

@@ -8,6 +8,7 @@ import type {
 import { WirewatchError } from '../model/errors.js';
 import type { ControlContext } from './control-context.js';
 import { sessionResourceId } from './resource-ids.js';
+import { isScaleSetParent, refreshParent } from './scale-set-status.js';
 import {
   finishSession,
   forgetSession,
@@ -107,13 +108,22 @@ export class CaptureOperations {
   /**
    * Completes every open operation of a session that its state now satisfies. Idempotent, and
    * called after every change, so an operation opened just after the change it waits for still
-   * completes.
+   * completes. A scale-set capture's child changes its parent: the parent's aggregate is
+   * recomputed and the parent settled too.
    */
   async settle(sessionId: string): Promise<void> {
+    const session = await this.#ctx.store.getSessionById(sessionId);
+    await this.#settleOwn(sessionId, session);
+    if (session?.parentId) {
+      const parent = await refreshParent(this.#ctx, session.parentId);
+      if (parent) await this.#settleOwn(parent.id, parent);
+    }
+  }
+
+  async #settleOwn(sessionId: string, session: SessionRecord | undefined): Promise<void> {
     const { store } = this.#ctx;
     const operations = await store.listOpenOperations(sessionId);
     if (operations.length === 0) return;
-    const session = await store.getSessionById(sessionId);
     let deleted = false;
     for (const op of operations) {
       if (!session) {
@@ -123,9 +133,13 @@ export class CaptureOperations {
       const ended = !isActive(session.status);
       switch (op.kind) {
         case 'create':
+          // A scale-set capture fails only when every instance failed (its aggregate is Error).
           if (
             session.status === 'Error' ||
-            (ended && session.errors.length > 0 && !session.captureStartTime)
+            (ended &&
+              session.errors.length > 0 &&
+              !session.captureStartTime &&
+              !isScaleSetParent(session))
           ) {
             await this.#close(op.id, {
               status: 'Failed',
@@ -200,7 +214,9 @@ export class CaptureOperations {
     if (due.length === 0) return false;
     const session = await store.getSessionById(sessionId);
     let ended = false;
-    if (session && isActive(session.status)) {
+    // A scale-set capture ends through its children, whose own operations are held to the same
+    // time: it is only settled here.
+    if (session && isActive(session.status) && !isScaleSetParent(session)) {
       const connected = agents.isConnected(session.vmId);
       const seconds = Math.round(this.#timeoutMs / 1000);
       const stopping = session.stopRequested !== null || due.some((op) => op.kind !== 'create');

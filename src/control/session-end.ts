@@ -35,14 +35,17 @@ export async function finishSession(
   });
 }
 
-/** Removes a session from memory and from the store. */
+/** Removes a session from memory and from the store; a scale-set capture's children with it. */
 export async function forgetSession(
   ctx: ControlContext,
   memory: SessionMemory,
   sessionId: string,
 ): Promise<void> {
-  memory.progress.take(sessionId);
-  memory.deadlines.forget(sessionId);
+  const children = await ctx.store.listChildSessions(sessionId);
+  for (const id of [sessionId, ...children.map((c) => c.id)]) {
+    memory.progress.take(id);
+    memory.deadlines.forget(id);
+  }
   await ctx.store.deleteSession(sessionId);
 }
 

@@ -113,13 +113,17 @@ export class NetworkWatchers {
     for (;;) {
       for (const s of page.items) {
         if (!isActive(s.status)) continue;
+        // A scale-set capture's instances run as child sessions (never listed): each is ended.
+        const children = await store.listChildSessions(s.id);
         const stopReason = 'ManualIntervention';
-        await finishSession(this.#ctx, this.#memory, s, { status: 'Stopped', stopReason });
-        agents.send(s.vmId, {
-          type: 'stop',
-          sessionId: s.id,
-          reason: toRequestReason(stopReason),
-        });
+        for (const one of [s, ...children.filter((c) => isActive(c.status))]) {
+          await finishSession(this.#ctx, this.#memory, one, { status: 'Stopped', stopReason });
+          agents.send(one.vmId, {
+            type: 'stop',
+            sessionId: one.id,
+            reason: toRequestReason(stopReason),
+          });
+        }
         stopped += 1;
       }
       if (!page.next) break;

@@ -59,14 +59,30 @@ export function spelled<T extends string>(values: readonly T[], value: string): 
 }
 
 /**
- * What a capture runs on. Only single VMs today; scale sets (issue 11) add
- * `{ type: 'AzureVMSS', id, scope: { include, exclude } }`.
+ * A scale-set capture's scope as given (Azure's PacketCaptureMachineScope): instance ids ("0") or
+ * instance resource ids; both empty selects every instance.
  */
-export interface CaptureTarget {
-  readonly type: 'AzureVM';
-  /** The target's ARM id, as given. */
-  readonly id: string;
+export interface CaptureScope {
+  readonly include: readonly string[];
+  readonly exclude: readonly string[];
 }
+
+/**
+ * What a capture runs on: one VM, or the instances of a scale set its scope selects (each runs
+ * as a child session of its own VM, src/control/scale-set-captures.ts).
+ */
+export type CaptureTarget =
+  | {
+      readonly type: 'AzureVM';
+      /** The target's ARM id, as given. */
+      readonly id: string;
+    }
+  | {
+      readonly type: 'AzureVMSS';
+      /** The scale set's ARM id, as given. */
+      readonly id: string;
+      readonly scope: CaptureScope;
+    };
 
 /** A storage account's ARM id, parsed. */
 export type StorageAccountRef = ResourceIdParts;
@@ -117,13 +133,24 @@ export function resolveCapture(p: CaptureProperties): ResolvedCapture {
   };
   const ring = p.continuousCapture === true ? ringOf(p, limits) : undefined;
   return {
-    target: { type: 'AzureVM', id: p.target },
+    target: targetOf(p),
     filters: (p.filters ?? []).map(withProtocolSpelled),
     limits,
     ring,
     durationSeconds: ring?.sessionTimeLimitInSeconds ?? limits.timeLimitInSeconds,
     storage: storageOf(p),
     includeOwnTraffic: p.includeOwnTraffic === true,
+  };
+}
+
+function targetOf(p: CaptureProperties): CaptureTarget {
+  if (p.targetType === undefined || spelled(TARGET_TYPES, p.targetType) !== 'AzureVMSS') {
+    return { type: 'AzureVM', id: p.target };
+  }
+  return {
+    type: 'AzureVMSS',
+    id: p.target,
+    scope: { include: p.scope?.include ?? [], exclude: p.scope?.exclude ?? [] },
   };
 }
 

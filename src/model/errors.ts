@@ -34,6 +34,7 @@ export const errorCodes = {
   InvalidLocation: { status: 400, area: 'resources' },
   // Packet captures (the control plane)
   InvalidTarget: { status: 400, area: 'captures' },
+  InvalidScope: { status: 400, area: 'captures' },
   TargetNotInNetworkWatcherLocation: { status: 400, area: 'captures' },
   InvalidStorageLocation: { status: 400, area: 'captures' },
   StorageAccountNotFound: { status: 400, area: 'captures' },

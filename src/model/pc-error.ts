@@ -61,6 +61,7 @@ const fromRegistry: Readonly<Record<ErrorCode, PcError>> = {
   InvalidResourceName: 'InternalError',
   InvalidLocation: 'InternalError',
   TargetNotInNetworkWatcherLocation: 'InternalError',
+  InvalidScope: 'InternalError',
   PacketCaptureAlreadyExists: 'InternalError',
   PacketCaptureQuotaExceeded: 'InternalError',
   OperationNotFound: 'InternalError',

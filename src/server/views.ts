@@ -1,5 +1,6 @@
 import { echoedProperties } from '../control/capture-parameters.js';
-import type { ScaleSet } from '../control/control-plane.js';
+import type { InstanceSession, ScaleSet } from '../control/control-plane.js';
+import { summedProgress } from '../control/scale-set-status.js';
 import {
   captureResourceId,
   hostResourceId,
@@ -106,6 +107,48 @@ export function captureStatusView(
     agentConnectionState: agentConnected ? 'Connected' : 'Disconnected',
     files: session.files,
     excludesOwnTraffic: excludesOwnTraffic(session),
+  };
+}
+
+/** One instance of a scale-set capture, with whether its agent is connected. */
+export interface InstanceStatusInput extends InstanceSession {
+  readonly connected: boolean;
+}
+
+/**
+ * A scale-set capture's queryStatus: the parent's aggregate (status, stop reason, the instances'
+ * errors) with their progress summed, Unknown only while no instance's agent is connected, plus
+ * wirewatch's `instances`: each instance's own state, by instance id as a number.
+ */
+export function scaleSetStatusView(
+  parent: SessionRecord,
+  instances: readonly InstanceStatusInput[],
+): Record<string, unknown> {
+  const progress = summedProgress(instances.map((i) => i.session));
+  const connected = instances.some((i) => i.connected);
+  return {
+    ...captureStatusView({ ...parent, progress }, connected),
+    instances: instances.map(instanceStatusView),
+  };
+}
+
+function instanceStatusView(i: InstanceStatusInput): Record<string, unknown> {
+  const s = i.session;
+  const own = captureStatusView(s, i.connected);
+  return {
+    instanceId: i.instanceId,
+    name: i.vmName,
+    status: own['packetCaptureStatus'],
+    ...(s.stopReason ? { stopReason: s.stopReason } : {}),
+    errors: own['packetCaptureErrorDetails'],
+    packets: s.progress?.packets ?? 0,
+    bytes: s.progress?.bytes ?? 0,
+    drops: s.progress?.kernelDrops ?? 0,
+    files: s.files,
+    blobs: s.upload?.blobs ?? [],
+    ...(s.captureStartTime ? { captureStartTime: s.captureStartTime.toISOString() } : {}),
+    ...(s.stopTime ? { captureStopTime: s.stopTime.toISOString() } : {}),
+    agentConnectionState: own['agentConnectionState'],
   };
 }
 

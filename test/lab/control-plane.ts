@@ -270,6 +270,64 @@ export async function startServerWithAgent(options: {
   }
 }
 
+/** A test server with one tenant and connected synthetic agents, instances of one scale set. */
+export interface ServerWithScaleSet {
+  readonly t: TestServer;
+  readonly tenant: Tenant;
+  /** Instance `i` is agents[i] (enrolled with instance id `String(i)`). */
+  readonly agents: SyntheticAgent[];
+}
+
+/**
+ * Starts a test server, creates a tenant and connects `instances` synthetic agents enrolled as
+ * instances "0", "1", … of scale set `scaleSet` (in `agent.resourceGroup`). If a step fails,
+ * what was started is closed before the error is thrown; otherwise the caller closes the agents,
+ * then the server.
+ */
+export async function startServerWithScaleSet(options: {
+  readonly server?: Partial<StartServerOptions>;
+  readonly tenantName?: string;
+  readonly scaleSet: string;
+  readonly instances: number;
+  readonly agent: Omit<TenantAgentOptions, 'name' | 'scaleSet' | 'instanceId'>;
+}): Promise<ServerWithScaleSet> {
+  const t = await startTestServer(options.server);
+  const agents: SyntheticAgent[] = [];
+  try {
+    const tenant = await createTenant(t, options.tenantName);
+    for (let i = 0; i < options.instances; i++) {
+      const agent = instanceAgentOf(t, tenant, options.scaleSet, String(i), options.agent);
+      agents.push(agent);
+      await agent.connect();
+    }
+    return { t, tenant, agents };
+  } catch (err) {
+    for (const agent of agents) await agent.close();
+    await t.close();
+    throw err;
+  }
+}
+
+/** A synthetic agent of `tenant` that enrolls as instance `instanceId` of `scaleSet`. */
+export function instanceAgentOf(
+  t: Pick<ApiClient, 'url'>,
+  tenant: Tenant,
+  scaleSet: string,
+  instanceId: string,
+  options: Omit<TenantAgentOptions, 'name' | 'scaleSet' | 'instanceId'>,
+): SyntheticAgent {
+  return syntheticAgentOf(t, tenant, {
+    ...options,
+    name: `${scaleSet}-${instanceId}`,
+    scaleSet,
+    instanceId,
+  });
+}
+
+export function scaleSetId(subscriptionId: string, rg: string, name: string): string {
+  return `/subscriptions/${subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
+}
+
 export function watcherPath(subscriptionId: string, rg: string, name: string): string {
   return `/subscriptions/${subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Network/networkWatchers/${name}`;
 }

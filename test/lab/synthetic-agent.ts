@@ -26,7 +26,12 @@ export interface SyntheticAgentOptions {
   readonly enrollToken: string;
   readonly subscriptionId: string;
   readonly resourceGroup: string;
+  /** The VM's name; an instance's hostname only (its name is `{scaleSet}_{instanceId}`). */
   readonly name: string;
+  /** Enroll as an instance of this scale set (`wirewatch agent --scale-set`). */
+  readonly scaleSet?: string;
+  /** The instance id asked for with scaleSet; without, the server assigns the next free one. */
+  readonly instanceId?: string;
   readonly location: string;
   readonly captureRoot?: string;
   /** Progress messages this often while a session runs; default 1000 ms. */
@@ -74,7 +79,14 @@ export class SyntheticAgent {
     const body = JSON.stringify({
       subscriptionId: this.options.subscriptionId,
       resourceGroup: this.options.resourceGroup,
-      name: this.options.name,
+      ...(this.options.scaleSet === undefined
+        ? { name: this.options.name }
+        : {
+            scaleSet: this.options.scaleSet,
+            ...(this.options.instanceId === undefined
+              ? {}
+              : { instanceId: this.options.instanceId }),
+          }),
       location: this.options.location,
       hostname: `synthetic-${this.options.name}`,
       captureRoot: this.options.captureRoot ?? '/var/captures',

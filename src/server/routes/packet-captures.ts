@@ -10,7 +10,8 @@ import {
   type ServerContext,
 } from '../context.js';
 import type { SessionRecord } from '../../store/store.js';
-import { captureStatusView, packetCaptureView } from '../views.js';
+import { isScaleSetParent } from '../../control/control-plane.js';
+import { captureStatusView, packetCaptureView, scaleSetStatusView } from '../views.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
 
 const CAPTURE = CAPTURE_ROUTE;
@@ -35,15 +36,28 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
       { target: '$expand' },
     );
   };
-  const view = (session: SessionRecord, withStatus: boolean) => {
+  /** queryStatus: a scale-set capture's with its `instances`. */
+  const statusOf = async (session: SessionRecord) => {
+    if (!isScaleSetParent(session)) {
+      return captureStatusView(session, control.isAgentConnected(session.vmId));
+    }
+    const instances = await control.instanceSessions(session);
+    return scaleSetStatusView(
+      session,
+      instances.map((i) => ({ ...i, connected: control.isAgentConnected(i.session.vmId) })),
+    );
+  };
+  const view = async (session: SessionRecord, withStatus: boolean) => {
     const body = packetCaptureView(session);
     if (!withStatus) return body;
-    const status = captureStatusView(session, control.isAgentConnected(session.vmId));
+    const status = await statusOf(session);
     return {
       ...body,
       properties: { ...(body['properties'] as Record<string, unknown>), status },
     };
   };
+  const views = (sessions: readonly SessionRecord[], withStatus: boolean) =>
+    Promise.all(sessions.map((s) => view(control.withLiveProgress(s), withStatus)));
 
   const allowed = (
     request: FastifyRequest,
@@ -92,7 +106,7 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
       let after: string | null = null;
       do {
         const page = await list(after, ctx.pageSize);
-        value.push(...page.items.map((s) => view(control.withLiveProgress(s), withStatus)));
+        value.push(...(await views(page.items, withStatus)));
         after = page.next;
       } while (after);
       return { value };
@@ -108,7 +122,7 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
     const limit = Math.min(top, ctx.pageSize);
     const page = await list(typeof skipToken === 'string' ? skipToken : null, limit);
     return {
-      value: page.items.map((s) => view(control.withLiveProgress(s), withStatus)),
+      value: await views(page.items, withStatus),
       ...(page.next
         ? {
             nextLink: absoluteUrl(
@@ -151,8 +165,7 @@ export const packetCaptureRoutes: FastifyPluginAsync<ServerContext> = async (app
       // Reading a status changes nothing, so Reader may do it (Azure asks for an action
       // permission; wirewatch's roles are coarser).
       const ref = await allowed(request, request.params, 'Reader');
-      const session = await control.getCapture(ref);
-      return captureStatusView(session, control.isAgentConnected(session.vmId));
+      return statusOf(await control.getCapture(ref));
     },
   );
 };
