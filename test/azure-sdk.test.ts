@@ -178,6 +178,23 @@ beforeAll(async () => {
     agents.push(agent);
     await agent.connect();
   }
+  // Scale set sdkss: instances 0 and 1.
+  for (const instanceId of ['0', '1']) {
+    const agent = new SyntheticAgent({
+      serverUrl: url,
+      ca,
+      enrollToken: tenant.enrollToken,
+      subscriptionId: tenant.subscriptionId,
+      resourceGroup: rg,
+      name: `sdkss-${instanceId}`,
+      scaleSet: 'sdkss',
+      instanceId,
+      location: 'westeurope',
+      progressIntervalMs: 200,
+    });
+    agents.push(agent);
+    await agent.connect();
+  }
 });
 
 afterAll(async () => {
@@ -388,6 +405,29 @@ describe('Azure SDK (@azure/arm-network 36.0.0) against wirewatch server over HT
       packetCaptureStatus: 'Error',
       packetCaptureError: ['CaptureFailed'],
     });
+  });
+
+  it('creates an AzureVMSS capture with a PacketCaptureMachineScope and reads its status', async () => {
+    const target = `/subscriptions/${tenant.subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Compute/virtualMachineScaleSets/sdkss`;
+    const out = await sdk('create', {
+      name: 'sdk-vmss',
+      parameters: parameters({ target, targetType: 'AzureVMSS', scope: { include: ['0'] } }),
+    });
+    expect(out.error, JSON.stringify(out.trace)).toBeUndefined();
+    expect(out.result).toMatchObject({
+      name: 'sdk-vmss',
+      provisioningState: 'Succeeded',
+      target,
+      targetType: 'AzureVMSS',
+      scope: { include: ['0'] },
+    });
+    const status = await sdk('status', { name: 'sdk-vmss' }, tenant.reader);
+    expect(status.error).toBeUndefined();
+    expect(status.result).toMatchObject({ name: 'sdk-vmss', packetCaptureStatus: 'Running' });
+    // The instances extension is on the wire (the SDK's model does not know it).
+    expect(status.raw.instances).toEqual([
+      expect.objectContaining({ instanceId: '0', name: 'sdkss_0', status: 'Running' }),
+    ]);
   });
 
   describe('packetCaptures.list with many captures', () => {

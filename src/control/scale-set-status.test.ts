@@ -42,8 +42,10 @@ describe('aggregateOf', () => {
     expect(a).toMatchObject({ status: 'Running', captureStartTime: at(10), stopTime: null });
   });
 
-  it('stays Running while one has run and another may still start', () => {
+  it('stays Running while one has run and another may still start; a failed one never ran', () => {
     expect(aggregateOf([stopped(10, 20), child()]).status).toBe('Running');
+    const failedAfterStart = { ...failed(12), captureStartTime: at(11) };
+    expect(aggregateOf([failedAfterStart, child()]).status).toBe('NotStarted');
   });
 
   it('is Stopped when all ended and one did not fail, with the last stop', () => {

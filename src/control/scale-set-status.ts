@@ -26,7 +26,8 @@ export interface ScaleSetAggregate {
 
 /**
  * The aggregate of a parent's children:
- * - `Running` while any child runs, or while one started and another may still start;
+ * - `Running` while any child runs, or while one ran (and did not fail) and another may still
+ *   start;
  * - `NotStarted` while none has started and some may still (also with no child yet);
  * - `Stopped` when all ended and at least one did not fail; `Error` only when all failed.
  * The stop reason (once all ended) is `asked`, the reason of the parent's own stop request, if
@@ -46,7 +47,10 @@ export function aggregateOf(
   );
   const active = children.filter((c) => c.status === 'NotStarted' || c.status === 'Running');
   if (children.length === 0 || active.length > 0) {
-    const running = active.some((c) => c.status === 'Running') || captureStartTime !== null;
+    // A child that failed never counts as started, whatever start time it reported.
+    const running = children.some(
+      (c) => c.status === 'Running' || (c.status === 'Stopped' && c.captureStartTime !== null),
+    );
     return {
       status: running ? 'Running' : 'NotStarted',
       stopReason: null,
