@@ -164,6 +164,9 @@ beforeAll(async () => {
       'vm-broken',
       { failStarts: { code: 'CaptureFailed', message: 'interface eth9 does not exist' } },
     ],
+    // Scale set sdkss: instances 0 and 1.
+    ['sdkss-0', { progressIntervalMs: 200, scaleSet: 'sdkss', instanceId: '0' }],
+    ['sdkss-1', { progressIntervalMs: 200, scaleSet: 'sdkss', instanceId: '1' }],
   ] as const) {
     const agent = new SyntheticAgent({
       serverUrl: url,
@@ -174,23 +177,6 @@ beforeAll(async () => {
       name,
       location: 'westeurope',
       ...more,
-    });
-    agents.push(agent);
-    await agent.connect();
-  }
-  // Scale set sdkss: instances 0 and 1.
-  for (const instanceId of ['0', '1']) {
-    const agent = new SyntheticAgent({
-      serverUrl: url,
-      ca,
-      enrollToken: tenant.enrollToken,
-      subscriptionId: tenant.subscriptionId,
-      resourceGroup: rg,
-      name: `sdkss-${instanceId}`,
-      scaleSet: 'sdkss',
-      instanceId,
-      location: 'westeurope',
-      progressIntervalMs: 200,
     });
     agents.push(agent);
     await agent.connect();

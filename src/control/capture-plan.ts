@@ -66,7 +66,42 @@ export function newSession(fields: NewSession, now: Date): SessionRecord {
   };
 }
 
+/** A new capture as the API names it (a VM's, or a scale-set capture's parent). */
+export function newArmSession(
+  input: PlanInput,
+  vmId: string,
+  properties: CaptureProperties,
+): SessionRecord {
+  const { ref, watcher } = input;
+  return newSession(
+    {
+      subscriptionId: ref.subscriptionId,
+      resourceGroup: watcher.resourceGroup,
+      watcherName: watcher.name,
+      name: ref.name,
+      location: watcher.location,
+      vmId,
+      parentId: null,
+      instanceId: null,
+      properties,
+    },
+    input.now,
+  );
+}
+
 /** The properties with the server-made blob URL as `storagePath`. */
 export function withStoragePath(properties: CaptureProperties, url: string): CaptureProperties {
   return { ...properties, storageLocation: { ...properties.storageLocation, storagePath: url } };
+}
+
+/** The properties of a capture that runs `seconds` at most (a ring: its session limit too). */
+export function withTimeLeft(properties: CaptureProperties, seconds: number): CaptureProperties {
+  if (properties.continuousCapture !== true) {
+    return { ...properties, timeLimitInSeconds: seconds };
+  }
+  return {
+    ...properties,
+    ...(properties.timeLimitInSeconds === undefined ? {} : { timeLimitInSeconds: seconds }),
+    captureSettings: { ...properties.captureSettings, sessionTimeLimitInSeconds: seconds },
+  };
 }

@@ -15,7 +15,12 @@ import { sendStart } from './assignment.js';
 import { auditCapture } from './audit.js';
 import type { BlobGrants } from './blob-grants.js';
 import { canonicalJson, parseCaptureBody, withoutStoragePath } from './capture-parameters.js';
-import { newSession, withStoragePath, type CapturePlan, type PlanInput } from './capture-plan.js';
+import {
+  newArmSession,
+  withStoragePath,
+  type CapturePlan,
+  type PlanInput,
+} from './capture-plan.js';
 import type { Caller, CaptureRef, ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
 import { vmResourceId, type VmRef } from './resource-ids.js';
@@ -129,20 +134,7 @@ export class Captures {
     const properties = account
       ? withStoragePath(parsed.properties, this.#grants.captureBlobUrl(account, vm, now))
       : parsed.properties;
-    const record = newSession(
-      {
-        subscriptionId: ref.subscriptionId,
-        resourceGroup: watcher.resourceGroup,
-        watcherName: watcher.name,
-        name: ref.name,
-        location: watcher.location,
-        vmId: vm.id,
-        parentId: null,
-        instanceId: null,
-        properties,
-      },
-      now,
-    );
+    const record = newArmSession(input, vm.id, properties);
     // The file asked for must be under the VM's capture root (checked before anything is
     // stored). Without one, the agent spools under its capture root and deletes the spool once
     // the blob is committed.

@@ -6,7 +6,14 @@ import type { StopRequestReason } from '../model/stop-reason.js';
 import type { SessionRecord, StorageAccountRecord, VmRecord } from '../store/store.js';
 import { sendStart } from './assignment.js';
 import type { BlobGrants } from './blob-grants.js';
-import { newSession, withStoragePath, type CapturePlan, type PlanInput } from './capture-plan.js';
+import {
+  newArmSession,
+  newSession,
+  withStoragePath,
+  withTimeLeft,
+  type CapturePlan,
+  type PlanInput,
+} from './capture-plan.js';
 import type { ControlContext } from './control-context.js';
 import type { CaptureOperations } from './operations.js';
 import { hostResourceId, scaleSetResourceId } from './resource-ids.js';
@@ -95,19 +102,10 @@ export class ScaleSetCaptures {
         ? parsed.capture.target.scope
         : { include: [], exclude: [] };
     const selected = new Set(selectInstances(scope, instances.map(instanceIdOf), target));
-    const record = newSession(
-      {
-        subscriptionId: ref.subscriptionId,
-        resourceGroup: watcher.resourceGroup,
-        watcherName: watcher.name,
-        name: ref.name,
-        location: watcher.location,
-        vmId: scaleSetKey(first.subscriptionId, first.resourceGroup, first.scaleSet),
-        parentId: null,
-        instanceId: null,
-        properties: parsed.properties,
-      },
-      now,
+    const record = newArmSession(
+      input,
+      scaleSetKey(first.subscriptionId, first.resourceGroup, first.scaleSet),
+      parsed.properties,
     );
     const children = instances
       .filter((vm) => selected.has(instanceIdOf(vm)))
@@ -275,18 +273,6 @@ export class ScaleSetCaptures {
     const deadline = parent.captureStartTime.getTime() + parent.capture.durationSeconds * 1000;
     return Math.floor((deadline - this.#ctx.now().getTime()) / 1000);
   }
-}
-
-/** The properties of a capture that runs `seconds` at most (a ring: its session limit too). */
-function withTimeLeft(properties: CaptureProperties, seconds: number): CaptureProperties {
-  if (properties.continuousCapture !== true) {
-    return { ...properties, timeLimitInSeconds: seconds };
-  }
-  return {
-    ...properties,
-    ...(properties.timeLimitInSeconds === undefined ? {} : { timeLimitInSeconds: seconds }),
-    captureSettings: { ...properties.captureSettings, sessionTimeLimitInSeconds: seconds },
-  };
 }
 
 function instanceIdOf(vm: VmRecord): string {

@@ -17,6 +17,7 @@ import {
   capturePath,
   createTenant,
   startServerWithAgent,
+  syntheticAgentOf,
   vmId,
   waitFor,
   type Tenant,
@@ -301,5 +302,74 @@ describe('captures stored in a storage account', () => {
     );
     const again = await t.call('PUT', url('again'), { token: tenant.contributor, body });
     expect(again.status).toBe(200);
+  });
+});
+
+describe('scale-set captures stored in a storage account', () => {
+  it("gives each instance its own blob under the scale set, with a SAS of its own, in the capture's instances", async () => {
+    const instances: SyntheticAgent[] = [];
+    try {
+      for (const instanceId of ['0', '1']) {
+        const a = syntheticAgentOf(t, tenant, {
+          resourceGroup: 'Web-RG',
+          name: `ss-${instanceId}`,
+          scaleSet: 'Fleet',
+          instanceId,
+        });
+        instances.push(a);
+        await a.connect();
+      }
+      const starts = instances.map((a) =>
+        a.next((m) => m.type === 'start' && m.assignment.resourceId.includes('/ss-blob/')),
+      );
+      const r = await t.call('PUT', url('ss-blob'), {
+        token: tenant.contributor,
+        body: {
+          properties: {
+            target: `/subscriptions/${tenant.subscriptionId}/resourceGroups/Web-RG/providers/Microsoft.Compute/virtualMachineScaleSets/Fleet`,
+            targetType: 'AzureVMSS',
+            storageLocation: { storageId: storageId(tenant.subscriptionId) },
+          },
+        },
+      });
+      expect(r.status, r.text).toBe(201);
+      // The capture has no blob of its own: each instance has one.
+      expect(r.body.properties.storageLocation).not.toHaveProperty('storagePath');
+      const assignments = (await Promise.all(starts)).map(
+        (m) => (m as Extract<ServerMessage, { type: 'start' }>).assignment,
+      );
+      for (const [i, a] of assignments.entries()) {
+        expect(a.blob!.url).toMatch(
+          new RegExp(
+            `/network-watcher-logs/subscriptions/${tenant.subscriptionId}/resourcegroups/web-rg/providers/microsoft\\.compute/virtualmachinescalesets/fleet/virtualmachines/${i}/\\d{4}/\\d{2}/\\d{2}/packetcapture_\\d{2}_\\d{2}_\\d{2}_\\d{3}\\.cap$`,
+          ),
+        );
+        expect(new URLSearchParams(a.blob!.sas).get('sr')).toBe('b');
+        // Each instance's SAS writes its own blob, and not the other's.
+        const own = `${a.blob!.url}?${a.blob!.sas}`;
+        await new BlockBlobClient(own).upload(Buffer.alloc(10 + i), 10 + i);
+        const other = assignments[1 - i]!.blob!.url;
+        await expect(
+          new BlockBlobClient(`${other}?${a.blob!.sas}`).upload(Buffer.alloc(1), 1),
+        ).rejects.toMatchObject({ statusCode: 403 });
+        instances[i]!.finish(a.sessionId, 'TimeExceeded');
+        instances[i]!.send({
+          type: 'uploaded',
+          sessionId: a.sessionId,
+          upload: { state: 'Completed', blobs: [{ url: a.blob!.url, size: 10 + i }] },
+        });
+      }
+      const s = await waitFor(
+        () => status('ss-blob'),
+        (x) =>
+          x.instances.every((i: { blobs: unknown[] }) => i.blobs.length === 1) &&
+          x.packetCaptureStatus === 'Stopped',
+      );
+      expect(s.instances.map((i: { blobs: { url: string; size: number }[] }) => i.blobs)).toEqual(
+        assignments.map((a, i) => [{ url: a.blob!.url, size: 10 + i }]),
+      );
+    } finally {
+      for (const a of instances) await a.close();
+    }
   });
 });

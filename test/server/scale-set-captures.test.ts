@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CaptureAssignment, ServerMessage } from '../../src/model/channel.js';
-import type { SyntheticAgent } from '../lab/synthetic-agent.js';
+import type { StartServerOptions } from '../../src/server/start-server.js';
+import type { SyntheticAgent, SyntheticAgentOptions } from '../lab/synthetic-agent.js';
 import {
   API,
   capturePath,
@@ -35,11 +36,38 @@ interface Scope {
 
 /** A test's view of one server: its tenant, its scale set's agents, and calls on its captures. */
 class Fleet {
+  /** Agents connected later (join), closed with the fleet. */
+  readonly #joined: SyntheticAgent[] = [];
+
   constructor(
     readonly t: TestServer,
     readonly tenant: Tenant,
     readonly agents: SyntheticAgent[],
   ) {}
+
+  /** A server with scale set `web` of three connected instances. */
+  static async start(server?: Partial<StartServerOptions>): Promise<Fleet> {
+    const { t, tenant, agents } = await startServerWithScaleSet({
+      scaleSet: SS,
+      instances: 3,
+      agent: AGENT,
+      ...(server ? { server } : {}),
+    });
+    return new Fleet(t, tenant, agents);
+  }
+
+  /** Connects one more agent, instance `id` of scale set `ss`. */
+  async join(ss: string, id: string, options: Partial<SyntheticAgentOptions> = {}) {
+    const agent = instanceAgentOf(this.t, this.tenant, ss, id, { ...AGENT, ...options });
+    this.#joined.push(agent);
+    await agent.connect();
+    return agent;
+  }
+
+  async close(): Promise<void> {
+    for (const a of [...this.agents, ...this.#joined]) await a.close();
+    await this.t.close();
+  }
 
   get sub(): string {
     return this.tenant.subscriptionId;
@@ -127,20 +155,13 @@ function stopsFor(agent: SyntheticAgent, capture: string): ServerMessage[] {
 
 describe('scale-set captures', () => {
   let f: Fleet;
-  const extra: SyntheticAgent[] = [];
 
   beforeAll(async () => {
-    const { t, tenant, agents } = await startServerWithScaleSet({
-      scaleSet: SS,
-      instances: 3,
-      agent: AGENT,
-    });
-    f = new Fleet(t, tenant, agents);
+    f = await Fleet.start();
   });
 
   afterAll(async () => {
-    for (const a of [...(f?.agents ?? []), ...extra]) await a.close();
-    await f?.t.close();
+    await f?.close();
   });
 
   it('with an empty scope runs on every instance; the list shows the one capture', async () => {
@@ -305,14 +326,11 @@ describe('scale-set captures', () => {
   });
 
   it('fails its create only when every instance failed; one failure leaves the rest running', async () => {
-    const failing = { ...AGENT, failStarts: { code: 'CaptureFailed', message: 'no tcpdump' } };
-    const bad = ['0', '1'].map((id) => instanceAgentOf(f.t, f.tenant, 'bad', id, failing));
-    const half = [
-      instanceAgentOf(f.t, f.tenant, 'half', '0', failing),
-      instanceAgentOf(f.t, f.tenant, 'half', '1', AGENT),
-    ];
-    extra.push(...bad, ...half);
-    for (const a of [...bad, ...half]) await a.connect();
+    const failing = { failStarts: { code: 'CaptureFailed', message: 'no tcpdump' } };
+    await f.join('bad', '0', failing);
+    await f.join('bad', '1', failing);
+    await f.join('half', '0', failing);
+    await f.join('half', '1');
 
     const r = await f.create('allfail', undefined, {}, 'bad');
     expect(r.status, r.text).toBe(201);
@@ -338,26 +356,18 @@ describe('scale-set captures over time: offline instances, late joiners, deleted
   const TIMEOUT_MS = 60_000;
   let f: Fleet;
   let skewMs = 0;
-  const extra: SyntheticAgent[] = [];
 
   beforeAll(async () => {
-    const { t, tenant, agents } = await startServerWithScaleSet({
-      scaleSet: SS,
-      instances: 3,
-      agent: AGENT,
-      // The interval sweeper stays out of the way; the tests sweep by hand.
-      server: {
-        sweepIntervalMs: 3_600_000,
-        operationTimeoutMs: TIMEOUT_MS,
-        now: () => new Date(Date.now() + skewMs),
-      },
+    // The interval sweeper stays out of the way; the tests sweep by hand.
+    f = await Fleet.start({
+      sweepIntervalMs: 3_600_000,
+      operationTimeoutMs: TIMEOUT_MS,
+      now: () => new Date(Date.now() + skewMs),
     });
-    f = new Fleet(t, tenant, agents);
   });
 
   afterAll(async () => {
-    for (const a of [...(f?.agents ?? []), ...extra]) await a.close();
-    await f?.t.close();
+    await f?.close();
   });
 
   it('an instance offline at the start gets its own AgentStopped; the others run on', async () => {
@@ -396,9 +406,7 @@ describe('scale-set captures over time: offline instances, late joiners, deleted
     }
     // 100 s later a new instance enrolls and connects.
     skewMs += 100_000;
-    const late = instanceAgentOf(f.t, f.tenant, SS, '3', AGENT);
-    extra.push(late);
-    await late.connect();
+    const late = await f.join(SS, '3');
     const joined = await waitFor(
       () => Promise.resolve([...startsFor(late, 'late-all'), ...startsFor(late, 'late-exc')]),
       (starts) => starts.length === 2,
@@ -441,28 +449,38 @@ describe('scale-set captures over time: offline instances, late joiners, deleted
   });
 });
 
-describe('scale-set captures and the quota', () => {
+describe('scale-set captures and the quota, and their watcher', () => {
+  let f: Fleet;
+
+  beforeAll(async () => {
+    f = await Fleet.start({ quota: 2 });
+  });
+
+  afterAll(async () => {
+    await f?.close();
+  });
+
   it('a capture counts once, whatever its number of instances', async () => {
-    const { t, tenant, agents } = await startServerWithScaleSet({
-      scaleSet: SS,
-      instances: 3,
-      agent: AGENT,
-      server: { quota: 2 },
+    expect((await f.create('q1')).status).toBe(201);
+    expect((await f.create('q2')).status).toBe(201);
+    const third = await f.create('q3');
+    expect(third.status).toBe(429);
+    expect(third.body.error.code).toBe('PacketCaptureQuotaExceeded');
+    expect(third.body.error.message).toMatch(/already has 2 packet captures/);
+    const stop = await f.t.call('POST', f.url('q1', '/stop'), { token: f.tenant.contributor });
+    expect(await f.result(stop)).toBe(200);
+    expect((await f.create('q3')).status).toBe(201);
+  });
+
+  it("deleting the watcher ends every instance's part", async () => {
+    await f.waitStatus('q3', 'Running');
+    const del = await f.t.call('DELETE', `${watcherPath(f.sub, NW_RG, NW)}?api-version=${API}`, {
+      token: f.tenant.contributor,
     });
-    const f = new Fleet(t, tenant, agents);
-    try {
-      expect((await f.create('q1')).status).toBe(201);
-      expect((await f.create('q2')).status).toBe(201);
-      const third = await f.create('q3');
-      expect(third.status).toBe(429);
-      expect(third.body.error.code).toBe('PacketCaptureQuotaExceeded');
-      expect(third.body.error.message).toMatch(/already has 2 packet captures/);
-      const stop = await t.call('POST', f.url('q1', '/stop'), { token: tenant.contributor });
-      expect(await f.result(stop)).toBe(200);
-      expect((await f.create('q3')).status).toBe(201);
-    } finally {
-      for (const a of agents) await a.close();
-      await t.close();
+    expect(del.status, del.text).toBeLessThan(300);
+    for (const agent of f.agents) {
+      expect(stopsFor(agent, 'q3')).toHaveLength(1);
+      expect(stopsFor(agent, 'q2')).toHaveLength(1);
     }
   });
 });
