@@ -153,17 +153,14 @@ export interface SessionRecord {
   /** The network watcher's location; the quota is counted per (subscription, location). */
   readonly location: string;
   /**
-   * The target VM's id (VmRecord.id); a scale-set capture's child: its instance's. A scale-set
-   * capture's parent targets no one VM: its vmId is the scale set's key, `scaleSetKey(…)`
-   * (src/model/scale-set.ts), which no VM id (a uuid) can equal — so nothing is ever sent to an
-   * agent for it, and `listSessionsByVm(key)` finds a scale set's captures.
+   * The target VM's id (VmRecord.id). A scale-set capture's parent has the scale set's key
+   * (`scaleSetKey`, src/model/scale-set.ts): never a VM's (a uuid), so nothing reaches an agent
+   * for it, and `listSessionsByVm(key)` finds the set's captures.
    */
   readonly vmId: string;
   /**
-   * A scale-set capture's child (one per instance): the parent's id; null for every other
-   * session. Children are stored under the name `{parentName}/{instanceId}`, which no ARM name
-   * can take; `listSessions` never lists them and the quota never counts them (the parent counts
-   * once).
+   * A scale-set capture's child (one per instance, named `{parentName}/{instanceId}`, which no
+   * ARM name can be): its parent's id; else null. Never listed, never counted by the quota.
    */
   readonly parentId: string | null;
   /** A child's instance id ("0", "1", …); null for every other session. */

@@ -42,25 +42,19 @@ export function createSqliteSessionStore(db: Kysely<StoreDatabase>): SessionStor
           .executeTakeFirst();
         if (existing !== undefined) return { kind: 'exists', session: toSession(existing) };
 
-        // A scale-set capture's child: its parent counted once, when it was created.
-        if (row.parent_id !== null) {
-          const child = await trx
-            .insertInto('sessions')
-            .values(row)
-            .returningAll()
+        // A scale-set capture's child is neither counted nor checked: its parent counted once.
+        if (row.parent_id === null) {
+          const { count } = await trx
+            .selectFrom('sessions')
+            .select((eb) => eb.fn.countAll().as('count'))
+            .where('subscription_id', '=', row.subscription_id)
+            .where('location', '=', row.location)
+            .where('status', 'in', activeStatuses)
+            .where('parent_id', 'is', null)
             .executeTakeFirstOrThrow();
-          return { kind: 'created', session: toSession(child) };
+          const active = Number(count);
+          if (active >= quota) return { kind: 'quota-exceeded', active };
         }
-        const { count } = await trx
-          .selectFrom('sessions')
-          .select((eb) => eb.fn.countAll().as('count'))
-          .where('subscription_id', '=', row.subscription_id)
-          .where('location', '=', row.location)
-          .where('status', 'in', activeStatuses)
-          .where('parent_id', 'is', null)
-          .executeTakeFirstOrThrow();
-        const active = Number(count);
-        if (active >= quota) return { kind: 'quota-exceeded', active };
 
         const inserted = await trx
           .insertInto('sessions')
