@@ -126,8 +126,11 @@ export function scaleSetStatusView(
 ): Record<string, unknown> {
   const progress = summedProgress(instances.map((i) => i.session));
   const connected = instances.some((i) => i.connected);
+  // The parent keeps the stop it was asked for (its stop reason); shown only while pending.
+  const active = parent.status === 'NotStarted' || parent.status === 'Running';
+  const stopRequested = active ? parent.stopRequested : null;
   return {
-    ...captureStatusView({ ...parent, progress }, connected),
+    ...captureStatusView({ ...parent, progress, stopRequested }, connected),
     instances: instances.map(instanceStatusView),
   };
 }

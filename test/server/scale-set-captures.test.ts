@@ -289,6 +289,7 @@ describe('scale-set captures', () => {
     for (const agent of f.agents) expect(stopsFor(agent, 'stopme')).toHaveLength(1);
     const s = await f.status('stopme');
     expect(s).toMatchObject({ packetCaptureStatus: 'Stopped', stopReason: 'ManualIntervention' });
+    expect(s).not.toHaveProperty('stopRequested');
     expect(s.instances.map((i: { stopReason: string }) => i.stopReason)).toEqual([
       'ManualIntervention',
       'ManualIntervention',
