@@ -205,8 +205,21 @@ export class ScaleSetCaptures {
    */
   async instanceSessions(parent: SessionRecord): Promise<InstanceSession[]> {
     if (!isScaleSetParent(parent)) return [];
-    const scaleSet = parseResourceId(parent.properties.target, SCALE_SETS)?.name ?? '';
-    const children = await this.#ctx.store.listChildSessions(parent.id);
+    const { store } = this.#ctx;
+    const target = parseResourceId(parent.properties.target, SCALE_SETS);
+    // Names as the instances enrolled them (`web_0`); an instance deleted since, as the target
+    // spells its scale set.
+    const enrolled = new Map(
+      (target
+        ? await store.listScaleSetInstances(
+            parent.subscriptionId.toLowerCase(),
+            target.resourceGroup,
+            target.name,
+          )
+        : []
+      ).map((vm) => [vm.id, vm.name]),
+    );
+    const children = await store.listChildSessions(parent.id);
     return children
       .flatMap((child) =>
         child.instanceId === null
@@ -214,7 +227,8 @@ export class ScaleSetCaptures {
           : [
               {
                 instanceId: child.instanceId,
-                vmName: instanceVmName(scaleSet, child.instanceId),
+                vmName:
+                  enrolled.get(child.vmId) ?? instanceVmName(target?.name ?? '', child.instanceId),
                 session: this.#memory.progress.withLive(child),
               },
             ],

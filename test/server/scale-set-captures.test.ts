@@ -205,11 +205,18 @@ describe('scale-set captures', () => {
   });
 
   it('with include runs only on the included instances (ids or resource ids, any case)', async () => {
-    const r = await f.create('some', { include: ['1', f.instanceId('2').toUpperCase()] });
+    // The target spelled in other case: instances keep the names they enrolled with.
+    const r = await f.create(
+      'some',
+      { include: ['1', f.instanceId('2').toUpperCase()] },
+      {},
+      'WEB',
+    );
     expect(r.status, r.text).toBe(201);
     expect(r.body.properties.scope).toEqual({ include: ['1', f.instanceId('2').toUpperCase()] });
     const s = await f.waitStatus('some', 'Running');
     expect(s.instances.map((i: { instanceId: string }) => i.instanceId)).toEqual(['1', '2']);
+    expect(s.instances.map((i: { name: string }) => i.name)).toEqual(['web_1', 'web_2']);
     expect(startsFor(f.agents[0]!, 'some')).toEqual([]);
   });
 
