@@ -106,6 +106,25 @@ describe('mergePcapStreams', () => {
     expect(await fail([])).toMatchObject({ code: 'InvalidPcap' });
   });
 
+  it("fails a link-type mismatch with the caller's error, before any byte is output", async () => {
+    const a = await writePcap(dir, { name: 'a', precision: 'micro', times: [[1, 0]] });
+    const b = await writePcap(dir, { name: 'b', precision: 'micro', linkType: 113, times: [] });
+    const { output, bytes } = sink();
+    const seen: unknown[] = [];
+    const error = await mergePcapStreams(streamsOf([a, b]), output, {
+      linkTypeMismatch: (m) => {
+        seen.push(m);
+        return new WirewatchError('InvalidRequestContent', 'pick another format', {
+          target: 'format',
+        });
+      },
+    }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'InvalidRequestContent', target: 'format' });
+    expect(seen).toEqual([{ input: b, linkType: 113, first: a, firstLinkType: 1 }]);
+    expect(output.errored).toBe(error);
+    expect(bytes().length).toBe(0);
+  });
+
   it("fails with an input stream's own error and stops reading the others", async () => {
     const a = await writePcap(dir, { name: 'a', precision: 'micro', times: [[1, 0]] });
     for (const brokenFirst of [false, true]) {

@@ -71,6 +71,21 @@ export interface MergePcapStreamsOptions extends MergePcapsOptions {
    * rejected promise alone and need not listen for `error`).
    */
   readonly destroyQuietly?: boolean;
+  /**
+   * The error for a pcap output whose inputs differ in link type (default `InvalidPcap` naming
+   * the input): a caller that chose the format says what to choose instead.
+   */
+  readonly linkTypeMismatch?: (mismatch: LinkTypeMismatch) => Error;
+}
+
+/** Two inputs of a pcap output with different link types. */
+export interface LinkTypeMismatch {
+  /** The input that differs, and its link type. */
+  readonly input: string;
+  readonly linkType: number;
+  /** The first input, and its link type. */
+  readonly first: string;
+  readonly firstLinkType: number;
 }
 
 /**
@@ -98,8 +113,9 @@ const BATCH_BYTES = 64 * 1024;
  * the inputs'. A pcapng output keeps each interface's own.
  *
  * @throws WirewatchError `InvalidPcap` if `inputs` is empty, if a pcap output's inputs do not
- *   all have the same link type (target: the first input that differs), or if an input is not
- *   a valid pcap or pcapng stream (target: its name); an input stream's own error as it is.
+ *   all have the same link type (target: the first input that differs; or the error of
+ *   `linkTypeMismatch`), or if an input is not a valid pcap or pcapng stream (target: its
+ *   name); an input stream's own error as it is.
  */
 export async function mergePcapStreams(
   inputs: readonly PcapStreamInput[],
@@ -123,6 +139,7 @@ export async function mergePcapStreams(
             output,
             sources,
             sources.flatMap((s) => s.interfaces),
+            options.linkTypeMismatch,
           );
     for (const source of sources) source.describeAll(sink);
 
@@ -154,6 +171,9 @@ export async function mergePcapStreams(
     await sink.close();
     return { records, precision: sink.precision() };
   } catch (error) {
+    // A failure before the writer took the output (which listens for its errors) must not be
+    // an uncaught 'error' of an output nobody listens to: the rejection reports it.
+    if (output.listenerCount('error') === 0) output.once('error', () => undefined);
     if (options.destroyQuietly) output.destroy();
     else output.destroy(error instanceof Error ? error : new Error(String(error)));
     throw error;
@@ -179,6 +199,7 @@ function pcapSink(
   output: Writable,
   sources: readonly StreamSource[],
   known: readonly CaptureInterface[],
+  mismatchError?: (mismatch: LinkTypeMismatch) => Error,
 ): MergeSink {
   const first = known[0];
   if (first === undefined) {
@@ -192,6 +213,24 @@ function pcapSink(
     : 'micro';
   const nano = precision === 'nano';
   const snaplen = Math.max(1, ...known.map((i) => i.snaplen));
+  const check = (source: StreamSource, iface: CaptureInterface): void => {
+    if (iface.linkType === first.linkType) return;
+    if (mismatchError !== undefined) {
+      throw mismatchError({
+        input: source.name,
+        linkType: iface.linkType,
+        first: firstName,
+        firstLinkType: first.linkType,
+      });
+    }
+    throw new WirewatchError(
+      'InvalidPcap',
+      `${source.name} has link type ${iface.linkType}, but ${firstName} has link type ${first.linkType}; only files of one link type can be merged`,
+      { target: source.name },
+    );
+  };
+  // Every interface known at the start is checked before the file header goes out.
+  for (const source of sources) for (const iface of source.interfaces) check(source, iface);
   const writer = createPcapWriter(output, {
     linkType: first.linkType,
     snaplen,
@@ -200,13 +239,7 @@ function pcapSink(
   });
   return {
     add(source, _local, iface) {
-      if (iface.linkType !== first.linkType) {
-        throw new WirewatchError(
-          'InvalidPcap',
-          `${source.name} has link type ${iface.linkType}, but ${firstName} has link type ${first.linkType}; only files of one link type can be merged`,
-          { target: source.name },
-        );
-      }
+      check(source, iface);
       return 0;
     },
     write(packet) {

@@ -14,7 +14,10 @@ const MAX_OCTAL_SIZE = 0o77777777777;
 
 /** One file of an archive. */
 export interface TarEntry {
-  /** The file's name in the archive: at most 100 bytes of UTF-8, no `/`. */
+  /**
+   * The file's path in the archive: at most 100 bytes of UTF-8, relative, its folders (a
+   * scale-set instance's, `web_0/…`) separated by `/`, none empty, `.` or `..`.
+   */
   readonly name: string;
   /** Exactly the bytes `open` will yield. */
   readonly size: number;
@@ -35,8 +38,8 @@ export function tarSize(entries: readonly Pick<TarEntry, 'size'>[]): number {
  * when the archive reaches it; an entry that yields more or fewer bytes than its size fails the
  * stream (a reader would otherwise get a corrupt archive that looks whole).
  *
- * @throws RangeError (at once) for a name that is empty, longer than 100 bytes or contains `/`,
- *   or a size that is not a whole number of bytes.
+ * @throws RangeError (at once) for a name that is empty, longer than 100 bytes or not a plain
+ *   relative path, or a size that is not a whole number of bytes.
  */
 export function createTarStream(entries: readonly TarEntry[]): Readable {
   const headers = entries.map(header);
@@ -69,9 +72,14 @@ function padded(size: number): number {
 /** The 512-byte ustar header of an entry (regular file, owner 0:0). */
 function header(entry: TarEntry): Buffer {
   const name = Buffer.from(entry.name, 'utf8');
-  if (name.length === 0 || name.length > MAX_TAR_NAME_BYTES || entry.name.includes('/')) {
+  const parts = entry.name.split('/');
+  if (
+    name.length === 0 ||
+    name.length > MAX_TAR_NAME_BYTES ||
+    parts.some((p) => p === '' || p === '.' || p === '..')
+  ) {
     throw new RangeError(
-      `tar entry name ${JSON.stringify(entry.name)} must be 1 to ${MAX_TAR_NAME_BYTES} bytes without '/'`,
+      `tar entry name ${JSON.stringify(entry.name)} must be 1 to ${MAX_TAR_NAME_BYTES} bytes, a relative path without empty, '.' or '..' parts`,
     );
   }
   if (!Number.isSafeInteger(entry.size) || entry.size < 0) {

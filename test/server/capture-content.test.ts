@@ -31,7 +31,7 @@ import {
 import { isRoot, run } from '../lab/exec.js';
 import { createLab, type Lab } from '../lab/lab.js';
 import { send, serve, type Server } from '../lab/traffic.js';
-import { tsharkRead } from '../lab/tshark.js';
+import { tsharkFieldLines, tsharkRead } from '../lab/tshark.js';
 
 if (!isRoot) {
   console.warn('capture-content: SKIPPED — lab tests need root (network namespaces, tcpdump)');
@@ -309,6 +309,32 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
       // 60 datagrams and their echoes, unless the ring already dropped its oldest file.
       expect(total).toBeGreaterThan(0);
       expect(total).toBeLessThanOrEqual(120);
+    });
+
+    it('?format=pcapng: one interface named after the VM, every packet in time order, read by tshark', async () => {
+      for (const [name, files] of [
+        [ring.name, ring.files],
+        [single.name, [single.file]],
+      ] as const) {
+        const d = await download(name, {
+          query: '&format=pcapng',
+          headers: { range: 'bytes=0-9' },
+        });
+        expect(d.status, name).toBe(200);
+        expect(d.headers.get('content-type')).toBe('application/x-pcapng');
+        expect(d.headers.get('content-disposition')).toBe(`attachment; filename="${name}.pcapng"`);
+        expect(d.headers.get('accept-ranges')).toBe('none');
+        expect(d.body.readUInt32LE(0)).toBe(0x0a0d0d0a);
+        const file = path.join(dir, `${name}.pcapng`);
+        await writeFile(file, d.body);
+        const lines = await tsharkFieldLines(file, ['frame.interface_name', 'frame.time_epoch']);
+        let total = 0;
+        for (const f of files) total += (await tsharkRead(f)).length;
+        expect(lines.length, name).toBe(total);
+        expect(new Set(lines.map((l) => l.split('\t')[0]))).toEqual(new Set(['host-a']));
+        const times = lines.map((l) => Number(l.split('\t')[1]));
+        expect(times).toEqual([...times].sort((a, b) => a - b));
+      }
     });
 
     it('ignores Range on the merged pcap', async () => {

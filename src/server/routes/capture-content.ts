@@ -1,49 +1,38 @@
 /**
  * Downloading a capture: `GET {capture}/content` (docs/api.md "Downloading a capture").
  *
- * The bytes come from blob storage when the capture's upload completed (the server reads with
- * the account key, which never leaves it), otherwise from the agent's local file(s) through the
- * agent channel. One file is served as it is, with HTTP Range; several (a ring) as one pcap
- * merged by time, or as a tar of the files with `?format=tar`. Every download is audited.
+ * The bytes come from blob storage when the capture's upload completed, otherwise from the
+ * agent's local file(s) through the agent channel (capture-content-sources.ts). One file is
+ * served as it is, with HTTP Range; several (a ring) as one pcap merged by time, or as a tar of
+ * the files with `?format=tar`; `?format=pcapng` makes one pcapng file with an interface named
+ * after the VM. Every download is audited.
  */
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { StorageAccountClient } from '../../blob/storage-account.js';
-import { isActive, type ControlPlane } from '../../control/control-plane.js';
+import { isActive } from '../../control/control-plane.js';
 import { captureResourceId } from '../../control/resource-ids.js';
 import { WirewatchError } from '../../model/errors.js';
-import { mergePcapStreams } from '../../pcap/merge-streams.js';
+import { parseResourceId } from '../../model/resource-id.js';
+import { mergePcapStreams, type PcapStreamInput } from '../../pcap/merge-streams.js';
 import type { SessionRecord } from '../../store/store.js';
-import type { AgentHub } from '../agent-hub.js';
 import { auditRequest, type ServerContext } from '../context.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
+import {
+  sequentialFiles,
+  sessionSource,
+  sizesOf,
+  type ContentSource,
+} from './capture-content-sources.js';
 import { createTarStream, MAX_TAR_NAME_BYTES, tarSize, type TarEntry } from '../tar.js';
 
 const CONTENT = `${CAPTURE_ROUTE}/content`;
 
 const PCAP_TYPE = 'application/vnd.tcpdump.pcap';
+const PCAPNG_TYPE = 'application/x-pcapng';
 const TAR_TYPE = 'application/x-tar';
-/**
- * A merge reads every file at once, and each of its streams holds up to about three windows:
- * windows shrink with the number of files (256 KiB for up to 128 files, down to 16 KiB), so a
- * merge holds at most about 100 MiB up to 2,000 files, and 48 KiB per file beyond.
- */
-const MERGE_BUDGET_BYTES = 32 * 1024 * 1024;
-/** Size queries in flight at once for a tar (each opens the file on the agent). */
-const SIZE_QUERIES_AT_ONCE = 16;
 
-type Format = 'pcap' | 'tar';
-
-/** Where a capture's files are read from; files in the order the capture wrote them. */
-interface ContentSource {
-  readonly kind: 'blob' | 'agent';
-  /** Each file's name (for tar entries). */
-  readonly names: readonly string[];
-  size(index: number): Promise<number>;
-  /** The file's bytes, or `length` of them from `offset`. */
-  open(index: number, range?: { offset: number; length: number }): Promise<Readable>;
-}
+type Format = 'pcap' | 'pcapng' | 'tar';
 
 /** A byte range of the one file, inclusive, as the Range header asked. */
 type RangeAnswer =
@@ -52,7 +41,7 @@ type RangeAnswer =
   | { readonly kind: 'unsatisfiable' };
 
 export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (app, ctx) => {
-  const { control, hub } = ctx;
+  const { control } = ctx;
 
   // A download's headers are on the raw response once its stream is handed over, and stay
   // there if the stream fails before its first byte: the error answer must not say it is an
@@ -77,7 +66,8 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
     const params = request.params;
     const ref = await authorizeCapture(ctx, request, params, 'Reader');
     const session = await control.getCapture(ref);
-    const format = formatOf(request.query['format']);
+    const scaleSet = false;
+    const format = formatOf(request.query['format'], scaleSet);
     if (isActive(session.status)) {
       throw new WirewatchError(
         'CaptureStillRunning',
@@ -85,8 +75,9 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
         { target: 'packetCaptureName' },
       );
     }
-    const source = await sourceOf(session, control, hub);
-    if (source.names.length === 0) {
+    const plan = await vmPlan(session, ctx);
+    const files = plan.parts.reduce((n, p) => n + p.source.names.length, 0);
+    if (files === 0) {
       throw new WirewatchError(
         'CaptureFileGone',
         `Packet capture '${session.name}' ended without a capture file`,
@@ -106,21 +97,13 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
           session.watcherName,
           session.name,
         ),
-        detail: { source: source.kind, format, range, files: source.names.length },
+        detail: { source: sourceKindOf(plan), format, range, files },
       });
     };
     reply.header('cache-control', 'private, no-store');
 
     if (format === 'tar') {
-      const sizes = await sizesOf(source);
-      const names = tarNames(source.names, session.name);
-      const mtime = session.stopTime ?? session.updatedAt;
-      const entries: TarEntry[] = names.map((name, i) => ({
-        name,
-        size: sizes[i]!,
-        mtime,
-        open: () => source.open(i),
-      }));
+      const entries = await tarEntries(plan, session);
       attachment(reply, TAR_TYPE, `${session.name}.tar`, 'none');
       reply.header('content-length', String(tarSize(entries)));
       if (head) return reply.send();
@@ -128,17 +111,33 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
       return reply.send(createTarStream(entries));
     }
 
-    if (source.names.length > 1) {
-      // Merged on the fly: its length is not known before the end, and Range is not served.
-      attachment(reply, PCAP_TYPE, `${session.name}.cap`, 'none');
+    const single = plan.parts.length === 1 ? plan.parts[0]!.source : undefined;
+    if (format === 'pcapng' || single === undefined) {
+      // One interface per host, each host's files read one after the other.
+      attachment(
+        reply,
+        format === 'pcapng' ? PCAPNG_TYPE : PCAP_TYPE,
+        fileName(session, format),
+        'none',
+      );
       if (head) return reply.send();
+      const inputs = await openedHosts(plan);
       await audit(null);
-      return reply.send(await mergedStream(source, request));
+      return reply.send(mergedStream(inputs, request, format));
     }
 
-    const size = await source.size(0);
+    if (single.names.length > 1) {
+      // Merged on the fly: its length is not known before the end, and Range is not served.
+      attachment(reply, PCAP_TYPE, fileName(session, format), 'none');
+      if (head) return reply.send();
+      const inputs = await openedFiles(single);
+      await audit(null);
+      return reply.send(mergedStream(inputs, request, format));
+    }
+
+    const size = await single.size(0);
     const range = rangeOf(request.headers.range, size);
-    attachment(reply, PCAP_TYPE, `${session.name}.cap`, 'bytes');
+    attachment(reply, PCAP_TYPE, fileName(session, format), 'bytes');
     if (range.kind === 'unsatisfiable') {
       reply.header('content-range', `bytes */${size}`);
       throw new WirewatchError(
@@ -151,7 +150,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
       reply.header('content-length', String(size));
       if (head) return reply.send();
       await audit(null);
-      return reply.send(await source.open(0));
+      return reply.send(await single.open(0));
     }
     const length = range.end - range.start + 1;
     reply
@@ -160,7 +159,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
       .header('content-length', String(length));
     if (head) return reply.send();
     await audit(`bytes=${range.start}-${range.end}`);
-    return reply.send(await source.open(0, { offset: range.start, length }));
+    return reply.send(await single.open(0, { offset: range.start, length }));
   };
 
   // HEAD answers the GET's headers without reading any file (Fastify's automatic HEAD would
@@ -169,14 +168,19 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
   app.head(CONTENT, download);
 };
 
-function formatOf(raw: unknown): Format {
-  if (raw === undefined || raw === 'pcap') return 'pcap';
-  if (raw === 'tar') return 'tar';
+/** `?format=`: pcapng by default for a scale set (one interface per instance), else pcap. */
+function formatOf(raw: unknown, scaleSet: boolean): Format {
+  if (raw === undefined) return scaleSet ? 'pcapng' : 'pcap';
+  if (raw === 'pcap' || raw === 'pcapng' || raw === 'tar') return raw;
   throw new WirewatchError(
     'InvalidRequestContent',
-    `format: ${JSON.stringify(raw)} is not a download format; use pcap (default) or tar`,
+    `format: ${JSON.stringify(raw)} is not a download format; use ${scaleSet ? 'pcapng (default), pcap' : 'pcap (default), pcapng'} or tar`,
     { target: 'format' },
   );
+}
+
+function fileName(session: SessionRecord, format: Format): string {
+  return `${session.name}.${format === 'pcap' ? 'cap' : format}`;
 }
 
 function attachment(
@@ -213,25 +217,65 @@ function rangeOf(header: string | undefined, size: number): RangeAnswer {
   return { kind: 'part', start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
 }
 
-/** Every file's size, asked SIZE_QUERIES_AT_ONCE at a time. */
-async function sizesOf(source: ContentSource): Promise<number[]> {
-  const sizes: number[] = [];
-  for (let i = 0; i < source.names.length; i += SIZE_QUERIES_AT_ONCE) {
-    const batch = source.names.slice(i, i + SIZE_QUERIES_AT_ONCE);
-    sizes.push(...(await Promise.all(batch.map((_, j) => source.size(i + j)))));
+/** What a download reads: one part per host. */
+interface ContentPlan {
+  readonly parts: readonly ContentPart[];
+}
+
+/** One host's capture files. */
+interface ContentPart {
+  /** The host's name: a pcapng interface's `if_name`. */
+  readonly host: string;
+  /** A tar's folder for the host's files; none for a single VM's capture. */
+  readonly folder?: string;
+  readonly source: ContentSource;
+}
+
+/** A single VM's capture: one part, named after the VM (its target's last segment). */
+async function vmPlan(session: SessionRecord, ctx: ServerContext): Promise<ContentPlan> {
+  const target = session.capture.target.id;
+  const host =
+    parseResourceId(target, 'Microsoft.Compute/virtualMachines')?.name ??
+    target.split('/').filter(Boolean).at(-1) ??
+    session.name;
+  const source = await sessionSource(session, ctx, session.files.length);
+  return { parts: [{ host, source }] };
+}
+
+function sourceKindOf(plan: ContentPlan): string {
+  const kinds = [...new Set(plan.parts.map((p) => p.source.kind))].sort();
+  return kinds.join('+');
+}
+
+/** The tar's entries: each part's files, in its folder if it has one. */
+async function tarEntries(plan: ContentPlan, session: SessionRecord): Promise<TarEntry[]> {
+  const mtime = session.stopTime ?? session.updatedAt;
+  const entries: TarEntry[] = [];
+  for (const part of plan.parts) {
+    const { source, folder } = part;
+    const sizes = await sizesOf(source);
+    const names =
+      folder === undefined
+        ? tarNames(source.names, session.name, MAX_TAR_NAME_BYTES)
+        : tarNames(source.names, folder, MAX_TAR_NAME_BYTES - folder.length - 1).map(
+            (n) => `${folder}/${n}`,
+          );
+    for (const [i, name] of names.entries()) {
+      entries.push({ name, size: sizes[i]!, mtime, open: () => source.open(i) });
+    }
   }
-  return sizes;
+  return entries;
 }
 
 /** Entry names: the files' own names, unless one is too long for tar or names repeat. */
-function tarNames(names: readonly string[], captureName: string): string[] {
-  const fits = names.every((n) => Buffer.byteLength(n) <= MAX_TAR_NAME_BYTES && !n.includes('/'));
+function tarNames(names: readonly string[], prefix: string, maxBytes: number): string[] {
+  const fits = names.every((n) => Buffer.byteLength(n) <= maxBytes && !n.includes('/'));
   if (fits && new Set(names).size === names.length) return [...names];
-  return names.map((n, i) => `${captureName}_${i + 1}${path.extname(n) || '.cap'}`);
+  return names.map((n, i) => `${prefix}_${i + 1}${path.extname(n) || '.cap'}`);
 }
 
-/** The files merged by time into one pcap stream, which fails if any input does. */
-async function mergedStream(source: ContentSource, request: FastifyRequest): Promise<Readable> {
+/** Every file of a source opened at once, as merge inputs (a ring's files, merged by time). */
+async function openedFiles(source: ContentSource): Promise<PcapStreamInput[]> {
   const opened = await Promise.allSettled(source.names.map((_, i) => source.open(i)));
   const streams = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
   const failed = opened.find((o) => o.status === 'rejected');
@@ -239,102 +283,50 @@ async function mergedStream(source: ContentSource, request: FastifyRequest): Pro
     for (const stream of streams) stream.destroy();
     throw failed.reason;
   }
-  const inputs = streams.map((stream, i) => ({ name: source.names[i]!, stream }));
+  return streams.map((stream, i) => ({ name: source.names[i]!, stream }));
+}
+
+/**
+ * One merge input per host (its files one after the other), every host's first file opened at
+ * once: if one fails, the others are closed and the download fails before its first byte.
+ */
+async function openedHosts(plan: ContentPlan): Promise<PcapStreamInput[]> {
+  const opened = await Promise.allSettled(plan.parts.map((p) => sequentialFiles(p.source)));
+  const failed = opened.find((o) => o.status === 'rejected');
+  if (failed) {
+    for (const o of opened) {
+      if (o.status === 'fulfilled') o.value.cancel();
+    }
+    throw failed.reason;
+  }
+  return opened.map((o, i) => ({
+    name: plan.parts[i]!.host,
+    files: o.status === 'fulfilled' ? o.value.files : [],
+  }));
+}
+
+/** The inputs merged by time into one stream of `format`, which fails if any input does. */
+function mergedStream(
+  inputs: readonly PcapStreamInput[],
+  request: FastifyRequest,
+  format: 'pcap' | 'pcapng',
+): Readable {
   const output = new PassThrough();
   const abort = new AbortController();
   output.once('close', () => abort.abort());
   // A failed merge closes its inputs and fails `output` with the error (Fastify answers it
   // when no byte was sent yet, and cuts the response otherwise).
-  mergePcapStreams(inputs, output, { signal: abort.signal }).catch((err: unknown) => {
+  mergePcapStreams(inputs, output, {
+    signal: abort.signal,
+    format,
+    linkTypeMismatch: (m) =>
+      new WirewatchError(
+        'InvalidRequestContent',
+        `format: pcap needs one link type, but ${m.input} has link type ${m.linkType} and ${m.first} has ${m.firstLinkType}; use format=pcapng or tar`,
+        { target: 'format' },
+      ),
+  }).catch((err: unknown) => {
     if (!abort.signal.aborted) request.log.warn({ err }, 'merged download failed');
   });
   return output;
-}
-
-async function sourceOf(
-  session: SessionRecord,
-  control: ControlPlane,
-  hub: AgentHub,
-): Promise<ContentSource> {
-  const upload = session.upload;
-  if (upload?.state === 'Completed' && upload.blobs.length > 0) {
-    return blobSource(session, upload.blobs, control);
-  }
-  if (!hub.isConnected(session.vmId)) {
-    throw new WirewatchError(
-      'AgentNotConnected',
-      `The capture '${session.name}' is only on its VM, and the VM's agent is not connected; retry when it is`,
-    );
-  }
-  const files = session.files;
-  const ref = (i: number) => ({ sessionId: session.id, path: files[i]! });
-  return {
-    kind: 'agent',
-    names: files.map((f) => path.basename(f)),
-    size: (i) => hub.files.size(session.vmId, ref(i)),
-    open: async (i, range) =>
-      hub.files.open(session.vmId, {
-        ...ref(i),
-        offset: range?.offset ?? 0,
-        ...(range === undefined ? {} : { length: range.length }),
-        ...(files.length > 1 ? { windowBytes: mergeWindow(files.length) } : {}),
-      }),
-  };
-}
-
-function mergeWindow(files: number): number {
-  return Math.max(16 * 1024, Math.min(256 * 1024, Math.floor(MERGE_BUDGET_BYTES / files)));
-}
-
-async function blobSource(
-  session: SessionRecord,
-  blobs: readonly { url: string; size: number }[],
-  control: ControlPlane,
-): Promise<ContentSource> {
-  const account = await control.captureStorageAccount(session);
-  if (!account) {
-    throw new WirewatchError(
-      'CaptureFileUnavailable',
-      `The capture '${session.name}' is in a storage account that is no longer registered`,
-    );
-  }
-  const client = new StorageAccountClient(account.connectionString);
-  const names = blobs.map((b) => client.blobNameOfUrl(b.url));
-  return {
-    kind: 'blob',
-    names: names.map((n, i) => path.posix.basename(n ?? blobs[i]!.url)),
-    size: async (i) => blobs[i]!.size,
-    open: async (i, range) => {
-      const name = names[i];
-      if (name === undefined) {
-        throw new WirewatchError(
-          'CaptureFileUnavailable',
-          `The blob of capture '${session.name}' is not in storage account '${account.name}'`,
-        );
-      }
-      if (range?.length === 0) return new PassThrough().end();
-      try {
-        const blob = await client.download(
-          name,
-          range === undefined ? undefined : { offset: range.offset, count: range.length },
-        );
-        return blob.stream as Readable;
-      } catch (err) {
-        throw blobError(err, session, account.name);
-      }
-    },
-  };
-}
-
-function blobError(err: unknown, session: SessionRecord, accountName: string): unknown {
-  if (!(err instanceof WirewatchError)) return err;
-  if (err.code === 'ResourceNotFound') {
-    return new WirewatchError(
-      'CaptureFileGone',
-      `The blob of capture '${session.name}' no longer exists in storage account '${accountName}'`,
-      { cause: err },
-    );
-  }
-  // Unreachable, refused key: the account's trouble, which the server reports as a gateway.
-  return new WirewatchError('CaptureFileUnavailable', err.message, { cause: err });
 }
