@@ -14,14 +14,17 @@ import { captureRefOf, LOCATION_HELP, type CaptureRef } from './capture-ref.js';
 import { formatBytes } from './format.js';
 import { printResult, type Column } from './output.js';
 
-type Format = 'pcap' | 'tar';
+type Format = 'pcap' | 'pcapng' | 'tar';
 
 interface DownloadOptions extends GlobalOptions {
   readonly location?: string;
   readonly name?: string;
   readonly file?: string;
-  readonly format: Format;
+  readonly format?: Format;
 }
+
+/** Each format's file extension. */
+const EXTENSIONS: Readonly<Record<Format, string>> = { pcap: 'cap', pcapng: 'pcapng', tar: 'tar' };
 
 /** What `download` prints (unless the bytes themselves go to stdout). */
 interface DownloadResult {
@@ -49,15 +52,13 @@ export function captureDownloadCommand(): Command {
     .option('-n, --name <name>', 'name of the packet capture')
     .option(
       '-f, --file <path>',
-      'file to write (default NAME.cap, or NAME.tar with --format tar); - writes to stdout',
+      'file to write (default NAME.cap, NAME.pcapng or NAME.tar, after the format); - writes to stdout',
     )
     .addOption(
       new Option(
         '--format <format>',
-        "pcap: one capture file (a ring's files merged by time); tar: a ring's files as they are",
-      )
-        .choices(['pcap', 'tar'])
-        .default('pcap'),
+        "pcap: one capture file (a ring's files merged by time); pcapng: one file with an interface per host (a scale set's instances); tar: the files as they are (default: pcapng for a scale set, else pcap)",
+      ).choices(['pcapng', 'pcap', 'tar']),
     )
     .addHelpText(
       'after',
@@ -66,6 +67,7 @@ Examples:
   wirewatch capture download -l westeurope -n https1 --file https1.cap
   wirewatch capture download https1 -l westeurope --file - | tshark -r -
   wirewatch capture download -l westeurope -n ring1 --format tar --file ring1.tar
+  wirewatch capture download -l westeurope -n web-all --file - | tshark -r - -T fields -e frame.interface_name
 
 -o is --output (json, table, tsv) as on every command; the capture file is --file.
 Run the same command again after an interruption: it resumes from FILE.part.
@@ -78,22 +80,30 @@ Run the same command again after an interruption: it resumes from FILE.part.
       }
       const name = positional ?? o.name;
       if (name === undefined) throw new UsageError('the capture name is required: NAME or -n NAME');
-      const file = o.file ?? `${name}.${o.format === 'tar' ? 'tar' : 'cap'}`;
-      if (file === '-') refuseTerminalStdout();
+      if (o.file === '-') refuseTerminalStdout();
       await withClient(command, async ({ client, output }) => {
         const ref = await captureRefOf(client, o.location, name);
+        const format = o.format ?? (await defaultFormat(client, ref));
+        const file = o.file ?? `${name}.${EXTENSIONS[format]}`;
         if (file === '-') {
-          await toStdout(client, ref, o.format);
+          await toStdout(client, ref, format);
           return;
         }
-        const result = await toFile(client, ref, o.format, file);
+        const result = await toFile(client, ref, format, file);
         printResult(output, result, COLUMNS);
       });
     });
 }
 
+/** The server's default for the capture: pcapng for a scale set's (one interface per instance). */
+async function defaultFormat(client: ApiClient, ref: CaptureRef): Promise<Format> {
+  const capture = await client.get<{ properties?: { targetType?: string } }>(ref.path);
+  return capture.properties?.targetType?.toLowerCase() === 'azurevmss' ? 'pcapng' : 'pcap';
+}
+
 function contentUrl(client: ApiClient, ref: CaptureRef, format: Format): URL {
-  return client.url(`${ref.path}/content`, format === 'tar' ? { format: 'tar' } : {});
+  // Always said: the server's default depends on the capture (pcapng for a scale set's).
+  return client.url(`${ref.path}/content`, { format });
 }
 
 /** Reads an error answer's body and throws it as a refusal. */
