@@ -1,7 +1,8 @@
 /**
  * `wirewatch capture stream`: a running capture's packets as a live pcap stream on stdout, for
  * `| tcpdump -r -` or `| wireshark -k -i -`, over the server's WebSocket `{capture}/stream`
- * (docs/api.md "Live stream").
+ * (docs/api.md "Live stream"). A scale set's capture comes as one pcapng stream with an
+ * interface per instance; the bytes are copied as they come either way.
  *
  * stdout's back-pressure reaches the server: when stdout takes no more, the socket is paused,
  * so a slow reader makes the server drop packets for this viewer (the stored capture loses
@@ -13,7 +14,11 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import WebSocket, { type RawData } from 'ws';
 import { errorCodes, type ErrorCode } from '../model/errors.js';
-import { FILE_HEADER_LENGTH, parseFileHeader } from '../pcap/format.js';
+import { FILE_HEADER_LENGTH, parseFileHeader, PCAPNG_MAGIC } from '../pcap/format.js';
+import {
+  BLOCK_ENHANCED_PACKET as PCAPNG_ENHANCED_PACKET,
+  BYTE_ORDER_MAGIC as PCAPNG_BYTE_ORDER_MAGIC,
+} from '../pcap/pcapng-format.js';
 import { countWholeRecords } from '../pcap/record-walker.js';
 import type { ByteOrder } from '../pcap/types.js';
 import { readRefusal } from './api-client.js';
@@ -58,6 +63,8 @@ export function captureStreamCommand(): Command {
       'after',
       `
 Packets captured from the moment the stream starts; it ends by itself when the capture stops.
+A scale set's capture streams every instance at once as pcapng, one interface per instance
+({ss}_{id}: Wireshark's frame.interface_name), instances that join later included.
 stdout carries the pcap bytes only (no -o/--output). Drops (for this viewer only; the stored
 capture keeps every packet) and lag go to stderr; the last stderr line is the summary, also
 when the reader quits first.
@@ -65,6 +72,7 @@ when the reader quits first.
 Examples:
   wirewatch capture stream -l westeurope -n https1 | tcpdump -n -r -
   wirewatch capture stream -l westeurope -n https1 | wireshark -k -i -
+  wirewatch capture stream -l westeurope -n web-all | tshark -i - -T fields -e frame.interface_name
 `,
     )
     .action(async (positional: string | undefined, _opts: unknown, command: Command) => {
@@ -287,23 +295,48 @@ class QuietProgress {
   }
 }
 
-/** Counts the records of a pcap stream that arrives as its header, then whole records. */
+/**
+ * Counts the packets of the stream: a pcap stream (its header, then whole records), or a pcapng
+ * one (a scale set's: whole blocks per frame, EPBs counted).
+ */
 class RecordCounter {
   records = 0;
   #byteOrder: ByteOrder | undefined;
+  #pcapng = false;
 
   add(frame: Buffer): void {
     if (this.#byteOrder === undefined) {
-      if (frame.length < FILE_HEADER_LENGTH) return;
-      try {
-        this.#byteOrder = parseFileHeader(frame).byteOrder;
-      } catch {
-        return;
+      if (frame.length >= 12 && frame.readUInt32LE(0) === PCAPNG_MAGIC) {
+        this.#pcapng = true;
+        this.#byteOrder = frame.readUInt32LE(8) === PCAPNG_BYTE_ORDER_MAGIC ? 'LE' : 'BE';
+      } else {
+        if (frame.length < FILE_HEADER_LENGTH) return;
+        try {
+          this.#byteOrder = parseFileHeader(frame).byteOrder;
+        } catch {
+          return;
+        }
+        frame = frame.subarray(FILE_HEADER_LENGTH);
       }
-      frame = frame.subarray(FILE_HEADER_LENGTH);
     }
-    this.records += countWholeRecords(frame, this.#byteOrder);
+    this.records += this.#pcapng
+      ? countBlocks(frame, this.#byteOrder, PCAPNG_ENHANCED_PACKET)
+      : countWholeRecords(frame, this.#byteOrder);
   }
+}
+
+/** The whole pcapng blocks of `type` in a frame of whole blocks. */
+function countBlocks(frame: Buffer, byteOrder: ByteOrder, type: number): number {
+  const u32 = (at: number) =>
+    byteOrder === 'LE' ? frame.readUInt32LE(at) : frame.readUInt32BE(at);
+  let count = 0;
+  for (let at = 0; at + 8 <= frame.length;) {
+    const length = u32(at + 4);
+    if (length < 12 || at + length > frame.length) break;
+    if (u32(at) === type) count++;
+    at += length;
+  }
+  return count;
 }
 
 function parseEvent(text: string): StreamEvent | undefined {

@@ -76,5 +76,7 @@ export type { CaptureFileReader, CaptureFormat, CaptureParser } from './capture-
 export { createPcapngParser } from './pcapng-reader.js';
 export type { PcapngParser, PcapngParserOptions } from './pcapng-reader.js';
 export { createPcapngWriter } from './pcapng-writer.js';
+export { PcapngRelay } from './pcapng-relay.js';
+export type { PcapngRelayBlocks, PcapngRelayInput } from './pcapng-relay.js';
 export type { PcapngPacketInput, PcapngWriter, PcapngWriterOptions } from './pcapng-writer.js';
 export type { PcapngInterfaceFields } from './pcapng-format.js';
