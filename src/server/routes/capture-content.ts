@@ -18,6 +18,7 @@ import { mergePcapStreams, type PcapStreamInput } from '../../pcap/merge-streams
 import type { SessionRecord } from '../../store/store.js';
 import { auditRequest, type ServerContext } from '../context.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
+import { instancesContent, isScaleSetCapture } from './capture-instances.js';
 import {
   sequentialFiles,
   sessionSource,
@@ -31,6 +32,8 @@ const CONTENT = `${CAPTURE_ROUTE}/content`;
 const PCAP_TYPE = 'application/vnd.tcpdump.pcap';
 const PCAPNG_TYPE = 'application/x-pcapng';
 const TAR_TYPE = 'application/x-tar';
+/** The instances of a scale set's capture that have no file and are not in the download. */
+const SKIPPED_HEADER = 'wirewatch-skipped-instances';
 
 type Format = 'pcap' | 'pcapng' | 'tar';
 
@@ -66,7 +69,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
     const params = request.params;
     const ref = await authorizeCapture(ctx, request, params, 'Reader');
     const session = await control.getCapture(ref);
-    const scaleSet = false;
+    const scaleSet = isScaleSetCapture(session);
     const format = formatOf(request.query['format'], scaleSet);
     if (isActive(session.status)) {
       throw new WirewatchError(
@@ -75,7 +78,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
         { target: 'packetCaptureName' },
       );
     }
-    const plan = await vmPlan(session, ctx);
+    const plan = scaleSet ? await instancesPlan(session, ctx) : await vmPlan(session, ctx);
     const files = plan.parts.reduce((n, p) => n + p.source.names.length, 0);
     if (files === 0) {
       throw new WirewatchError(
@@ -97,10 +100,17 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
           session.watcherName,
           session.name,
         ),
-        detail: { source: sourceKindOf(plan), format, range, files },
+        detail: {
+          source: sourceKindOf(plan),
+          format,
+          range,
+          files,
+          ...(scaleSet ? { instances: plan.parts.length, skipped: plan.skipped } : {}),
+        },
       });
     };
     reply.header('cache-control', 'private, no-store');
+    if (plan.skipped.length > 0) reply.header(SKIPPED_HEADER, plan.skipped.join(','));
 
     if (format === 'tar') {
       const entries = await tarEntries(plan, session);
@@ -111,7 +121,7 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
       return reply.send(createTarStream(entries));
     }
 
-    const single = plan.parts.length === 1 ? plan.parts[0]!.source : undefined;
+    const single = scaleSet ? undefined : plan.parts[0]!.source;
     if (format === 'pcapng' || single === undefined) {
       // One interface per host, each host's files read one after the other.
       attachment(
@@ -220,6 +230,8 @@ function rangeOf(header: string | undefined, size: number): RangeAnswer {
 /** What a download reads: one part per host. */
 interface ContentPlan {
   readonly parts: readonly ContentPart[];
+  /** A scale set's instances without a file, named in {@link SKIPPED_HEADER}. */
+  readonly skipped: readonly string[];
 }
 
 /** One host's capture files. */
@@ -239,7 +251,13 @@ async function vmPlan(session: SessionRecord, ctx: ServerContext): Promise<Conte
     target.split('/').filter(Boolean).at(-1) ??
     session.name;
   const source = await sessionSource(session, ctx, session.files.length);
-  return { parts: [{ host, source }] };
+  return { parts: [{ host, source }], skipped: [] };
+}
+
+/** A scale set's capture: a part per instance with files, each in a tar folder `{ss}_{id}`. */
+async function instancesPlan(parent: SessionRecord, ctx: ServerContext): Promise<ContentPlan> {
+  const { parts, skipped } = await instancesContent(parent, ctx);
+  return { parts: parts.map((p) => ({ ...p, folder: p.host })), skipped };
 }
 
 function sourceKindOf(plan: ContentPlan): string {

@@ -2,7 +2,8 @@
  * Live stream of a running capture: `GET {capture}/stream` as a WebSocket (docs/api.md "Live
  * stream"). Binary frames carry a pcap stream (the header, then whole records, as the agent
  * reads them from the capture file); text frames `{"type":"stats",…}` about every second and
- * `{"type":"end",…}` last, before the server closes.
+ * `{"type":"end",…}` last, before the server closes. A scale set's capture streams all its
+ * instances as one pcapng stream (instance-stream.ts).
  *
  * A slow viewer never slows the capture or the agent's channel, which carries every other
  * session too: while more than {@link MAX_VIEWER_BUFFERED} bytes wait for this viewer, whole
@@ -21,6 +22,8 @@ import type { SessionRecord } from '../../store/store.js';
 import type { AgentHub } from '../agent-hub.js';
 import { auditRequest, principalOf, type ServerContext } from '../context.js';
 import { authorizeCapture, CAPTURE_ROUTE, type CaptureParams } from './capture-route.js';
+import { isScaleSetCapture, runningInstances } from './capture-instances.js';
+import { relayInstances } from './instance-stream.js';
 
 const STREAM = `${CAPTURE_ROUTE}/stream`;
 
@@ -60,7 +63,17 @@ export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app
         { target: 'packetCaptureName' },
       );
     }
-    if (!hub.isConnected(session.vmId)) {
+    if (isScaleSetCapture(session)) {
+      const running = await runningInstances(session, control);
+      if (!running.some((i) => hub.isConnected(i.session.vmId))) {
+        throw new WirewatchError(
+          'AgentNotConnected',
+          running.length === 0
+            ? `No instance runs packet capture '${session.name}' yet; retry once one does`
+            : `The agents of the instances that run packet capture '${session.name}' are not connected; retry when they are`,
+        );
+      }
+    } else if (!hub.isConnected(session.vmId)) {
       throw new WirewatchError(
         'AgentNotConnected',
         `The agent of the VM that runs packet capture '${session.name}' is not connected; retry when it is`,
@@ -85,7 +98,16 @@ export const captureStreamRoutes: FastifyPluginAsync<ServerContext> = async (app
       const session = request.streamedCapture!;
       const owner = { kind: 'token', tokenId: principalOf(request).tokenId } as const;
       sockets.accept(request, reply, { owner, maxPayload: VIEWER_MAX_PAYLOAD }, (socket) => {
-        const viewer = relayStream(socket, session, hub, request.log);
+        const viewer = isScaleSetCapture(session)
+          ? relayInstances({
+              socket,
+              parent: session,
+              control,
+              hub,
+              log: request.log,
+              maxBuffered: MAX_VIEWER_BUFFERED,
+            })
+          : relayStream(socket, session, hub, request.log);
         if (viewer === undefined) return;
         auditRequest(control, request, {
           subscriptionId: session.subscriptionId,
