@@ -6,6 +6,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { BlockBlobClient } from '@azure/storage-blob';
 import WebSocket from 'ws';
 import {
   CHANNEL_PATH,
@@ -19,6 +20,11 @@ import {
   type ServerMessage,
 } from '../../src/model/channel.js';
 import type { SessionStopReason } from '../../src/model/stop-reason.js';
+import { parseFileHeader } from '../../src/pcap/format.js';
+import { countWholeRecords, PcapRecordWalker } from '../../src/pcap/record-walker.js';
+
+/** Bytes of a file read per binary frame, as the real agent sends them. */
+const FRAME_DATA = 256 * 1024;
 
 export interface SyntheticAgentOptions {
   readonly serverUrl: string;
@@ -44,6 +50,16 @@ export interface SyntheticAgentOptions {
   readonly ignoreStarts?: boolean;
   /** Don't act on stop messages: the session runs on (a hung agent). */
   readonly ignoreStops?: boolean;
+  /** Enroll as an instance of this scale set (then `name` is not sent). */
+  readonly scaleSet?: string;
+  /** With `scaleSet`: the instance id to ask for (default: the server's next). */
+  readonly instanceId?: string;
+  /**
+   * The bytes of a pcap file every capture "writes": reads of its file are served from them
+   * (also after the session is acknowledged), a live stream sends them (header, then records)
+   * once, and a capture with a blob target uploads them through its SAS at the end.
+   */
+  readonly captureFile?: Buffer;
 }
 
 interface SyntheticSession {
@@ -68,6 +84,10 @@ export class SyntheticAgent {
   /** Settles with the close code and reason when the current connection closes. */
   closed: Promise<{ code: number; reason: string }> = new Promise(() => undefined);
   #socket: WebSocket | undefined;
+  /** With `captureFile`: each session's file path, kept after its ack for reads. */
+  readonly #files = new Map<string, string>();
+  /** Live streams open on `captureFile`, by stream id: their session. */
+  readonly #streams = new Map<string, string>();
   #welcomed: (() => void) | undefined;
   #listeners = new Set<(m: ServerMessage) => void>();
 
@@ -180,6 +200,11 @@ export class SyntheticAgent {
     s.state = 'Stopped';
     s.stopReason = reason;
     s.stopTime = new Date().toISOString();
+    for (const [streamId, id] of this.#streams) {
+      if (id !== sessionId) continue;
+      this.#streams.delete(streamId);
+      this.#send({ type: 'streamEnd', streamId, packets: this.#filePackets(), dropped: 0 });
+    }
     this.#send({
       type: 'stopped',
       sessionId,
@@ -190,6 +215,7 @@ export class SyntheticAgent {
       ...(error ? { error } : {}),
       files: s.wroteNothing ? [] : [s.assignment.filePath],
     });
+    if (!s.wroteNothing) void this.#upload(sessionId, s.assignment);
   }
 
   async close(): Promise<void> {
@@ -222,8 +248,10 @@ export class SyntheticAgent {
       case 'deregistered':
         for (const id of this.sessions.keys()) this.finish(id, 'TargetDeleted');
         break;
-      // A synthetic capture has no file: reads and streams end at once, with that said.
+      // A synthetic capture has no file unless it was given one: reads and streams end at once,
+      // with that said.
       case 'readFile':
+        if (this.#serveRead(message)) break;
         this.#send({
           type: 'readFileEnd',
           requestId: message.requestId,
@@ -231,6 +259,7 @@ export class SyntheticAgent {
         });
         break;
       case 'streamStart':
+        if (this.#serveStream(message.streamId, message.sessionId)) break;
         this.#send({
           type: 'streamEnd',
           streamId: message.streamId,
@@ -240,9 +269,11 @@ export class SyntheticAgent {
         });
         break;
       // Grants arrive only when a test asks for them (it reads `received`); nothing to cancel.
+      case 'streamStop':
+        this.#streams.delete(message.streamId);
+        break;
       case 'blobGrant':
       case 'readFileCancel':
-      case 'streamStop':
         break;
     }
     for (const listener of [...this.#listeners]) listener(message);
@@ -257,6 +288,7 @@ export class SyntheticAgent {
       packets: 0,
     };
     this.sessions.set(assignment.sessionId, s);
+    if (this.options.captureFile) this.#files.set(assignment.sessionId, assignment.filePath);
     if (this.options.failStarts) {
       // As the real agent: a capture that never started wrote no file.
       s.wroteNothing = true;
@@ -299,6 +331,68 @@ export class SyntheticAgent {
       ...(s.stopTime ? { stopTime: s.stopTime } : {}),
       files: s.wroteNothing ? [] : [s.assignment.filePath],
     };
+  }
+
+  /** Answers a read of a session's `captureFile`; false when there is none to serve. */
+  #serveRead(m: Extract<ServerMessage, { type: 'readFile' }>): boolean {
+    const file = this.options.captureFile;
+    if (!file || this.#files.get(m.sessionId) !== m.path) return false;
+    const end = m.length === undefined ? file.length : Math.min(file.length, m.offset + m.length);
+    for (let at = m.offset; at < end; at += FRAME_DATA) {
+      this.#sendBinary(m.requestId, file.subarray(at, Math.min(end, at + FRAME_DATA)));
+    }
+    this.#send({ type: 'readFileEnd', requestId: m.requestId, size: file.length });
+    return true;
+  }
+
+  /** Streams `captureFile` to a viewer: its header, its records, then stats until it stops. */
+  #serveStream(streamId: string, sessionId: string): boolean {
+    const file = this.options.captureFile;
+    if (!file || this.sessions.get(sessionId)?.state !== 'Running') return false;
+    this.#streams.set(streamId, sessionId);
+    this.#sendBinary(streamId, file.subarray(0, 24));
+    // Whole records, at most FRAME_DATA of them per frame.
+    const walker = new PcapRecordWalker(file, parseFileHeader(file).byteOrder, { start: 24 });
+    let from = 24;
+    while (walker.next()) {
+      if (walker.offset - from > FRAME_DATA) {
+        this.#sendBinary(streamId, file.subarray(from, walker.start));
+        from = walker.start;
+      }
+    }
+    if (walker.offset > from) this.#sendBinary(streamId, file.subarray(from, walker.offset));
+    this.#send({
+      type: 'streamStats',
+      streamId,
+      packets: this.#filePackets(),
+      dropped: 0,
+      lagMs: 0,
+    });
+    return true;
+  }
+
+  #filePackets(): number {
+    const file = this.options.captureFile;
+    return file ? countWholeRecords(file.subarray(24), parseFileHeader(file).byteOrder) : 0;
+  }
+
+  /** Uploads `captureFile` to a capture's blob through its SAS and reports it. */
+  async #upload(sessionId: string, assignment: CaptureAssignment): Promise<void> {
+    const file = this.options.captureFile;
+    const blob = assignment.blob;
+    if (!file || blob?.sas === undefined) return;
+    await new BlockBlobClient(`${blob.url}?${blob.sas}`).uploadData(file);
+    this.#send({
+      type: 'uploaded',
+      sessionId,
+      upload: { state: 'Completed', blobs: [{ url: blob.url, size: file.length }] },
+    });
+  }
+
+  #sendBinary(id: string, data: Buffer): void {
+    if (this.#socket?.readyState === WebSocket.OPEN) {
+      this.#socket.send(Buffer.concat([Buffer.from(id, 'latin1'), data]), { binary: true });
+    }
   }
 
   /** Sends any message, as a (possibly misbehaving) agent would. */
