@@ -360,6 +360,49 @@ describe('one file for a scale-set capture', () => {
     });
   });
 
+  it('reads every instance lazily, a few windows at a time, however large the files', async () => {
+    const count = 16;
+    const big: SyntheticAgent[] = [];
+    for (let i = 0; i < count; i++) {
+      big.push(await instance('big', String(i), { packets: 1500, size: 1000 }));
+    }
+    await create('big-all', 'big');
+    await stop('big-all');
+    const total = count * files.get('big_0')!.length;
+    const asked = () =>
+      big.flatMap((a) =>
+        a.received.flatMap((m) => (m.type === 'readFile' && m.length !== 0 ? [m] : [])),
+      );
+    const res = await fetch(`${t.url}${url('big-all', '/content')}`, {
+      headers: { authorization: `Bearer ${tenant.reader}` },
+    });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    expect(first.done).toBe(false);
+    // Every instance is being read, each in windows (no read of a whole file) ...
+    await waitFor(
+      () => Promise.resolve(new Set(asked().map((m) => m.sessionId)).size),
+      (n) => n === count,
+    );
+    // ... and while the client reads no further, the server asks for no more than a few.
+    await new Promise((r) => setTimeout(r, 1000));
+    const reads = asked();
+    for (const m of reads) expect(m.length).toBeLessThanOrEqual(256 * 1024);
+    const requested = reads.reduce((sum, m) => sum + (m.length ?? 0), 0);
+    expect(requested).toBeLessThanOrEqual(count * 3 * 256 * 1024);
+    expect(requested).toBeLessThan(total / 2);
+    // The rest comes whole: every packet of every instance.
+    const chunks = [Buffer.from(first.value)];
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      chunks.push(Buffer.from(r.value));
+    }
+    const file = path.join(dir, 'big.pcapng');
+    await writeFile(file, Buffer.concat(chunks));
+    const lines = await tsharkFieldLines(file, ['frame.interface_name']);
+    expect(lines).toHaveLength(count * 1500);
+    expect(new Set(lines).size).toBe(count);
+  }, 120_000);
+
   it('streams every running instance live as one pcapng, a late joiner included', async () => {
     await create('web-live', 'web', { scope: { exclude: ['3'] } });
     const streamed = path.join(dir, 'live.pcapng');
