@@ -328,6 +328,27 @@ export function scaleSetId(subscriptionId: string, rg: string, name: string): st
   return `/subscriptions/${subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
 }
 
+/** Registers the storage account `logs` in resource group `lab` for `tenant` (Contributor). */
+export async function registerStorageAccount(
+  t: ApiClient,
+  tenant: Tenant,
+  connectionString: string,
+): Promise<void> {
+  const registered = await t.call(
+    'POST',
+    `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
+    {
+      token: tenant.contributor,
+      body: { name: 'logs', resourceGroup: 'lab', connectionString },
+    },
+  );
+  if (registered.status !== 201) {
+    throw new Error(
+      `registering storage account logs answered ${registered.status}: ${registered.text}`,
+    );
+  }
+}
+
 export function watcherPath(subscriptionId: string, rg: string, name: string): string {
   return `/subscriptions/${subscriptionId}/resourceGroups/${rg}/providers/Microsoft.Network/networkWatchers/${name}`;
 }

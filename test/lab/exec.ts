@@ -11,10 +11,19 @@ export interface RunResult {
 export function run(
   file: string,
   args: readonly string[],
-  options: { input?: string; check?: boolean; timeoutMs?: number } = {},
+  options: {
+    input?: string;
+    check?: boolean;
+    timeoutMs?: number;
+    /** Variables added to (or replacing) this process's environment. */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }),
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -50,10 +50,6 @@ export interface SyntheticAgentOptions {
   readonly ignoreStarts?: boolean;
   /** Don't act on stop messages: the session runs on (a hung agent). */
   readonly ignoreStops?: boolean;
-  /** Enroll as an instance of this scale set (then `name` is not sent). */
-  readonly scaleSet?: string;
-  /** With `scaleSet`: the instance id to ask for (default: the server's next). */
-  readonly instanceId?: string;
   /**
    * The bytes of a pcap file every capture "writes": reads of its file are served from them
    * (also after the session is acknowledged), a live stream sends them (header, then records)

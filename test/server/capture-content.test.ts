@@ -22,6 +22,7 @@ import {
   API,
   capturePath,
   createTenant,
+  registerStorageAccount,
   startTestServer,
   vmId,
   waitFor,
@@ -156,15 +157,7 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
     azurite = await startAzurite({ dataDir: path.join(dir, 'azurite') });
     t = await startTestServer();
     tenant = await createTenant(t, 'downloads');
-    const registered = await t.call(
-      'POST',
-      `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
-      {
-        token: tenant.contributor,
-        body: { name: 'logs', resourceGroup: 'lab', connectionString: azurite.connectionString },
-      },
-    );
-    expect(registered.status, registered.text).toBe(201);
+    await registerStorageAccount(t, tenant, azurite.connectionString);
     agent = await startAgent();
 
     // A file of several MB: several windows of the relay, many 256 KiB frames.

@@ -7,7 +7,6 @@
  * Azurite through the capture's SAS. tshark is the judge: `frame.interface_name` per packet,
  * time order, every packet of every selected instance and none of the others.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import {
   API,
   capturePath,
   createTenant,
+  registerStorageAccount,
   startTestServer,
   syntheticAgentOf,
   waitFor,
@@ -70,29 +70,9 @@ function instanceFile(host: string, offsetUs: number, spec: InstanceFile): Buffe
   return Buffer.concat([header, ...records]);
 }
 
-/** Runs `sh -c script` with the CLI's environment; resolves with its output. */
-function shell(
-  script: string,
-  args: readonly string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', script, 'sh', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** Runs `sh -c script` (its arguments `$1`…) with the CLI's environment added. */
+const shell = (script: string, args: readonly string[], env: Record<string, string>) =>
+  run('sh', ['-c', script, 'sh', ...args], { env, check: false });
 
 describe('one file for a scale-set capture', () => {
   let dir: string;
@@ -194,15 +174,7 @@ describe('one file for a scale-set capture', () => {
     azurite = await startAzurite({ dataDir: path.join(dir, 'azurite') });
     t = await startTestServer();
     tenant = await createTenant(t, 'vmss-content');
-    const registered = await t.call(
-      'POST',
-      `/api/v1/subscriptions/${tenant.subscriptionId}/storageAccounts`,
-      {
-        token: tenant.contributor,
-        body: { name: 'logs', resourceGroup: 'lab', connectionString: azurite.connectionString },
-      },
-    );
-    expect(registered.status, registered.text).toBe(201);
+    await registerStorageAccount(t, tenant, azurite.connectionString);
     // Scale set web: instances 0–2 and 3 (excluded below) capture 30 packets; 4 fails to start.
     for (const id of ['0', '1', '2', '3']) await instance('web', id, { packets: 30 });
     await instance('web', '4');
