@@ -51,7 +51,9 @@ export const captureContentRoutes: FastifyPluginAsync<ServerContext> = async (ap
   // attachment or a part. The app's handler then answers.
   app.setErrorHandler((err, _request, reply) => {
     const code = err instanceof WirewatchError ? err.code : undefined;
-    const stale = ['content-disposition'];
+    // The file's type too: the error body is JSON (a merge that fails before its first byte
+    // fails the stream after the type was set).
+    const stale = ['content-disposition', 'content-type'];
     if (code !== 'RangeNotSatisfiable') stale.push('content-range');
     for (const name of stale) {
       reply.removeHeader(name);
