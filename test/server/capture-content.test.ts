@@ -304,7 +304,7 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
       expect(total).toBeLessThanOrEqual(120);
     });
 
-    it('?format=pcapng: one interface named after the VM, every packet in time order, read by tshark', async () => {
+    it("?format=pcapng: one interface named after the VM, every packet in the files' order, read by tshark", async () => {
       for (const [name, files] of [
         [ring.name, ring.files],
         [single.name, [single.file]],
@@ -320,13 +320,17 @@ describe.skipIf(!isRoot)('downloading captures from the agent (root)', () => {
         expect(d.body.readUInt32LE(0)).toBe(0x0a0d0d0a);
         const file = path.join(dir, `${name}.pcapng`);
         await writeFile(file, d.body);
-        const lines = await tsharkFieldLines(file, ['frame.interface_name', 'frame.time_epoch']);
-        let total = 0;
-        for (const f of files) total += (await tsharkRead(f)).length;
-        expect(lines.length, name).toBe(total);
+        const fields = ['frame.interface_name', 'frame.time_epoch', 'frame.len'];
+        const lines = await tsharkFieldLines(file, fields);
         expect(new Set(lines.map((l) => l.split('\t')[0]))).toEqual(new Set(['host-a']));
-        const times = lines.map((l) => Number(l.split('\t')[1]));
-        expect(times).toEqual([...times].sort((a, b) => a - b));
+        // Every packet of the files, in their order (a ring's files one after the other): what
+        // tcpdump wrote, also where its stamps are not in order.
+        const expected: string[] = [];
+        for (const f of files) {
+          for (const l of await tsharkFieldLines(f, fields.slice(1))) expected.push(l);
+        }
+        expect(expected.length, name).toBeGreaterThan(0);
+        expect(lines.map((l) => l.split('\t').slice(1).join('\t'))).toEqual(expected);
       }
     });
 
