@@ -101,6 +101,8 @@ export interface CaptureOptions {
   readonly clock?: Clock;
   /** How long a stop waits for the kernel to hand over captured packets (default 1200 ms). */
   readonly drainMs?: number;
+  /** While a viewer watches: how often tcpdump's output is flushed (default 200 ms). */
+  readonly liveFlushMs?: number;
   /** Free bytes below which a single-file capture stops with LocalFileFailed (default 512 KiB). */
   readonly diskReserveBytes?: number;
   /** How long tcpdump may take to open the interface. */

@@ -8,6 +8,8 @@ import { LIVE_FLUSH_MS } from './tcpdump.js';
 
 export interface LiveFlushOptions {
   readonly clock: Clock;
+  /** Between flushes (default LIVE_FLUSH_MS). */
+  readonly intervalMs?: number;
   /** Has tcpdump write out what it holds. */
   readonly flush: () => Promise<void>;
   /** tcpdump has exited: no timer may re-arm. */
@@ -49,7 +51,8 @@ export class LiveFlush {
   #schedule(ms: number): void {
     this.#timer = this.#options.clock.setTimeout(() => {
       void this.#options.flush().then(() => {
-        if (this.#watchers > 0 && !this.#options.ended()) this.#schedule(LIVE_FLUSH_MS);
+        if (this.#watchers > 0 && !this.#options.ended())
+          this.#schedule(this.#options.intervalMs ?? LIVE_FLUSH_MS);
       });
     }, ms);
   }

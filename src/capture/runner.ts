@@ -93,6 +93,7 @@ export class CaptureSession {
     });
     this.#live = new LiveFlush({
       clock: this.#clock,
+      ...(options.liveFlushMs === undefined ? {} : { intervalMs: options.liveFlushMs }),
       flush: () => this.#flush(),
       ended: () => this.#done,
     });

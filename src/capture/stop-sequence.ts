@@ -146,7 +146,9 @@ export class StopSequence {
     try {
       if (child.kill('SIGSTOP')) state = outputWriteState(child.pid);
       // A pending SIGINT is handled as tcpdump resumes, before it can start another write.
-      if (state === 'between-writes' || state === 'unknown' || !waitOn) this.#sendInterrupt();
+      if (state === 'waiting' || state === 'running' || state === 'unknown' || !waitOn) {
+        this.#sendInterrupt();
+      }
     } finally {
       child.kill('SIGCONT');
     }

@@ -65,22 +65,27 @@ describe('tcpdump', () => {
   });
 
   it.skipIf(process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch))(
-    'tells a process stopped inside a write to its output from one stopped elsewhere',
+    'tells a process stopped inside a write to its output from one waiting in another call and one running its own code',
     async () => {
-      // `yes` into a pipe nobody reads blocks in write(1, …); `sleep` waits in nanosleep.
+      // `yes` into a pipe nobody reads blocks in write(1, …); `sleep` waits in nanosleep; the
+      // shell's empty loop runs its own code.
       const writer = spawn('yes', [], { stdio: ['ignore', 'pipe', 'ignore'] });
       const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+      const spinner = spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
       try {
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(outputWriteState(sleeper.pid!, 0)).toBe('not-stopped');
         writer.kill('SIGSTOP');
         sleeper.kill('SIGSTOP');
+        spinner.kill('SIGSTOP');
         expect(outputWriteState(writer.pid!, 2000)).toBe('writing');
-        expect(outputWriteState(sleeper.pid!, 2000)).toBe('between-writes');
+        expect(outputWriteState(sleeper.pid!, 2000)).toBe('waiting');
+        expect(outputWriteState(spinner.pid!, 2000)).toBe('running');
         expect(outputWriteState(2 ** 22 + 1)).toBe('unknown');
       } finally {
         writer.kill('SIGKILL');
         sleeper.kill('SIGKILL');
+        spinner.kill('SIGKILL');
       }
     },
   );

@@ -49,10 +49,12 @@ const WRITE_SYSCALLS: Partial<Record<NodeJS.Architecture, readonly number[]>> = 
 
 /**
  * Where a process that has just been sent SIGSTOP stands: stopped inside a write(2) to its
- * standard output, stopped elsewhere, not stopped (yet) after `waitMs` (a busy host), or unknown
- * (no /proc, another architecture, the process is gone).
+ * standard output (`writing`), inside another system call (`waiting`: tcpdump waits for the
+ * kernel's next block of packets, outside its output's stdio calls), in its own code (`running`:
+ * tcpdump may be halfway through an fwrite of a packet into its stdio buffer), not stopped (yet)
+ * after `waitMs` (a busy host), or unknown (no /proc, another architecture, the process is gone).
  */
-export type OutputWriteState = 'writing' | 'between-writes' | 'not-stopped' | 'unknown';
+export type OutputWriteState = 'writing' | 'waiting' | 'running' | 'not-stopped' | 'unknown';
 
 /**
  * Reads {@link OutputWriteState} from /proc/PID/stat and /proc/PID/syscall. Synchronous: the
@@ -70,8 +72,12 @@ export function outputWriteState(pid: number, waitMs = 5): OutputWriteState {
       if (stat.slice(end + 2, end + 3) === 'T') break;
       if (performance.now() > until) return 'not-stopped';
     }
+    // "NR ARGS…" inside a system call; "-1 SP PC" in user code.
     const [nr, fd] = readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ');
-    return writes.includes(Number(nr)) && Number(fd) === 1 ? 'writing' : 'between-writes';
+    const number = Number(nr);
+    if (!Number.isInteger(number)) return 'unknown';
+    if (number < 0) return 'running';
+    return writes.includes(number) && Number(fd) === 1 ? 'writing' : 'waiting';
   } catch {
     return 'unknown';
   }
