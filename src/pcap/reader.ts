@@ -309,9 +309,17 @@ export async function* readPcapFile(
   }
 }
 
-/** Reads up to `length` bytes at `position`; fewer only at the end of the file. */
-export async function readAt(fh: FileHandle, length: number, position: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+/**
+ * Reads up to `length` bytes at `position`; fewer only at the end of the file. With `into` (at
+ * least `length` bytes), into that buffer: the result is a view of it.
+ */
+export async function readAt(
+  fh: FileHandle,
+  length: number,
+  position: number,
+  into?: Buffer,
+): Promise<Buffer> {
+  const buf = into ?? Buffer.allocUnsafe(length);
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await fh.read(buf, filled, length - filled, position + filled);

@@ -6,7 +6,7 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { WirewatchError } from '../model/errors.js';
-import { FILE_HEADER_LENGTH, parseFileHeader } from './format.js';
+import { FILE_HEADER_LENGTH, RECORD_HEADER_LENGTH, parseFileHeader } from './format.js';
 import {
   MAX_CAPTURED_LENGTH_LIMIT,
   MIN_CAPTURED_LENGTH_LIMIT,
@@ -208,11 +208,19 @@ export async function countPcapRecords(
     const { size } = await fh.stat();
     if (size < FILE_HEADER_LENGTH) return from;
     const header = parseFileHeader(await readAt(fh, FILE_HEADER_LENGTH, 0));
-    const walker = new FileRecordWalker((length, at) => readAt(fh, length, at), header.byteOrder, {
-      start: Math.max(from.bytes, FILE_HEADER_LENGTH),
-      size,
-      chunkSize,
-    });
+    // This runs at every progress report over all that tcpdump wrote since the last: one buffer
+    // for every chunk (the walker holds only the last) spares a fresh 1 MiB, and its page
+    // faults, per chunk.
+    const scratch = Buffer.allocUnsafe(Math.max(chunkSize, RECORD_HEADER_LENGTH));
+    const walker = new FileRecordWalker(
+      (length, at) => readAt(fh, length, at, scratch),
+      header.byteOrder,
+      {
+        start: Math.max(from.bytes, FILE_HEADER_LENGTH),
+        size,
+        chunkSize,
+      },
+    );
     let records = from.records;
     for (;;) {
       if (walker.next()) records++;
