@@ -155,6 +155,11 @@ async function scenario(
   console.log(
     `  ${name}: wirewatch CPU-s = tcpdump ${childCpu.toFixed(2)} + node while capturing ${nodeDuring.toFixed(2)} + final check of the file ${nodeFinish.toFixed(2)}; while capturing / bare tcpdump = ${bareCpu === 0 ? 'n/a' : ((childCpu + nodeDuring) / bareCpu).toFixed(3)}`,
   );
+  // A file that holds fewer packets than its tcpdump counted lost them after capture (a torn
+  // record cut by the repair); kernel drops are load, counted by tcpdump before it saw them.
+  console.log(
+    `  ${name}: wirewatch's tcpdump counted ${result.tcpdumpCaptured}, the file holds ${result.packets}, kernel drops ${result.kernelDrops}${result.error === undefined ? '' : `; error: ${result.error.message}`}`,
+  );
   await Promise.all([exited(bare), exited(server)]);
 
   const bareDrops = Number(/(\d+) packets? dropped by kernel/.exec(bareErr())?.[1] ?? NaN);
