@@ -6,7 +6,6 @@ import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { WirewatchError } from '../model/errors.js';
 import type { SpawnFunction } from './capture-options.js';
 import { startTcpdumpGuard, type TcpdumpGuard } from './tcpdump-guard.js';
@@ -15,15 +14,12 @@ import {
   catchesSignal,
   explainTcpdumpFailure,
   outputWriteState,
+  processState,
   type OutputWriteState,
 } from './tcpdump.js';
 
 /** How long tcpdump may take to exit after SIGINT before it is killed (a hung disk, say). */
 export const KILL_AFTER_MS = 10_000;
-
-/** How long a flush keeps trying to find tcpdump waiting for packets, and how often. */
-const FLUSH_TRY_MS = 100;
-const FLUSH_RETRY_MS = 5;
 
 /** How tcpdump exited, as a value (zx's ProcessOutput). */
 export interface TcpdumpExit {
@@ -134,8 +130,8 @@ export class TcpdumpProcess {
 
   /**
    * Has tcpdump write out the packets it holds (SIGUSR2), if this tcpdump does that (asked once)
-   * and only while it waits for packets; `running` is asked again before each try. Returns
-   * whether the signal was sent.
+   * and only while it waits for packets; `running` is asked again before the signal is sent.
+   * Returns whether it was sent.
    *
    * tcpdump 4.99's SIGUSR2 handler calls fflush on its output at once, whatever the program was
    * doing: a signal that lands while tcpdump is inside fwrite, copying a packet into its stdio
@@ -144,30 +140,32 @@ export class TcpdumpProcess {
    * the repair must cut everything after it (docs/reliability.md, "Flushing tcpdump"). So tcpdump
    * is frozen (SIGSTOP) and sent SIGUSR2 only when it is inside a system call other than a write
    * to its output: waiting for the kernel's next block of packets, outside any stdio call. The
-   * pending signal runs as it resumes (SIGCONT), before it returns to its own code. Frozen
-   * elsewhere, it resumes and is tried again shortly, for up to FLUSH_TRY_MS.
+   * pending signal runs as it resumes (SIGCONT), before it returns to its own code.
+   *
+   * Anywhere else, or busy (running), it is left alone until the next flush: the flush is for a
+   * quiet capture, whose tcpdump waits for packets nearly all the time; a busy one fills its
+   * buffer and writes it out by itself, and freezing it would only cost kernel drops.
    */
   async flush(running: () => boolean): Promise<boolean> {
     const child = this.#child;
     const pid = child?.pid;
     if (child === undefined || pid === undefined) return false;
     this.#flushes ??= catchesSignal(pid, 'SIGUSR2');
-    if (!(await this.#flushes)) return false;
-    const until = performance.now() + FLUSH_TRY_MS;
-    for (;;) {
-      if (!running()) return false;
-      let state: OutputWriteState = 'unknown';
-      try {
-        if (child.kill('SIGSTOP')) state = outputWriteState(pid);
-        if (state === 'waiting') child.kill('SIGUSR2');
-      } finally {
-        child.kill('SIGCONT');
-      }
-      if (state === 'waiting') return true;
-      // Unknown: no way to tell a safe moment; a packet that shows late beats a torn file.
-      if (state === 'unknown' || performance.now() > until) return false;
-      await sleep(FLUSH_RETRY_MS);
+    if (!(await this.#flushes) || !running()) return false;
+    try {
+      if (processState(pid) === 'R') return false;
+    } catch {
+      return false; // gone
     }
+    // Unknown (no way to tell a safe moment): no flush; a packet that shows late beats a torn file.
+    let state: OutputWriteState = 'unknown';
+    try {
+      if (child.kill('SIGSTOP')) state = outputWriteState(pid);
+      if (state === 'waiting') child.kill('SIGUSR2');
+    } finally {
+      child.kill('SIGCONT');
+    }
+    return state === 'waiting';
   }
 
   /** The guard is no longer needed: tcpdump has exited or is being cleaned up. */

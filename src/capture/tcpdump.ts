@@ -66,10 +66,7 @@ export function outputWriteState(pid: number, waitMs = 5): OutputWriteState {
   const until = performance.now() + waitMs;
   try {
     // Stopping takes the target a moment (it may be running, or waiting for a core).
-    for (;;) {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const end = stat.lastIndexOf(')');
-      if (stat.slice(end + 2, end + 3) === 'T') break;
+    while (processState(pid) !== 'T') {
       if (performance.now() > until) return 'not-stopped';
     }
     // "NR ARGS…" inside a system call; "-1 SP PC" in user code.
@@ -81,6 +78,16 @@ export function outputWriteState(pid: number, waitMs = 5): OutputWriteState {
   } catch {
     return 'unknown';
   }
+}
+
+/**
+ * A process's state letter from /proc/PID/stat (R running, S sleeping, T stopped, …).
+ * @throws when there is no such process or no /proc.
+ */
+export function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const end = stat.lastIndexOf(')');
+  return stat.slice(end + 2, end + 3);
 }
 
 /** Counters tcpdump prints on SIGUSR1 and at exit. */
