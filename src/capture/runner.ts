@@ -80,6 +80,8 @@ export class CaptureSession {
   #done = false;
   /** Live viewers holding {@link watch}; while there are any, tcpdump's output is flushed. */
   readonly #live: LiveFlush;
+  /** The output's size at the last live flush (-1: none yet). */
+  #liveFlushedSize = -1;
 
   constructor(options: CaptureOptions) {
     this.#options = options;
@@ -94,7 +96,7 @@ export class CaptureSession {
     this.#live = new LiveFlush({
       clock: this.#clock,
       ...(options.liveFlushMs === undefined ? {} : { intervalMs: options.liveFlushMs }),
-      flush: () => this.#flush(),
+      flush: () => this.#liveFlush(),
       ended: () => this.#done,
     });
     const limits = options.limits ?? {};
@@ -149,6 +151,18 @@ export class CaptureSession {
    */
   watch(): () => void {
     return this.#live.watch();
+  }
+
+  /**
+   * A viewer's flush, only when the output has not grown since the last one: tcpdump that writes
+   * out each 4 KiB it fills needs none, and freezing it for a look (TcpdumpProcess.flush) only
+   * risks kernel drops at full rate. A packet then waits at most two flush periods.
+   */
+  async #liveFlush(): Promise<void> {
+    const size = this.#ring?.bytesWritten ?? (await this.#file?.file.refreshSize()) ?? 0;
+    const grew = size !== this.#liveFlushedSize;
+    this.#liveFlushedSize = size;
+    if (!grew) await this.#flush();
   }
 
   async #flush(): Promise<void> {
