@@ -1,19 +1,21 @@
 /**
  * Finding things the way az does before a packet-capture request: the network watcher of a
- * location (every capture command), the VM a capture targets and its location (`capture
- * create`), and a storage account given by name or id. `capture stream` shares these.
+ * location (every capture command), the VM or scale set a capture targets and its location
+ * (`capture create`), and a storage account given by name or id. `capture stream` shares these.
  */
 import type { ApiClient } from './api-client.js';
 import { RefusedError, UsageError } from './cli-errors.js';
 import {
   defaultHint,
   resolveSubscription,
-  resourceGroupPath,
+  SCALE_SET_TYPE,
   segment,
   subscriptionPath,
+  VM_TYPE,
   vmPath,
   vmPathOfId,
 } from './resource-scope.js';
+import type { TargetChoice } from './capture-create-body.js';
 
 /** A network watcher as the ARM list shows it (the fields the CLI reads). */
 export interface WatcherView {
@@ -22,8 +24,8 @@ export interface WatcherView {
   readonly location: string;
 }
 
-/** A VM as Microsoft.Compute shows it (the fields the CLI reads). */
-export interface VmView {
+/** A VM or scale set as Microsoft.Compute shows it (the fields the CLI reads). */
+export interface TargetView {
   readonly id: string;
   readonly name: string;
   readonly location: string;
@@ -102,47 +104,37 @@ export function captureRefIn(watcher: WatcherView, name: string): CaptureRef {
 }
 
 /**
- * The VM `--vm` names: a full resource id, or a name in `--resource-group` (as in az). Its
- * location decides the network watcher.
+ * The VM or scale set a capture targets ({@link TargetChoice}: `--vm`, `--target` or `--vmss`):
+ * a full resource id, or a name in `--resource-group` (as in az). Its location decides the
+ * network watcher.
  */
-export async function vmOf(
+export async function targetOf(
   client: ApiClient,
   subscriptionId: string,
-  vm: string,
+  choice: TargetChoice,
   resourceGroup: string | undefined,
-): Promise<VmView> {
+): Promise<TargetView> {
+  const { option, nameOrId } = choice;
+  const scaleSet = choice.type === 'AzureVMSS';
+  const type = scaleSet ? SCALE_SET_TYPE : VM_TYPE;
+  const what = scaleSet ? 'scale set' : 'VM';
   let path: string | undefined;
-  if (vm.startsWith('/')) {
-    path = vmPathOfId(vm, '--vm');
+  if (nameOrId.startsWith('/')) {
+    path = vmPathOfId(nameOrId, option, type);
     if (path === undefined) {
       throw new UsageError(
-        `--vm ${vm}: not a VM id (/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}); or give its name with --resource-group`,
+        `${option} ${nameOrId}: not a ${what} id (/subscriptions/{s}/resourceGroups/{rg}/providers/${type}/{name}); or give its name with --resource-group`,
       );
     }
   } else {
     if (resourceGroup === undefined || resourceGroup === '') {
       throw new UsageError(
-        `--vm ${vm}: a VM name needs --resource-group or a default group (${defaultHint('group')}), or give the VM's id`,
+        `${option} ${nameOrId}: a ${what} name needs --resource-group or a default group (${defaultHint('group')}), or give the ${what}'s id`,
       );
     }
-    path = vmPath(subscriptionId, resourceGroup, vm, '--vm');
+    path = vmPath(subscriptionId, resourceGroup, nameOrId, option, type);
   }
-  return client.get<VmView>(path);
-}
-
-/** A VM scale set's id for `--target-type AzureVMSS` (wirewatch has no scale sets to look up). */
-export function scaleSetIdOf(
-  subscriptionId: string,
-  vm: string,
-  resourceGroup: string | undefined,
-): string {
-  if (vm.startsWith('/')) return vm;
-  if (resourceGroup === undefined || resourceGroup === '') {
-    throw new UsageError(
-      `--vm ${vm}: a scale set name needs --resource-group or a default group (${defaultHint('group')}), or give its id`,
-    );
-  }
-  return `${resourceGroupPath(subscriptionId, resourceGroup)}/providers/Microsoft.Compute/virtualMachineScaleSets/${segment(vm, '--vm')}`;
+  return client.get<TargetView>(path);
 }
 
 interface StorageAccountEntry {

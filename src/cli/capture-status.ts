@@ -27,7 +27,32 @@ export interface CaptureStatus {
   readonly uploadState?: string;
   readonly agentConnectionState?: string;
   readonly files?: readonly string[];
+  /** A scale-set capture's instances (wirewatch's extension), by instance id. */
+  readonly instances?: readonly InstanceStatus[];
 }
+
+/** One instance of a scale-set capture, as queryStatus's `instances` shows it. */
+export interface InstanceStatus {
+  readonly instanceId: string;
+  readonly status: CaptureStatus['packetCaptureStatus'];
+  readonly stopReason?: string;
+  readonly errors?: readonly unknown[];
+  readonly packets: number;
+  readonly bytes: number;
+  readonly drops: number;
+  readonly files?: readonly string[];
+  readonly blobs?: readonly string[];
+}
+
+/** `capture show --instances`, and under a scale-set capture's table: one row per instance. */
+export const INSTANCE_COLUMNS: readonly Column<InstanceStatus>[] = [
+  { header: 'InstanceId', get: (i) => i.instanceId },
+  { header: 'Status', get: (i) => i.status },
+  { header: 'StopReason', get: (i) => i.stopReason },
+  { header: 'Packets', get: (i) => i.packets },
+  { header: 'Bytes', get: (i) => i.bytes, kind: 'bytes' },
+  { header: 'Drops', get: (i) => i.drops },
+];
 
 /**
  * The state a person reads: `Stopping` for a capture still running after a stop was asked for

@@ -15,6 +15,7 @@ export interface CaptureView {
   readonly properties: {
     readonly provisioningState?: string;
     readonly target?: string;
+    readonly targetType?: string;
     readonly timeLimitInSeconds?: number;
     readonly continuousCapture?: boolean;
     readonly captureSettings?: { readonly sessionTimeLimitInSeconds?: number };

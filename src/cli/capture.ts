@@ -6,13 +6,15 @@
  */
 import { Command, Option } from 'commander';
 import { apiCommand, example, withClient, type GlobalOptions } from './cli-context.js';
-import { describeCliError, RefusedError } from './cli-errors.js';
+import type { ApiClient } from './api-client.js';
+import { describeCliError, RefusedError, UsageError } from './cli-errors.js';
 import { captureCreateCommand } from './capture-create.js';
 import { captureDownloadCommand } from './capture-download.js';
 import { captureStreamCommand } from './capture-stream.js';
-import { captureRefOf, LOCATION_HELP, watcherOfLocation } from './capture-ref.js';
+import { captureRefOf, LOCATION_HELP, watcherOfLocation, type CaptureRef } from './capture-ref.js';
 import {
   captureCommandLine,
+  INSTANCE_COLUMNS,
   interruptible,
   LiveLine,
   operationOf,
@@ -24,6 +26,7 @@ import {
   waitForOperation,
   waitForStatus,
   type CaptureStatus,
+  type InstanceStatus,
 } from './capture-status.js';
 import { CAPTURE_COLUMNS, getCapture, type CaptureView } from './capture-view.js';
 import { printResult } from './output.js';
@@ -43,15 +46,52 @@ interface OnCaptureOptions extends GlobalOptions {
 
 function showCommand(): Command {
   return onCapture('show')
-    .description('show a packet capture (its properties)')
-    .addHelpText('after', example('wirewatch capture show -l westeurope -n https1 -o table'))
+    .description('show a packet capture (its properties); of a scale set, also its instances')
+    .option(
+      '--instances',
+      "only a scale-set capture's instances: InstanceId, Status, StopReason, Packets, Bytes, Drops",
+    )
+    .addHelpText(
+      'after',
+      example(
+        'wirewatch capture show -l westeurope -n https1 -o table',
+        'wirewatch capture show -l westeurope -n all1 --instances -o tsv',
+      ),
+    )
     .action(async (_opts: unknown, command: Command) => {
-      const o = command.opts<OnCaptureOptions>();
+      const o = command.opts<OnCaptureOptions & { instances?: boolean }>();
       await withClient(command, async ({ client, output }) => {
         const ref = await captureRefOf(client, o.location, o.name);
-        printResult(output, await getCapture(client, ref), CAPTURE_COLUMNS);
+        const capture = await getCapture(client, ref);
+        const instances = await instancesOf(client, ref, capture);
+        if (o.instances) {
+          if (instances === undefined) {
+            throw new UsageError(
+              `--instances: packet capture '${ref.name}' targets a VM; only a scale-set capture has instances`,
+            );
+          }
+          printResult(output, instances, INSTANCE_COLUMNS);
+          return;
+        }
+        printResult(output, capture, CAPTURE_COLUMNS);
+        // A person reads the instances under the capture; json has them in its status, and tsv
+        // keeps one kind of row (--instances gives them).
+        if (output === 'table' && instances !== undefined) {
+          process.stdout.write('\n');
+          printResult(output, instances, INSTANCE_COLUMNS);
+        }
       });
     });
+}
+
+/** A scale-set capture's instances (from its expanded status, else queryStatus); a VM's: none. */
+async function instancesOf(
+  client: ApiClient,
+  ref: CaptureRef,
+  capture: CaptureView,
+): Promise<readonly InstanceStatus[] | undefined> {
+  if (capture.properties.targetType?.toLowerCase() !== 'azurevmss') return undefined;
+  return capture.properties.status?.instances ?? (await queryStatus(client, ref)).instances ?? [];
 }
 
 function showStatusCommand(): Command {

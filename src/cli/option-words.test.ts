@@ -52,6 +52,19 @@ describe('inOptionWords', () => {
     ).toBe('--filters [0].protocol: "ICMP" is not TCP');
   });
 
+  it('names an entry of a list option by the value typed', () => {
+    const lists = { 'scope.include': '--include' };
+    const sent = { scope: { include: ['0', '7', ''] } };
+    const said = (i: number) =>
+      inOptionWords(
+        { target: `properties.scope.include[${i}]`, message: 'names no instance' },
+        lists,
+        sent,
+      );
+    expect(said(1)).toBe('--include 7: names no instance');
+    expect(said(2)).toBe('--include "": names no instance');
+  });
+
   it('leaves an error about no option of the command alone', () => {
     expect(
       inOptionWords({ target: 'properties.storageLocation', message: 'x' }, fields, {}),

@@ -34,10 +34,17 @@ export function inOptionWords(
     .sort((a, b) => b.length - a.length)[0];
   if (field === undefined) return undefined;
   const rest = path.slice(field.length).replace(/^\./, '');
-  const where = rest === '' ? fields[field]! : `${fields[field]!} ${rest}`;
+  const value = valueAt(sent, path);
+  // An entry of a list option (`--include 0 7`, `scope.include[1]`) is named by what was typed.
+  const entry =
+    /^\[\d+\]$/.test(rest) && typeof value === 'string'
+      ? /^[\w./-]+$/.test(value)
+        ? value
+        : JSON.stringify(value)
+      : rest;
+  const where = entry === '' ? fields[field]! : `${fields[field]!} ${entry}`;
   const prefix = `${err.target}: `;
   const rule = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
-  const value = valueAt(sent, path);
   if (
     (typeof value === 'number' || typeof value === 'boolean') &&
     /must be string|expected a string/.test(rule)

@@ -81,22 +81,36 @@ export function resourceGroupPath(subscription: string, resourceGroup: string): 
   return `${subscriptionPath(subscription)}/resourceGroups/${segment(resourceGroup, '--resource-group')}`;
 }
 
-const VM_TYPE = 'Microsoft.Compute/virtualMachines';
+/** The Microsoft.Compute types a capture can target: a VM, or a scale set of instances. */
+export const VM_TYPE = 'Microsoft.Compute/virtualMachines';
+export const SCALE_SET_TYPE = 'Microsoft.Compute/virtualMachineScaleSets';
+export type ComputeType = typeof VM_TYPE | typeof SCALE_SET_TYPE;
 
-/** The path of VM `name` in a resource group; `flag` is the option the name came from. */
+/**
+ * The path of the VM (or, with `type`, the scale set) `name` in a resource group; `flag` is the
+ * option the name came from.
+ */
 export function vmPath(
   subscription: string,
   resourceGroup: string,
   name: string,
   flag: string,
+  type: ComputeType = VM_TYPE,
 ): string {
-  return `${resourceGroupPath(subscription, resourceGroup)}/providers/${VM_TYPE}/${segment(name, flag)}`;
+  return `${resourceGroupPath(subscription, resourceGroup)}/providers/${type}/${segment(name, flag)}`;
 }
 
-/** The path of the VM an ARM id (given with `flag`) names; undefined when it names no VM. */
-export function vmPathOfId(id: string, flag: string): string | undefined {
-  const vm = parseResourceId(id, VM_TYPE);
-  return vm && vmPath(vm.subscriptionId, vm.resourceGroup, vm.name, flag);
+/**
+ * The path of the VM (or, with `type`, the scale set) an ARM id (given with `flag`) names;
+ * undefined when it names none.
+ */
+export function vmPathOfId(
+  id: string,
+  flag: string,
+  type: ComputeType = VM_TYPE,
+): string | undefined {
+  const host = parseResourceId(id, type);
+  return host && vmPath(host.subscriptionId, host.resourceGroup, host.name, flag, type);
 }
 
 /** `/subscriptions/{s}/resourceGroups/{rg}/…` → rg, from an ARM id. */

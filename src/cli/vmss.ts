@@ -9,8 +9,8 @@ import {
   requireResourceGroup,
   resolveSubscription,
   resourceGroupOf,
-  resourceGroupPath,
-  segment,
+  SCALE_SET_TYPE,
+  vmPath,
 } from './resource-scope.js';
 import { scopedListCommand } from './list-command.js';
 
@@ -41,7 +41,7 @@ const INSTANCE_COLUMNS: readonly Column<ScaleSetVm>[] = [
   ...HOST_COLUMNS,
 ];
 
-const PROVIDER = 'providers/Microsoft.Compute/virtualMachineScaleSets';
+const PROVIDER = `providers/${SCALE_SET_TYPE}`;
 
 /** `wirewatch vmss`: scale sets of hosts running an agent, read the ARM way. */
 export function vmssCommand(): Command {
@@ -91,7 +91,7 @@ async function scaleSetPath(o: SetOptions, client: ApiClient): Promise<string> {
   const group = requireResourceGroup(client, o.resourceGroup);
   const name = need(o.name, '-n/--name');
   const s = await resolveSubscription(client);
-  return `${resourceGroupPath(s, group)}/${PROVIDER}/${segment(name, '--name')}`;
+  return vmPath(s, group, name, '--name', SCALE_SET_TYPE);
 }
 
 function showCommand(): Command {

@@ -19,15 +19,18 @@ import { parseFilters } from '../../src/capture/filter.js';
 import type { PacketCaptureFilter } from '../../src/capture/filter-spec.js';
 import { resolveCaptureLimits, resolveRingSettings } from '../../src/model/capture-limits.js';
 import { ApiClient } from '../../src/cli/api-client.js';
-import { scaleSetIdOf } from '../../src/cli/capture-ref.js';
+import { targetChoice } from '../../src/cli/capture-create-body.js';
 import { UsageError } from '../../src/cli/cli-errors.js';
 import { filtersJson } from '../../src/cli/format.js';
 import {
   onServer,
   parseCount,
   resourceGroupPath,
+  SCALE_SET_TYPE,
   segment,
   subscriptionPath,
+  vmPath,
+  vmPathOfId,
 } from '../../src/cli/resource-scope.js';
 import { parseTags } from '../../src/cli/watcher.js';
 import { WirewatchError } from '../../src/model/errors.js';
@@ -363,19 +366,20 @@ describe('CLI parsers, called directly', () => {
     );
   });
 
-  it('scale set ids and /proc/net/route: never throw anything but a usage error', () => {
+  it('scale set names and ids, the target options and /proc/net/route: never throw anything but a usage error', () => {
     fc.assert(
-      fc.property(
-        text,
-        fc.option(text, { nil: undefined }),
-        fc.string({ maxLength: 300 }),
-        (vm, rg, route) => {
-          const err = thrown(() => scaleSetIdOf('sub', vm, rg));
+      fc.property(text, text, fc.string({ maxLength: 300 }), (vmss, rg, route) => {
+        for (const parse of [
+          () => vmPath('sub', rg, vmss, '--vmss', SCALE_SET_TYPE),
+          () => vmPathOfId(vmss, '--vmss', SCALE_SET_TYPE),
+          () => targetChoice({ name: 'x', vmss, ...(rg === '' ? { vm: rg } : {}) }),
+        ]) {
+          const err = thrown(parse);
           if (err !== undefined) expect(err).toBeInstanceOf(UsageError);
-          const iface = parseProcNetRoute(`Iface\tDestination\n${route}`);
-          expect(iface === undefined || typeof iface === 'string').toBe(true);
-        },
-      ),
+        }
+        const iface = parseProcNetRoute(`Iface\tDestination\n${route}`);
+        expect(iface === undefined || typeof iface === 'string').toBe(true);
+      }),
       runs,
     );
   });
