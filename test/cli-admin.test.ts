@@ -21,6 +21,7 @@ import {
 } from './lab/cli-process.js';
 import { CLEAN_ENV, json, refused, table, tsv, usage } from './lab/cli-output.js';
 import { startTestServer, type TestServer } from './lab/control-plane.js';
+import { runEveryStep } from './lab/exec.js';
 import { SyntheticAgent } from './lab/synthetic-agent.js';
 
 const execFileAsync = promisify(execFile);
@@ -116,19 +117,12 @@ describe(
     }, 240_000);
 
     afterAll(async () => {
-      const steps = [
+      await runEveryStep([
         ...agents.map((a) => () => a.close()),
         () => server?.close(),
         () => azurite?.close(),
         () => (root ? rm(root, { recursive: true, force: true }) : undefined),
-      ];
-      for (const step of steps) {
-        try {
-          await step();
-        } catch {
-          // Every cleanup step runs, even if one fails.
-        }
-      }
+      ]);
     });
 
     describe('admin', () => {

@@ -18,7 +18,7 @@ import {
   type Tenant,
   type TestServer,
 } from './lab/control-plane.js';
-import { isRoot } from './lab/exec.js';
+import { isRoot, runEveryStep } from './lab/exec.js';
 import { createLab, type Lab, type LabHost } from './lab/lab.js';
 
 const COMPUTE = '?api-version=2024-07-01';
@@ -58,19 +58,12 @@ describe.skipIf(!isRoot)(
     }, 120_000);
 
     afterAll(async () => {
-      const steps = [
+      await runEveryStep([
         ...[...agents.values()].map((proc) => () => stopProcess(proc)),
         () => server?.close(),
         () => lab?.close(),
         () => (root ? rm(root, { recursive: true, force: true }) : undefined),
-      ];
-      for (const step of steps) {
-        try {
-          await step();
-        } catch {
-          // Every cleanup step runs, even if one fails.
-        }
-      }
+      ]);
     });
 
     const sub = () => tenant.subscriptionId;

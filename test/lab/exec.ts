@@ -51,3 +51,14 @@ export function run(
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Runs every cleanup step in order, each one even if an earlier one failed (for afterAll). */
+export async function runEveryStep(steps: readonly (() => unknown)[]): Promise<void> {
+  for (const step of steps) {
+    try {
+      await step();
+    } catch {
+      // The next step runs all the same.
+    }
+  }
+}
